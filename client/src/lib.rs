@@ -1,0 +1,1 @@
+//! The Lexum Rust SDK. Placeholder until the SDK lands.

@@ -1,0 +1,2 @@
+//! `lexumctl`: placeholder.
+fn main() {}

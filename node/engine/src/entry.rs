@@ -1,0 +1,110 @@
+//! Entries the engine applies and the work it asks the leader to do.
+//!
+//! Every replica applies the same [`Entry`] sequence; the leader alone reads
+//! [`Engine::pending`](crate::Engine::pending) and turns it into proposals,
+//! worker RPCs and timers.
+
+use lexum_compiler::program::Value;
+use serde::{Deserialize, Serialize};
+
+/// One write of an observation: `Domain.field = value`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldWrite {
+    /// Domain name.
+    pub domain: String,
+    /// Field name.
+    pub field: String,
+    /// New value (must have the field's type).
+    pub value: Value,
+}
+
+/// Identifies one effect intent: stable across retries and failovers, and
+/// the basis of the idempotency key handed to workers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct EffectKey(pub u64);
+
+/// Identifies one internal step the leader should propose (run a slice,
+/// deliver a message). Stale steps are ignored when applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct StepId(pub u64);
+
+/// Identifies a replicated timer (retry backoff, cycle backoff).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct TimerId(pub u64);
+
+/// How an effect attempt ended, as reported by a worker (or by the leader
+/// when the attempt timed out).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EffectOutcome {
+    /// The effect succeeded; `value` must have the declared return type
+    /// (`None` when the effect declares none).
+    Succeeded {
+        /// The result value.
+        value: Option<Value>,
+    },
+    /// The attempt failed and may be retried.
+    Failed {
+        /// Human-readable reason.
+        error: String,
+    },
+}
+
+/// A committed log entry, applied in order by every replica.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Entry {
+    /// Install a compiled program (bytes of `Program::encode`).
+    SubmitProgram {
+        /// Encoded program.
+        bytes: Vec<u8>,
+    },
+    /// Observations written by a client, applied atomically.
+    Mutate {
+        /// The writes.
+        writes: Vec<FieldWrite>,
+    },
+    /// Run an internal step from the ready queue (a slice, a delivery).
+    RunStep {
+        /// The step.
+        step: StepId,
+    },
+    /// The leader handed an effect attempt to a worker. The index of this
+    /// entry is the attempt's fencing token.
+    Dispatched {
+        /// The effect.
+        effect: EffectKey,
+        /// Attempt number (1-based), as the engine announced it.
+        attempt: u32,
+        /// Worker identity, for history.
+        worker: String,
+    },
+    /// A worker's answer (or a timeout) for a dispatched attempt.
+    EffectResult {
+        /// The effect.
+        effect: EffectKey,
+        /// Fencing token of the attempt (index of its `Dispatched` entry).
+        fencing: u64,
+        /// What happened.
+        outcome: EffectOutcome,
+    },
+    /// A replicated timer expired.
+    TimerFired {
+        /// The timer.
+        timer: TimerId,
+    },
+    /// `lexumctl release`: clear TRAPPED (one goal, or all of a domain).
+    Release {
+        /// Domain name.
+        domain: String,
+        /// Goal name, or every trapped goal of the domain.
+        goal: Option<String>,
+    },
+    /// `lexumctl retry`: re-arm a FAILED goal.
+    Retry {
+        /// Domain name.
+        domain: String,
+        /// Goal name.
+        goal: String,
+    },
+    /// Leader no-op (e.g. the blank entry of a new term).
+    Noop,
+}

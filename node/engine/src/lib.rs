@@ -1,0 +1,1 @@
+//! The deterministic Lexum engine. Placeholder until the engine lands.

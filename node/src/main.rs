@@ -1,0 +1,2 @@
+//! `lexumd`: placeholder until the node lands.
+fn main() {}

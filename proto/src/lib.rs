@@ -1,0 +1,1 @@
+//! Generated gRPC types. Placeholder until the protos land.
