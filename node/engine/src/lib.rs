@@ -1,1 +1,455 @@
-//! The deterministic Lexum engine. Placeholder until the engine lands.
+//! The deterministic Lexum engine (SPEC §3): goal evaluation, scheduling,
+//! retries and oscillation traps, driven only by committed [`Entry`] values.
+//!
+//! The engine performs no I/O, reads no clock, draws no random numbers and
+//! spawns no threads. Every replica applies the same entries with
+//! [`Engine::apply`] and reaches the same state and the same
+//! [`Engine::state_hash`]. The leader alone reads [`Engine::pending`] and turns
+//! it into proposals ([`Entry::RunStep`], [`Entry::Dispatched`],
+//! [`Entry::TimerFired`]) and worker RPCs; the engine never loops without an
+//! entry.
+//!
+//! ```
+//! use lexum_engine::{Engine, EngineConfig, Entry};
+//! let mut engine = Engine::new(EngineConfig::default());
+//! let applied = engine.apply(1, &Entry::Noop);
+//! assert!(applied.outcome.is_ok());
+//! assert_eq!(engine.last_applied(), 1);
+//! ```
+
+pub mod entry;
+pub mod eval;
+mod effects;
+mod exec;
+mod hash;
+mod oscillation;
+mod report;
+mod schedule;
+mod state;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+
+use lexum_compiler::program::{DomainId, FieldId, GoalId, Priority, Program, Value};
+use serde::{Deserialize, Serialize};
+
+pub use entry::{EffectKey, EffectOutcome, Entry, FieldWrite, StepId, TimerId};
+pub use report::{CycleRecord, FieldDelta, GoalReport, GoalStatus};
+
+use state::{Cycle, EffectRecord, GoalState, Index, Message, Step, Timer, TugState};
+
+/// Diagnostic codes the engine produces besides those of SPEC §2.3.
+pub mod codes {
+    /// Unknown domain, field or goal.
+    pub const UNKNOWN: &str = "E002";
+    /// Value of the wrong type (or a list over its maximum length).
+    pub const TYPE: &str = "E003";
+    /// Oscillation detected.
+    pub const OSCILLATION: &str = "E005";
+    /// Retries exhausted.
+    pub const RETRIES_EXHAUSTED: &str = "E010";
+    /// An invariant would be violated; the mutation was rejected.
+    pub const INVARIANT: &str = "E011";
+    /// A slice or handler failed to evaluate (overflow, division by zero...).
+    pub const EVALUATION: &str = "E012";
+    /// A stale fencing token, attempt or duplicate dispatch: nothing changed.
+    pub const STALE: &str = "E013";
+    /// No program installed, or program bytes that do not decode.
+    pub const PROGRAM: &str = "E014";
+    /// An entry index not greater than the last applied one.
+    pub const ORDER: &str = "E015";
+}
+
+/// Engine tunables; part of the replicated state (every replica must use
+/// the same values).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EngineConfig {
+    /// Cycles without progress (or tug-of-war rounds) before E005.
+    pub oscillation_threshold: u32,
+    /// How long the leader waits for an effect result before reporting
+    /// `Failed { "timed out" }`.
+    pub effect_timeout_ms: u64,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig { oscillation_threshold: 10, effect_timeout_ms: 10_000 }
+    }
+}
+
+/// Why an entry was rejected (state unchanged).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct Rejection {
+    /// Diagnostic code (`E011`, `E002`, ... see [`codes`]).
+    pub code: String,
+    /// Human-readable explanation.
+    pub message: String,
+}
+
+impl Rejection {
+    pub(crate) fn new(code: &str, message: impl Into<String>) -> Rejection {
+        Rejection { code: code.to_string(), message: message.into() }
+    }
+}
+
+/// Something that happened while applying an entry: the watch stream.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// Index of the entry that caused it.
+    pub index: u64,
+    /// `goal_status`, `mutation`, `effect_planned`, `effect_dispatched`,
+    /// `effect_succeeded`, `effect_failed`, `message`, `cycle`, `trap`,
+    /// `dominated`, `rejected`, `stale`, `program`, `release`, `retry`, ...
+    pub kind: String,
+    /// Domain concerned, if any.
+    pub domain: Option<String>,
+    /// Goal concerned, if any.
+    pub goal: Option<String>,
+    /// Diagnostic code, if any.
+    pub code: Option<String>,
+    /// Human-readable description.
+    pub message: String,
+}
+
+/// The result of [`Engine::apply`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Applied {
+    /// `Err` when the entry was rejected and changed nothing but the hash.
+    pub outcome: Result<(), Rejection>,
+    /// Events, in the order they happened.
+    pub events: Vec<Event>,
+}
+
+/// What the leader should do now, each list in dispatch order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Pending {
+    /// Steps to propose as [`Entry::RunStep`].
+    pub steps: Vec<PendingStep>,
+    /// Effects to dispatch (or awaiting a result).
+    pub effects: Vec<PendingEffect>,
+    /// Timers to start; propose [`Entry::TimerFired`] after `delay_ms`.
+    pub timers: Vec<PendingTimer>,
+}
+
+/// A ready step.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PendingStep {
+    /// The step to propose.
+    pub step: StepId,
+    /// Its level.
+    pub priority: Priority,
+}
+
+/// An effect that is ready for dispatch or in flight.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PendingEffect {
+    /// Journal key.
+    pub key: EffectKey,
+    /// `Namespace.Name`.
+    pub effect: String,
+    /// Arguments by parameter name, in declaration order.
+    pub args: Vec<(String, Value)>,
+    /// Stable across retries and failovers.
+    pub idempotency_key: String,
+    /// The attempt number to dispatch next (or the one in flight).
+    pub attempt: u32,
+    /// Level of the transition that caused it.
+    pub priority: Priority,
+    /// Fencing token when dispatched and awaiting a result.
+    pub in_flight: Option<u64>,
+}
+
+/// A timer the leader should run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PendingTimer {
+    /// Timer to fire.
+    pub timer: TimerId,
+    /// Delay after which to propose [`Entry::TimerFired`].
+    pub delay_ms: u64,
+}
+
+/// Why a snapshot could not be restored.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SnapshotError {
+    /// The bytes are not an engine snapshot.
+    #[error("snapshot does not decode: {0}")]
+    Decode(String),
+    /// The program inside the snapshot does not decode.
+    #[error("program in snapshot does not decode: {0}")]
+    Program(String),
+}
+
+/// The whole replicated state of the engine.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Engine {
+    pub(crate) config: EngineConfig,
+    pub(crate) last_applied: u64,
+    pub(crate) hash: [u8; 32],
+    /// Encoded program (the decoded form is rebuilt on restore).
+    pub(crate) program_bytes: Option<Vec<u8>>,
+    pub(crate) program_hash: Option<String>,
+    pub(crate) version: u64,
+    /// Field values, indexed by `FieldId`.
+    pub(crate) values: Vec<Value>,
+    /// Per-goal runtime state, indexed by `GoalId`.
+    pub(crate) goal_states: Vec<GoalState>,
+    /// Domain → cycle whose slices are running there.
+    pub(crate) running: BTreeMap<u32, u64>,
+    /// Open cycles (running or awaiting what they caused).
+    pub(crate) cycles: BTreeMap<u64, Cycle>,
+    /// The ready queue.
+    pub(crate) steps: BTreeMap<u64, Step>,
+    /// Undelivered messages by id (each has a step).
+    pub(crate) messages: BTreeMap<u64, Message>,
+    /// The effect journal of live effects.
+    pub(crate) effects: BTreeMap<u64, EffectRecord>,
+    /// Armed timers.
+    pub(crate) timers: BTreeMap<u64, Timer>,
+    /// Judged cycles, oldest first (bounded).
+    pub(crate) history: VecDeque<CycleRecord>,
+    /// Number of cycles ever judged.
+    pub(crate) cycles_judged: u64,
+    /// Counter for all ids (steps, effects, timers, cycles, messages).
+    pub(crate) next_id: u64,
+    /// Bumped by every outside input (client mutation, program, release, retry).
+    pub(crate) epoch: u64,
+    /// Oscillation vectors: field → signed changes per writer goal (bounded).
+    pub(crate) vectors: BTreeMap<u32, VecDeque<(u32, i64)>>,
+    /// Tug-of-war evidence per pair of equal-priority goals.
+    pub(crate) tugs: BTreeMap<(u32, u32), TugState>,
+    /// Dominance learnt at runtime: (higher, lower).
+    pub(crate) runtime_dominance: BTreeSet<(u32, u32)>,
+    #[serde(skip)]
+    pub(crate) program: Option<Arc<Program>>,
+    #[serde(skip)]
+    pub(crate) index: Arc<Index>,
+}
+
+/// Per-entry scratch: events and what needs re-evaluation.
+pub(crate) struct Cx {
+    pub(crate) index: u64,
+    pub(crate) events: Vec<Event>,
+    /// Fields written and not yet re-evaluated.
+    pub(crate) touched: BTreeSet<FieldId>,
+    /// Goals whose status may have changed.
+    pub(crate) status_dirty: BTreeSet<GoalId>,
+    /// Domains that may need arming or preemption.
+    pub(crate) dirty_domains: BTreeSet<DomainId>,
+}
+
+impl Cx {
+    pub(crate) fn event(&mut self, kind: &str, domain: Option<String>, goal: Option<String>, code: Option<&str>, message: String) {
+        self.events.push(Event {
+            index: self.index,
+            kind: kind.to_string(),
+            domain,
+            goal,
+            code: code.map(str::to_string),
+            message,
+        });
+    }
+}
+
+impl Engine {
+    /// An engine with no program.
+    pub fn new(config: EngineConfig) -> Engine {
+        Engine {
+            config,
+            last_applied: 0,
+            hash: [0; 32],
+            program_bytes: None,
+            program_hash: None,
+            version: 0,
+            values: Vec::new(),
+            goal_states: Vec::new(),
+            running: BTreeMap::new(),
+            cycles: BTreeMap::new(),
+            steps: BTreeMap::new(),
+            messages: BTreeMap::new(),
+            effects: BTreeMap::new(),
+            timers: BTreeMap::new(),
+            history: VecDeque::new(),
+            cycles_judged: 0,
+            next_id: 1,
+            epoch: 0,
+            vectors: BTreeMap::new(),
+            tugs: BTreeMap::new(),
+            runtime_dominance: BTreeSet::new(),
+            program: None,
+            index: Arc::new(Index::default()),
+        }
+    }
+
+    /// Applies one committed entry. Never panics; `index` must be greater
+    /// than [`Engine::last_applied`] (otherwise the entry is rejected with
+    /// E015 and nothing changes, not even the hash).
+    pub fn apply(&mut self, index: u64, entry: &Entry) -> Applied {
+        let mut cx = Cx {
+            index,
+            events: Vec::new(),
+            touched: BTreeSet::new(),
+            status_dirty: BTreeSet::new(),
+            dirty_domains: BTreeSet::new(),
+        };
+        if index <= self.last_applied {
+            let rejection = Rejection::new(
+                codes::ORDER,
+                format!("entry index {index} is not after the last applied index {}", self.last_applied),
+            );
+            return Applied { outcome: Err(rejection), events: Vec::new() };
+        }
+        let outcome = match self.validate(entry) {
+            Ok(()) => self.apply_entry(&mut cx, entry),
+            Err(e) => Err(e),
+        };
+        match &outcome {
+            Ok(()) => self.settle(&mut cx),
+            Err(r) => cx.event("rejected", None, None, Some(&r.code), r.message.clone()),
+        }
+        self.last_applied = index;
+        self.hash = hash::chain(&self.hash, index, entry, &outcome, &cx.events);
+        Applied { outcome, events: cx.events }
+    }
+
+    fn apply_entry(&mut self, cx: &mut Cx, entry: &Entry) -> Result<(), Rejection> {
+        match entry {
+            Entry::SubmitProgram { bytes } => {
+                let program = Program::decode(bytes).map_err(|e| Rejection::new(codes::PROGRAM, e.to_string()))?;
+                self.install(cx, program, bytes.clone());
+                Ok(())
+            }
+            Entry::Mutate { writes } => self.mutate(cx, writes),
+            Entry::RunStep { step } => {
+                self.run_step(cx, *step);
+                Ok(())
+            }
+            Entry::Dispatched { effect, attempt, worker } => self.dispatched(cx, *effect, *attempt, worker),
+            Entry::EffectResult { effect, fencing, outcome } => self.effect_result(cx, *effect, *fencing, outcome),
+            Entry::TimerFired { timer } => {
+                self.timer_fired(cx, *timer);
+                Ok(())
+            }
+            Entry::Release { domain, goal } => self.release(cx, domain, goal.as_deref()),
+            Entry::Retry { domain, goal } => self.retry(cx, domain, goal),
+            Entry::Noop => Ok(()),
+        }
+    }
+
+    /// Dry run: whether `entry` would be accepted now. The leader calls it
+    /// before proposing a client request so bad input is never committed.
+    pub fn validate(&self, entry: &Entry) -> Result<(), Rejection> {
+        match entry {
+            Entry::SubmitProgram { bytes } => {
+                Program::decode(bytes).map_err(|e| Rejection::new(codes::PROGRAM, e.to_string()))?;
+                Ok(())
+            }
+            Entry::Mutate { writes } => self.check_mutation(writes).map(|_| ()),
+            Entry::Release { domain, goal } => {
+                let d = self.domain_id(domain)?;
+                if let Some(g) = goal {
+                    self.goal_id(d, g)?;
+                }
+                Ok(())
+            }
+            Entry::Retry { domain, goal } => {
+                let d = self.domain_id(domain)?;
+                self.goal_id(d, goal).map(|_| ())
+            }
+            Entry::RunStep { .. }
+            | Entry::Dispatched { .. }
+            | Entry::EffectResult { .. }
+            | Entry::TimerFired { .. }
+            | Entry::Noop => Ok(()),
+        }
+    }
+
+    /// The running hash chain over every applied entry and its outcome.
+    pub fn state_hash(&self) -> [u8; 32] {
+        self.hash
+    }
+
+    /// Index of the last applied entry (0 before any).
+    pub fn last_applied(&self) -> u64 {
+        self.last_applied
+    }
+
+    /// The engine configuration.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// The whole state as bytes (postcard).
+    pub fn snapshot(&self) -> Vec<u8> {
+        // Plain data with no maps keyed by non-string types that postcard
+        // cannot encode; serialization to a Vec does not fail.
+        postcard::to_stdvec(self).unwrap_or_default()
+    }
+
+    /// Rebuilds an engine from [`Engine::snapshot`] bytes.
+    pub fn restore(bytes: &[u8]) -> Result<Engine, SnapshotError> {
+        let mut engine: Engine = postcard::from_bytes(bytes).map_err(|e| SnapshotError::Decode(e.to_string()))?;
+        if let Some(program_bytes) = &engine.program_bytes {
+            let program = Program::decode(program_bytes).map_err(|e| SnapshotError::Program(e.to_string()))?;
+            engine.program = Some(Arc::new(program));
+        }
+        engine.rebuild_index();
+        Ok(engine)
+    }
+
+    /// The installed program, if any.
+    pub fn program(&self) -> Option<&Program> {
+        self.program.as_deref()
+    }
+
+    /// Number of programs installed so far (0 before the first).
+    pub fn program_version(&self) -> u64 {
+        self.version
+    }
+
+    /// Hex content hash of the installed program.
+    pub fn program_hash(&self) -> Option<String> {
+        self.program_hash.clone()
+    }
+
+    /// A domain's fields in declaration order.
+    pub fn domain_state(&self, domain: &str) -> Option<Vec<(String, Value)>> {
+        let program = self.program.as_ref()?;
+        let d = self.index.domains.get(domain)?;
+        let fields = &program.domains.get(d.index())?.fields;
+        Some(
+            fields
+                .iter()
+                .filter_map(|f| Some((program.fields.get(f.index())?.name.clone(), self.values.get(f.index())?.clone())))
+                .collect(),
+        )
+    }
+
+    /// One field's value.
+    pub fn read(&self, domain: &str, field: &str) -> Option<Value> {
+        let d = *self.index.domains.get(domain)?;
+        let f = *self.index.fields.get(d.index())?.get(field)?;
+        self.values.get(f.index()).cloned()
+    }
+
+    /// Evaluates every goal from scratch (ignoring the incremental cache):
+    /// `(domain, goal, holds)` in program order. Used by replay checks and
+    /// the incremental-equals-full property test.
+    pub fn evaluate_all(&self) -> Vec<(String, String, bool)> {
+        let Some(program) = self.program.as_ref() else { return Vec::new() };
+        program
+            .goals
+            .iter()
+            .map(|g| {
+                let holds = eval::holds(&g.predicate, g.slots, &self.values).unwrap_or(false);
+                (program.domains[g.domain.index()].name.clone(), g.name.clone(), holds)
+            })
+            .collect()
+    }
+
+    pub(crate) fn fresh_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+}

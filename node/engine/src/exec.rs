@@ -1,0 +1,227 @@
+//! Slices and handlers (SPEC §3.2): each step computes a plan from
+//! committed state and commits it — writes after invariant checks, effect
+//! intents into the journal, messages into mailboxes (each delivery a
+//! further step).
+
+use lexum_compiler::program::{DomainId, Priority, Program, RetryPolicy, Value};
+
+use crate::eval::{self, Plan};
+use crate::state::{EffectRecord, EffectState, Message, Step, StepKind};
+use crate::{codes, Cx, Engine, Rejection, StepId};
+
+/// Where a plan came from, for attribution and idempotency keys.
+struct Origin {
+    cycle: Option<u64>,
+    from_slice: bool,
+    priority: Priority,
+    since: u64,
+    retry: RetryPolicy,
+    /// `{domain}-{transition}-{instance}-{slice}` or `{domain}-{handler}-m{message}`.
+    key_prefix: String,
+}
+
+impl Engine {
+    /// Applies `Entry::RunStep`: stale or duplicate steps are no-ops.
+    pub(crate) fn run_step(&mut self, cx: &mut Cx, step: StepId) {
+        let Some(entry) = self.steps.remove(&step.0) else {
+            cx.event("stale", None, None, None, format!("step {} is not ready (already run or cancelled)", step.0));
+            return;
+        };
+        match entry.kind {
+            StepKind::Slice { cycle } => self.run_slice(cx, cycle, step.0),
+            StepKind::Deliver { message } => self.deliver(cx, message),
+        }
+    }
+
+    fn run_slice(&mut self, cx: &mut Cx, cycle_id: u64, step: u64) {
+        let Some(program) = self.program.clone() else { return };
+        let Some(c) = self.cycles.get_mut(&cycle_id) else { return };
+        if c.step != Some(step) || !c.waiting.is_empty() {
+            cx.event("stale", None, None, None, format!("step {step} does not match cycle {cycle_id}"));
+            return;
+        }
+        c.step = None;
+        let transition = &program.transitions[c.transition.index()];
+        let Some(slice) = transition.slices.get(c.next_slice as usize) else {
+            self.advance(cx, cycle_id);
+            return;
+        };
+        let goal = &program.goals[c.goal.index()];
+        let domain = program.domains[c.domain.index()].name.clone();
+        let mut plan = Plan::default();
+        let mut slots = std::mem::take(&mut c.slots);
+        let result = eval::exec(&program, &slice.body, &self.values, &mut slots, &mut plan);
+        c.slots = slots;
+        c.next_slice += 1;
+        let origin = Origin {
+            cycle: Some(cycle_id),
+            from_slice: true,
+            priority: c.priority,
+            since: self.goal_states[c.goal.index()].violated_since,
+            retry: transition.retry,
+            key_prefix: format!("{domain}-{}-{cycle_id}-{}", transition.name, slice.name),
+        };
+        let outcome = match result {
+            Err(e) => Err(Rejection::new(codes::EVALUATION, format!("slice {}.{}: {e}", transition.name, slice.name))),
+            Ok(()) => self.commit_plan(cx, &program, plan, &origin),
+        };
+        match outcome {
+            Ok(()) => {
+                cx.event(
+                    "slice",
+                    Some(domain),
+                    Some(goal.name.clone()),
+                    None,
+                    format!("slice {}.{} committed (cycle {cycle_id})", transition.name, slice.name),
+                );
+                if self.cycles.get(&cycle_id).is_some_and(|c| c.waiting.is_empty()) {
+                    self.advance(cx, cycle_id);
+                }
+            }
+            Err(r) => self.fail_cycle(cx, cycle_id, &r.code, r.message),
+        }
+    }
+
+    /// Moves a cycle past a completed slice: queues the next one or marks
+    /// the slices done and frees the domain.
+    pub(crate) fn advance(&mut self, cx: &mut Cx, cycle_id: u64) {
+        let Some(program) = self.program.clone() else { return };
+        let Some(c) = self.cycles.get_mut(&cycle_id) else { return };
+        let slices = program.transitions[c.transition.index()].slices.len() as u32;
+        if c.next_slice < slices {
+            self.queue_slice(cycle_id);
+            return;
+        }
+        c.slices_done = true;
+        let domain = c.domain;
+        if self.running.get(&domain.0) == Some(&cycle_id) {
+            self.running.remove(&domain.0);
+        }
+        cx.dirty_domains.insert(domain);
+        self.maybe_close(cx, cycle_id);
+    }
+
+    fn deliver(&mut self, cx: &mut Cx, message_id: u64) {
+        let Some(program) = self.program.clone() else { return };
+        let Some(message) = self.messages.remove(&message_id) else { return };
+        let Some(handler) = program.handlers.get(message.handler.index()) else { return };
+        let domain = program.domains[handler.domain.index()].name.clone();
+        let cycle = message.cycle.filter(|c| self.cycles.contains_key(c));
+        let mut slots = eval::new_slots(handler.slots);
+        for (i, v) in message.args.iter().enumerate() {
+            if let Some(s) = slots.get_mut(i) {
+                *s = Some(v.clone());
+            }
+        }
+        let mut plan = Plan::default();
+        let result = eval::exec(&program, &handler.body, &self.values, &mut slots, &mut plan);
+        let (retry, since) = match cycle.and_then(|c| self.cycles.get(&c)) {
+            Some(c) => (program.transitions[c.transition.index()].retry, self.goal_states[c.goal.index()].violated_since),
+            None => (RetryPolicy::default(), cx.index),
+        };
+        let origin = Origin {
+            cycle,
+            from_slice: false,
+            priority: message.priority,
+            since,
+            retry,
+            key_prefix: format!("{domain}-{}-m{message_id}", handler.name),
+        };
+        let outcome = match result {
+            Err(e) => Err(Rejection::new(codes::EVALUATION, format!("handler {domain}.{}: {e}", handler.name))),
+            Ok(()) => self.commit_plan(cx, &program, plan, &origin),
+        };
+        match outcome {
+            Ok(()) => cx.event("message", Some(domain), None, None, format!("{} delivered", handler.name)),
+            Err(r) => cx.event("rejected", Some(domain), None, Some(&r.code), format!("message {} dropped: {}", handler.name, r.message)),
+        }
+        if let Some(id) = cycle {
+            if let Some(c) = self.cycles.get_mut(&id) {
+                c.outstanding = c.outstanding.saturating_sub(1);
+            }
+            self.maybe_close(cx, id);
+        }
+    }
+
+    /// Commits a plan: invariants first (E011 leaves state untouched), then
+    /// writes, effect intents and messages.
+    fn commit_plan(&mut self, cx: &mut Cx, program: &Program, plan: Plan, origin: &Origin) -> Result<(), Rejection> {
+        self.check_invariants(&plan.writes)?;
+        for (f, v) in plan.writes {
+            self.write_field(cx, f, v, origin.cycle);
+        }
+        let hash8: String = self.program_hash.as_deref().unwrap_or("").chars().take(8).collect();
+        for (n, (effect, args, bind)) in plan.effects.into_iter().enumerate() {
+            let key = self.fresh_id();
+            let idempotency_key = format!("{hash8}-{}-{n}", origin.key_prefix);
+            let name = program.effects.get(effect.index()).map(|e| e.full_name()).unwrap_or_default();
+            cx.event("effect_planned", None, None, None, format!("{name} planned as effect {key} ({idempotency_key})"));
+            self.effects.insert(
+                key,
+                EffectRecord {
+                    effect,
+                    args,
+                    idempotency_key,
+                    attempts: 0,
+                    state: EffectState::Ready,
+                    cycle: origin.cycle,
+                    from_slice: origin.from_slice,
+                    bind: if origin.from_slice { bind } else { None },
+                    priority: origin.priority,
+                    since: origin.since,
+                    retry: origin.retry,
+                    last_error: None,
+                },
+            );
+            if let Some(c) = origin.cycle.and_then(|id| self.cycles.get_mut(&id)) {
+                c.outstanding += 1;
+                if origin.from_slice {
+                    c.waiting.insert(key);
+                }
+            }
+        }
+        for (handler, args) in plan.sends {
+            let Some(target) = program.handlers.get(handler.index()).map(|h| h.domain) else { continue };
+            let id = self.fresh_id();
+            self.messages.insert(id, Message { handler, args, cycle: origin.cycle, priority: origin.priority });
+            let goal = origin.cycle.and_then(|c| self.cycles.get(&c)).map(|c| c.goal);
+            self.queue_delivery(id, target, goal, origin.priority, origin.since);
+            if let Some(c) = origin.cycle.and_then(|id| self.cycles.get_mut(&id)) {
+                c.outstanding += 1;
+            }
+        }
+        Ok(())
+    }
+
+    fn queue_delivery(
+        &mut self,
+        message: u64,
+        domain: DomainId,
+        goal: Option<lexum_compiler::program::GoalId>,
+        priority: Priority,
+        since: u64,
+    ) {
+        let step = self.fresh_id();
+        self.steps.insert(step, Step { kind: StepKind::Deliver { message }, priority, since, domain, goal });
+    }
+
+    /// Binds a succeeded slice effect's result and continues the cycle.
+    pub(crate) fn effect_done(&mut self, cx: &mut Cx, key: u64, record: &EffectRecord, value: Option<Value>) {
+        let Some(id) = record.cycle else { return };
+        let Some(c) = self.cycles.get_mut(&id) else { return };
+        c.outstanding = c.outstanding.saturating_sub(1);
+        if record.from_slice && c.waiting.remove(&key) {
+            if let (Some(slot), Some(v)) = (record.bind, value) {
+                if c.slots.len() <= slot.index() {
+                    c.slots.resize(slot.index() + 1, None);
+                }
+                c.slots[slot.index()] = Some(v);
+            }
+            if c.waiting.is_empty() && c.step.is_none() && !c.slices_done {
+                self.advance(cx, id);
+                return;
+            }
+        }
+        self.maybe_close(cx, id);
+    }
+}

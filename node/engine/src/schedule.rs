@@ -1,0 +1,157 @@
+//! Scheduling (SPEC §3.3): arming transitions, one instance per domain,
+//! preemption at slice boundaries and the ready queue the leader reads.
+
+use std::cmp::Reverse;
+
+use lexum_compiler::program::{DomainId, GoalId, Program, TransitionId};
+
+use crate::eval::{self, Slots};
+use crate::state::{Cycle, EffectState, Step, StepKind};
+use crate::{Cx, EffectKey, Engine, Pending, PendingEffect, PendingStep, PendingTimer, StepId, TimerId};
+
+impl Engine {
+    /// Whether a goal may start a cycle now (ignoring whether its domain is busy).
+    fn armable(&self, g: GoalId) -> bool {
+        let gs = &self.goal_states[g.index()];
+        !gs.holds && !gs.trapped && !gs.failed && gs.open_cycle.is_none() && gs.backoff.is_none() && self.dominator(g).is_none()
+    }
+
+    /// The goal of a domain to repair next and the transition that would run:
+    /// strictly by level, then the index at which the goal became violated,
+    /// then goal name; the first transition in source order whose guard holds.
+    fn best_armable(&self, program: &Program, d: DomainId) -> Option<(GoalId, TransitionId, Slots)> {
+        let domain = program.domains.get(d.index())?;
+        let mut candidates: Vec<GoalId> = domain.goals.iter().copied().filter(|g| self.armable(*g)).collect();
+        candidates.sort_by_key(|g| {
+            let goal = &program.goals[g.index()];
+            (Reverse(goal.priority), self.goal_states[g.index()].violated_since, goal.name.clone())
+        });
+        for g in candidates {
+            for t in &program.goals[g.index()].transitions {
+                let transition = &program.transitions[t.index()];
+                let mut slots = eval::new_slots(transition.slots);
+                let guard = match &transition.when {
+                    None => true,
+                    Some(expr) => matches!(eval::eval(expr, &self.values, &mut slots), Ok(lexum_compiler::program::Value::Bool(true))),
+                };
+                if guard {
+                    return Some((g, *t, slots));
+                }
+            }
+        }
+        None
+    }
+
+    /// Arms the best goal of a free domain, or preempts a lower-level
+    /// instance that sits at a slice boundary.
+    pub(crate) fn schedule_domain(&mut self, cx: &mut Cx, d: DomainId) {
+        let Some(program) = self.program.clone() else { return };
+        let Some((g, t, slots)) = self.best_armable(&program, d) else { return };
+        if let Some(&running) = self.running.get(&d.0) {
+            let Some(c) = self.cycles.get(&running) else { return };
+            let at_boundary = c.waiting.is_empty() && c.step.is_some();
+            if !(at_boundary && program.goals[g.index()].priority > c.priority) {
+                return;
+            }
+            self.abort_cycle(cx, running, "preempted", None, None);
+        }
+        self.arm(cx, &program, g, t, slots);
+    }
+
+    fn arm(&mut self, cx: &mut Cx, program: &Program, g: GoalId, t: TransitionId, slots: Slots) {
+        let goal = &program.goals[g.index()];
+        let id = self.fresh_id();
+        let cycle = Cycle {
+            goal: g,
+            transition: t,
+            domain: goal.domain,
+            priority: goal.priority,
+            start_index: cx.index,
+            epoch: self.epoch,
+            inputs_before: self.inputs(program, g),
+            held_before: Default::default(),
+            before_values: Default::default(),
+            next_slice: 0,
+            slots,
+            waiting: Default::default(),
+            step: None,
+            outstanding: 0,
+            slices_done: false,
+        };
+        self.cycles.insert(id, cycle);
+        self.running.insert(goal.domain.0, id);
+        self.goal_states[g.index()].open_cycle = Some(id);
+        cx.status_dirty.insert(g);
+        cx.event(
+            "armed",
+            Some(program.domains[goal.domain.index()].name.clone()),
+            Some(goal.name.clone()),
+            None,
+            format!("transition {} armed (cycle {id})", program.transitions[t.index()].name),
+        );
+        self.queue_slice(id);
+    }
+
+    /// Queues the step that runs the next slice of a cycle.
+    pub(crate) fn queue_slice(&mut self, cycle: u64) {
+        let step = self.fresh_id();
+        let Some(c) = self.cycles.get_mut(&cycle) else { return };
+        let since = self.goal_states.get(c.goal.index()).map_or(0, |gs| gs.violated_since);
+        c.step = Some(step);
+        let entry = Step { kind: StepKind::Slice { cycle }, priority: c.priority, since, domain: c.domain, goal: Some(c.goal) };
+        self.steps.insert(step, entry);
+    }
+
+    /// What the leader should do now. Steps and effects come strictly by
+    /// level, then by the index at which the causing goal became violated,
+    /// then domain and goal name.
+    pub fn pending(&self) -> Pending {
+        let Some(program) = self.program.as_ref() else { return Pending::default() };
+        let names = |goal: Option<GoalId>, domain: DomainId| {
+            let d = program.domains.get(domain.index()).map(|d| d.name.clone()).unwrap_or_default();
+            let g = goal.and_then(|g| program.goals.get(g.index())).map(|g| g.name.clone()).unwrap_or_default();
+            (d, g)
+        };
+        let mut steps: Vec<_> = self
+            .steps
+            .iter()
+            .map(|(id, s)| ((Reverse(s.priority), s.since, names(s.goal, s.domain), *id), s.priority))
+            .collect();
+        steps.sort();
+        let mut effects: Vec<_> = self
+            .effects
+            .iter()
+            .filter_map(|(key, e)| {
+                let in_flight = match e.state {
+                    EffectState::Ready => None,
+                    EffectState::InFlight { token } => Some(token),
+                    EffectState::Backoff { .. } => return None,
+                };
+                let decl = program.effects.get(e.effect.index())?;
+                let args = decl.params.iter().map(|p| p.name.clone()).zip(e.args.iter().cloned()).collect();
+                let attempt = if in_flight.is_some() { e.attempts } else { e.attempts + 1 };
+                let (domain, goal) = e
+                    .cycle
+                    .and_then(|c| self.cycles.get(&c))
+                    .map(|c| names(Some(c.goal), c.domain))
+                    .unwrap_or_default();
+                let pending = PendingEffect {
+                    key: EffectKey(*key),
+                    effect: decl.full_name(),
+                    args,
+                    idempotency_key: e.idempotency_key.clone(),
+                    attempt,
+                    priority: e.priority,
+                    in_flight,
+                };
+                Some(((Reverse(e.priority), e.since, domain, goal, *key), pending))
+            })
+            .collect();
+        effects.sort_by(|a, b| a.0.cmp(&b.0));
+        Pending {
+            steps: steps.into_iter().map(|(k, priority)| PendingStep { step: StepId(k.3), priority }).collect(),
+            effects: effects.into_iter().map(|(_, e)| e).collect(),
+            timers: self.timers.iter().map(|(id, t)| PendingTimer { timer: TimerId(*id), delay_ms: t.delay_ms }).collect(),
+        }
+    }
+}

@@ -1,0 +1,604 @@
+//! Typed state: program installation and migration, client mutations,
+//! invariant checks and incremental goal re-evaluation.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use lexum_compiler::program::{
+    DomainId, EffectId, FieldId, GoalId, HandlerId, InvariantId, Priority, Program, RetryPolicy, SlotId,
+    TransitionId, Value,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::eval::{self, Overlay, Slots};
+use crate::{codes, Cx, Engine, FieldWrite, GoalStatus, Rejection};
+
+/// Runtime state of one goal.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct GoalState {
+    /// Cached predicate value.
+    pub holds: bool,
+    /// Last reported status.
+    pub status: GoalStatus,
+    /// Diagnostic code (E005, E010, E011, E012) of a trap or failure.
+    pub code: Option<String>,
+    /// Evidence of a trap, failure or dominance.
+    pub evidence: Option<String>,
+    /// Index at which the status last changed.
+    pub since_index: u64,
+    /// Index at which the goal last became violated (scheduling order).
+    pub violated_since: u64,
+    /// Cycles judged since the program version or the last release.
+    pub cycles: u32,
+    /// Consecutive cycles that ended violated without progress.
+    pub no_progress: u32,
+    /// Consecutive cycles that left the inputs unchanged (backoff exponent).
+    pub unchanged: u32,
+    /// Hashes of the input vectors seen since the goal last held.
+    pub seen_inputs: Vec<[u8; 32]>,
+    /// TRAPPED until released or a new program version.
+    pub trapped: bool,
+    /// FAILED until its inputs change or `retry`.
+    pub failed: bool,
+    /// Cycle backoff timer, if armed.
+    pub backoff: Option<u64>,
+    /// The open cycle repairing it, if any.
+    pub open_cycle: Option<u64>,
+    /// Whether it was reported DOMINATED (evidence already recorded).
+    pub dominated_by: Option<u32>,
+}
+
+impl GoalState {
+    fn new(holds: bool, index: u64) -> GoalState {
+        GoalState {
+            holds,
+            status: if holds { GoalStatus::Satisfied } else { GoalStatus::Violated },
+            code: None,
+            evidence: None,
+            since_index: index,
+            violated_since: index,
+            cycles: 0,
+            no_progress: 0,
+            unchanged: 0,
+            seen_inputs: Vec::new(),
+            trapped: false,
+            failed: false,
+            backoff: None,
+            open_cycle: None,
+            dominated_by: None,
+        }
+    }
+}
+
+/// One transition instance and what it caused, until judged.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Cycle {
+    pub goal: GoalId,
+    pub transition: TransitionId,
+    pub domain: DomainId,
+    pub priority: Priority,
+    pub start_index: u64,
+    /// Outside-input epoch when the cycle started.
+    pub epoch: u64,
+    /// Values of the goal's read set when the cycle started.
+    pub inputs_before: Vec<Value>,
+    /// Whether each goal touched by the cycle held before its first write.
+    pub held_before: BTreeMap<GoalId, bool>,
+    /// Value of each written field before the cycle's first write to it.
+    pub before_values: BTreeMap<FieldId, Value>,
+    /// Next slice to run.
+    pub next_slice: u32,
+    /// Slots shared by the guard and all slices.
+    pub slots: Slots,
+    /// Effects of the current slice not yet succeeded.
+    pub waiting: BTreeSet<u64>,
+    /// The queued step for the next slice.
+    pub step: Option<u64>,
+    /// Messages and effects caused and not yet applied.
+    pub outstanding: u32,
+    /// All slices ran.
+    pub slices_done: bool,
+}
+
+/// Where a queued step leads.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) enum StepKind {
+    /// Run the next slice of a cycle.
+    Slice { cycle: u64 },
+    /// Deliver a message.
+    Deliver { message: u64 },
+}
+
+/// An entry of the ready queue.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Step {
+    pub kind: StepKind,
+    pub priority: Priority,
+    /// Index at which the causing goal became violated.
+    pub since: u64,
+    pub domain: DomainId,
+    pub goal: Option<GoalId>,
+}
+
+/// A message waiting in a domain's mailbox.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Message {
+    pub handler: HandlerId,
+    pub args: Vec<Value>,
+    /// The cycle it is attributed to.
+    pub cycle: Option<u64>,
+    pub priority: Priority,
+}
+
+/// Where an effect stands.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum EffectState {
+    /// May be dispatched (attempt `attempts + 1`).
+    Ready,
+    /// Dispatched at `token`, awaiting a result.
+    InFlight { token: u64 },
+    /// Waiting for a retry timer.
+    Backoff { timer: u64 },
+}
+
+/// One effect intent of the journal.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct EffectRecord {
+    pub effect: EffectId,
+    pub args: Vec<Value>,
+    pub idempotency_key: String,
+    /// Attempts dispatched so far.
+    pub attempts: u32,
+    pub state: EffectState,
+    pub cycle: Option<u64>,
+    /// Emitted by a slice (the cycle waits for it) rather than a handler.
+    pub from_slice: bool,
+    pub bind: Option<SlotId>,
+    pub priority: Priority,
+    pub since: u64,
+    pub retry: RetryPolicy,
+    pub last_error: Option<String>,
+}
+
+/// What a timer does when it fires.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) enum TimerKind {
+    /// An effect may be retried.
+    EffectRetry { effect: u64 },
+    /// A goal may start its next cycle.
+    CycleBackoff { goal: GoalId },
+}
+
+/// An armed timer.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Timer {
+    pub kind: TimerKind,
+    pub delay_ms: u64,
+}
+
+/// Evidence that two equal-priority goals undo each other.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub(crate) struct TugState {
+    /// Consecutive cycles of either goal that undid the other.
+    pub rounds: u32,
+    /// Fingerprints of the contested state after each round → epoch.
+    pub seen: BTreeMap<[u8; 32], u64>,
+    /// Contested fields seen so far.
+    pub fields: BTreeSet<FieldId>,
+}
+
+/// Lookup tables derived from the program (not serialized).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Index {
+    pub domains: BTreeMap<String, DomainId>,
+    /// Per domain: field name → id.
+    pub fields: Vec<BTreeMap<String, FieldId>>,
+    /// Per field: goals reading it.
+    pub field_goals: Vec<Vec<GoalId>>,
+    /// Per field: invariants reading it.
+    pub field_invariants: Vec<Vec<InvariantId>>,
+    /// Per goal: higher goals that dominate it (static and learnt).
+    pub dominators: Vec<Vec<GoalId>>,
+    /// Per goal: lower goals it dominates.
+    pub dominates: Vec<Vec<GoalId>>,
+}
+
+/// Checks that every id in the program's tables is in range, so the rest of
+/// the engine may index them.
+fn check_program(p: &Program) -> Result<(), String> {
+    let (nd, nf, ng, ni, nt, nh, ne) = (
+        p.domains.len(),
+        p.fields.len(),
+        p.goals.len(),
+        p.invariants.len(),
+        p.transitions.len(),
+        p.handlers.len(),
+        p.effects.len(),
+    );
+    let ok = |cond: bool, what: &str| if cond { Ok(()) } else { Err(format!("{what} refers to a missing item")) };
+    for d in &p.domains {
+        ok(d.reads.iter().all(|x| x.index() < nd), "domain reads")?;
+        ok(d.fields.iter().all(|x| x.index() < nf), "domain fields")?;
+        ok(d.goals.iter().all(|x| x.index() < ng), "domain goals")?;
+        ok(d.invariants.iter().all(|x| x.index() < ni), "domain invariants")?;
+        ok(d.transitions.iter().all(|x| x.index() < nt), "domain transitions")?;
+        ok(d.handlers.iter().all(|x| x.index() < nh), "domain handlers")?;
+    }
+    for f in &p.fields {
+        ok(f.domain.index() < nd, "field")?;
+    }
+    for g in &p.goals {
+        ok(g.domain.index() < nd && g.read_set.iter().all(|x| x.index() < nf), "goal")?;
+        ok(g.transitions.iter().all(|x| x.index() < nt), "goal transitions")?;
+    }
+    for i in &p.invariants {
+        ok(i.domain.index() < nd && i.read_set.iter().all(|x| x.index() < nf), "invariant")?;
+    }
+    for t in &p.transitions {
+        ok(t.domain.index() < nd && t.goal.index() < ng && t.write_set.iter().all(|x| x.index() < nf), "transition")?;
+        for s in &t.slices {
+            ok(s.write_set.iter().all(|x| x.index() < nf), "slice")?;
+        }
+    }
+    for h in &p.handlers {
+        ok(h.domain.index() < nd, "handler")?;
+    }
+    for d in &p.dominance {
+        ok(d.higher.index() < ng && d.lower.index() < ng, "dominance")?;
+    }
+    let _ = ne;
+    Ok(())
+}
+
+impl Engine {
+    /// Rebuilds the derived lookup tables from the program and learnt dominance.
+    pub(crate) fn rebuild_index(&mut self) {
+        let mut index = Index::default();
+        if let Some(p) = &self.program {
+            for (i, d) in p.domains.iter().enumerate() {
+                index.domains.insert(d.name.clone(), DomainId(i as u32));
+                index.fields.push(d.fields.iter().map(|f| (p.fields[f.index()].name.clone(), *f)).collect());
+            }
+            index.field_goals = vec![Vec::new(); p.fields.len()];
+            index.field_invariants = vec![Vec::new(); p.fields.len()];
+            for (i, g) in p.goals.iter().enumerate() {
+                for f in &g.read_set {
+                    index.field_goals[f.index()].push(GoalId(i as u32));
+                }
+            }
+            for (i, inv) in p.invariants.iter().enumerate() {
+                for f in &inv.read_set {
+                    index.field_invariants[f.index()].push(InvariantId(i as u32));
+                }
+            }
+            index.dominators = vec![Vec::new(); p.goals.len()];
+            index.dominates = vec![Vec::new(); p.goals.len()];
+            let pairs = p
+                .dominance
+                .iter()
+                .map(|d| (d.higher, d.lower))
+                .chain(self.runtime_dominance.iter().map(|&(h, l)| (GoalId(h), GoalId(l))));
+            for (h, l) in pairs {
+                if h.index() < p.goals.len() && l.index() < p.goals.len() && !index.dominators[l.index()].contains(&h) {
+                    index.dominators[l.index()].push(h);
+                    index.dominates[h.index()].push(l);
+                }
+            }
+        }
+        self.index = Arc::new(index);
+    }
+
+    /// Installs a new program version, keeping fields with the same domain,
+    /// name and type; everything in flight is dropped and traps are cleared.
+    pub(crate) fn install(&mut self, cx: &mut Cx, program: Program, bytes: Vec<u8>) {
+        if let Err(e) = check_program(&program) {
+            cx.event("rejected", None, None, Some(codes::PROGRAM), format!("program is inconsistent: {e}"));
+            return;
+        }
+        let mut values = Vec::with_capacity(program.fields.len());
+        for f in &program.fields {
+            let domain = &program.domains[f.domain.index()].name;
+            let old = self.index.domains.get(domain).and_then(|d| self.index.fields.get(d.index())?.get(&f.name)).and_then(|id| {
+                let old_program = self.program.as_ref()?;
+                let old_field = old_program.fields.get(id.index())?;
+                (old_field.ty == f.ty).then(|| self.values.get(id.index()).cloned()).flatten()
+            });
+            values.push(old.unwrap_or_else(|| f.default.clone()));
+        }
+        self.values = values;
+        let hash = program.hash().to_hex();
+        self.version += 1;
+        self.epoch += 1;
+        cx.event("program", None, None, None, format!("program version {} installed ({})", self.version, &hash[..16]));
+        self.program_hash = Some(hash);
+        self.program_bytes = Some(bytes);
+        self.running.clear();
+        self.cycles.clear();
+        self.steps.clear();
+        self.messages.clear();
+        self.effects.clear();
+        self.timers.clear();
+        self.vectors.clear();
+        self.tugs.clear();
+        self.runtime_dominance.clear();
+        self.program = Some(Arc::new(program));
+        self.rebuild_index();
+        let program = self.program.clone();
+        let Some(program) = program else { return };
+        self.goal_states = program
+            .goals
+            .iter()
+            .map(|g| GoalState::new(eval::holds(&g.predicate, g.slots, &self.values).unwrap_or(false), cx.index))
+            .collect();
+        for (i, g) in program.goals.iter().enumerate() {
+            let id = GoalId(i as u32);
+            cx.status_dirty.insert(id);
+            let status = self.goal_states[i].status;
+            let domain = program.domains[g.domain.index()].name.clone();
+            cx.event("goal_status", Some(domain), Some(g.name.clone()), None, status.to_string());
+        }
+        for i in 0..program.domains.len() {
+            cx.dirty_domains.insert(DomainId(i as u32));
+        }
+    }
+
+    pub(crate) fn domain_id(&self, name: &str) -> Result<DomainId, Rejection> {
+        if self.program.is_none() {
+            return Err(Rejection::new(codes::PROGRAM, "no program has been submitted yet"));
+        }
+        self.index.domains.get(name).copied().ok_or_else(|| Rejection::new(codes::UNKNOWN, format!("unknown domain `{name}`")))
+    }
+
+    pub(crate) fn goal_id(&self, domain: DomainId, name: &str) -> Result<GoalId, Rejection> {
+        let program = self.program.as_ref().ok_or_else(|| Rejection::new(codes::PROGRAM, "no program has been submitted yet"))?;
+        program.goal_by_name(domain, name).ok_or_else(|| {
+            Rejection::new(codes::UNKNOWN, format!("unknown goal `{}.{name}`", program.domains[domain.index()].name))
+        })
+    }
+
+    /// Resolves and type-checks client writes, then checks the invariants
+    /// they touch. Returns the resolved writes.
+    pub(crate) fn check_mutation(&self, writes: &[FieldWrite]) -> Result<BTreeMap<FieldId, Value>, Rejection> {
+        let program = self.program.as_ref().ok_or_else(|| Rejection::new(codes::PROGRAM, "no program has been submitted yet"))?;
+        let mut resolved = BTreeMap::new();
+        for w in writes {
+            let d = self.domain_id(&w.domain)?;
+            let f = self
+                .index
+                .fields
+                .get(d.index())
+                .and_then(|m| m.get(&w.field))
+                .copied()
+                .ok_or_else(|| Rejection::new(codes::UNKNOWN, format!("unknown field `{}.{}`", w.domain, w.field)))?;
+            let field = &program.fields[f.index()];
+            if !w.value.has_type(&field.ty) {
+                return Err(Rejection::new(
+                    codes::TYPE,
+                    format!("`{}.{}` is {} but the value {} is not", w.domain, w.field, field.ty, w.value),
+                ));
+            }
+            eval::check_len(&w.value, field.max_len).map_err(|e| Rejection::new(codes::TYPE, format!("`{}.{}`: {e}", w.domain, w.field)))?;
+            resolved.insert(f, w.value.clone());
+        }
+        self.check_invariants(&resolved)?;
+        Ok(resolved)
+    }
+
+    /// Evaluates the invariants over the written fields on the state the
+    /// writes would produce.
+    pub(crate) fn check_invariants(&self, writes: &BTreeMap<FieldId, Value>) -> Result<(), Rejection> {
+        let Some(program) = self.program.as_ref() else { return Ok(()) };
+        let mut checked = BTreeSet::new();
+        let overlay = Overlay { base: &self.values, writes };
+        for f in writes.keys() {
+            for inv in self.index.field_invariants.get(f.index()).map(Vec::as_slice).unwrap_or(&[]) {
+                if !checked.insert(*inv) {
+                    continue;
+                }
+                let i = &program.invariants[inv.index()];
+                let domain = &program.domains[i.domain.index()].name;
+                match eval::holds(&i.predicate, i.slots, &overlay) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        return Err(Rejection::new(codes::INVARIANT, format!("invariant {domain}.{} would be violated", i.name)))
+                    }
+                    Err(e) => {
+                        return Err(Rejection::new(
+                            codes::INVARIANT,
+                            format!("invariant {domain}.{} cannot be evaluated: {e}", i.name),
+                        ))
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn mutate(&mut self, cx: &mut Cx, writes: &[FieldWrite]) -> Result<(), Rejection> {
+        let resolved = self.check_mutation(writes)?;
+        self.epoch += 1;
+        let summary: Vec<String> = writes.iter().map(|w| format!("{}.{} = {}", w.domain, w.field, w.value)).collect();
+        let domain = writes.first().map(|w| w.domain.clone());
+        cx.event("mutation", domain, None, None, summary.join(", "));
+        for (f, v) in resolved {
+            self.write_field(cx, f, v, None);
+        }
+        Ok(())
+    }
+
+    /// Writes one field (already checked), attributing it to `cycle`.
+    pub(crate) fn write_field(&mut self, cx: &mut Cx, field: FieldId, value: Value, cycle: Option<u64>) {
+        let Some(slot) = self.values.get_mut(field.index()) else { return };
+        if *slot == value {
+            return;
+        }
+        let old = std::mem::replace(slot, value);
+        if let Some(c) = cycle.and_then(|id| self.cycles.get_mut(&id)) {
+            c.before_values.entry(field).or_insert(old);
+            for g in self.index.field_goals.get(field.index()).map(Vec::as_slice).unwrap_or(&[]) {
+                if let Some(gs) = self.goal_states.get(g.index()) {
+                    c.held_before.entry(*g).or_insert(gs.holds);
+                }
+            }
+        }
+        cx.touched.insert(field);
+    }
+
+    /// Re-evaluates the goals reading the fields written since the last
+    /// flush: the cost follows the goals affected, not the goals that exist.
+    pub(crate) fn flush(&mut self, cx: &mut Cx) {
+        if cx.touched.is_empty() {
+            return;
+        }
+        let Some(program) = self.program.clone() else { return };
+        let index = self.index.clone();
+        let touched = std::mem::take(&mut cx.touched);
+        let mut goals = BTreeSet::new();
+        for f in &touched {
+            goals.extend(index.field_goals.get(f.index()).into_iter().flatten().copied());
+        }
+        for g in goals {
+            let goal = &program.goals[g.index()];
+            let holds = eval::holds(&goal.predicate, goal.slots, &self.values).unwrap_or(false);
+            let gs = &mut self.goal_states[g.index()];
+            if gs.failed {
+                gs.failed = false;
+                gs.code = None;
+                gs.evidence = None;
+            }
+            cx.status_dirty.insert(g);
+            if holds != gs.holds {
+                gs.holds = holds;
+                if holds {
+                    gs.no_progress = 0;
+                    gs.unchanged = 0;
+                    gs.seen_inputs.clear();
+                } else {
+                    gs.violated_since = cx.index;
+                }
+                cx.status_dirty.extend(index.dominates[g.index()].iter().copied());
+            }
+        }
+    }
+
+    /// The status a goal should have now.
+    pub(crate) fn compute_status(&self, g: GoalId) -> GoalStatus {
+        let gs = &self.goal_states[g.index()];
+        if gs.trapped {
+            GoalStatus::Trapped
+        } else if gs.holds {
+            GoalStatus::Satisfied
+        } else if gs.failed {
+            GoalStatus::Failed
+        } else if gs.open_cycle.is_some() {
+            GoalStatus::Repairing
+        } else if self.dominator(g).is_some() {
+            GoalStatus::Dominated
+        } else {
+            GoalStatus::Violated
+        }
+    }
+
+    /// A higher goal that holds and dominates `g`, if any.
+    pub(crate) fn dominator(&self, g: GoalId) -> Option<GoalId> {
+        self.index.dominators.get(g.index())?.iter().copied().find(|h| self.goal_states[h.index()].holds)
+    }
+
+    /// Brings every dirty goal's status up to date, emitting events.
+    pub(crate) fn update_statuses(&mut self, cx: &mut Cx) {
+        let Some(program) = self.program.clone() else { return };
+        let dirty = std::mem::take(&mut cx.status_dirty);
+        for g in dirty {
+            let status = self.compute_status(g);
+            let dominator = if status == GoalStatus::Dominated { self.dominator(g) } else { None };
+            let goal = &program.goals[g.index()];
+            let domain = program.domains[goal.domain.index()].name.clone();
+            let gs = &mut self.goal_states[g.index()];
+            if status == GoalStatus::Dominated && gs.dominated_by != dominator.map(|h| h.0) {
+                if let Some(h) = dominator {
+                    let evidence = format!("dominated by higher-priority goal {} while it holds", program.goal_path(h));
+                    gs.evidence = Some(evidence.clone());
+                    cx.event("dominated", Some(domain.clone()), Some(goal.name.clone()), None, evidence);
+                }
+            }
+            gs.dominated_by = dominator.map(|h| h.0);
+            if status != gs.status {
+                gs.status = status;
+                gs.since_index = cx.index;
+                let code = gs.code.clone();
+                cx.event("goal_status", Some(domain), Some(goal.name.clone()), code.as_deref(), status.to_string());
+                cx.dirty_domains.insert(goal.domain);
+            }
+        }
+    }
+
+    /// Values of a goal's read set, in read-set order.
+    pub(crate) fn inputs(&self, program: &Program, g: GoalId) -> Vec<Value> {
+        program.goals[g.index()].read_set.iter().filter_map(|f| self.values.get(f.index()).cloned()).collect()
+    }
+
+    fn clear_trap(&mut self, cx: &mut Cx, g: GoalId) {
+        let gs = &mut self.goal_states[g.index()];
+        gs.trapped = false;
+        gs.code = None;
+        gs.evidence = None;
+        gs.no_progress = 0;
+        gs.unchanged = 0;
+        gs.cycles = 0;
+        gs.seen_inputs.clear();
+        let g32 = g.0;
+        self.tugs.retain(|(a, b), _| *a != g32 && *b != g32);
+        cx.status_dirty.insert(g);
+    }
+
+    pub(crate) fn release(&mut self, cx: &mut Cx, domain: &str, goal: Option<&str>) -> Result<(), Rejection> {
+        let d = self.domain_id(domain)?;
+        let targets: Vec<GoalId> = match goal {
+            Some(name) => vec![self.goal_id(d, name)?],
+            None => self.program.as_ref().map(|p| p.domains[d.index()].goals.clone()).unwrap_or_default(),
+        };
+        self.epoch += 1;
+        for g in targets {
+            if self.goal_states[g.index()].trapped {
+                self.clear_trap(cx, g);
+                let name = self.program.as_ref().map(|p| p.goals[g.index()].name.clone());
+                cx.event("release", Some(domain.to_string()), name, None, "trap released".to_string());
+            }
+        }
+        cx.dirty_domains.insert(d);
+        Ok(())
+    }
+
+    pub(crate) fn retry(&mut self, cx: &mut Cx, domain: &str, goal: &str) -> Result<(), Rejection> {
+        let d = self.domain_id(domain)?;
+        let g = self.goal_id(d, goal)?;
+        self.epoch += 1;
+        let gs = &mut self.goal_states[g.index()];
+        if gs.failed {
+            gs.failed = false;
+            gs.code = None;
+            gs.evidence = None;
+            cx.event("retry", Some(domain.to_string()), Some(goal.to_string()), None, "goal re-armed".to_string());
+        }
+        cx.status_dirty.insert(g);
+        cx.dirty_domains.insert(d);
+        Ok(())
+    }
+
+    /// Re-evaluation, statuses, then arming and preemption: run after every
+    /// accepted entry.
+    pub(crate) fn settle(&mut self, cx: &mut Cx) {
+        self.flush(cx);
+        self.update_statuses(cx);
+        let mut rounds = 0;
+        while !cx.dirty_domains.is_empty() && rounds < 4 {
+            rounds += 1;
+            let domains = std::mem::take(&mut cx.dirty_domains);
+            for d in domains {
+                self.schedule_domain(cx, d);
+            }
+            self.flush(cx);
+            self.update_statuses(cx);
+        }
+    }
+}
