@@ -1,4 +1,76 @@
 //! The Lexum compiler: `.lxm` source in, a checked [`program::Program`] and
 //! diagnostics out.
+//!
+//! The stages never fail: each returns its result plus diagnostics, so one run
+//! reports many errors. [`compile`] runs them all:
+//! [`lexer`] → [`syntax`] → [`resolve`] → [`check`] (with [`cost`]) →
+//! [`lower`] → [`livelock`].
+//!
+//! ```
+//! use lexum_compiler::{compile, CompileOptions};
+//! let src = "domain Pool { state { nodes: int = 3 } invariant Sane { nodes >= 0 } }";
+//! let c = compile("pool.lxm", src, &CompileOptions::default());
+//! assert!(c.program.is_some());
+//! ```
 
+pub mod check;
+pub mod cost;
+pub mod diagnostic;
+pub mod lexer;
+pub mod livelock;
+pub mod lower;
 pub mod program;
+pub mod resolve;
+pub mod syntax;
+pub mod types;
+
+pub use diagnostic::{render, to_json, Code, Diagnostic, JsonDiagnostic, Severity, Span};
+pub use program::Program;
+
+/// Knobs of one compilation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CompileOptions {
+    /// Maximum length of a list whose type does not declare one (`list<T>`).
+    pub default_list_max: u32,
+    /// Maximum static cost (evaluation steps) of one goal or invariant.
+    pub cost_budget: u64,
+}
+
+impl Default for CompileOptions {
+    fn default() -> Self {
+        CompileOptions { default_list_max: 64, cost_budget: 10_000 }
+    }
+}
+
+/// The result of [`compile`].
+#[derive(Clone, Debug)]
+pub struct Compilation {
+    /// The program, `None` iff any diagnostic is an error.
+    pub program: Option<Program>,
+    /// Errors and warnings, in source order.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Compilation {
+    /// Whether any diagnostic is an error.
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+}
+
+/// Compiles one source file.
+pub fn compile(file_name: &str, source: &str, options: &CompileOptions) -> Compilation {
+    let _ = file_name;
+    let mut diags = Vec::new();
+    let file = syntax::parse(source, &mut diags);
+    let syms = resolve::declare(&file, options.default_list_max, &mut diags);
+    let (mut program, map) = check::check(&file, &syms, options, &mut diags);
+    let clean = !diags.iter().any(Diagnostic::is_error);
+    lower::fill_sets(&mut program, &map, clean, &mut diags);
+    if !diags.iter().any(Diagnostic::is_error) {
+        livelock::analyse(&mut program, &map, &mut diags);
+    }
+    diags.sort_by_key(|d| (d.span.start, d.span.end));
+    let failed = diags.iter().any(Diagnostic::is_error);
+    Compilation { program: if failed { None } else { Some(program) }, diagnostics: diags }
+}

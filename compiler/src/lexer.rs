@@ -1,0 +1,298 @@
+//! The lexer: source text to tokens. It never fails; bad input becomes
+//! [`Tok::Error`] tokens plus E001 diagnostics, and lexing continues.
+
+use crate::diagnostic::{Code, Diagnostic, Span};
+
+/// Token kinds. Keywords are plain identifiers; the parser decides by context.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Tok {
+    /// Identifier or keyword.
+    Ident(String),
+    /// Integer literal.
+    Int(i64),
+    /// String literal (escapes resolved).
+    Str(String),
+    /// Duration literal in milliseconds (`250ms`, `2s`, `1m`, `1h`).
+    Duration(u64),
+    /// `{`
+    LBrace,
+    /// `}`
+    RBrace,
+    /// `(`
+    LParen,
+    /// `)`
+    RParen,
+    /// `[`
+    LBracket,
+    /// `]`
+    RBracket,
+    /// `,`
+    Comma,
+    /// `.`
+    Dot,
+    /// `..`
+    DotDot,
+    /// `:`
+    Colon,
+    /// `->`
+    Arrow,
+    /// `=`
+    Assign,
+    /// `+=`
+    PlusAssign,
+    /// `-=`
+    MinusAssign,
+    /// `==`
+    EqEq,
+    /// `!=`
+    Ne,
+    /// `<`
+    Lt,
+    /// `<=`
+    Le,
+    /// `>`
+    Gt,
+    /// `>=`
+    Ge,
+    /// `+`
+    Plus,
+    /// `-`
+    Minus,
+    /// `*`
+    Star,
+    /// `/`
+    Slash,
+    /// `%`
+    Percent,
+    /// `!`
+    Bang,
+    /// `&&`
+    AndAnd,
+    /// `||`
+    OrOr,
+    /// `;` (accepted as an optional statement separator)
+    Semi,
+    /// Unrecognised input (already reported).
+    Error,
+    /// End of input.
+    Eof,
+}
+
+impl Tok {
+    /// How the token is shown in "expected X, found Y" messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Tok::Ident(s) => format!("`{s}`"),
+            Tok::Int(n) => format!("`{n}`"),
+            Tok::Str(_) => "a string".into(),
+            Tok::Duration(_) => "a duration".into(),
+            Tok::Eof => "end of file".into(),
+            Tok::Error => "invalid input".into(),
+            other => format!("`{}`", other.symbol()),
+        }
+    }
+
+    fn symbol(&self) -> &'static str {
+        match self {
+            Tok::LBrace => "{",
+            Tok::RBrace => "}",
+            Tok::LParen => "(",
+            Tok::RParen => ")",
+            Tok::LBracket => "[",
+            Tok::RBracket => "]",
+            Tok::Comma => ",",
+            Tok::Dot => ".",
+            Tok::DotDot => "..",
+            Tok::Colon => ":",
+            Tok::Arrow => "->",
+            Tok::Assign => "=",
+            Tok::PlusAssign => "+=",
+            Tok::MinusAssign => "-=",
+            Tok::EqEq => "==",
+            Tok::Ne => "!=",
+            Tok::Lt => "<",
+            Tok::Le => "<=",
+            Tok::Gt => ">",
+            Tok::Ge => ">=",
+            Tok::Plus => "+",
+            Tok::Minus => "-",
+            Tok::Star => "*",
+            Tok::Slash => "/",
+            Tok::Percent => "%",
+            Tok::Bang => "!",
+            Tok::AndAnd => "&&",
+            Tok::OrOr => "||",
+            Tok::Semi => ";",
+            _ => "?",
+        }
+    }
+}
+
+/// A token and where it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Token {
+    /// Kind and payload.
+    pub tok: Tok,
+    /// Byte range.
+    pub span: Span,
+}
+
+/// Splits `source` into tokens (always ending with [`Tok::Eof`]).
+pub fn lex(source: &str, diags: &mut Vec<Diagnostic>) -> Vec<Token> {
+    let bytes = source.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        let c = bytes[i];
+        let start = i;
+        if c.is_ascii_whitespace() {
+            i += 1;
+            continue;
+        }
+        if c == b'/' && bytes.get(i + 1) == Some(&b'/') {
+            while i < bytes.len() && bytes[i] != b'\n' {
+                i += 1;
+            }
+            continue;
+        }
+        if c.is_ascii_alphabetic() || c == b'_' {
+            while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_') {
+                i += 1;
+            }
+            out.push(Token { tok: Tok::Ident(source[start..i].to_string()), span: Span::new(start, i) });
+            continue;
+        }
+        if c.is_ascii_digit() {
+            while i < bytes.len() && (bytes[i].is_ascii_digit() || bytes[i] == b'_') {
+                i += 1;
+            }
+            let digits: String = source[start..i].chars().filter(|c| *c != '_').collect();
+            let suffix_start = i;
+            while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_') {
+                i += 1;
+            }
+            let span = Span::new(start, i);
+            let Ok(n) = digits.parse::<i64>() else {
+                diags.push(Diagnostic::new(Code::E001, span, "integer literal is too large").with_hint("integers are 64-bit signed"));
+                out.push(Token { tok: Tok::Error, span });
+                continue;
+            };
+            let tok = match &source[suffix_start..i] {
+                "" => Tok::Int(n),
+                "ms" => Tok::Duration(n as u64),
+                "s" => Tok::Duration((n as u64).saturating_mul(1000)),
+                "m" => Tok::Duration((n as u64).saturating_mul(60_000)),
+                "h" => Tok::Duration((n as u64).saturating_mul(3_600_000)),
+                other => {
+                    diags.push(
+                        Diagnostic::new(Code::E001, span, format!("unknown number suffix `{other}`"))
+                            .with_hint("durations are written `250ms`, `2s`, `1m` or `1h`"),
+                    );
+                    Tok::Error
+                }
+            };
+            out.push(Token { tok, span });
+            continue;
+        }
+        if c == b'"' {
+            i += 1;
+            let mut s = String::new();
+            let mut closed = false;
+            while i < bytes.len() {
+                let ch = bytes[i];
+                if ch == b'"' {
+                    i += 1;
+                    closed = true;
+                    break;
+                }
+                if ch == b'\n' {
+                    break;
+                }
+                if ch == b'\\' {
+                    let esc = bytes.get(i + 1).copied();
+                    match esc {
+                        Some(b'n') => s.push('\n'),
+                        Some(b't') => s.push('\t'),
+                        Some(b'\\') => s.push('\\'),
+                        Some(b'"') => s.push('"'),
+                        _ => {
+                            diags.push(Diagnostic::new(Code::E001, Span::new(i, (i + 2).min(bytes.len())), "unknown escape in string")
+                                .with_hint("the escapes are \\n, \\t, \\\\ and \\\""));
+                        }
+                    }
+                    let known = matches!(esc, Some(b'n' | b't' | b'\\' | b'"'));
+                    i += if known { 2 } else { 1 };
+                    continue;
+                }
+                let ch_len = source[i..].chars().next().map(char::len_utf8).unwrap_or(1);
+                s.push_str(&source[i..i + ch_len]);
+                i += ch_len;
+            }
+            let span = Span::new(start, i);
+            if !closed {
+                diags.push(Diagnostic::new(Code::E001, span, "unterminated string").with_hint("close it with `\"` on the same line"));
+            }
+            out.push(Token { tok: Tok::Str(s), span });
+            continue;
+        }
+        let two = |a: u8, b: u8| c == a && bytes.get(i + 1) == Some(&b);
+        let (tok, len) = if two(b'.', b'.') {
+            (Tok::DotDot, 2)
+        } else if two(b'-', b'>') {
+            (Tok::Arrow, 2)
+        } else if two(b'+', b'=') {
+            (Tok::PlusAssign, 2)
+        } else if two(b'-', b'=') {
+            (Tok::MinusAssign, 2)
+        } else if two(b'=', b'=') {
+            (Tok::EqEq, 2)
+        } else if two(b'!', b'=') {
+            (Tok::Ne, 2)
+        } else if two(b'<', b'=') {
+            (Tok::Le, 2)
+        } else if two(b'>', b'=') {
+            (Tok::Ge, 2)
+        } else if two(b'&', b'&') {
+            (Tok::AndAnd, 2)
+        } else if two(b'|', b'|') {
+            (Tok::OrOr, 2)
+        } else {
+            let t = match c {
+                b'{' => Tok::LBrace,
+                b'}' => Tok::RBrace,
+                b'(' => Tok::LParen,
+                b')' => Tok::RParen,
+                b'[' => Tok::LBracket,
+                b']' => Tok::RBracket,
+                b',' => Tok::Comma,
+                b'.' => Tok::Dot,
+                b':' => Tok::Colon,
+                b'=' => Tok::Assign,
+                b'<' => Tok::Lt,
+                b'>' => Tok::Gt,
+                b'+' => Tok::Plus,
+                b'-' => Tok::Minus,
+                b'*' => Tok::Star,
+                b'/' => Tok::Slash,
+                b'%' => Tok::Percent,
+                b'!' => Tok::Bang,
+                b';' => Tok::Semi,
+                _ => Tok::Error,
+            };
+            (t, 1)
+        };
+        if tok == Tok::Error {
+            let ch_len = source[i..].chars().next().map(char::len_utf8).unwrap_or(1);
+            let span = Span::new(i, i + ch_len);
+            let shown = &source[i..i + ch_len];
+            diags.push(Diagnostic::new(Code::E001, span, format!("unexpected character `{shown}`")));
+            i += ch_len;
+            out.push(Token { tok, span });
+            continue;
+        }
+        i += len;
+        out.push(Token { tok, span: Span::new(start, i) });
+    }
+    out.push(Token { tok: Tok::Eof, span: Span::new(source.len(), source.len()) });
+    out
+}

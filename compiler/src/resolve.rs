@@ -1,0 +1,208 @@
+//! Declarations: the first checking pass. It builds the symbol tables
+//! (effects, domains, fields, goals, handlers) and their types, so bodies can
+//! be checked in any order. Duplicate names and unknown types or domains in
+//! declarations are reported here (E002).
+
+use crate::diagnostic::{Code, Diagnostic, Span};
+use crate::syntax::ast::{self, TypeExpr};
+use crate::types::Ty;
+use std::collections::HashMap;
+
+/// A declared parameter (of an effect or a handler).
+#[derive(Clone, Debug)]
+pub struct ParamSig {
+    /// Name.
+    pub name: String,
+    /// Type.
+    pub ty: Ty,
+}
+
+/// A declared effect.
+#[derive(Clone, Debug)]
+pub struct EffectSig {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// Parameters.
+    pub params: Vec<ParamSig>,
+    /// Result type.
+    pub returns: Option<Ty>,
+}
+
+/// A declared handler.
+#[derive(Clone, Debug)]
+pub struct HandlerSig {
+    /// Owning domain index.
+    pub domain: u32,
+    /// Name.
+    pub name: String,
+    /// Parameters.
+    pub params: Vec<ParamSig>,
+}
+
+/// A declared field.
+#[derive(Clone, Debug)]
+pub struct FieldSig {
+    /// Owning domain index.
+    pub domain: u32,
+    /// Name.
+    pub name: String,
+    /// Type with bounds.
+    pub ty: Ty,
+}
+
+/// Per-domain name tables.
+#[derive(Clone, Debug, Default)]
+pub struct DomainSyms {
+    /// Name.
+    pub name: String,
+    /// Field name → global field index.
+    pub fields: HashMap<String, u32>,
+    /// Goal name → global goal index.
+    pub goals: HashMap<String, u32>,
+    /// Handler name → global handler index.
+    pub handlers: HashMap<String, u32>,
+    /// Domains read (indices, deduplicated, in order).
+    pub reads: Vec<u32>,
+}
+
+/// All declarations of a file.
+#[derive(Clone, Debug, Default)]
+pub struct Symbols {
+    /// Effects in source order.
+    pub effects: Vec<EffectSig>,
+    /// `(namespace, name)` → effect index.
+    pub effect_index: HashMap<(String, String), u32>,
+    /// Domains in source order.
+    pub domains: Vec<DomainSyms>,
+    /// Domain name → index.
+    pub domain_index: HashMap<String, u32>,
+    /// Fields of all domains, in source order.
+    pub fields: Vec<FieldSig>,
+    /// Handlers of all domains, in source order.
+    pub handlers: Vec<HandlerSig>,
+    /// Number of goals of all domains.
+    pub goal_count: u32,
+}
+
+fn dup(diags: &mut Vec<Diagnostic>, what: &str, name: &ast::Name, first: Span) {
+    diags.push(
+        Diagnostic::new(Code::E002, name.span, format!("{what} `{}` is defined twice", name.text))
+            .with_label(first, "first defined here"),
+    );
+}
+
+/// Resolves a written type; unbounded lists get `default_list_max`.
+pub fn resolve_type(t: &TypeExpr, default_list_max: u32, diags: &mut Vec<Diagnostic>) -> Ty {
+    match t {
+        TypeExpr::Int => Ty::Int,
+        TypeExpr::Bool => Ty::Bool,
+        TypeExpr::String => Ty::Str,
+        TypeExpr::List(inner, max) => {
+            Ty::List(Box::new(resolve_type(inner, default_list_max, diags)), max.unwrap_or(default_list_max))
+        }
+        TypeExpr::Unknown(name) => {
+            diags.push(
+                Diagnostic::new(Code::E002, name.span, format!("unknown type `{}`", name.text))
+                    .with_hint("types are int, bool, string and list<T, N>"),
+            );
+            Ty::Unknown
+        }
+    }
+}
+
+fn params(ps: &[ast::ParamDecl], what: &str, max: u32, diags: &mut Vec<Diagnostic>) -> Vec<ParamSig> {
+    let mut seen: HashMap<&str, Span> = HashMap::new();
+    let mut out = Vec::new();
+    for p in ps {
+        if let Some(first) = seen.get(p.name.text.as_str()) {
+            dup(diags, what, &p.name, *first);
+        } else {
+            seen.insert(&p.name.text, p.name.span);
+        }
+        out.push(ParamSig { name: p.name.text.clone(), ty: resolve_type(&p.ty, max, diags) });
+    }
+    out
+}
+
+/// Builds the symbol tables.
+pub fn declare(file: &ast::File, default_list_max: u32, diags: &mut Vec<Diagnostic>) -> Symbols {
+    let mut s = Symbols::default();
+    let mut effect_spans: HashMap<(String, String), Span> = HashMap::new();
+    for e in &file.effects {
+        let key = (e.namespace.text.clone(), e.name.text.clone());
+        if let Some(first) = effect_spans.get(&key) {
+            dup(diags, "effect", &e.name, *first);
+        } else {
+            effect_spans.insert(key.clone(), e.name.span);
+            s.effect_index.insert(key, s.effects.len() as u32);
+        }
+        s.effects.push(EffectSig {
+            namespace: e.namespace.text.clone(),
+            name: e.name.text.clone(),
+            params: params(&e.params, "parameter", default_list_max, diags),
+            returns: e.returns.as_ref().map(|t| resolve_type(t, default_list_max, diags)),
+        });
+    }
+    let mut domain_spans: HashMap<String, Span> = HashMap::new();
+    for (di, d) in file.domains.iter().enumerate() {
+        if let Some(first) = domain_spans.get(&d.name.text) {
+            dup(diags, "domain", &d.name, *first);
+        } else {
+            domain_spans.insert(d.name.text.clone(), d.name.span);
+            s.domain_index.insert(d.name.text.clone(), di as u32);
+        }
+    }
+    for (di, d) in file.domains.iter().enumerate() {
+        let mut syms = DomainSyms { name: d.name.text.clone(), ..DomainSyms::default() };
+        let mut spans: HashMap<String, Span> = HashMap::new();
+        for f in &d.fields {
+            if let Some(first) = spans.get(&f.name.text) {
+                dup(diags, "field", &f.name, *first);
+            } else {
+                spans.insert(f.name.text.clone(), f.name.span);
+                syms.fields.insert(f.name.text.clone(), s.fields.len() as u32);
+            }
+            let ty = resolve_type(&f.ty, default_list_max, diags);
+            s.fields.push(FieldSig { domain: di as u32, name: f.name.text.clone(), ty });
+        }
+        let mut goal_spans: HashMap<String, Span> = HashMap::new();
+        for g in &d.goals {
+            if let Some(first) = goal_spans.get(&g.name.text) {
+                dup(diags, "goal", &g.name, *first);
+            } else {
+                goal_spans.insert(g.name.text.clone(), g.name.span);
+                syms.goals.insert(g.name.text.clone(), s.goal_count);
+            }
+            s.goal_count += 1;
+        }
+        let mut handler_spans: HashMap<String, Span> = HashMap::new();
+        for h in &d.handlers {
+            if let Some(first) = handler_spans.get(&h.name.text) {
+                dup(diags, "handler", &h.name, *first);
+            } else {
+                handler_spans.insert(h.name.text.clone(), h.name.span);
+                syms.handlers.insert(h.name.text.clone(), s.handlers.len() as u32);
+            }
+            s.handlers.push(HandlerSig {
+                domain: di as u32,
+                name: h.name.text.clone(),
+                params: params(&h.params, "parameter", default_list_max, diags),
+            });
+        }
+        for r in &d.reads {
+            match s.domain_index.get(&r.text) {
+                Some(&rd) if rd as usize == di => {}
+                Some(&rd) => {
+                    if !syms.reads.contains(&rd) {
+                        syms.reads.push(rd);
+                    }
+                }
+                None => diags.push(Diagnostic::new(Code::E002, r.span, format!("unknown domain `{}`", r.text))),
+            }
+        }
+        s.domains.push(syms);
+    }
+    s
+}

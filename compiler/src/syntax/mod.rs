@@ -1,0 +1,6 @@
+//! Syntax: the tree ([`ast`]) and the recovering parser ([`parser`]).
+
+pub mod ast;
+pub mod parser;
+
+pub use parser::parse;

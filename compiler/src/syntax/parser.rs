@@ -1,0 +1,657 @@
+//! A recursive-descent parser with error recovery. It never panics and never
+//! stops at the first error: a bad item, member or statement is reported as
+//! E001 and skipped, and parsing resumes at the next thing that looks like a
+//! start.
+
+use super::ast::*;
+use crate::diagnostic::{Code, Diagnostic, Span};
+use crate::lexer::{lex, Tok, Token};
+use crate::program::{AssignOp, Priority};
+
+/// Deepest expression or block nesting accepted (protects the stack).
+const MAX_DEPTH: u32 = 128;
+
+/// Parses a whole file, appending diagnostics.
+pub fn parse(source: &str, diags: &mut Vec<Diagnostic>) -> File {
+    let tokens = lex(source, diags);
+    let mut p = Parser { tokens, pos: 0, diags, depth: 0 };
+    p.file()
+}
+
+struct Parser<'d> {
+    tokens: Vec<Token>,
+    pos: usize,
+    diags: &'d mut Vec<Diagnostic>,
+    depth: u32,
+}
+
+/// Marker: an error was reported and the caller should recover.
+struct Failed;
+
+type PResult<T> = Result<T, Failed>;
+
+impl Parser<'_> {
+    fn peek(&self) -> &Tok {
+        &self.tokens[self.pos.min(self.tokens.len() - 1)].tok
+    }
+
+    fn peek_at(&self, n: usize) -> &Tok {
+        &self.tokens[(self.pos + n).min(self.tokens.len() - 1)].tok
+    }
+
+    fn span(&self) -> Span {
+        self.tokens[self.pos.min(self.tokens.len() - 1)].span
+    }
+
+    fn prev_span(&self) -> Span {
+        if self.pos == 0 {
+            return Span::default();
+        }
+        self.tokens[(self.pos - 1).min(self.tokens.len() - 1)].span
+    }
+
+    fn bump(&mut self) -> Token {
+        let t = self.tokens[self.pos.min(self.tokens.len() - 1)].clone();
+        if self.pos < self.tokens.len() - 1 {
+            self.pos += 1;
+        }
+        t
+    }
+
+    fn at(&self, t: &Tok) -> bool {
+        self.peek() == t
+    }
+
+    fn at_kw(&self, kw: &str) -> bool {
+        matches!(self.peek(), Tok::Ident(s) if s == kw)
+    }
+
+    fn eat(&mut self, t: &Tok) -> bool {
+        if self.at(t) {
+            self.bump();
+            true
+        } else {
+            false
+        }
+    }
+
+    fn eat_kw(&mut self, kw: &str) -> bool {
+        if self.at_kw(kw) {
+            self.bump();
+            true
+        } else {
+            false
+        }
+    }
+
+    fn error_here(&mut self, expected: &str) -> Failed {
+        let found = self.peek().describe();
+        let span = self.span();
+        if *self.peek() != Tok::Error {
+            self.diags.push(Diagnostic::new(Code::E001, span, format!("expected {expected}, found {found}")));
+        }
+        Failed
+    }
+
+    fn expect(&mut self, t: &Tok, what: &str) -> PResult<Span> {
+        if self.at(t) {
+            Ok(self.bump().span)
+        } else {
+            Err(self.error_here(what))
+        }
+    }
+
+    fn expect_kw(&mut self, kw: &str) -> PResult<Span> {
+        if self.at_kw(kw) {
+            Ok(self.bump().span)
+        } else {
+            Err(self.error_here(&format!("`{kw}`")))
+        }
+    }
+
+    fn ident(&mut self, what: &str) -> PResult<Name> {
+        if let Tok::Ident(s) = self.peek() {
+            let text = s.clone();
+            let span = self.bump().span;
+            Ok(Name { text, span })
+        } else {
+            Err(self.error_here(what))
+        }
+    }
+
+    fn enter(&mut self) -> PResult<()> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            let span = self.span();
+            self.diags.push(Diagnostic::new(Code::E001, span, "nesting is too deep"));
+            return Err(Failed);
+        }
+        Ok(())
+    }
+
+    fn leave(&mut self) {
+        self.depth = self.depth.saturating_sub(1);
+    }
+
+    /// Skips tokens until `stop` says so or a closing brace at this level.
+    /// Always consumes at least one token unless already at end or at `}`.
+    fn recover(&mut self, stop: impl Fn(&Tok) -> bool) {
+        let mut depth = 0i32;
+        let mut first = true;
+        loop {
+            let t = self.peek().clone();
+            match t {
+                Tok::Eof => return,
+                Tok::RBrace if depth == 0 => return,
+                _ if depth == 0 && !first && stop(&t) => return,
+                Tok::LBrace => depth += 1,
+                Tok::RBrace => depth -= 1,
+                _ => {}
+            }
+            first = false;
+            self.bump();
+        }
+    }
+
+    fn file(&mut self) -> File {
+        let mut file = File::default();
+        let item_start = |t: &Tok| matches!(t, Tok::Ident(s) if s == "domain" || s == "effect");
+        while !self.at(&Tok::Eof) {
+            if self.at_kw("effect") {
+                match self.effect_decl() {
+                    Ok(e) => file.effects.push(e),
+                    Err(Failed) => self.recover(item_start),
+                }
+            } else if self.at_kw("domain") {
+                match self.domain() {
+                    Ok(d) => file.domains.push(d),
+                    Err(Failed) => self.recover(item_start),
+                }
+            } else {
+                self.error_here("`domain` or `effect`");
+                self.recover(item_start);
+                self.eat(&Tok::RBrace);
+            }
+        }
+        file
+    }
+
+    fn effect_decl(&mut self) -> PResult<EffectDecl> {
+        let start = self.expect_kw("effect")?;
+        let namespace = self.ident("an effect namespace")?;
+        self.expect(&Tok::Dot, "`.` between namespace and effect name")?;
+        let name = self.ident("an effect name")?;
+        let params = self.params()?;
+        let returns = if self.eat(&Tok::Arrow) { Some(self.type_expr()?.0) } else { None };
+        Ok(EffectDecl { namespace, name, params, returns, span: start.to(self.prev_span()) })
+    }
+
+    fn params(&mut self) -> PResult<Vec<ParamDecl>> {
+        self.expect(&Tok::LParen, "`(`")?;
+        let mut params = Vec::new();
+        while !self.at(&Tok::RParen) {
+            let name = self.ident("a parameter name")?;
+            self.expect(&Tok::Colon, "`:` and a type")?;
+            let (ty, ty_span) = self.type_expr()?;
+            params.push(ParamDecl { name, ty, ty_span });
+            if !self.eat(&Tok::Comma) {
+                break;
+            }
+        }
+        self.expect(&Tok::RParen, "`)`")?;
+        Ok(params)
+    }
+
+    fn type_expr(&mut self) -> PResult<(TypeExpr, Span)> {
+        self.enter()?;
+        let r = self.type_inner();
+        self.leave();
+        r
+    }
+
+    fn type_inner(&mut self) -> PResult<(TypeExpr, Span)> {
+        let name = self.ident("a type")?;
+        let ty = match name.text.as_str() {
+            "int" => TypeExpr::Int,
+            "bool" => TypeExpr::Bool,
+            "string" => TypeExpr::String,
+            "list" => {
+                self.expect(&Tok::Lt, "`<` after `list`")?;
+                let (inner, _) = self.type_expr()?;
+                let mut max = None;
+                if self.eat(&Tok::Comma) {
+                    let span = self.span();
+                    match self.peek().clone() {
+                        Tok::Int(n) if n >= 0 && n <= u32::MAX as i64 => {
+                            self.bump();
+                            max = Some(n as u32);
+                        }
+                        _ => {
+                            self.diags.push(
+                                Diagnostic::new(Code::E001, span, "expected the list's maximum length")
+                                    .with_hint("write `list<int, 16>`"),
+                            );
+                            return Err(Failed);
+                        }
+                    }
+                }
+                self.expect(&Tok::Gt, "`>` closing the list type")?;
+                TypeExpr::List(Box::new(inner), max)
+            }
+            _ => TypeExpr::Unknown(name.clone()),
+        };
+        Ok((ty, name.span.to(self.prev_span())))
+    }
+
+    fn priority(&mut self) -> PResult<Option<PriorityDecl>> {
+        if !self.eat_kw("priority") {
+            return Ok(None);
+        }
+        let name = self.ident("a priority level")?;
+        match Priority::from_keyword(&name.text) {
+            Some(level) => Ok(Some(PriorityDecl { level, span: name.span })),
+            None => {
+                self.diags.push(
+                    Diagnostic::new(Code::E001, name.span, format!("unknown priority level `{}`", name.text))
+                        .with_hint("levels are critical, high, normal, low, background"),
+                );
+                Ok(None)
+            }
+        }
+    }
+
+    fn domain(&mut self) -> PResult<DomainDecl> {
+        self.expect_kw("domain")?;
+        let name = self.ident("a domain name")?;
+        let priority = self.priority()?;
+        self.expect(&Tok::LBrace, "`{`")?;
+        let mut d = DomainDecl {
+            name,
+            priority,
+            reads: vec![],
+            fields: vec![],
+            goals: vec![],
+            invariants: vec![],
+            transitions: vec![],
+            handlers: vec![],
+        };
+        let member_start = |t: &Tok| {
+            matches!(t, Tok::Ident(s) if matches!(s.as_str(), "reads" | "state" | "invariant" | "goal" | "transition" | "on"))
+        };
+        while !self.at(&Tok::RBrace) && !self.at(&Tok::Eof) {
+            if self.member(&mut d).is_err() {
+                self.recover(member_start);
+                if self.at(&Tok::RBrace) && self.closes_member() {
+                    self.bump();
+                }
+            }
+        }
+        self.expect(&Tok::RBrace, "`}` closing the domain")?;
+        Ok(d)
+    }
+
+    /// After recovering inside a member, a `}` may close that member rather
+    /// than the domain: it does when a member keyword or `}` follows.
+    fn closes_member(&self) -> bool {
+        matches!(self.peek_at(1), Tok::Ident(s) if matches!(s.as_str(), "reads" | "state" | "invariant" | "goal" | "transition" | "on"))
+            || *self.peek_at(1) == Tok::RBrace
+    }
+
+    fn member(&mut self, d: &mut DomainDecl) -> PResult<()> {
+        let Tok::Ident(kw) = self.peek().clone() else {
+            return Err(self.error_here("a domain member (`state`, `goal`, `invariant`, `transition`, `on`, `reads`)"));
+        };
+        match kw.as_str() {
+            "reads" => {
+                self.bump();
+                loop {
+                    d.reads.push(self.ident("a domain name")?);
+                    if !self.eat(&Tok::Comma) {
+                        break;
+                    }
+                }
+                self.eat(&Tok::Semi);
+            }
+            "state" => {
+                self.bump();
+                self.expect(&Tok::LBrace, "`{`")?;
+                while !self.at(&Tok::RBrace) && !self.at(&Tok::Eof) {
+                    let name = self.ident("a field name")?;
+                    self.expect(&Tok::Colon, "`:` and a type")?;
+                    let (ty, ty_span) = self.type_expr()?;
+                    let default = if self.eat(&Tok::Assign) { Some(self.expr()?) } else { None };
+                    d.fields.push(FieldDecl { name, ty, ty_span, default });
+                    while self.eat(&Tok::Comma) || self.eat(&Tok::Semi) {}
+                }
+                self.expect(&Tok::RBrace, "`}`")?;
+            }
+            "goal" | "invariant" => {
+                self.bump();
+                let name = self.ident("a name")?;
+                let priority = if kw == "goal" { self.priority()? } else { None };
+                let open = self.span();
+                let body = self.block()?;
+                let g = GoalDecl { name, priority, body, body_span: open.to(self.prev_span()) };
+                if kw == "goal" {
+                    d.goals.push(g);
+                } else {
+                    d.invariants.push(g);
+                }
+            }
+            "transition" => {
+                self.bump();
+                let name = self.ident("a transition name")?;
+                self.expect_kw("for")?;
+                let goal = self.ident("the goal this transition repairs")?;
+                let when = if self.eat_kw("when") { Some(self.expr()?) } else { None };
+                let retry = if self.at_kw("retry") { Some(self.retry()?) } else { None };
+                let open = self.expect(&Tok::LBrace, "`{`")?;
+                let mut slices = Vec::new();
+                while !self.at(&Tok::RBrace) && !self.at(&Tok::Eof) {
+                    self.expect_kw("slice")?;
+                    let sname = self.ident("a slice name")?;
+                    let body = self.block()?;
+                    slices.push(SliceDecl { name: sname, body });
+                }
+                self.expect(&Tok::RBrace, "`}`")?;
+                if slices.is_empty() {
+                    self.diags.push(
+                        Diagnostic::new(Code::E001, open.to(self.prev_span()), "a transition needs at least one slice")
+                            .with_hint("write `slice name { ... }` inside the transition"),
+                    );
+                }
+                d.transitions.push(TransitionDecl { name, goal, when, retry, slices });
+            }
+            "on" => {
+                self.bump();
+                let name = self.ident("a handler name")?;
+                let params = self.params()?;
+                let body = self.block()?;
+                d.handlers.push(HandlerDecl { name, params, body });
+            }
+            _ => return Err(self.error_here("a domain member (`state`, `goal`, `invariant`, `transition`, `on`, `reads`)")),
+        }
+        Ok(())
+    }
+
+    fn retry(&mut self) -> PResult<RetryDecl> {
+        let start = self.expect_kw("retry")?;
+        let attempts = match self.peek().clone() {
+            Tok::Int(n) => {
+                self.bump();
+                n
+            }
+            _ => return Err(self.error_here("the number of attempts")),
+        };
+        let mut backoff = None;
+        if self.eat_kw("backoff") {
+            let a = self.duration()?;
+            self.expect(&Tok::DotDot, "`..` between the initial and the maximum backoff")?;
+            let b = self.duration()?;
+            backoff = Some((a, b));
+        }
+        Ok(RetryDecl { attempts, backoff, span: start.to(self.prev_span()) })
+    }
+
+    fn duration(&mut self) -> PResult<u64> {
+        match self.peek().clone() {
+            Tok::Duration(ms) => {
+                self.bump();
+                Ok(ms)
+            }
+            Tok::Int(_) => {
+                let span = self.span();
+                self.diags.push(
+                    Diagnostic::new(Code::E001, span, "expected a duration").with_hint("add a unit: `250ms`, `2s` or `1m`"),
+                );
+                self.bump();
+                Err(Failed)
+            }
+            _ => Err(self.error_here("a duration such as `500ms`")),
+        }
+    }
+
+    /// `{ stmt* }` with statement-level recovery.
+    fn block(&mut self) -> PResult<Vec<Stmt>> {
+        self.expect(&Tok::LBrace, "`{`")?;
+        self.enter()?;
+        let mut stmts = Vec::new();
+        let stmt_start = |t: &Tok| {
+            matches!(t, Tok::Ident(s) if matches!(s.as_str(), "let" | "if" | "for" | "emit" | "send" | "slice"))
+        };
+        while !self.at(&Tok::RBrace) && !self.at(&Tok::Eof) {
+            match self.stmt() {
+                Ok(s) => stmts.push(s),
+                Err(Failed) => {
+                    if self.depth > MAX_DEPTH {
+                        self.leave();
+                        return Err(Failed);
+                    }
+                    self.recover(stmt_start);
+                    if self.at_kw("slice") {
+                        break;
+                    }
+                }
+            }
+            while self.eat(&Tok::Semi) {}
+        }
+        self.leave();
+        self.expect(&Tok::RBrace, "`}`")?;
+        Ok(stmts)
+    }
+
+    fn stmt(&mut self) -> PResult<Stmt> {
+        let start = self.span();
+        if self.eat_kw("let") {
+            let name = self.ident("a name")?;
+            self.expect(&Tok::Assign, "`=`")?;
+            let value = self.expr()?;
+            return Ok(Stmt::Let { name, value, span: start.to(self.prev_span()) });
+        }
+        if self.eat_kw("if") {
+            let cond = self.expr()?;
+            let then = self.block()?;
+            let otherwise = if self.eat_kw("else") {
+                if self.at_kw("if") {
+                    vec![self.stmt()?]
+                } else {
+                    self.block()?
+                }
+            } else {
+                vec![]
+            };
+            return Ok(Stmt::If { cond, then, otherwise, span: start });
+        }
+        if self.at_kw("for") && matches!(self.peek_at(1), Tok::Ident(_)) && matches!(self.peek_at(2), Tok::Ident(s) if s == "in") {
+            self.bump();
+            let name = self.ident("a loop variable")?;
+            self.expect_kw("in")?;
+            let list = self.expr()?;
+            let body = self.block()?;
+            return Ok(Stmt::For { name, list, body, span: start });
+        }
+        if self.eat_kw("emit") {
+            let namespace = self.ident("an effect namespace")?;
+            self.expect(&Tok::Dot, "`.`")?;
+            let name = self.ident("an effect name")?;
+            let args = self.args()?;
+            let bind = if self.eat(&Tok::Arrow) { Some(self.ident("a name for the result")?) } else { None };
+            return Ok(Stmt::Emit { namespace, name, args, bind, span: start.to(self.prev_span()) });
+        }
+        if self.eat_kw("send") {
+            let domain = self.ident("a domain name")?;
+            self.expect(&Tok::Dot, "`.`")?;
+            let name = self.ident("a handler name")?;
+            let args = self.args()?;
+            return Ok(Stmt::Send { domain, name, args, span: start.to(self.prev_span()) });
+        }
+        let e = self.expr()?;
+        let op = match self.peek() {
+            Tok::Assign => Some(AssignOp::Set),
+            Tok::PlusAssign => Some(AssignOp::Add),
+            Tok::MinusAssign => Some(AssignOp::Sub),
+            _ => None,
+        };
+        if let Some(op) = op {
+            let op_span = self.bump().span;
+            if !matches!(e.kind, ExprKind::Path(_)) {
+                self.diags.push(Diagnostic::new(Code::E001, e.span, "only a field or a local can be assigned"));
+            }
+            let value = self.expr()?;
+            return Ok(Stmt::Assign { target: e, op, op_span, value, span: start.to(self.prev_span()) });
+        }
+        Ok(Stmt::Expr(e))
+    }
+
+    fn args(&mut self) -> PResult<Vec<Arg>> {
+        self.expect(&Tok::LParen, "`(`")?;
+        let mut args = Vec::new();
+        while !self.at(&Tok::RParen) {
+            let name = if matches!(self.peek(), Tok::Ident(_)) && *self.peek_at(1) == Tok::Colon {
+                let n = self.ident("an argument name")?;
+                self.bump();
+                Some(n)
+            } else {
+                None
+            };
+            let value = self.expr()?;
+            args.push(Arg { name, value });
+            if !self.eat(&Tok::Comma) {
+                break;
+            }
+        }
+        self.expect(&Tok::RParen, "`)`")?;
+        Ok(args)
+    }
+
+    /// Parses an expression.
+    fn expr(&mut self) -> PResult<Expr> {
+        self.enter()?;
+        let r = self.binary(0);
+        self.leave();
+        r
+    }
+
+    fn binop(&self) -> Option<(BinaryOp, u8)> {
+        Some(match self.peek() {
+            Tok::OrOr => (BinaryOp::Or, 1),
+            Tok::AndAnd => (BinaryOp::And, 2),
+            Tok::EqEq => (BinaryOp::Eq, 3),
+            Tok::Ne => (BinaryOp::Ne, 3),
+            Tok::Lt => (BinaryOp::Lt, 4),
+            Tok::Le => (BinaryOp::Le, 4),
+            Tok::Gt => (BinaryOp::Gt, 4),
+            Tok::Ge => (BinaryOp::Ge, 4),
+            Tok::Plus => (BinaryOp::Add, 5),
+            Tok::Minus => (BinaryOp::Sub, 5),
+            Tok::Star => (BinaryOp::Mul, 6),
+            Tok::Slash => (BinaryOp::Div, 6),
+            Tok::Percent => (BinaryOp::Rem, 6),
+            _ => return None,
+        })
+    }
+
+    fn binary(&mut self, min_prec: u8) -> PResult<Expr> {
+        let mut lhs = self.unary()?;
+        while let Some((op, prec)) = self.binop() {
+            if prec < min_prec {
+                break;
+            }
+            self.bump();
+            self.enter()?;
+            let rhs = self.binary(prec + 1);
+            self.leave();
+            let rhs = rhs?;
+            let span = lhs.span.to(rhs.span);
+            lhs = Expr { kind: ExprKind::Binary(op, Box::new(lhs), Box::new(rhs)), span };
+        }
+        Ok(lhs)
+    }
+
+    fn unary(&mut self) -> PResult<Expr> {
+        let start = self.span();
+        let op = match self.peek() {
+            Tok::Bang => Some(UnaryOp::Not),
+            Tok::Minus => Some(UnaryOp::Neg),
+            _ => None,
+        };
+        if let Some(op) = op {
+            self.bump();
+            self.enter()?;
+            let inner = self.unary();
+            self.leave();
+            let inner = inner?;
+            let span = start.to(inner.span);
+            return Ok(Expr { kind: ExprKind::Unary(op, Box::new(inner)), span });
+        }
+        self.primary()
+    }
+
+    fn primary(&mut self) -> PResult<Expr> {
+        let start = self.span();
+        let kind = match self.peek().clone() {
+            Tok::Int(n) => {
+                self.bump();
+                ExprKind::Int(n)
+            }
+            Tok::Duration(ms) => {
+                self.bump();
+                ExprKind::Int(ms.min(i64::MAX as u64) as i64)
+            }
+            Tok::Str(s) => {
+                self.bump();
+                ExprKind::Str(s)
+            }
+            Tok::LParen => {
+                self.bump();
+                let e = self.expr()?;
+                self.expect(&Tok::RParen, "`)`")?;
+                return Ok(Expr { kind: e.kind, span: start.to(self.prev_span()) });
+            }
+            Tok::LBracket => {
+                self.bump();
+                let mut items = Vec::new();
+                while !self.at(&Tok::RBracket) {
+                    items.push(self.expr()?);
+                    if !self.eat(&Tok::Comma) {
+                        break;
+                    }
+                }
+                self.expect(&Tok::RBracket, "`]`")?;
+                ExprKind::List(items)
+            }
+            Tok::Ident(word) => {
+                if word == "true" || word == "false" {
+                    self.bump();
+                    ExprKind::Bool(word == "true")
+                } else if (word == "all" || word == "any")
+                    && matches!(self.peek_at(1), Tok::Ident(_))
+                    && matches!(self.peek_at(2), Tok::Ident(s) if s == "in")
+                {
+                    self.bump();
+                    let var = self.ident("a variable")?;
+                    self.expect_kw("in")?;
+                    let list = self.expr()?;
+                    self.expect(&Tok::Colon, "`:` before the quantifier's body")?;
+                    let body = self.expr()?;
+                    let q = if word == "all" { Quantifier::All } else { Quantifier::Any };
+                    ExprKind::Quantified(q, var, Box::new(list), Box::new(body))
+                } else {
+                    let mut path = vec![self.ident("a name")?];
+                    while self.at(&Tok::Dot) {
+                        self.bump();
+                        path.push(self.ident("a name after `.`")?);
+                    }
+                    if self.at(&Tok::LParen) {
+                        let args = self.args()?;
+                        ExprKind::Call(path, args)
+                    } else {
+                        ExprKind::Path(path)
+                    }
+                }
+            }
+            _ => return Err(self.error_here("an expression")),
+        };
+        Ok(Expr { kind, span: start.to(self.prev_span()) })
+    }
+}
