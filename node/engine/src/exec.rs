@@ -89,6 +89,8 @@ impl Engine {
         let Some(c) = self.cycles.get_mut(&cycle_id) else { return };
         let slices = program.transitions[c.transition.index()].slices.len() as u32;
         if c.next_slice < slices {
+            // A slice boundary: a higher-level goal of the domain may preempt.
+            cx.dirty_domains.insert(c.domain);
             self.queue_slice(cycle_id);
             return;
         }
