@@ -453,6 +453,11 @@ impl Body<'_> {
                             .with_hint("write one boolean expression; use `all x in xs: ...` instead of a loop"),
                     );
                 }
+                ast::Stmt::Expr(e) if e.kind == ExprKind::Error => {
+                    if result.is_none() {
+                        result = Some((T::error(), e.span));
+                    }
+                }
                 ast::Stmt::Expr(e) => {
                     if let Some((_, first)) = &result {
                         let d = Diagnostic::new(Code::E001, e.span, format!("{what} `{}` has more than one expression", name.text))
@@ -614,6 +619,7 @@ impl Body<'_> {
                 let args = self.match_args(&what, &params, args, *span);
                 Some(Stmt::Send { handler: HandlerId(hid), args })
             }
+            ast::Stmt::Expr(ast::Expr { kind: ExprKind::Error, .. }) => None,
             ast::Stmt::Expr(e) => {
                 let before = self.diags.len();
                 self.expr(e);
@@ -630,9 +636,11 @@ impl Body<'_> {
 
     fn match_args(&mut self, what: &str, params: &[ParamSig], args: &[ast::Arg], span: Span) -> Vec<Expr> {
         let mut given: Vec<Option<Expr>> = vec![None; params.len()];
+        let mut positional = false;
         for a in args {
             let v = self.expr(&a.value);
             let Some(n) = &a.name else {
+                positional = true;
                 self.diags.push(
                     Diagnostic::new(Code::E003, a.value.span, format!("arguments of {what} must be named"))
                         .with_hint("write `param: value`"),
@@ -665,7 +673,9 @@ impl Body<'_> {
             match g {
                 Some(e) => out.push(e),
                 None => {
-                    self.err(Code::E003, span, format!("missing argument `{}: {}` of {what}", params[i].name, params[i].ty));
+                    if !positional {
+                        self.err(Code::E003, span, format!("missing argument `{}: {}` of {what}", params[i].name, params[i].ty));
+                    }
                     out.push(Expr::Lit(Value::zero(&params[i].ty.to_type())));
                 }
             }

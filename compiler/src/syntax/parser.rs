@@ -14,7 +14,7 @@ const MAX_DEPTH: u32 = 128;
 /// Parses a whole file, appending diagnostics.
 pub fn parse(source: &str, diags: &mut Vec<Diagnostic>) -> File {
     let tokens = lex(source, diags);
-    let mut p = Parser { tokens, pos: 0, diags, depth: 0 };
+    let mut p = Parser { tokens, pos: 0, diags, depth: 0, last_error: usize::MAX };
     p.file()
 }
 
@@ -23,6 +23,8 @@ struct Parser<'d> {
     pos: usize,
     diags: &'d mut Vec<Diagnostic>,
     depth: u32,
+    /// Token index of the last reported error (one report per position).
+    last_error: usize,
 }
 
 /// Marker: an error was reported and the caller should recover.
@@ -87,7 +89,8 @@ impl Parser<'_> {
     fn error_here(&mut self, expected: &str) -> Failed {
         let found = self.peek().describe();
         let span = self.span();
-        if *self.peek() != Tok::Error {
+        if *self.peek() != Tok::Error && self.last_error != self.pos {
+            self.last_error = self.pos;
             self.diags.push(Diagnostic::new(Code::E001, span, format!("expected {expected}, found {found}")));
         }
         Failed
@@ -423,6 +426,7 @@ impl Parser<'_> {
             match self.stmt() {
                 Ok(s) => stmts.push(s),
                 Err(Failed) => {
+                    stmts.push(Stmt::Expr(Expr { kind: ExprKind::Error, span: self.span() }));
                     if self.depth > MAX_DEPTH {
                         self.leave();
                         return Err(Failed);
