@@ -9,7 +9,7 @@ use crate::lexer::{lex, Tok, Token};
 use crate::program::{AssignOp, Priority};
 
 /// Deepest expression or block nesting accepted (protects the stack).
-const MAX_DEPTH: u32 = 128;
+const MAX_DEPTH: u32 = 256;
 
 /// Parses a whole file, appending diagnostics.
 pub fn parse(source: &str, diags: &mut Vec<Diagnostic>) -> File {
@@ -555,13 +555,23 @@ impl Parser<'_> {
         })
     }
 
+    /// A chain `a + b + c` nests to the left, so each operator counts as one
+    /// level of depth until the chain ends.
     fn binary(&mut self, min_prec: u8) -> PResult<Expr> {
+        let saved = self.depth;
+        let r = self.binary_chain(min_prec);
+        self.depth = saved;
+        r
+    }
+
+    fn binary_chain(&mut self, min_prec: u8) -> PResult<Expr> {
         let mut lhs = self.unary()?;
         while let Some((op, prec)) = self.binop() {
             if prec < min_prec {
                 break;
             }
             self.bump();
+            self.enter()?;
             self.enter()?;
             let rhs = self.binary(prec + 1);
             self.leave();
