@@ -1,0 +1,264 @@
+//! A cluster of real `lexumd` processes on loopback, for tests and
+//! benchmarks: start, kill -9, pause, restart, and talk to each node.
+//!
+//! Every wait is bounded; dropping the cluster kills every process.
+
+use anyhow::{bail, Context};
+use lexum_proto::v1 as pb;
+use lexum_proto::v1::lexum_client::LexumClient;
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tonic::transport::Channel;
+
+/// How a test cluster is configured.
+#[derive(Clone, Debug)]
+pub struct ClusterOptions {
+    /// Number of nodes.
+    pub nodes: u64,
+    /// Snapshot after this many entries.
+    pub snapshot_logs: u64,
+    /// Entries kept behind a snapshot.
+    pub keep_logs: u64,
+    /// Cycles without progress before E005.
+    pub oscillation_threshold: u32,
+    /// Per-attempt deadline for workers.
+    pub effect_timeout_ms: u64,
+}
+
+impl Default for ClusterOptions {
+    fn default() -> Self {
+        ClusterOptions { nodes: 3, snapshot_logs: 5000, keep_logs: 1000, oscillation_threshold: 10, effect_timeout_ms: 10_000 }
+    }
+}
+
+/// One node's process and addresses.
+pub struct NodeProcess {
+    /// Node id.
+    pub id: u64,
+    /// gRPC address.
+    pub addr: String,
+    /// HTTP (metrics) address.
+    pub http_addr: String,
+    child: Option<Child>,
+    paused: bool,
+}
+
+/// A running test cluster.
+pub struct LocalCluster {
+    /// Scratch directory with data, configs and logs.
+    pub dir: tempfile::TempDir,
+    /// Nodes by id.
+    pub nodes: BTreeMap<u64, NodeProcess>,
+    binary: PathBuf,
+}
+
+/// Path of a workspace binary next to the running test executable
+/// (`target/<profile>/deps/test-…` → `target/<profile>/<name>`).
+pub fn workspace_binary(name: &str) -> anyhow::Result<PathBuf> {
+    if let Ok(path) = std::env::var(format!("{}_BIN", name.to_uppercase())) {
+        return Ok(PathBuf::from(path));
+    }
+    let exe = std::env::current_exe()?;
+    let mut dir = exe.parent().context("test executable has no directory")?;
+    if dir.ends_with("deps") {
+        dir = dir.parent().context("deps has no parent")?;
+    }
+    let candidate = dir.join(name);
+    if candidate.exists() {
+        return Ok(candidate);
+    }
+    bail!("{} not found; build it first (cargo build -p lexum-node -p lexum-client)", candidate.display())
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+impl LocalCluster {
+    /// Starts `options.nodes` nodes and waits (bounded) for a leader.
+    pub async fn start(options: ClusterOptions) -> anyhow::Result<LocalCluster> {
+        let dir = tempfile::tempdir()?;
+        let binary = workspace_binary("lexumd")?;
+        let mut nodes = BTreeMap::new();
+        for id in 1..=options.nodes {
+            let addr = format!("127.0.0.1:{}", free_port()?);
+            let http_addr = format!("127.0.0.1:{}", free_port()?);
+            nodes.insert(id, NodeProcess { id, addr, http_addr, child: None, paused: false });
+        }
+        let peers: String = nodes.values().map(|n| format!("{} = \"{}\"\n", n.id, n.addr)).collect();
+        for node in nodes.values() {
+            let config = format!(
+                "id = {id}\nlisten = \"{addr}\"\nmetrics_listen = \"{http}\"\ndata_dir = \"{data}\"\n\
+                 [peers]\n{peers}\n[raft]\nheartbeat_ms = 100\nelection_timeout_min_ms = 500\n\
+                 election_timeout_max_ms = 1000\nsnapshot_logs = {snap}\nkeep_logs = {keep}\n\
+                 [engine]\noscillation_threshold = {osc}\neffect_timeout_ms = {timeout}\n",
+                id = node.id,
+                addr = node.addr,
+                http = node.http_addr,
+                data = dir.path().join(format!("node{}", node.id)).display(),
+                snap = options.snapshot_logs,
+                keep = options.keep_logs,
+                osc = options.oscillation_threshold,
+                timeout = options.effect_timeout_ms,
+            );
+            std::fs::write(dir.path().join(format!("node{}.toml", node.id)), config)?;
+        }
+        let mut cluster = LocalCluster { dir, nodes, binary };
+        let ids: Vec<u64> = cluster.nodes.keys().copied().collect();
+        for id in ids {
+            cluster.spawn(id)?;
+        }
+        cluster.wait_for_leader(Duration::from_secs(30)).await?;
+        Ok(cluster)
+    }
+
+    fn spawn(&mut self, id: u64) -> anyhow::Result<()> {
+        let config = self.dir.path().join(format!("node{id}.toml"));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join(format!("node{id}.log")))?;
+        let child = Command::new(&self.binary)
+            .arg("--config")
+            .arg(&config)
+            .env("LEXUM_LOG", "info,openraft=warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", self.binary.display()))?;
+        let node = self.nodes.get_mut(&id).context("no such node")?;
+        node.child = Some(child);
+        node.paused = false;
+        Ok(())
+    }
+
+    /// The path of a node's log file.
+    pub fn log_path(&self, id: u64) -> PathBuf {
+        self.dir.path().join(format!("node{id}.log"))
+    }
+
+    /// `kill -9` a node.
+    pub fn kill(&mut self, id: u64) -> anyhow::Result<()> {
+        let node = self.nodes.get_mut(&id).context("no such node")?;
+        if let Some(mut child) = node.child.take() {
+            child.kill()?;
+            child.wait()?;
+        }
+        Ok(())
+    }
+
+    /// Restarts a killed node from its data directory.
+    pub fn restart(&mut self, id: u64) -> anyhow::Result<()> {
+        self.kill(id)?;
+        self.spawn(id)
+    }
+
+    /// SIGSTOP (`pause = true`) or SIGCONT a node.
+    pub fn pause(&mut self, id: u64, pause: bool) -> anyhow::Result<()> {
+        let node = self.nodes.get_mut(&id).context("no such node")?;
+        let Some(child) = &node.child else { bail!("node {id} is not running") };
+        let signal = if pause { libc::SIGSTOP } else { libc::SIGCONT };
+        // SAFETY: plain kill(2) on a child we own.
+        let rc = unsafe { libc::kill(child.id() as libc::pid_t, signal) };
+        if rc != 0 {
+            bail!("signal to node {id} failed");
+        }
+        node.paused = pause;
+        Ok(())
+    }
+
+    /// All gRPC endpoints, comma-separated (for `lexumctl --endpoints`).
+    pub fn endpoints(&self) -> String {
+        self.nodes.values().map(|n| n.addr.clone()).collect::<Vec<_>>().join(",")
+    }
+
+    /// A client connected to node `id`.
+    pub async fn client(&self, id: u64) -> anyhow::Result<LexumClient<Channel>> {
+        let node = self.nodes.get(&id).context("no such node")?;
+        connect(&node.addr).await
+    }
+
+    /// Every running node's own view.
+    pub async fn node_infos(&self) -> BTreeMap<u64, pb::NodeInfoResponse> {
+        let mut infos = BTreeMap::new();
+        for node in self.nodes.values().filter(|n| n.child.is_some() && !n.paused) {
+            if let Ok(mut client) = connect(&node.addr).await {
+                let call = client.node_info(pb::NodeInfoRequest {});
+                if let Ok(Ok(info)) = tokio::time::timeout(Duration::from_secs(1), call).await {
+                    infos.insert(node.id, info.into_inner());
+                }
+            }
+        }
+        infos
+    }
+
+    /// Waits until a running node reports itself leader; returns its id.
+    pub async fn wait_for_leader(&self, timeout: Duration) -> anyhow::Result<u64> {
+        self.wait_for_leader_other_than(None, timeout).await
+    }
+
+    /// Waits for a leader that is not `old`.
+    pub async fn wait_for_leader_other_than(&self, old: Option<u64>, timeout: Duration) -> anyhow::Result<u64> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            for (id, info) in self.node_infos().await {
+                if info.role == "leader" && Some(id) != old {
+                    return Ok(id);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        bail!("no leader within {timeout:?}; logs in {}", self.dir.path().display())
+    }
+
+    /// Waits until every running node has applied at least `index`.
+    pub async fn wait_for_applied(&self, index: u64, timeout: Duration) -> anyhow::Result<BTreeMap<u64, pb::NodeInfoResponse>> {
+        let deadline = Instant::now() + timeout;
+        let running = self.nodes.values().filter(|n| n.child.is_some() && !n.paused).count();
+        loop {
+            let infos = self.node_infos().await;
+            if infos.len() == running && infos.values().all(|i| i.applied_index >= index) {
+                return Ok(infos);
+            }
+            if Instant::now() >= deadline {
+                bail!("nodes did not all apply index {index} within {timeout:?}: {infos:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Scratch directory.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        for node in self.nodes.values_mut() {
+            if let Some(mut child) = node.child.take() {
+                if node.paused {
+                    // SAFETY: plain kill(2) on a child we own.
+                    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGCONT) };
+                }
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+/// Connects to one node (bounded).
+pub async fn connect(addr: &str) -> anyhow::Result<LexumClient<Channel>> {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+        .connect_timeout(Duration::from_millis(500))
+        .timeout(Duration::from_secs(15))
+        .connect()
+        .await?;
+    Ok(LexumClient::new(channel))
+}

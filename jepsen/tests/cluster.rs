@@ -1,0 +1,270 @@
+//! Three real `lexumd` processes on loopback: replication, failover,
+//! workers, fencing, snapshots, and oscillation verdicts across a leader kill.
+
+use lexum_jepsen::cluster::{ClusterOptions, LocalCluster};
+use lexum_jepsen::worker::{int_arg, int_value, TestWorker, WorkerLog};
+use lexum_proto::v1 as pb;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const CONVERGING: &str = r#"
+effect Cloud.SetNodeCount(pool: string, count: int) -> int
+
+domain Pool {
+  state {
+    nodes: int = 1
+    want: int = 3
+  }
+  goal Sized { nodes == want }
+  transition Resize for Sized retry 5 backoff 50ms..200ms {
+    slice call { emit Cloud.SetNodeCount(pool: "web", count: want) -> got }
+    slice record { nodes = got }
+  }
+}
+"#;
+
+/// The worker echoes `n` back, so the transition never moves its goal's input.
+const STUCK: &str = r#"
+effect Cloud.Poke(n: int) -> int
+
+domain Stuck {
+  state {
+    value: int = 0
+    target: int = 5
+  }
+  goal Reached { value >= target }
+  transition Push for Reached retry 5 backoff 20ms..50ms {
+    slice call { emit Cloud.Poke(n: value) -> got }
+    slice record { value = got }
+  }
+}
+"#;
+
+fn int(n: i64) -> Option<pb::Value> {
+    Some(int_value(n))
+}
+
+async fn leader_client(cluster: &LocalCluster) -> lexum_proto::v1::lexum_client::LexumClient<tonic::transport::Channel> {
+    let leader = cluster.wait_for_leader(Duration::from_secs(20)).await.expect("leader");
+    cluster.client(leader).await.expect("client")
+}
+
+async fn submit(cluster: &LocalCluster, source: &str) -> u64 {
+    let mut client = leader_client(cluster).await;
+    let request = pb::SubmitProgramRequest {
+        program: Some(pb::submit_program_request::Program::Source(source.into())),
+        file_name: "test.lxm".into(),
+    };
+    client.submit_program(request).await.expect("submit").into_inner().index
+}
+
+async fn set(client: &mut lexum_proto::v1::lexum_client::LexumClient<tonic::transport::Channel>, domain: &str, field: &str, n: i64) -> Result<u64, tonic::Status> {
+    let write = pb::FieldWrite { domain: domain.into(), field: field.into(), value: int(n) };
+    client.mutate(pb::MutateRequest { writes: vec![write] }).await.map(|r| r.into_inner().index)
+}
+
+async fn goal(cluster: &LocalCluster, domain: &str, name: &str) -> Option<pb::GoalInfo> {
+    let mut client = leader_client(cluster).await;
+    let goals = client.list_goals(pb::ListGoalsRequest {}).await.ok()?.into_inner().goals;
+    goals.into_iter().find(|g| g.domain == domain && g.goal == name)
+}
+
+async fn wait_goal_status(cluster: &LocalCluster, domain: &str, name: &str, status: &str, timeout: Duration) -> pb::GoalInfo {
+    let deadline = Instant::now() + timeout;
+    let mut last = None;
+    while Instant::now() < deadline {
+        last = goal(cluster, domain, name).await;
+        if last.as_ref().is_some_and(|g| g.status == status) {
+            return last.unwrap_or_default();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{domain}.{name} did not become {status} within {timeout:?}; last: {last:?}");
+}
+
+fn spawn_worker(
+    cluster: &LocalCluster,
+    effect: &str,
+    delay: Duration,
+    endpoints: Vec<String>,
+    handler: lexum_jepsen::worker::Handler,
+) -> (Arc<Mutex<WorkerLog>>, tokio::sync::watch::Sender<bool>) {
+    let _ = cluster;
+    let log = Arc::new(Mutex::new(WorkerLog::default()));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let worker = TestWorker { id: format!("test-{effect}"), effects: vec![effect.into()], delay, handler };
+    tokio::spawn(worker.run(endpoints, log.clone(), stop_rx, Duration::from_secs(120)));
+    (log, stop_tx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn program_replicates_and_hashes_agree_after_a_thousand_mutations() {
+    let cluster = LocalCluster::start(ClusterOptions::default()).await.expect("cluster");
+    let index = submit(&cluster, CONVERGING).await;
+    let infos = cluster.wait_for_applied(index, Duration::from_secs(10)).await.expect("applied");
+    assert_eq!(infos.len(), 3);
+    for id in 1..=3 {
+        let mut client = cluster.client(id).await.expect("client");
+        let status = client.status(pb::StatusRequest {}).await.expect("status").into_inner();
+        assert!(!status.program_hash.is_empty(), "node {id} has the program");
+    }
+
+    let mut client = leader_client(&cluster).await;
+    let mut last = 0;
+    for i in 0..1000 {
+        last = set(&mut client, "Pool", "want", 3 + (i % 7)).await.expect("mutate");
+    }
+    let infos = cluster.wait_for_applied(last, Duration::from_secs(30)).await.expect("applied");
+    let hashes: Vec<(u64, String)> = infos.values().map(|i| (i.applied_index, i.state_hash.clone())).collect();
+    assert!(hashes.windows(2).all(|w| w[0] == w[1]), "replicas disagree: {hashes:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_kill_elects_a_new_leader_and_loses_no_acknowledged_mutation() {
+    let mut cluster = LocalCluster::start(ClusterOptions::default()).await.expect("cluster");
+    submit(&cluster, CONVERGING).await;
+    let mut client = leader_client(&cluster).await;
+    let mut acknowledged = Vec::new();
+    for n in 10..60 {
+        set(&mut client, "Pool", "want", n).await.expect("mutate");
+        acknowledged.push(n);
+    }
+    let old = cluster.wait_for_leader(Duration::from_secs(5)).await.expect("leader");
+    cluster.kill(old).expect("kill");
+    let new = cluster.wait_for_leader_other_than(Some(old), Duration::from_secs(20)).await.expect("new leader");
+    assert_ne!(new, old);
+    let mut client = cluster.client(new).await.expect("client");
+    let fields = client.read(pb::ReadRequest { domain: "Pool".into() }).await.expect("read").into_inner().fields;
+    let want = fields.iter().find(|f| f.name == "want").and_then(|f| f.value.clone());
+    assert_eq!(want, int(*acknowledged.last().unwrap_or(&0)), "the last acknowledged write survives");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_refused_and_nothing_is_committed() {
+    let cluster = LocalCluster::start(ClusterOptions::default()).await.expect("cluster");
+    submit(&cluster, CONVERGING).await;
+    let mut client = leader_client(&cluster).await;
+    let before = client.node_info(pb::NodeInfoRequest {}).await.expect("info").into_inner().applied_index;
+    let unknown = set(&mut client, "Nope", "x", 1).await.expect_err("unknown domain");
+    assert_eq!(unknown.code(), tonic::Code::InvalidArgument);
+    assert!(unknown.message().contains("E002"), "{}", unknown.message());
+    let wrong_type = pb::FieldWrite {
+        domain: "Pool".into(),
+        field: "want".into(),
+        value: Some(pb::Value { kind: Some(pb::value::Kind::Str("three".into())) }),
+    };
+    let status = client.mutate(pb::MutateRequest { writes: vec![wrong_type] }).await.expect_err("wrong type");
+    assert!(status.message().contains("E003"), "{}", status.message());
+    let bad_program = pb::SubmitProgramRequest {
+        program: Some(pb::submit_program_request::Program::Source("domain {".into())),
+        file_name: "bad.lxm".into(),
+    };
+    let status = client.submit_program(bad_program).await.expect_err("bad program");
+    assert!(status.message().contains("E001"), "{}", status.message());
+    let after = client.node_info(pb::NodeInfoRequest {}).await.expect("info").into_inner().applied_index;
+    assert_eq!(before, after, "rejected requests committed nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_connected_to_a_follower_gets_tasks_and_the_goal_converges() {
+    let cluster = LocalCluster::start(ClusterOptions::default()).await.expect("cluster");
+    submit(&cluster, CONVERGING).await;
+    let leader = cluster.wait_for_leader(Duration::from_secs(5)).await.expect("leader");
+    let follower = cluster.nodes.keys().copied().find(|id| *id != leader).expect("follower");
+    let handler: lexum_jepsen::worker::Handler = Arc::new(|task| Ok(int_arg(task, "count").map(int_value)));
+    let follower_addr = cluster.nodes[&follower].addr.clone();
+    let (log, stop) = spawn_worker(&cluster, "Cloud.SetNodeCount", Duration::ZERO, vec![follower_addr], handler);
+    wait_goal_status(&cluster, "Pool", "Sized", "SATISFIED", Duration::from_secs(30)).await;
+    let _ = stop.send(true);
+    let log = log.lock().expect("log");
+    assert!(!log.redirects.is_empty(), "the follower redirected the worker");
+    assert!(!log.tasks.is_empty(), "the worker received tasks");
+    assert!(log.acks.iter().any(|a| a.accepted), "a result was accepted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_from_a_superseded_dispatch_is_rejected() {
+    let options = ClusterOptions { effect_timeout_ms: 300, ..ClusterOptions::default() };
+    let cluster = LocalCluster::start(options).await.expect("cluster");
+    submit(&cluster, CONVERGING).await;
+    // The first attempt answers after its deadline: it is superseded by a
+    // retry, and its late result must be refused.
+    let calls = Arc::new(Mutex::new(0u32));
+    let counter = calls.clone();
+    let handler: lexum_jepsen::worker::Handler = Arc::new(move |task| {
+        let mut calls = counter.lock().map_err(|_| "poisoned".to_string())?;
+        *calls += 1;
+        Ok(int_arg(task, "count").map(int_value))
+    });
+    let endpoints: Vec<String> = cluster.nodes.values().map(|n| n.addr.clone()).collect();
+    let (log, stop) = spawn_worker(&cluster, "Cloud.SetNodeCount", Duration::from_millis(800), endpoints, handler);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let rejected = log.lock().map(|l| l.acks.iter().any(|a| !a.accepted)).unwrap_or(false);
+        if rejected || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = stop.send(true);
+    let log = log.lock().expect("log");
+    let stale = log.acks.iter().find(|a| !a.accepted).expect("a stale result was rejected");
+    assert!(stale.reason.to_lowercase().contains("fenc") || stale.reason.to_lowercase().contains("stale"), "{}", stale.reason);
+    let keys: std::collections::BTreeSet<&str> = log.tasks.iter().map(|t| t.idempotency_key.as_str()).collect();
+    assert_eq!(keys.len(), 1, "every attempt of the effect carries the same idempotency key");
+    let fencing: std::collections::BTreeSet<u64> = log.tasks.iter().map(|t| t.fencing_token).collect();
+    assert!(fencing.len() >= 2, "each dispatch has its own fencing token");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_node_catches_up_from_a_snapshot_after_the_log_was_purged() {
+    let options = ClusterOptions { snapshot_logs: 50, keep_logs: 0, ..ClusterOptions::default() };
+    let mut cluster = LocalCluster::start(options).await.expect("cluster");
+    submit(&cluster, CONVERGING).await;
+    let leader = cluster.wait_for_leader(Duration::from_secs(5)).await.expect("leader");
+    let lagging = cluster.nodes.keys().copied().find(|id| *id != leader).expect("follower");
+    cluster.kill(lagging).expect("kill");
+    let mut client = cluster.client(leader).await.expect("client");
+    let mut last = 0;
+    for n in 0..300 {
+        last = set(&mut client, "Pool", "want", n).await.expect("mutate");
+    }
+    cluster.restart(lagging).expect("restart");
+    let infos = cluster.wait_for_applied(last, Duration::from_secs(30)).await.expect("caught up");
+    let hashes: std::collections::BTreeSet<&String> = infos.values().map(|i| &i.state_hash).collect();
+    assert_eq!(hashes.len(), 1, "all replicas agree after catch-up: {infos:?}");
+    let log = std::fs::read_to_string(cluster.log_path(lagging)).unwrap_or_default();
+    assert!(!log.is_empty());
+}
+
+/// Runs the stuck program with a slow echoing worker, optionally killing the
+/// leader mid-way, and returns the trapped goal.
+async fn run_stuck(kill_leader_after_tasks: Option<usize>) -> pb::GoalInfo {
+    let mut cluster = LocalCluster::start(ClusterOptions::default()).await.expect("cluster");
+    submit(&cluster, STUCK).await;
+    let handler: lexum_jepsen::worker::Handler = Arc::new(|task| Ok(int_arg(task, "n").map(int_value)));
+    let endpoints: Vec<String> = cluster.nodes.values().map(|n| n.addr.clone()).collect();
+    let (log, stop) = spawn_worker(&cluster, "Cloud.Poke", Duration::from_millis(150), endpoints, handler);
+    if let Some(after) = kill_leader_after_tasks {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while log.lock().map(|l| l.tasks.len()).unwrap_or(0) < after && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let old = cluster.wait_for_leader(Duration::from_secs(5)).await.expect("leader");
+        cluster.kill(old).expect("kill leader");
+        cluster.wait_for_leader_other_than(Some(old), Duration::from_secs(20)).await.expect("new leader");
+    }
+    let trapped = wait_goal_status(&cluster, "Stuck", "Reached", "TRAPPED", Duration::from_secs(90)).await;
+    let _ = stop.send(true);
+    trapped
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oscillation_verdict_keeps_its_cycle_count_across_a_leader_kill() {
+    let unbroken = run_stuck(None).await;
+    let with_kill = run_stuck(Some(5)).await;
+    assert_eq!(unbroken.code, "E005");
+    assert_eq!(with_kill.code, "E005");
+    assert_eq!(unbroken.cycles, with_kill.cycles, "the trap happens at the same cycle");
+    assert_eq!(unbroken.cycles, 10);
+}

@@ -1,0 +1,102 @@
+//! The node's handle on the replicated log: propose entries, linearize
+//! reads, find the leader. Services and the dispatcher go through it.
+
+use crate::raft_types::{ApplyResponse, NodeId, Raft};
+use crate::replica::Replica;
+use lexum_engine::entry::Entry;
+use lexum_engine::Rejection;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Why a proposal or a linearizable read did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum ProposeError {
+    /// This node is not the leader; the leader's address if known.
+    #[error("not the leader{}", leader.as_ref().map(|l| format!(" (leader is {l})")).unwrap_or_default())]
+    NotLeader {
+        /// Client address of the current leader.
+        leader: Option<String>,
+    },
+    /// The engine refused the entry; nothing changed.
+    #[error("{0}")]
+    Rejected(Rejection),
+    /// Raft could not complete the request (no quorum, shutting down, timeout).
+    #[error("cluster unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Shared handle: Raft plus the local replica.
+#[derive(Clone)]
+pub struct Cluster {
+    /// This node's id.
+    pub id: NodeId,
+    /// The Raft instance.
+    pub raft: Raft,
+    /// The local replica of the engine.
+    pub replica: Arc<Replica>,
+    /// How long a proposal may take before it is reported unavailable.
+    pub propose_timeout: Duration,
+    /// The engine configuration every replica uses.
+    pub engine_config: lexum_engine::EngineConfig,
+}
+
+impl Cluster {
+    /// Validates `entry` against the local engine, then commits it and waits
+    /// until it is applied here. Bad input is refused before it reaches the log.
+    pub async fn propose_validated(&self, entry: Entry) -> Result<u64, ProposeError> {
+        self.ensure_leader().await?;
+        self.replica.with_engine(|engine| engine.validate(&entry)).map_err(ProposeError::Rejected)?;
+        let response = self.propose(entry).await?;
+        response.outcome.map_err(ProposeError::Rejected)?;
+        Ok(response.index)
+    }
+
+    /// Commits `entry` and returns the engine's answer.
+    pub async fn propose(&self, entry: Entry) -> Result<ApplyResponse, ProposeError> {
+        let write = self.raft.client_write(entry);
+        match tokio::time::timeout(self.propose_timeout, write).await {
+            Err(_) => Err(ProposeError::Unavailable("timed out waiting for commit".into())),
+            Ok(Ok(response)) => Ok(response.data),
+            Ok(Err(err)) => Err(self.classify(err.forward_to_leader().map(|f| f.leader_node.clone()), err.to_string())),
+        }
+    }
+
+    /// Waits until this node, as leader, has applied everything committed
+    /// before the call (read index). Fails on followers with the leader's address.
+    pub async fn linearize(&self) -> Result<(), ProposeError> {
+        let read = self.raft.ensure_linearizable();
+        match tokio::time::timeout(self.propose_timeout, read).await {
+            Err(_) => Err(ProposeError::Unavailable("timed out confirming leadership".into())),
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(err)) => Err(self.classify(err.forward_to_leader().map(|f| f.leader_node.clone()), err.to_string())),
+        }
+    }
+
+    /// Fails with `NotLeader` unless this node currently believes it leads.
+    pub async fn ensure_leader(&self) -> Result<(), ProposeError> {
+        let metrics = self.raft.metrics().borrow().clone();
+        if metrics.current_leader == Some(self.id) {
+            return Ok(());
+        }
+        Err(ProposeError::NotLeader { leader: self.leader_address() })
+    }
+
+    /// Whether this node is the leader now.
+    pub fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow().current_leader == Some(self.id)
+    }
+
+    /// The current leader's client address, if known.
+    pub fn leader_address(&self) -> Option<String> {
+        let metrics = self.raft.metrics().borrow().clone();
+        let leader = metrics.current_leader?;
+        metrics.membership_config.membership().get_node(&leader).map(|n| n.addr.clone())
+    }
+
+    fn classify(&self, forward: Option<Option<openraft::BasicNode>>, message: String) -> ProposeError {
+        match forward {
+            Some(node) => ProposeError::NotLeader { leader: node.map(|n| n.addr).or_else(|| self.leader_address()) },
+            None => ProposeError::Unavailable(message),
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! Conversions between wire (protobuf) types and engine/compiler types.
+//! The only module of the node that knows both.
+
+use crate::cluster::ProposeError;
+use lexum_compiler::program::Value;
+use lexum_proto::v1 as pb;
+use tonic::Status;
+
+/// Deepest list nesting accepted from the wire.
+const MAX_VALUE_DEPTH: usize = 8;
+
+/// Converts a wire value, refusing empty or too deeply nested ones.
+pub fn value_from_wire(value: &pb::Value) -> Result<Value, Status> {
+    value_from_wire_at(value, 0)
+}
+
+fn value_from_wire_at(value: &pb::Value, depth: usize) -> Result<Value, Status> {
+    if depth > MAX_VALUE_DEPTH {
+        return Err(Status::invalid_argument("value nested too deeply"));
+    }
+    match &value.kind {
+        Some(pb::value::Kind::Int(n)) => Ok(Value::Int(*n)),
+        Some(pb::value::Kind::Bool(b)) => Ok(Value::Bool(*b)),
+        Some(pb::value::Kind::Str(s)) => Ok(Value::Str(s.clone())),
+        Some(pb::value::Kind::List(list)) => {
+            list.items.iter().map(|v| value_from_wire_at(v, depth + 1)).collect::<Result<_, _>>().map(Value::List)
+        }
+        None => Err(Status::invalid_argument("value has no kind")),
+    }
+}
+
+/// Converts an engine value to the wire.
+pub fn value_to_wire(value: &Value) -> pb::Value {
+    let kind = match value {
+        Value::Int(n) => pb::value::Kind::Int(*n),
+        Value::Bool(b) => pb::value::Kind::Bool(*b),
+        Value::Str(s) => pb::value::Kind::Str(s.clone()),
+        Value::List(items) => pb::value::Kind::List(pb::ValueList { items: items.iter().map(value_to_wire).collect() }),
+    };
+    pb::Value { kind: Some(kind) }
+}
+
+/// `name = value` pairs to the wire.
+pub fn named_to_wire(pairs: &[(String, Value)]) -> Vec<pb::NamedValue> {
+    pairs.iter().map(|(name, value)| pb::NamedValue { name: name.clone(), value: Some(value_to_wire(value)) }).collect()
+}
+
+/// Metadata key carrying a diagnostic code (`E011`, ...) on errors.
+pub const CODE_METADATA_KEY: &str = "lexum-code";
+
+/// Maps a proposal failure to a gRPC status: redirects carry the leader's
+/// address, rejections their diagnostic code.
+pub fn propose_error_to_status(err: ProposeError) -> Status {
+    match err {
+        ProposeError::NotLeader { leader } => {
+            let mut status = Status::failed_precondition(format!(
+                "not the leader{}",
+                leader.as_ref().map(|l| format!("; leader is {l}")).unwrap_or_default()
+            ));
+            if let Some(value) = leader.and_then(|l| l.parse().ok()) {
+                status.metadata_mut().insert(lexum_proto::LEADER_METADATA_KEY, value);
+            }
+            status
+        }
+        ProposeError::Rejected(rejection) => {
+            let mut status = Status::invalid_argument(format!("{}: {}", rejection.code, rejection.message));
+            if let Ok(value) = rejection.code.parse() {
+                status.metadata_mut().insert(CODE_METADATA_KEY, value);
+            }
+            status
+        }
+        ProposeError::Unavailable(message) => Status::unavailable(message),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_round_trip() {
+        let value = Value::List(vec![Value::Int(-3), Value::Str("x".into())]);
+        assert_eq!(value_from_wire(&value_to_wire(&value)).ok(), Some(value));
+    }
+
+    #[test]
+    fn empty_and_deep_values_are_refused() {
+        assert!(value_from_wire(&pb::Value { kind: None }).is_err());
+        let mut deep = value_to_wire(&Value::Int(1));
+        for _ in 0..20 {
+            deep = pb::Value { kind: Some(pb::value::Kind::List(pb::ValueList { items: vec![deep] })) };
+        }
+        assert!(value_from_wire(&deep).is_err());
+    }
+}

@@ -1,0 +1,377 @@
+//! The leader's dispatcher: turns the engine's pending work into proposals,
+//! worker tasks and timers. It decides nothing the engine has not already
+//! decided in replicated state; everything here is leader-local and is
+//! rebuilt from the engine after a failover.
+//!
+//! - Steps (`RunStep`) are proposed in the engine's priority order.
+//! - Effects go to connected workers that serve them and have free
+//!   capacity, highest priority first; each dispatch is committed
+//!   (`Dispatched`) before the task leaves, and its index is the fencing token.
+//! - Attempts that outlive their deadline, or whose worker disconnects, are
+//!   reported as failures so the engine retries them elsewhere.
+//! - Replicated timers (backoff) are slept here and reported as `TimerFired`.
+
+use crate::cluster::Cluster;
+use crate::convert::{named_to_wire, value_from_wire};
+use lexum_engine::entry::{EffectKey, EffectOutcome, Entry, StepId, TimerId};
+use lexum_engine::Pending;
+use lexum_proto::v1 as pb;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, Notify};
+
+/// How often the dispatcher looks again even when nothing was applied.
+const TICK: Duration = Duration::from_millis(50);
+
+/// A worker connected to this node.
+struct WorkerSlot {
+    name: String,
+    effects: BTreeSet<String>,
+    concurrency: u32,
+    active: u32,
+    commands: mpsc::Sender<pb::WorkerCommand>,
+}
+
+/// An attempt handed to a worker (or inherited from a previous leader).
+struct InFlight {
+    fencing: u64,
+    conn: Option<u64>,
+    deadline: Instant,
+    reported: bool,
+}
+
+#[derive(Default)]
+struct State {
+    next_conn: u64,
+    workers: BTreeMap<u64, WorkerSlot>,
+    steps_proposed: BTreeSet<StepId>,
+    dispatching: BTreeSet<EffectKey>,
+    in_flight: BTreeMap<EffectKey, InFlight>,
+    timers: BTreeSet<TimerId>,
+    leading: bool,
+}
+
+/// Why a worker could not register.
+#[derive(Debug)]
+pub enum RegisterError {
+    /// Not the leader; the leader's address if known.
+    NotLeader(Option<String>),
+}
+
+/// The dispatcher of one node (active only while it leads).
+pub struct Dispatcher {
+    cluster: Cluster,
+    state: Mutex<State>,
+    wake: Notify,
+    effect_timeout: Duration,
+}
+
+impl Dispatcher {
+    /// A dispatcher over `cluster`; attempts time out after `effect_timeout`.
+    pub fn new(cluster: Cluster, effect_timeout: Duration) -> Arc<Dispatcher> {
+        Arc::new(Dispatcher { cluster, state: Mutex::new(State::default()), wake: Notify::new(), effect_timeout })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs until the process exits.
+    pub async fn run(self: Arc<Self>) {
+        let mut applied = self.cluster.replica.subscribe_applied();
+        loop {
+            tokio::select! {
+                _ = applied.changed() => {}
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(TICK) => {}
+            }
+            if self.cluster.is_leader() {
+                let pending = self.cluster.replica.with_engine(|e| e.pending());
+                self.reconcile(pending).await;
+            } else {
+                self.step_down();
+            }
+        }
+    }
+
+    /// Forgets all leader-local state and disconnects workers (they follow
+    /// the redirect to the new leader).
+    fn step_down(&self) {
+        let mut state = self.lock();
+        if state.leading {
+            tracing::info!("no longer leader: releasing workers and in-flight bookkeeping");
+            *state = State { next_conn: state.next_conn, ..State::default() };
+        }
+    }
+
+    async fn reconcile(self: &Arc<Self>, pending: Pending) {
+        let now = Instant::now();
+        let mut proposals: Vec<(Entry, Completion)> = Vec::new();
+        {
+            let mut guard = self.lock();
+            let state = &mut *guard;
+            state.leading = true;
+            self.update_queue_metrics(&pending, state);
+
+            let pending_steps: BTreeSet<StepId> = pending.steps.iter().map(|s| s.step).collect();
+            state.steps_proposed.retain(|s| pending_steps.contains(s));
+            for step in &pending.steps {
+                if state.steps_proposed.insert(step.step) {
+                    proposals.push((Entry::RunStep { step: step.step }, Completion::Step(step.step)));
+                }
+            }
+
+            let in_flight_now: BTreeMap<EffectKey, u64> =
+                pending.effects.iter().filter_map(|e| e.in_flight.map(|f| (e.key, f))).collect();
+            let finished: Vec<EffectKey> = state
+                .in_flight
+                .iter()
+                .filter(|(key, flight)| in_flight_now.get(key) != Some(&flight.fencing))
+                .map(|(key, _)| *key)
+                .collect();
+            for key in finished {
+                if let Some(flight) = state.in_flight.remove(&key) {
+                    release_capacity(state, flight.conn);
+                }
+            }
+            for (key, fencing) in &in_flight_now {
+                state.in_flight.entry(*key).or_insert_with(|| InFlight {
+                    fencing: *fencing,
+                    conn: None,
+                    deadline: now + self.effect_timeout,
+                    reported: false,
+                });
+            }
+
+            for effect in pending.effects.iter().filter(|e| e.in_flight.is_none()) {
+                if state.dispatching.contains(&effect.key) {
+                    continue;
+                }
+                let Some(conn) = pick_worker(state, &effect.effect) else { continue };
+                let worker = match state.workers.get_mut(&conn) {
+                    Some(slot) => {
+                        slot.active += 1;
+                        slot.name.clone()
+                    }
+                    None => continue,
+                };
+                state.dispatching.insert(effect.key);
+                let task = pb::Task {
+                    effect_id: effect.key.0,
+                    effect: effect.effect.clone(),
+                    idempotency_key: effect.idempotency_key.clone(),
+                    attempt: effect.attempt,
+                    args: named_to_wire(&effect.args),
+                    fencing_token: 0,
+                    timeout_ms: self.effect_timeout.as_millis() as u64,
+                };
+                proposals.push((
+                    Entry::Dispatched { effect: effect.key, attempt: effect.attempt, worker },
+                    Completion::Dispatch { conn, task },
+                ));
+            }
+
+            for (key, flight) in state.in_flight.iter_mut() {
+                if !flight.reported && flight.deadline <= now {
+                    flight.reported = true;
+                    proposals.push((
+                        Entry::EffectResult {
+                            effect: *key,
+                            fencing: flight.fencing,
+                            outcome: EffectOutcome::Failed { error: "timed out".into() },
+                        },
+                        Completion::Nothing,
+                    ));
+                }
+            }
+
+            let pending_timers: BTreeSet<TimerId> = pending.timers.iter().map(|t| t.timer).collect();
+            state.timers.retain(|t| pending_timers.contains(t));
+            for timer in &pending.timers {
+                if state.timers.insert(timer.timer) {
+                    let this = self.clone();
+                    let (id, delay) = (timer.timer, Duration::from_millis(timer.delay_ms));
+                    tokio::spawn(async move {
+                        tokio::time::sleep(delay).await;
+                        if this.cluster.is_leader() {
+                            let _ = this.cluster.propose(Entry::TimerFired { timer: id }).await;
+                        }
+                        this.lock().timers.remove(&id);
+                        this.wake.notify_one();
+                    });
+                }
+            }
+        }
+        for (entry, completion) in proposals {
+            self.submit(entry, completion).await;
+        }
+    }
+
+    /// Enqueues `entry` into Raft in call order, then handles its outcome in
+    /// the background.
+    async fn submit(self: &Arc<Self>, entry: Entry, completion: Completion) {
+        let receiver = match self.cluster.raft.client_write_ff(entry).await {
+            Ok(receiver) => receiver,
+            Err(_) => {
+                self.complete(completion, None);
+                return;
+            }
+        };
+        let this = self.clone();
+        tokio::spawn(async move {
+            let index = match receiver.await {
+                Ok(Ok(response)) if response.data.outcome.is_ok() => Some(response.log_id.index),
+                _ => None,
+            };
+            this.complete(completion, index);
+            this.wake.notify_one();
+        });
+    }
+
+    /// Finishes a proposal: `index` is its log index when the engine accepted it.
+    fn complete(&self, completion: Completion, index: Option<u64>) {
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        match completion {
+            Completion::Nothing => {}
+            Completion::Step(step) => {
+                if index.is_none() {
+                    state.steps_proposed.remove(&step);
+                }
+            }
+            Completion::Dispatch { conn, mut task } => {
+                let key = EffectKey(task.effect_id);
+                state.dispatching.remove(&key);
+                let Some(fencing) = index else {
+                    release_capacity(state, Some(conn));
+                    return;
+                };
+                task.fencing_token = fencing;
+                state.in_flight.insert(
+                    key,
+                    InFlight { fencing, conn: Some(conn), deadline: Instant::now() + self.effect_timeout, reported: false },
+                );
+                let sent = state
+                    .workers
+                    .get(&conn)
+                    .map(|slot| slot.commands.try_send(pb::WorkerCommand { kind: Some(pb::worker_command::Kind::Task(task)) }));
+                if !matches!(sent, Some(Ok(()))) {
+                    // The worker is gone or jammed: let the deadline fail the attempt soon.
+                    if let Some(flight) = state.in_flight.get_mut(&key) {
+                        flight.deadline = Instant::now();
+                    }
+                }
+            }
+        }
+    }
+
+    /// Registers a worker stream; tasks and acks are sent on `commands`.
+    pub fn register(&self, hello: &pb::Hello, commands: mpsc::Sender<pb::WorkerCommand>) -> Result<u64, RegisterError> {
+        if !self.cluster.is_leader() {
+            return Err(RegisterError::NotLeader(self.cluster.leader_address()));
+        }
+        let mut state = self.lock();
+        state.next_conn += 1;
+        let conn = state.next_conn;
+        state.workers.insert(
+            conn,
+            WorkerSlot {
+                name: if hello.worker_id.is_empty() { format!("worker-{conn}") } else { hello.worker_id.clone() },
+                effects: hello.effects.iter().cloned().collect(),
+                concurrency: hello.concurrency.clamp(1, 1024),
+                active: 0,
+                commands,
+            },
+        );
+        self.cluster.replica.metrics().workers.set(state.workers.len() as i64);
+        tracing::info!(conn, worker = %hello.worker_id, effects = ?hello.effects, "worker registered");
+        drop(state);
+        self.wake.notify_one();
+        Ok(conn)
+    }
+
+    /// Removes a worker; its unfinished attempts fail now so they are retried elsewhere.
+    pub fn unregister(&self, conn: u64) {
+        let mut state = self.lock();
+        if state.workers.remove(&conn).is_none() {
+            return;
+        }
+        for flight in state.in_flight.values_mut().filter(|f| f.conn == Some(conn)) {
+            flight.conn = None;
+            flight.deadline = Instant::now();
+        }
+        self.cluster.replica.metrics().workers.set(state.workers.len() as i64);
+        tracing::info!(conn, "worker disconnected");
+        drop(state);
+        self.wake.notify_one();
+    }
+
+    /// Commits a worker's result; the engine rejects stale fencing tokens.
+    pub async fn report(&self, conn: u64, result: pb::TaskResult) -> pb::ResultAck {
+        let key = EffectKey(result.effect_id);
+        let outcome = match result.outcome {
+            Some(pb::task_result::Outcome::Ok(success)) => match success.value.as_ref().map(value_from_wire).transpose() {
+                Ok(value) => EffectOutcome::Succeeded { value },
+                Err(status) => EffectOutcome::Failed { error: format!("bad result value: {}", status.message()) },
+            },
+            Some(pb::task_result::Outcome::Error(error)) => EffectOutcome::Failed { error },
+            None => EffectOutcome::Failed { error: "worker sent no outcome".into() },
+        };
+        let entry = Entry::EffectResult { effect: key, fencing: result.fencing_token, outcome };
+        let ack = match self.cluster.propose_validated(entry).await {
+            Ok(_) => pb::ResultAck { effect_id: key.0, accepted: true, reason: String::new() },
+            Err(err) => pb::ResultAck { effect_id: key.0, accepted: false, reason: err.to_string() },
+        };
+        {
+            let mut guard = self.lock();
+            let state = &mut *guard;
+            let ours = state.in_flight.get(&key).is_some_and(|f| f.fencing == result.fencing_token && f.conn == Some(conn));
+            if ours {
+                if let Some(flight) = state.in_flight.remove(&key) {
+                    release_capacity(state, flight.conn);
+                }
+            }
+        }
+        self.wake.notify_one();
+        ack
+    }
+
+    /// Sends an ack to a worker if it is still connected.
+    pub fn send_to(&self, conn: u64, command: pb::WorkerCommand) {
+        if let Some(slot) = self.lock().workers.get(&conn) {
+            let _ = slot.commands.try_send(command);
+        }
+    }
+
+    fn update_queue_metrics(&self, pending: &Pending, _state: &State) {
+        let metrics = self.cluster.replica.metrics();
+        for level in lexum_compiler::program::Priority::DESCENDING {
+            let depth = pending.effects.iter().filter(|e| e.priority == level && e.in_flight.is_none()).count();
+            metrics.dispatch_queue.with_label_values(&[level.keyword()]).set(depth as i64);
+        }
+    }
+}
+
+/// What to do when a proposal finishes.
+enum Completion {
+    Nothing,
+    Step(StepId),
+    Dispatch { conn: u64, task: pb::Task },
+}
+
+/// The least busy connected worker that serves `effect` and has capacity.
+fn pick_worker(state: &State, effect: &str) -> Option<u64> {
+    state
+        .workers
+        .iter()
+        .filter(|(_, slot)| slot.effects.contains(effect) && slot.active < slot.concurrency)
+        .min_by_key(|(conn, slot)| (slot.active, **conn))
+        .map(|(conn, _)| *conn)
+}
+
+fn release_capacity(state: &mut State, conn: Option<u64>) {
+    if let Some(slot) = conn.and_then(|c| state.workers.get_mut(&c)) {
+        slot.active = slot.active.saturating_sub(1);
+    }
+}

@@ -1,0 +1,50 @@
+//! The HTTP side of a node: Prometheus `/metrics`, `/healthz` (the process
+//! is serving) and `/readyz` (the node knows a leader and can serve).
+
+use crate::cluster::Cluster;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::Router;
+use std::net::SocketAddr;
+
+/// Serves the HTTP endpoints until the process exits.
+pub async fn serve(addr: SocketAddr, cluster: Cluster) -> anyhow::Result<()> {
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .with_state(cluster);
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    axum::serve(listener, app).await?;
+    Ok(())
+}
+
+async fn metrics(State(cluster): State<Cluster>) -> String {
+    refresh(&cluster);
+    cluster.replica.metrics().render()
+}
+
+async fn readyz(State(cluster): State<Cluster>) -> (StatusCode, String) {
+    let metrics = cluster.raft.metrics().borrow().clone();
+    match metrics.current_leader {
+        Some(leader) => (StatusCode::OK, format!("ready: leader {leader}, term {}\n", metrics.current_term)),
+        None => (StatusCode::SERVICE_UNAVAILABLE, "not ready: no known leader\n".into()),
+    }
+}
+
+/// Updates the gauges that describe Raft and engine state.
+pub fn refresh(cluster: &Cluster) {
+    let raft = cluster.raft.metrics().borrow().clone();
+    let metrics = cluster.replica.metrics();
+    metrics.term.set(raft.current_term as i64);
+    metrics.is_leader.set(i64::from(raft.current_leader == Some(cluster.id)));
+    let applied = raft.last_applied.map(|l| l.index).unwrap_or(0);
+    metrics.applied_index.set(applied as i64);
+    metrics.commit_index.set(applied.max(raft.last_log_index.unwrap_or(0).min(applied)) as i64);
+    let goals = cluster.replica.with_engine(|e| e.goals());
+    for status in ["SATISFIED", "VIOLATED", "REPAIRING", "FAILED", "DOMINATED", "TRAPPED"] {
+        let count = goals.iter().filter(|g| g.status.to_string() == status).count();
+        metrics.goals.with_label_values(&[status]).set(count as i64);
+    }
+}

@@ -1,0 +1,129 @@
+//! Raft transport, client side: openraft messages as postcard bytes over
+//! tonic, one lazily connected channel per peer.
+//!
+//! Transport failures map to `Unreachable` (openraft backs off); an error
+//! returned by the remote Raft maps to `RemoteError`.
+
+use crate::raft_types::{NodeId, TypeConfig};
+use crate::service::raft::RaftReply;
+use lexum_proto::v1::raft_client::RaftClient;
+use lexum_proto::v1::RaftPayload;
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
+    VoteResponse,
+};
+use openraft::BasicNode;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::time::Duration;
+use tonic::transport::{Channel, Endpoint};
+
+/// Creates one [`PeerClient`] per target node.
+#[derive(Clone)]
+pub struct Network {
+    /// Bearer token sent to peers, if the cluster uses one.
+    pub token: Option<String>,
+    /// TLS settings for outgoing peer connections.
+    pub tls: Option<tonic::transport::ClientTlsConfig>,
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerClient {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let channel = Endpoint::from_shared(format!("{scheme}://{}", node.addr)).map(|endpoint| {
+            let endpoint = endpoint
+                .connect_timeout(Duration::from_millis(500))
+                .tcp_nodelay(true)
+                .http2_keep_alive_interval(Duration::from_secs(5));
+            let endpoint = match &self.tls {
+                Some(tls) => endpoint.tls_config(tls.clone()).unwrap_or_else(|_| Endpoint::from_static("http://0.0.0.0:1")),
+                None => endpoint,
+            };
+            endpoint.connect_lazy()
+        });
+        PeerClient { target, channel: channel.ok(), token: self.token.clone() }
+    }
+}
+
+/// The connection to one peer.
+pub struct PeerClient {
+    target: NodeId,
+    channel: Option<Channel>,
+    token: Option<String>,
+}
+
+type RpcResult<T, E> = Result<T, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>;
+
+impl PeerClient {
+    async fn call<Req, Resp, E>(&self, method: RaftMethod, request: &Req, option: &RPCOption) -> RpcResult<Resp, E>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let Some(channel) = self.channel.clone() else {
+            let err = std::io::Error::other(format!("bad address for node {}", self.target));
+            return Err(RPCError::Unreachable(Unreachable::new(&err)));
+        };
+        let data = postcard::to_stdvec(request).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let mut grpc_request = tonic::Request::new(RaftPayload { data });
+        grpc_request.set_timeout(option.hard_ttl());
+        if let Some(token) = &self.token {
+            if let Ok(value) = format!("Bearer {token}").parse() {
+                grpc_request.metadata_mut().insert(lexum_proto::AUTH_METADATA_KEY, value);
+            }
+        }
+        let mut client = RaftClient::new(channel)
+            .max_decoding_message_size(crate::service::RAFT_MESSAGE_LIMIT)
+            .max_encoding_message_size(crate::service::RAFT_MESSAGE_LIMIT);
+        let reply = match method {
+            RaftMethod::AppendEntries => client.append_entries(grpc_request).await,
+            RaftMethod::Vote => client.vote(grpc_request).await,
+            RaftMethod::InstallSnapshot => client.install_snapshot(grpc_request).await,
+        };
+        let payload = reply.map_err(|status| RPCError::Unreachable(Unreachable::new(&status)))?.into_inner();
+        let reply: RaftReply<Resp, RaftError<NodeId, E>> =
+            postcard::from_bytes(&payload.data).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        match reply {
+            Ok(resp) => Ok(resp),
+            Err(err) => Err(RPCError::RemoteError(RemoteError::new(self.target, err))),
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum RaftMethod {
+    AppendEntries,
+    Vote,
+    InstallSnapshot,
+}
+
+impl RaftNetwork<TypeConfig> for PeerClient {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<AppendEntriesResponse<NodeId>, std::convert::Infallible> {
+        self.call(RaftMethod::AppendEntries, &rpc, &option).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
+        self.call(RaftMethod::InstallSnapshot, &rpc, &option).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> RpcResult<VoteResponse<NodeId>, std::convert::Infallible> {
+        self.call(RaftMethod::Vote, &rpc, &option).await
+    }
+}

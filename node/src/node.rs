@@ -1,0 +1,136 @@
+//! Assembles and runs one node: storage, Raft, services, dispatcher, HTTP.
+
+use crate::cluster::Cluster;
+use crate::config::Settings;
+use crate::dispatcher::Dispatcher;
+use crate::network::Network;
+use crate::raft_types::Raft;
+use crate::service::client::ClientApi;
+use crate::service::raft::RaftTransport;
+use crate::service::worker::WorkerApi;
+use crate::service::{TokenCheck, RAFT_MESSAGE_LIMIT};
+use anyhow::Context;
+use lexum_proto::v1::lexum_server::LexumServer;
+use lexum_proto::v1::raft_server::RaftServer;
+use lexum_proto::v1::worker_server::WorkerServer;
+use lexum_proto::MAX_MESSAGE_BYTES;
+use openraft::BasicNode;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Certificate, ClientTlsConfig, Identity, Server, ServerTlsConfig};
+
+/// Runs the node until SIGINT or SIGTERM.
+pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&settings.data_dir)
+        .with_context(|| format!("creating data directory {}", settings.data_dir.display()))?;
+    let (log_store, state_machine) = crate::store::open(&settings.data_dir, settings.engine_config())
+        .await
+        .with_context(|| format!("opening storage in {}", settings.data_dir.display()))?;
+    let replica = state_machine.replica();
+    let (server_tls, client_tls) = tls_configs(&settings)?;
+    let network = Network { token: settings.token.clone(), tls: client_tls };
+    let raft = Raft::new(settings.id, Arc::new(settings.raft_config()?), network, log_store.clone(), state_machine.clone())
+        .await
+        .context("starting raft")?;
+    let cluster = Cluster {
+        id: settings.id,
+        raft: raft.clone(),
+        replica,
+        propose_timeout: Duration::from_secs(10),
+        engine_config: settings.engine_config(),
+    };
+    bootstrap(&settings, &raft).await?;
+
+    let dispatcher = Dispatcher::new(cluster.clone(), settings.effect_timeout());
+    tokio::spawn(dispatcher.clone().run());
+    if let Some(addr) = settings.metrics_listen {
+        let cluster = cluster.clone();
+        tokio::spawn(async move {
+            if let Err(e) = crate::http::serve(addr, cluster).await {
+                tracing::error!("metrics server stopped: {e:#}");
+            }
+        });
+    }
+
+    let token = TokenCheck::new(settings.token.clone());
+    let client_api = LexumServer::new(ClientApi::new(cluster.clone(), log_store, state_machine))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let worker_api = WorkerServer::new(WorkerApi::new(dispatcher)).max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let raft_api = RaftServer::new(RaftTransport::new(raft.clone()))
+        .max_decoding_message_size(RAFT_MESSAGE_LIMIT)
+        .max_encoding_message_size(RAFT_MESSAGE_LIMIT);
+    let mut server = Server::builder().tcp_nodelay(true).http2_keepalive_interval(Some(Duration::from_secs(10)));
+    if let Some(tls) = server_tls {
+        server = server.tls_config(tls)?;
+    }
+    tracing::info!(id = settings.id, listen = %settings.listen, advertise = %settings.advertise, "lexumd serving");
+    server
+        .add_service(InterceptedService::new(client_api, token.clone()))
+        .add_service(InterceptedService::new(worker_api, token.clone()))
+        .add_service(InterceptedService::new(raft_api, token))
+        .serve_with_shutdown(settings.listen, shutdown_signal())
+        .await
+        .context("gRPC server")?;
+    raft.shutdown().await.ok();
+    Ok(())
+}
+
+/// Initializes a new cluster from the configured peers. Only the member with
+/// the lowest id does it, and only on an empty log; restarts skip it.
+async fn bootstrap(settings: &Settings, raft: &Raft) -> anyhow::Result<()> {
+    let Some((&lowest, _)) = settings.peers.iter().next() else {
+        tracing::info!("no peers configured: waiting to be added to a cluster");
+        return Ok(());
+    };
+    if lowest != settings.id || raft.is_initialized().await? {
+        return Ok(());
+    }
+    let members: BTreeMap<u64, BasicNode> =
+        settings.peers.iter().map(|(id, addr)| (*id, BasicNode { addr: addr.clone() })).collect();
+    match raft.initialize(members).await {
+        Ok(()) => tracing::info!(peers = ?settings.peers, "initialized a new cluster"),
+        Err(e) => tracing::warn!("cluster initialization skipped: {e}"),
+    }
+    Ok(())
+}
+
+/// Server and peer-client TLS from the `[tls]` section.
+fn tls_configs(settings: &Settings) -> anyhow::Result<(Option<ServerTlsConfig>, Option<ClientTlsConfig>)> {
+    let Some(tls) = &settings.tls else { return Ok((None, None)) };
+    let read = |path: &std::path::Path| std::fs::read(path).with_context(|| format!("reading {}", path.display()));
+    let identity = Identity::from_pem(read(&tls.cert)?, read(&tls.key)?);
+    let mut server = ServerTlsConfig::new().identity(identity.clone());
+    let mut client = ClientTlsConfig::new().identity(identity);
+    if let Some(ca) = &tls.ca {
+        let ca = Certificate::from_pem(read(ca)?);
+        client = client.ca_certificate(ca.clone());
+        if tls.client_auth {
+            server = server.client_ca_root(ca);
+        }
+    }
+    Ok((Some(server), Some(client)))
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutting down");
+}

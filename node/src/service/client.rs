@@ -1,0 +1,351 @@
+//! The client API (`lexum.v1.Lexum`): programs, mutations, reads, goals,
+//! events, status, membership and replay.
+
+use crate::cluster::{Cluster, ProposeError};
+use crate::convert::{named_to_wire, propose_error_to_status, value_from_wire};
+use crate::replay;
+use lexum_compiler::program::Program;
+use lexum_compiler::{compile, render, CompileOptions, Severity};
+use lexum_engine::entry::{Entry, FieldWrite};
+use lexum_proto::v1 as pb;
+use lexum_proto::v1::lexum_server::Lexum;
+use openraft::BasicNode;
+use std::collections::{BTreeMap, BTreeSet};
+use std::pin::Pin;
+use std::time::Duration;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Request, Response, Status};
+
+/// Most field writes accepted in one `Mutate`.
+pub const MAX_WRITES_PER_MUTATION: usize = 1024;
+/// Largest program source accepted, in bytes.
+pub const MAX_PROGRAM_BYTES: usize = 1024 * 1024;
+
+/// The client API of one node.
+pub struct ClientApi {
+    cluster: Cluster,
+    store: crate::store::log_store::LogStore,
+    sm: crate::store::state_machine::StateMachine,
+    compile_options: CompileOptions,
+}
+
+impl ClientApi {
+    /// Serves `cluster`; `store` and `sm` are read by `Replay`.
+    pub fn new(
+        cluster: Cluster,
+        store: crate::store::log_store::LogStore,
+        sm: crate::store::state_machine::StateMachine,
+    ) -> ClientApi {
+        ClientApi { cluster, store, sm, compile_options: CompileOptions::default() }
+    }
+
+    fn compile_request(&self, request: pb::SubmitProgramRequest) -> Result<(Vec<u8>, Vec<String>), Status> {
+        let file_name = if request.file_name.is_empty() { "program.lxm".to_string() } else { request.file_name };
+        match request.program {
+            Some(pb::submit_program_request::Program::Source(source)) => {
+                if source.len() > MAX_PROGRAM_BYTES {
+                    return Err(Status::invalid_argument(format!("program source over {MAX_PROGRAM_BYTES} bytes")));
+                }
+                let compilation = compile(&file_name, &source, &self.compile_options);
+                let warnings = compilation
+                    .diagnostics
+                    .iter()
+                    .filter(|d| d.severity == Severity::Warning)
+                    .map(|d| render(std::slice::from_ref(d), &file_name, &source, false))
+                    .collect();
+                match compilation.program {
+                    Some(program) => Ok((program.encode(), warnings)),
+                    None => {
+                        let mut status = Status::invalid_argument(render(&compilation.diagnostics, &file_name, &source, false));
+                        if let Some(code) = compilation.diagnostics.iter().find(|d| d.severity == Severity::Error) {
+                            if let Ok(value) = code.code.as_str().parse() {
+                                status.metadata_mut().insert(crate::convert::CODE_METADATA_KEY, value);
+                            }
+                        }
+                        Err(status)
+                    }
+                }
+            }
+            Some(pb::submit_program_request::Program::Compiled(bytes)) => {
+                Program::decode(&bytes).map_err(|e| Status::invalid_argument(e.to_string()))?;
+                Ok((bytes, Vec::new()))
+            }
+            None => Err(Status::invalid_argument("no program given (source or compiled)")),
+        }
+    }
+
+    async fn command(&self, entry: Entry) -> Result<Response<pb::CommandResponse>, Status> {
+        let index = self.cluster.propose_validated(entry).await.map_err(propose_error_to_status)?;
+        Ok(Response::new(pb::CommandResponse { index }))
+    }
+
+    async fn node_info_of(&self, id: u64, address: &str) -> Option<pb::NodeInfoResponse> {
+        if id == self.cluster.id {
+            return Some(local_node_info(&self.cluster));
+        }
+        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{address}")).ok()?;
+        let call = async {
+            let channel = endpoint.connect_timeout(Duration::from_millis(300)).connect().await.ok()?;
+            let mut client = pb::lexum_client::LexumClient::new(channel);
+            client.node_info(pb::NodeInfoRequest {}).await.ok().map(|r| r.into_inner())
+        };
+        tokio::time::timeout(Duration::from_millis(800), call).await.ok().flatten()
+    }
+
+    fn members(&self) -> pb::MembersResponse {
+        let metrics = self.cluster.raft.metrics().borrow().clone();
+        let membership = metrics.membership_config.membership().clone();
+        let voters: BTreeSet<u64> = membership.voter_ids().collect();
+        let members = membership
+            .nodes()
+            .map(|(id, node)| pb::Member { id: *id, address: node.addr.clone(), voter: voters.contains(id) })
+            .collect();
+        pb::MembersResponse { members, leader: metrics.current_leader.unwrap_or(0) }
+    }
+}
+
+/// This node's own view, for `NodeInfo` and `Status`.
+pub fn local_node_info(cluster: &Cluster) -> pb::NodeInfoResponse {
+    let metrics = cluster.raft.metrics().borrow().clone();
+    let (applied_index, state_hash) =
+        cluster.replica.with_engine(|engine| (engine.last_applied(), hex(&engine.state_hash())));
+    pb::NodeInfoResponse {
+        id: cluster.id,
+        role: format!("{:?}", metrics.state).to_lowercase(),
+        term: metrics.current_term,
+        leader: metrics.current_leader.unwrap_or(0),
+        commit_index: metrics.last_applied.map(|l| l.index).unwrap_or(0).max(applied_index),
+        applied_index,
+        state_hash,
+    }
+}
+
+/// Lowercase hex of a hash.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<pb::Event, Status>> + Send>>;
+
+fn event_to_wire(event: &lexum_engine::Event) -> pb::Event {
+    pb::Event {
+        index: event.index,
+        kind: event.kind.clone(),
+        domain: event.domain.clone().unwrap_or_default(),
+        goal: event.goal.clone().unwrap_or_default(),
+        code: event.code.clone().unwrap_or_default(),
+        message: event.message.clone(),
+    }
+}
+
+#[tonic::async_trait]
+impl Lexum for ClientApi {
+    async fn submit_program(
+        &self,
+        request: Request<pb::SubmitProgramRequest>,
+    ) -> Result<Response<pb::SubmitProgramResponse>, Status> {
+        self.cluster.ensure_leader().await.map_err(propose_error_to_status)?;
+        let (bytes, warnings) = self.compile_request(request.into_inner())?;
+        let index = self.cluster.propose_validated(Entry::SubmitProgram { bytes }).await.map_err(propose_error_to_status)?;
+        let (version, program_hash) =
+            self.cluster.replica.with_engine(|e| (e.program_version(), e.program_hash().unwrap_or_default()));
+        Ok(Response::new(pb::SubmitProgramResponse { index, version, program_hash, warnings }))
+    }
+
+    async fn mutate(&self, request: Request<pb::MutateRequest>) -> Result<Response<pb::MutateResponse>, Status> {
+        let request = request.into_inner();
+        if request.writes.is_empty() {
+            return Err(Status::invalid_argument("no writes given"));
+        }
+        if request.writes.len() > MAX_WRITES_PER_MUTATION {
+            return Err(Status::invalid_argument(format!("more than {MAX_WRITES_PER_MUTATION} writes in one mutation")));
+        }
+        let writes = request
+            .writes
+            .iter()
+            .map(|w| {
+                let value = w.value.as_ref().ok_or_else(|| Status::invalid_argument("write without a value"))?;
+                Ok(FieldWrite { domain: w.domain.clone(), field: w.field.clone(), value: value_from_wire(value)? })
+            })
+            .collect::<Result<Vec<_>, Status>>()?;
+        let index = self.cluster.propose_validated(Entry::Mutate { writes }).await.map_err(propose_error_to_status)?;
+        Ok(Response::new(pb::MutateResponse { index }))
+    }
+
+    async fn read(&self, request: Request<pb::ReadRequest>) -> Result<Response<pb::ReadResponse>, Status> {
+        let domain = request.into_inner().domain;
+        self.cluster.linearize().await.map_err(propose_error_to_status)?;
+        let (index, fields) = self.cluster.replica.with_engine(|e| (e.last_applied(), e.domain_state(&domain)));
+        let fields = fields.ok_or_else(|| {
+            let mut status = Status::not_found(format!("E002: unknown domain `{domain}`"));
+            status.metadata_mut().insert(crate::convert::CODE_METADATA_KEY, "E002".parse().expect("ascii"));
+            status
+        })?;
+        Ok(Response::new(pb::ReadResponse { index, fields: named_to_wire(&fields) }))
+    }
+
+    async fn list_goals(&self, _: Request<pb::ListGoalsRequest>) -> Result<Response<pb::ListGoalsResponse>, Status> {
+        self.cluster.linearize().await.map_err(propose_error_to_status)?;
+        let (index, goals) = self.cluster.replica.with_engine(|e| (e.last_applied(), e.goals()));
+        let goals = goals
+            .into_iter()
+            .map(|g| pb::GoalInfo {
+                domain: g.domain,
+                goal: g.goal,
+                priority: g.priority.to_string(),
+                status: g.status.to_string(),
+                code: g.code.unwrap_or_default(),
+                evidence: g.evidence.unwrap_or_default(),
+                since_index: g.since_index,
+                cycles: g.cycles,
+            })
+            .collect();
+        Ok(Response::new(pb::ListGoalsResponse { index, goals }))
+    }
+
+    type WatchStream = EventStream;
+
+    async fn watch(&self, request: Request<pb::WatchRequest>) -> Result<Response<EventStream>, Status> {
+        let from_index = request.into_inner().from_index;
+        let (backlog, receiver) = self.cluster.replica.subscribe_events(from_index);
+        let backlog = tokio_stream::iter(backlog.into_iter().map(|e| Ok(event_to_wire(&e))));
+        let live = BroadcastStream::new(receiver).map(|item| match item {
+            Ok(event) => Ok(event_to_wire(&event)),
+            Err(BroadcastStreamRecvError::Lagged(n)) => {
+                Err(Status::data_loss(format!("watcher fell {n} events behind; resume from a later index")))
+            }
+        });
+        let stream = backlog.chain(live);
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn history(&self, request: Request<pb::HistoryRequest>) -> Result<Response<pb::HistoryResponse>, Status> {
+        let limit = match request.into_inner().limit {
+            0 => 100,
+            n => n.min(10_000) as usize,
+        };
+        self.cluster.linearize().await.map_err(propose_error_to_status)?;
+        let cycles = self.cluster.replica.with_engine(|e| e.history(limit));
+        let cycles_json = cycles.iter().filter_map(|c| serde_json::to_string(c).ok()).collect();
+        Ok(Response::new(pb::HistoryResponse { cycles_json }))
+    }
+
+    async fn status(&self, _: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {
+        let metrics = self.cluster.raft.metrics().borrow().clone();
+        let membership = metrics.membership_config.membership().clone();
+        let nodes: BTreeMap<u64, String> = membership.nodes().map(|(id, n)| (*id, n.addr.clone())).collect();
+        let infos = futures::future::join_all(nodes.iter().map(|(id, addr)| self.node_info_of(*id, addr))).await;
+        let local = local_node_info(&self.cluster);
+        let mut members = Vec::new();
+        let mut commit_index = local.commit_index;
+        let mut term = local.term;
+        for ((id, address), info) in nodes.iter().zip(infos) {
+            let member = match info {
+                Some(info) => {
+                    commit_index = commit_index.max(info.commit_index);
+                    term = term.max(info.term);
+                    pb::MemberStatus {
+                        id: *id,
+                        address: address.clone(),
+                        role: info.role,
+                        applied_index: info.applied_index,
+                        state_hash: info.state_hash,
+                        reachable: true,
+                    }
+                }
+                None => pb::MemberStatus {
+                    id: *id,
+                    address: address.clone(),
+                    role: "unreachable".into(),
+                    applied_index: 0,
+                    state_hash: String::new(),
+                    reachable: false,
+                },
+            };
+            members.push(member);
+        }
+        let (program_hash, program_version) =
+            self.cluster.replica.with_engine(|e| (e.program_hash().unwrap_or_default(), e.program_version()));
+        Ok(Response::new(pb::StatusResponse {
+            leader: metrics.current_leader.unwrap_or(0),
+            term,
+            commit_index,
+            members,
+            program_hash,
+            program_version,
+        }))
+    }
+
+    async fn node_info(&self, _: Request<pb::NodeInfoRequest>) -> Result<Response<pb::NodeInfoResponse>, Status> {
+        Ok(Response::new(local_node_info(&self.cluster)))
+    }
+
+    async fn release(&self, request: Request<pb::ReleaseRequest>) -> Result<Response<pb::CommandResponse>, Status> {
+        let request = request.into_inner();
+        let goal = (!request.goal.is_empty()).then_some(request.goal);
+        self.command(Entry::Release { domain: request.domain, goal }).await
+    }
+
+    async fn retry(&self, request: Request<pb::RetryRequest>) -> Result<Response<pb::CommandResponse>, Status> {
+        let request = request.into_inner();
+        self.command(Entry::Retry { domain: request.domain, goal: request.goal }).await
+    }
+
+    async fn members(&self, _: Request<pb::MembersRequest>) -> Result<Response<pb::MembersResponse>, Status> {
+        Ok(Response::new(self.members()))
+    }
+
+    async fn add_member(&self, request: Request<pb::AddMemberRequest>) -> Result<Response<pb::MembersResponse>, Status> {
+        let request = request.into_inner();
+        if request.id == 0 || request.address.is_empty() {
+            return Err(Status::invalid_argument("a member needs a non-zero id and an address"));
+        }
+        self.cluster.ensure_leader().await.map_err(propose_error_to_status)?;
+        let raft = &self.cluster.raft;
+        raft.add_learner(request.id, BasicNode { addr: request.address }, true)
+            .await
+            .map_err(|e| Status::unavailable(format!("adding learner: {e}")))?;
+        let mut voters: BTreeSet<u64> = raft.metrics().borrow().membership_config.membership().voter_ids().collect();
+        voters.insert(request.id);
+        raft.change_membership(voters, false).await.map_err(|e| Status::unavailable(format!("changing membership: {e}")))?;
+        Ok(Response::new(self.members()))
+    }
+
+    async fn remove_member(
+        &self,
+        request: Request<pb::RemoveMemberRequest>,
+    ) -> Result<Response<pb::MembersResponse>, Status> {
+        let id = request.into_inner().id;
+        self.cluster.ensure_leader().await.map_err(propose_error_to_status)?;
+        let raft = &self.cluster.raft;
+        let mut voters: BTreeSet<u64> = raft.metrics().borrow().membership_config.membership().voter_ids().collect();
+        if !voters.remove(&id) {
+            return Err(Status::not_found(format!("node {id} is not a voter")));
+        }
+        if voters.is_empty() {
+            return Err(Status::invalid_argument("cannot remove the last voter"));
+        }
+        raft.change_membership(voters, false).await.map_err(|e| Status::unavailable(format!("changing membership: {e}")))?;
+        Ok(Response::new(self.members()))
+    }
+
+    async fn replay(&self, _: Request<pb::ReplayRequest>) -> Result<Response<pb::ReplayResponse>, Status> {
+        let outcome = replay::replay(&self.cluster, self.store.clone(), self.sm.clone())
+            .await
+            .map_err(|e| Status::internal(format!("replay failed: {e:#}")))?;
+        Ok(Response::new(pb::ReplayResponse {
+            applied_index: outcome.applied_index,
+            live_state_hash: hex(&outcome.live),
+            replayed_state_hash: hex(&outcome.replayed),
+            matches: outcome.live == outcome.replayed,
+        }))
+    }
+}
+
+impl From<ProposeError> for Status {
+    fn from(err: ProposeError) -> Status {
+        propose_error_to_status(err)
+    }
+}

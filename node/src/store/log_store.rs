@@ -1,0 +1,159 @@
+//! The Raft log on RocksDB (openraft storage v2 `RaftLogStorage`).
+//!
+//! Durability contract: `append` calls openraft's callback only after the
+//! WAL is flushed and synced; `save_vote` syncs before returning;
+//! `purge` persists `last_purged` before deleting entries.
+
+use super::{index_key, key_index, CF_LOG, CF_META};
+use crate::raft_types::{LogEntry, LogId, NodeId, StorageError, TypeConfig};
+use openraft::storage::{LogFlushed, RaftLogStorage};
+use openraft::{LogState, RaftLogReader, StorageIOError, Vote};
+use rocksdb::{WriteBatch, DB};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::fmt::Debug;
+use std::ops::RangeBounds;
+use std::sync::Arc;
+
+const KEY_VOTE: &[u8] = b"vote";
+const KEY_COMMITTED: &[u8] = b"committed";
+const KEY_LAST_PURGED: &[u8] = b"last_purged";
+
+/// The Raft log of one node. Cheap to clone: clones share the database.
+#[derive(Clone)]
+pub struct LogStore {
+    db: Arc<DB>,
+}
+
+impl LogStore {
+    /// A log store over an opened database.
+    pub fn new(db: Arc<DB>) -> LogStore {
+        LogStore { db }
+    }
+
+    fn cf_log(&self) -> &rocksdb::ColumnFamily {
+        // The column families are created in `open_db`; their absence is a bug.
+        self.db.cf_handle(CF_LOG).expect("column family `log` exists")
+    }
+
+    fn cf_meta(&self) -> &rocksdb::ColumnFamily {
+        self.db.cf_handle(CF_META).expect("column family `meta` exists")
+    }
+
+    fn get_meta<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StorageIOError<NodeId>> {
+        let bytes = self.db.get_cf(self.cf_meta(), key).map_err(StorageIOError::read)?;
+        bytes.map(|b| postcard::from_bytes(&b).map_err(StorageIOError::read)).transpose()
+    }
+
+    fn put_meta<T: Serialize>(&self, key: &[u8], value: &T, sync: bool) -> Result<(), StorageIOError<NodeId>> {
+        let bytes = postcard::to_stdvec(value).map_err(StorageIOError::write)?;
+        self.db.put_cf(self.cf_meta(), key, bytes).map_err(StorageIOError::write)?;
+        if sync {
+            self.db.flush_wal(true).map_err(StorageIOError::write)?;
+        }
+        Ok(())
+    }
+
+    fn last_log_id_in_log(&self) -> Result<Option<LogId>, StorageIOError<NodeId>> {
+        let mut iter = self.db.iterator_cf(self.cf_log(), rocksdb::IteratorMode::End);
+        match iter.next() {
+            None => Ok(None),
+            Some(item) => {
+                let (_, value) = item.map_err(StorageIOError::read_logs)?;
+                let entry: LogEntry = postcard::from_bytes(&value).map_err(StorageIOError::read_logs)?;
+                Ok(Some(entry.log_id))
+            }
+        }
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<LogEntry>, StorageError> {
+        let start = match range.start_bound() {
+            std::ops::Bound::Included(i) => *i,
+            std::ops::Bound::Excluded(i) => i + 1,
+            std::ops::Bound::Unbounded => 0,
+        };
+        let mode = rocksdb::IteratorMode::From(&index_key(start), rocksdb::Direction::Forward);
+        let mut entries = Vec::new();
+        for item in self.db.iterator_cf(self.cf_log(), mode) {
+            let (key, value) = item.map_err(StorageIOError::read_logs)?;
+            let Some(index) = key_index(&key) else { continue };
+            if !range.contains(&index) {
+                break;
+            }
+            let entry: LogEntry = postcard::from_bytes(&value).map_err(StorageIOError::read_logs)?;
+            entries.push(entry);
+        }
+        Ok(entries)
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
+        let last_purged_log_id: Option<LogId> = self.get_meta(KEY_LAST_PURGED)?;
+        let last_log_id = self.last_log_id_in_log()?.or(last_purged_log_id);
+        Ok(LogState { last_purged_log_id, last_log_id })
+    }
+
+    async fn get_log_reader(&mut self) -> LogStore {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError> {
+        self.put_meta(KEY_VOTE, vote, true).map_err(|e| StorageIOError::write_vote(e).into())
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError> {
+        self.get_meta(KEY_VOTE).map_err(|e| StorageIOError::read_vote(e).into())
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+        Ok(self.put_meta(KEY_COMMITTED, &committed, false)?)
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
+        Ok(self.get_meta::<Option<LogId>>(KEY_COMMITTED)?.flatten())
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
+    where
+        I: IntoIterator<Item = LogEntry> + Send,
+        I::IntoIter: Send,
+    {
+        let mut batch = WriteBatch::default();
+        for entry in entries {
+            let bytes = postcard::to_stdvec(&entry).map_err(|e| StorageIOError::write_log_entry(entry.log_id, &e))?;
+            batch.put_cf(self.cf_log(), index_key(entry.log_id.index), bytes);
+        }
+        self.db.write(batch).map_err(StorageIOError::write_logs)?;
+        // The callback promises durability: sync the WAL first.
+        let flushed = self.db.flush_wal(true).map_err(std::io::Error::other);
+        callback.log_io_completed(flushed);
+        Ok(())
+    }
+
+    async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        let from = index_key(log_id.index);
+        let to = index_key(u64::MAX);
+        self.db.delete_range_cf(self.cf_log(), from, to).map_err(StorageIOError::write_logs)?;
+        self.db.delete_cf(self.cf_log(), to).map_err(StorageIOError::write_logs)?;
+        self.db.flush_wal(true).map_err(StorageIOError::write_logs)?;
+        Ok(())
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        // Record the purge point before deleting, so a crash in between never
+        // leaves a log that starts after an unrecorded gap.
+        self.put_meta(KEY_LAST_PURGED, &log_id, true)?;
+        self.db
+            .delete_range_cf(self.cf_log(), index_key(0), index_key(log_id.index + 1))
+            .map_err(StorageIOError::write_logs)?;
+        Ok(())
+    }
+}
