@@ -17,6 +17,8 @@
 //! assert_eq!(engine.last_applied(), 1);
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod entry;
 pub mod eval;
 mod effects;
@@ -299,10 +301,9 @@ impl Engine {
             );
             return Applied { outcome: Err(rejection), events: Vec::new() };
         }
-        let outcome = match self.validate(entry) {
-            Ok(()) => self.apply_entry(&mut cx, entry),
-            Err(e) => Err(e),
-        };
+        // `apply_entry` performs the same checks as `validate` before it
+        // changes anything.
+        let outcome = self.apply_entry(&mut cx, entry);
         match &outcome {
             Ok(()) => self.settle(&mut cx),
             Err(r) => cx.event("rejected", None, None, Some(&r.code), r.message.clone()),
@@ -315,7 +316,7 @@ impl Engine {
     fn apply_entry(&mut self, cx: &mut Cx, entry: &Entry) -> Result<(), Rejection> {
         match entry {
             Entry::SubmitProgram { bytes } => {
-                let program = Program::decode(bytes).map_err(|e| Rejection::new(codes::PROGRAM, e.to_string()))?;
+                let program = state::decode_program(bytes)?;
                 self.install(cx, program, bytes.clone());
                 Ok(())
             }
@@ -341,8 +342,7 @@ impl Engine {
     pub fn validate(&self, entry: &Entry) -> Result<(), Rejection> {
         match entry {
             Entry::SubmitProgram { bytes } => {
-                Program::decode(bytes).map_err(|e| Rejection::new(codes::PROGRAM, e.to_string()))?;
-                Ok(())
+                state::decode_program(bytes).map(|_| ())
             }
             Entry::Mutate { writes } => self.check_mutation(writes).map(|_| ()),
             Entry::Release { domain, goal } => {
@@ -381,8 +381,7 @@ impl Engine {
 
     /// The whole state as bytes (postcard).
     pub fn snapshot(&self) -> Vec<u8> {
-        // Plain data with no maps keyed by non-string types that postcard
-        // cannot encode; serialization to a Vec does not fail.
+        // Plain owned data; postcard serialization into a Vec cannot fail.
         postcard::to_stdvec(self).unwrap_or_default()
     }
 
@@ -390,7 +389,7 @@ impl Engine {
     pub fn restore(bytes: &[u8]) -> Result<Engine, SnapshotError> {
         let mut engine: Engine = postcard::from_bytes(bytes).map_err(|e| SnapshotError::Decode(e.to_string()))?;
         if let Some(program_bytes) = &engine.program_bytes {
-            let program = Program::decode(program_bytes).map_err(|e| SnapshotError::Program(e.to_string()))?;
+            let program = state::decode_program(program_bytes).map_err(|e| SnapshotError::Program(e.message))?;
             engine.program = Some(Arc::new(program));
         }
         engine.rebuild_index();

@@ -81,7 +81,7 @@ impl Engine {
 
     /// Ends a cycle early (preemption, trap, failure): its queued step and
     /// live effects are dropped; messages already sent stay deliverable.
-    pub(crate) fn abort_cycle(&mut self, cx: &mut Cx, id: u64, verdict: &str, code: Option<&str>, _evidence: Option<&str>) {
+    pub(crate) fn abort_cycle(&mut self, cx: &mut Cx, id: u64, verdict: &str, code: Option<&str>) {
         let Some(program) = self.program.clone() else { return };
         let Some(c) = self.cycles.remove(&id) else { return };
         if self.running.get(&c.domain.0) == Some(&id) {
@@ -119,7 +119,7 @@ impl Engine {
     /// Ends a cycle and marks its goal FAILED with `code`.
     pub(crate) fn fail_cycle(&mut self, cx: &mut Cx, id: u64, code: &str, message: String) {
         let Some(goal) = self.cycles.get(&id).map(|c| c.goal) else { return };
-        self.abort_cycle(cx, id, "failed", Some(code), Some(&message));
+        self.abort_cycle(cx, id, "failed", Some(code));
         let gs = &mut self.goal_states[goal.index()];
         gs.failed = true;
         gs.code = Some(code.to_string());
@@ -147,7 +147,7 @@ impl Engine {
             self.timers.remove(&timer);
         }
         if let Some(id) = open {
-            self.abort_cycle(cx, id, "trapped", Some(codes::OSCILLATION), None);
+            self.abort_cycle(cx, id, "trapped", Some(codes::OSCILLATION));
         }
         let goal = &program.goals[g.index()];
         cx.event("trap", Some(program.domains[goal.domain.index()].name.clone()), Some(goal.name.clone()), Some(codes::OSCILLATION), evidence);

@@ -53,7 +53,7 @@ impl Engine {
             if !(at_boundary && program.goals[g.index()].priority > c.priority) {
                 return;
             }
-            self.abort_cycle(cx, running, "preempted", None, None);
+            self.abort_cycle(cx, running, "preempted", None);
         }
         self.arm(cx, &program, g, t, slots);
     }

@@ -205,7 +205,7 @@ pub(crate) struct Index {
 
 /// Checks that every id in the program's tables is in range, so the rest of
 /// the engine may index them.
-fn check_program(p: &Program) -> Result<(), String> {
+pub(crate) fn check_program(p: &Program) -> Result<(), String> {
     let (nd, nf, ng, ni, nt, nh, ne) = (
         p.domains.len(),
         p.fields.len(),
@@ -240,14 +240,24 @@ fn check_program(p: &Program) -> Result<(), String> {
             ok(s.write_set.iter().all(|x| x.index() < nf), "slice")?;
         }
     }
+    for s in p.transitions.iter().flat_map(|t| &t.slices) {
+        ok(s.sends.iter().all(|x| x.index() < nh) && s.emits.iter().all(|x| x.index() < ne), "slice")?;
+    }
     for h in &p.handlers {
-        ok(h.domain.index() < nd, "handler")?;
+        ok(h.domain.index() < nd && h.sends.iter().all(|x| x.index() < nh), "handler")?;
+        ok(h.emits.iter().all(|x| x.index() < ne) && h.write_set.iter().all(|x| x.index() < nf), "handler")?;
     }
     for d in &p.dominance {
         ok(d.higher.index() < ng && d.lower.index() < ng, "dominance")?;
     }
-    let _ = ne;
     Ok(())
+}
+
+/// Decodes and checks program bytes (E014 when they are not a usable program).
+pub(crate) fn decode_program(bytes: &[u8]) -> Result<Program, Rejection> {
+    let program = Program::decode(bytes).map_err(|e| Rejection::new(codes::PROGRAM, e.to_string()))?;
+    check_program(&program).map_err(|e| Rejection::new(codes::PROGRAM, format!("program is inconsistent: {e}")))?;
+    Ok(program)
 }
 
 impl Engine {
@@ -288,13 +298,10 @@ impl Engine {
         self.index = Arc::new(index);
     }
 
-    /// Installs a new program version, keeping fields with the same domain,
-    /// name and type; everything in flight is dropped and traps are cleared.
+    /// Installs a new program version (already checked by `decode_program`),
+    /// keeping fields with the same domain, name and type; everything in
+    /// flight is dropped and traps are cleared.
     pub(crate) fn install(&mut self, cx: &mut Cx, program: Program, bytes: Vec<u8>) {
-        if let Err(e) = check_program(&program) {
-            cx.event("rejected", None, None, Some(codes::PROGRAM), format!("program is inconsistent: {e}"));
-            return;
-        }
         let mut values = Vec::with_capacity(program.fields.len());
         for f in &program.fields {
             let domain = &program.domains[f.domain.index()].name;

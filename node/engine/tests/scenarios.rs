@@ -260,3 +260,53 @@ domain Box {
     let verdicts: Vec<String> = sim.engine.history(10).iter().map(|c| format!("{}:{}", c.transition, c.verdict)).collect();
     assert_eq!(verdicts, ["Slow:preempted", "Fast:converged", "Slow:converged"]);
 }
+
+#[test]
+fn static_dominance_suppresses_the_lower_goal_before_it_ever_runs() {
+    let source = tug("priority high ", "").replace("Room.temp >= 20", "Room.temp >= 25").replace("Room.temp <= 22", "Room.temp <= 20");
+    let sim = run(&source, &mut echo_count());
+    assert_eq!(sim.status("Heater", "Warm"), (GoalStatus::Satisfied, None));
+    assert_eq!(sim.status("Cooler", "Cool").0, GoalStatus::Dominated);
+    let transitions: Vec<String> = sim.engine.history(10).into_iter().map(|c| c.transition).collect();
+    assert_eq!(transitions, ["Heat"], "Chill never ran");
+}
+
+#[test]
+fn handler_effects_and_results_bound_in_later_slices_are_part_of_the_cycle() {
+    let source = r#"
+effect Cloud.SetNodeCount(pool: string, count: int) -> int
+domain Pool {
+  state {
+    nodes: int = 3
+  }
+  on Resize(count: int) { emit Cloud.SetNodeCount(pool: "web", count: count) }
+}
+domain Autoscaler priority high {
+  reads Pool
+  state {
+    min_nodes: int = 5
+    asked: int = 0
+  }
+  goal Capacity { Pool.nodes >= min_nodes }
+  transition ScaleUp for Capacity {
+    slice request { asked += 1 send Pool.Resize(count: min_nodes) }
+  }
+}
+"#;
+    let mut sim = Sim::new(source);
+    let mut reporter: Worker = Box::new(|_| EffectOutcome::Succeeded { value: Some(Value::Int(5)) });
+    while sim.engine.cycles_judged() == 0 {
+        assert_eq!(sim.drive(1, &mut reporter), 1);
+    }
+    // The cloud call succeeded but nothing observed it yet: the cycle ends
+    // without progress and backs off.
+    let p = sim.engine.pending();
+    assert!(p.steps.is_empty() && p.effects.is_empty() && p.timers.len() == 1, "{p:?}");
+    assert_eq!(sim.goal("Autoscaler", "Capacity").cycles, 1);
+    // An observation (a client write) then satisfies the goal.
+    sim.set("Pool", "nodes", Value::Int(5));
+    assert_eq!(sim.status("Autoscaler", "Capacity").0, GoalStatus::Satisfied);
+    let record = &sim.engine.history(1)[0];
+    assert_eq!((record.transition.as_str(), record.verdict.as_str()), ("ScaleUp", "no_progress"));
+    assert_eq!(record.deltas.iter().map(|d| (d.field.clone(), d.delta)).collect::<Vec<_>>(), [("Autoscaler.asked".to_string(), Some(1))]);
+}
