@@ -147,7 +147,7 @@ impl Engine {
             self.timers.remove(&timer);
         }
         if let Some(id) = open {
-            self.abort_cycle(cx, id, "trapped", Some(codes::OSCILLATION));
+            self.abort_cycle(cx, id, "cancelled", Some(codes::OSCILLATION));
         }
         let goal = &program.goals[g.index()];
         cx.event("trap", Some(program.domains[goal.domain.index()].name.clone()), Some(goal.name.clone()), Some(codes::OSCILLATION), evidence);

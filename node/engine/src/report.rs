@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use lexum_compiler::program::{Priority, Value};
+use lexum_compiler::program::{GoalId, Priority, Program, Value};
 use serde::{Deserialize, Serialize};
 
 use crate::Engine;
@@ -96,8 +96,9 @@ pub struct CycleRecord {
     pub deltas: Vec<FieldDelta>,
     /// `Domain.Goal` → holds afterwards, for its goal and every goal it touched.
     pub goals_after: Vec<(String, bool)>,
-    /// `converged`, `progress`, `no_progress`, `tug_of_war`, `trapped`,
-    /// `failed`, `preempted`.
+    /// `converged`, `progress`, `no_progress`, `tug_of_war`, `trapped` (the
+    /// verdict, recorded once), or for a cycle cut short `failed`,
+    /// `preempted`, `cancelled` (its goal was trapped by another cycle).
     pub verdict: String,
     /// Diagnostic code attached to the verdict.
     pub code: Option<String>,
@@ -107,27 +108,30 @@ impl Engine {
     /// Every goal in program order.
     pub fn goals(&self) -> Vec<GoalReport> {
         let Some(program) = self.program.as_ref() else { return Vec::new() };
-        program
-            .goals
-            .iter()
-            .zip(&self.goal_states)
-            .map(|(g, s)| GoalReport {
-                domain: program.domains[g.domain.index()].name.clone(),
-                goal: g.name.clone(),
-                priority: g.priority,
-                status: s.status,
-                holds: s.holds,
-                code: s.code.clone(),
-                evidence: s.evidence.clone(),
-                since_index: s.since_index,
-                cycles: s.cycles,
-            })
-            .collect()
+        (0..program.goals.len()).filter_map(|i| self.report(program, GoalId(i as u32))).collect()
     }
 
     /// One goal's report.
     pub fn goal(&self, domain: &str, goal: &str) -> Option<GoalReport> {
-        self.goals().into_iter().find(|r| r.domain == domain && r.goal == goal)
+        let program = self.program.as_ref()?;
+        let d = *self.index.domains.get(domain)?;
+        self.report(program, program.goal_by_name(d, goal)?)
+    }
+
+    fn report(&self, program: &Program, id: GoalId) -> Option<GoalReport> {
+        let g = program.goals.get(id.index())?;
+        let s = self.goal_states.get(id.index())?;
+        Some(GoalReport {
+            domain: program.domains[g.domain.index()].name.clone(),
+            goal: g.name.clone(),
+            priority: g.priority,
+            status: s.status,
+            holds: s.holds,
+            code: s.code.clone(),
+            evidence: s.evidence.clone(),
+            since_index: s.since_index,
+            cycles: s.cycles,
+        })
     }
 
     /// The most recent `limit` cycles, oldest first.

@@ -310,3 +310,27 @@ domain Autoscaler priority high {
     assert_eq!((record.transition.as_str(), record.verdict.as_str()), ("ScaleUp", "no_progress"));
     assert_eq!(record.deltas.iter().map(|d| (d.field.clone(), d.delta)).collect::<Vec<_>>(), [("Autoscaler.asked".to_string(), Some(1))]);
 }
+
+#[test]
+fn a_crash_between_slices_resumes_at_the_next_slice() {
+    let mut sim = Sim::new(POOL);
+    sim.set("Pool", "target", Value::Int(4));
+    let mut worker = echo_count();
+    // The request slice runs and its effect succeeds: three entries.
+    assert_eq!(sim.drive(3, &mut worker), 3);
+    assert!(sim.engine.pending().effects.is_empty() && sim.engine.pending().steps.len() == 1);
+    let before = sim.engine.state_hash();
+    let mut resumed = Sim {
+        engine: Engine::restore(&sim.engine.snapshot()).expect("restores"),
+        log: sim.log.clone(),
+        index: sim.index,
+    };
+    assert_eq!(resumed.engine.state_hash(), before);
+    let mut planned = 0;
+    while let Some(step) = resumed.engine.pending().steps.first().map(|s| s.step) {
+        planned += resumed.propose(Entry::RunStep { step }).events.iter().filter(|e| e.kind == "effect_planned").count();
+    }
+    assert_eq!(planned, 0, "the completed request slice is not re-run");
+    assert_eq!(resumed.engine.read("Pool", "nodes"), Some(Value::Int(4)));
+    assert_eq!(resumed.status("Pool", "Big").0, GoalStatus::Satisfied);
+}
