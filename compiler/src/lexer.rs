@@ -6,12 +6,12 @@ use crate::diagnostic::{Code, Diagnostic, Span};
 /// Token kinds. Keywords are plain identifiers; the parser decides by context.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Tok {
-    /// Identifier or keyword.
-    Ident(String),
+    /// Identifier or keyword (its text is the source under the span).
+    Ident,
     /// Integer literal.
     Int(i64),
-    /// String literal (escapes resolved).
-    Str(String),
+    /// String literal (see [`unescape`] for its value).
+    Str,
     /// Duration literal in milliseconds (`250ms`, `2s`, `1m`, `1h`).
     Duration(u64),
     /// `{`
@@ -79,12 +79,13 @@ pub enum Tok {
 }
 
 impl Tok {
-    /// How the token is shown in "expected X, found Y" messages.
-    pub fn describe(&self) -> String {
+    /// How the token is shown in "expected X, found Y" messages; `text` is
+    /// the source under its span.
+    pub fn describe(&self, text: &str) -> String {
         match self {
-            Tok::Ident(s) => format!("`{s}`"),
+            Tok::Ident => format!("`{text}`"),
             Tok::Int(n) => format!("`{n}`"),
-            Tok::Str(_) => "a string".into(),
+            Tok::Str => "a string".into(),
             Tok::Duration(_) => "a duration".into(),
             Tok::Eof => "end of file".into(),
             Tok::Error => "invalid input".into(),
@@ -140,7 +141,7 @@ pub struct Token {
 /// Splits `source` into tokens (always ending with [`Tok::Eof`]).
 pub fn lex(source: &str, diags: &mut Vec<Diagnostic>) -> Vec<Token> {
     let bytes = source.as_bytes();
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(source.len() / 4);
     let mut i = 0;
     while i < bytes.len() {
         let c = bytes[i];
@@ -159,7 +160,7 @@ pub fn lex(source: &str, diags: &mut Vec<Diagnostic>) -> Vec<Token> {
             while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_') {
                 i += 1;
             }
-            out.push(Token { tok: Tok::Ident(source[start..i].to_string()), span: Span::new(start, i) });
+            out.push(Token { tok: Tok::Ident, span: Span::new(start, i) });
             continue;
         }
         if c.is_ascii_digit() {
@@ -196,7 +197,6 @@ pub fn lex(source: &str, diags: &mut Vec<Diagnostic>) -> Vec<Token> {
         }
         if c == b'"' {
             i += 1;
-            let mut s = String::new();
             let mut closed = false;
             while i < bytes.len() {
                 let ch = bytes[i];
@@ -211,10 +211,7 @@ pub fn lex(source: &str, diags: &mut Vec<Diagnostic>) -> Vec<Token> {
                 if ch == b'\\' {
                     let esc = bytes.get(i + 1).copied();
                     match esc {
-                        Some(b'n') => s.push('\n'),
-                        Some(b't') => s.push('\t'),
-                        Some(b'\\') => s.push('\\'),
-                        Some(b'"') => s.push('"'),
+                        Some(b'n' | b't' | b'\\' | b'"') => {}
                         _ => {
                             diags.push(Diagnostic::new(Code::E001, Span::new(i, (i + 2).min(bytes.len())), "unknown escape in string")
                                 .with_hint("the escapes are \\n, \\t, \\\\ and \\\""));
@@ -224,15 +221,13 @@ pub fn lex(source: &str, diags: &mut Vec<Diagnostic>) -> Vec<Token> {
                     i += if known { 2 } else { 1 };
                     continue;
                 }
-                let ch_len = source[i..].chars().next().map(char::len_utf8).unwrap_or(1);
-                s.push_str(&source[i..i + ch_len]);
-                i += ch_len;
+                i += 1;
             }
             let span = Span::new(start, i);
             if !closed {
                 diags.push(Diagnostic::new(Code::E001, span, "unterminated string").with_hint("close it with `\"` on the same line"));
             }
-            out.push(Token { tok: Tok::Str(s), span });
+            out.push(Token { tok: Tok::Str, span });
             continue;
         }
         let two = |a: u8, b: u8| c == a && bytes.get(i + 1) == Some(&b);
@@ -294,5 +289,27 @@ pub fn lex(source: &str, diags: &mut Vec<Diagnostic>) -> Vec<Token> {
         out.push(Token { tok, span: Span::new(start, i) });
     }
     out.push(Token { tok: Tok::Eof, span: Span::new(source.len(), source.len()) });
+    out
+}
+
+/// The value of a string literal token's text (quotes included or not),
+/// with escapes resolved; unknown escapes were reported by [`lex`].
+pub fn unescape(text: &str) -> String {
+    let inner = text.strip_prefix('"').unwrap_or(text);
+    let inner = inner.strip_suffix('"').unwrap_or(inner);
+    let mut out = String::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n') => out.push('\n'),
+            Some('t') => out.push('\t'),
+            Some(other) => out.push(other),
+            None => {}
+        }
+    }
     out
 }

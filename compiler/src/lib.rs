@@ -21,6 +21,7 @@ pub mod livelock;
 pub mod lower;
 pub mod program;
 pub mod resolve;
+pub mod synth;
 pub mod syntax;
 pub mod types;
 

@@ -69,7 +69,7 @@ impl Lin {
 
 /// One literal of a conjunction.
 #[derive(Clone, Debug, PartialEq, Eq)]
-enum Atom {
+enum Atom<'p> {
     /// `lin <= 0`.
     Le(Lin),
     /// `lin == 0`.
@@ -78,19 +78,19 @@ enum Atom {
     Bool(FieldId, bool),
     /// A string field equals (or not) a literal.
     Str(FieldId, String, bool),
-    /// Anything else, by its printed form, with polarity.
-    Opaque(String, bool),
+    /// Anything else, compared structurally, with polarity.
+    Opaque(&'p Expr, bool),
 }
 
-type Conj = Vec<Atom>;
+type Conj<'p> = Vec<Atom<'p>>;
 /// `None` = unknown (too large).
-type Dnf = Option<Vec<Conj>>;
+type Dnf<'p> = Option<Vec<Conj<'p>>>;
 
 struct Analyzer<'p> {
     p: &'p Program,
 }
 
-impl Analyzer<'_> {
+impl<'p> Analyzer<'p> {
     fn field_ty(&self, f: FieldId) -> Option<&Type> {
         self.p.fields.get(f.index()).map(|x| &x.ty)
     }
@@ -122,12 +122,12 @@ impl Analyzer<'_> {
         }
     }
 
-    fn opaque(e: &Expr, positive: bool) -> Dnf {
-        Some(vec![vec![Atom::Opaque(format!("{e:?}"), positive)]])
+    fn opaque(e: &'p Expr, positive: bool) -> Dnf<'p> {
+        Some(vec![vec![Atom::Opaque(e, positive)]])
     }
 
     /// The DNF of `e` (or of `!e` when `positive` is false).
-    fn dnf(&self, e: &Expr, positive: bool) -> Dnf {
+    fn dnf(&self, e: &'p Expr, positive: bool) -> Dnf<'p> {
         match e {
             Expr::Lit(Value::Bool(b)) => Some(if *b == positive { vec![vec![]] } else { vec![] }),
             Expr::Unary(UnaryOp::Not, x) => self.dnf(x, !positive),
@@ -162,7 +162,7 @@ impl Analyzer<'_> {
         }
     }
 
-    fn comparison(&self, op: BinaryOp, a: &Expr, b: &Expr, positive: bool, whole: &Expr) -> Dnf {
+    fn comparison(&self, op: BinaryOp, a: &'p Expr, b: &'p Expr, positive: bool, whole: &'p Expr) -> Dnf<'p> {
         let op = if positive { op } else { negate(op) };
         if let (Some(x), Some(y)) = (self.lin(a), self.lin(b)) {
             let Some(d) = x.add(y.scale(-1).unwrap_or(Lin::constant(0))) else { return Self::opaque(whole, positive) };
@@ -212,65 +212,85 @@ impl Analyzer<'_> {
     }
 
     /// Whether a conjunction can hold (true when unsure).
-    fn sat(&self, atoms: &[&Atom]) -> bool {
-        let mut bools: HashMap<FieldId, bool> = HashMap::new();
-        let mut str_eq: HashMap<FieldId, &str> = HashMap::new();
-        let mut str_ne: Vec<(FieldId, &str)> = Vec::new();
-        let mut opaque: HashMap<&str, bool> = HashMap::new();
+    /// Conjunctions are small, so pairs are compared directly.
+    fn sat(&self, atoms: &[&Atom<'p>]) -> bool {
         let mut lins: Vec<(&Lin, bool)> = Vec::new();
-        for a in atoms {
+        for (i, a) in atoms.iter().enumerate() {
+            for b in &atoms[..i] {
+                let clash = match (a, b) {
+                    (Atom::Bool(f, v), Atom::Bool(g, w)) => f == g && v != w,
+                    (Atom::Str(f, s, true), Atom::Str(g, t, true)) => f == g && s != t,
+                    (Atom::Str(f, s, p), Atom::Str(g, t, q)) => f == g && s == t && p != q,
+                    (Atom::Opaque(x, p), Atom::Opaque(y, q)) => p != q && x == y,
+                    _ => false,
+                };
+                if clash {
+                    return false;
+                }
+            }
             match a {
-                Atom::Bool(f, v) => {
-                    if *bools.entry(*f).or_insert(*v) != *v {
-                        return false;
-                    }
-                }
-                Atom::Str(f, s, true) => {
-                    if *str_eq.entry(*f).or_insert(s.as_str()) != s.as_str() {
-                        return false;
-                    }
-                }
-                Atom::Str(f, s, false) => str_ne.push((*f, s.as_str())),
-                Atom::Opaque(k, pol) => {
-                    if *opaque.entry(k.as_str()).or_insert(*pol) != *pol {
-                        return false;
-                    }
-                }
                 Atom::Le(l) => lins.push((l, false)),
                 Atom::Eq(l) => lins.push((l, true)),
+                _ => {}
             }
-        }
-        if str_ne.iter().any(|(f, s)| str_eq.get(f) == Some(s)) {
-            return false;
         }
         self.linear_sat(&lins)
     }
 
+    /// Intervals first; when constraints couple variables, a few candidate
+    /// points inside the intervals are tried before the MILP solver runs.
     fn linear_sat(&self, lins: &[(&Lin, bool)]) -> bool {
         if lins.is_empty() {
             return true;
         }
-        if lins.iter().all(|(l, _)| l.coeffs.len() <= 1) {
-            return self.interval_sat(lins);
+        let single: Vec<(&Lin, bool)> = lins.iter().copied().filter(|(l, _)| l.coeffs.len() <= 1).collect();
+        let Some(mut bounds) = self.intervals(&single) else { return false };
+        let multi: Vec<(&Lin, bool)> = lins.iter().copied().filter(|(l, _)| l.coeffs.len() > 1).collect();
+        if multi.is_empty() {
+            return true;
+        }
+        for (l, _) in &multi {
+            for v in l.coeffs.keys() {
+                bound_of(&mut bounds, *v, || self.var_bounds(*v));
+            }
+        }
+        let pickers: [fn((i128, i128)) -> i128; 3] = [|(lo, hi)| 0i128.clamp(lo, hi), |(lo, _)| lo, |(_, hi)| hi];
+        for pick in pickers {
+            let holds = multi.iter().all(|(l, is_eq)| {
+                let mut sum = l.konst;
+                for (v, c) in &l.coeffs {
+                    let x = bounds.iter().find(|(w, _)| w == v).map(|(_, b)| pick(*b)).unwrap_or(0);
+                    sum = sum.saturating_add(c.saturating_mul(x));
+                }
+                if *is_eq {
+                    sum == 0
+                } else {
+                    sum <= 0
+                }
+            });
+            if holds {
+                return true;
+            }
         }
         self.solver_sat(lins)
     }
 
-    fn interval_sat(&self, lins: &[(&Lin, bool)]) -> bool {
-        let mut bounds: HashMap<Var, (i128, i128)> = HashMap::new();
+    /// Per-variable intervals of one-variable constraints; `None` if empty.
+    fn intervals(&self, lins: &[(&Lin, bool)]) -> Option<Vec<(Var, (i128, i128))>> {
+        let mut bounds: Vec<(Var, (i128, i128))> = Vec::new();
         for (l, is_eq) in lins {
             let Some((&v, &a)) = l.coeffs.iter().next() else {
                 let holds = if *is_eq { l.konst == 0 } else { l.konst <= 0 };
                 if !holds {
-                    return false;
+                    return None;
                 }
                 continue;
             };
             let k = l.konst;
-            let b = bounds.entry(v).or_insert_with(|| self.var_bounds(v));
+            let b = bound_of(&mut bounds, v, || self.var_bounds(v));
             if *is_eq {
                 if (-k) % a != 0 {
-                    return false;
+                    return None;
                 }
                 let x = -k / a;
                 b.0 = b.0.max(x);
@@ -281,7 +301,7 @@ impl Analyzer<'_> {
                 b.0 = b.0.max(div_ceil(k, -a));
             }
         }
-        bounds.values().all(|(lo, hi)| lo <= hi)
+        bounds.iter().all(|(_, (lo, hi))| lo <= hi).then_some(bounds)
     }
 
     fn solver_sat(&self, lins: &[(&Lin, bool)]) -> bool {
@@ -316,7 +336,7 @@ impl Analyzer<'_> {
     }
 
     /// Whether some conjunction of `a` and some of `b` can hold together.
-    fn pair_sat(&self, a: &[Conj], b: &[Conj]) -> bool {
+    fn pair_sat(&self, a: &[Conj<'p>], b: &[Conj<'p>]) -> bool {
         for x in a {
             for y in b {
                 let atoms: Vec<&Atom> = x.iter().chain(y.iter()).collect();
@@ -328,9 +348,21 @@ impl Analyzer<'_> {
         false
     }
 
-    fn alone_sat(&self, a: &[Conj]) -> bool {
+    fn alone_sat(&self, a: &[Conj<'p>]) -> bool {
         a.iter().any(|c| self.sat(&c.iter().collect::<Vec<_>>()))
     }
+}
+
+/// The interval of `v`, created by `init` on first use.
+fn bound_of(bounds: &mut Vec<(Var, (i128, i128))>, v: Var, init: impl FnOnce() -> (i128, i128)) -> &mut (i128, i128) {
+    let i = match bounds.iter().position(|(w, _)| *w == v) {
+        Some(i) => i,
+        None => {
+            bounds.push((v, init()));
+            bounds.len() - 1
+        }
+    };
+    &mut bounds[i].1
 }
 
 fn div_floor(a: i128, b: i128) -> i128 {
@@ -365,6 +397,12 @@ fn negate(op: BinaryOp) -> BinaryOp {
 /// Compares every pair of goals that share a field; reports E009 (equal
 /// priority) or W001 and records a [`Dominance`] (different priorities).
 pub fn analyse(p: &mut Program, map: &SourceMap, diags: &mut Vec<Diagnostic>) {
+    let conflicts = find_conflicts(p);
+    report(p, &conflicts, map, diags);
+}
+
+/// Pairs `(a, b)`, `a < b`, of goals that share a field and cannot both hold.
+fn find_conflicts(p: &Program) -> Vec<(usize, usize)> {
     let an = Analyzer { p };
     let dnfs: Vec<Dnf> = p
         .goals
@@ -404,7 +442,11 @@ pub fn analyse(p: &mut Program, map: &SourceMap, diags: &mut Vec<Diagnostic>) {
             }
         }
     }
-    for (a, b) in conflicts {
+    conflicts
+}
+
+fn report(p: &mut Program, conflicts: &[(usize, usize)], map: &SourceMap, diags: &mut Vec<Diagnostic>) {
+    for &(a, b) in conflicts {
         let (ga, gb) = (&p.goals[a], &p.goals[b]);
         let shared: Vec<FieldId> = ga.read_set.iter().copied().filter(|f| gb.read_set.binary_search(f).is_ok()).collect();
         debug_assert!(intersects(&ga.read_set, &gb.read_set));

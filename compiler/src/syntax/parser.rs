@@ -5,7 +5,7 @@
 
 use super::ast::*;
 use crate::diagnostic::{Code, Diagnostic, Span};
-use crate::lexer::{lex, Tok, Token};
+use crate::lexer::{lex, unescape, Tok, Token};
 use crate::program::{AssignOp, Priority};
 
 /// Deepest expression or block nesting accepted (protects the stack).
@@ -14,11 +14,12 @@ const MAX_DEPTH: u32 = 256;
 /// Parses a whole file, appending diagnostics.
 pub fn parse(source: &str, diags: &mut Vec<Diagnostic>) -> File {
     let tokens = lex(source, diags);
-    let mut p = Parser { tokens, pos: 0, diags, depth: 0, last_error: usize::MAX };
+    let mut p = Parser { source, tokens, pos: 0, diags, depth: 0, last_error: usize::MAX };
     p.file()
 }
 
-struct Parser<'d> {
+struct Parser<'s, 'd> {
+    source: &'s str,
     tokens: Vec<Token>,
     pos: usize,
     diags: &'d mut Vec<Diagnostic>,
@@ -27,12 +28,27 @@ struct Parser<'d> {
     last_error: usize,
 }
 
+fn is_member_keyword(s: &str) -> bool {
+    matches!(s, "reads" | "state" | "invariant" | "goal" | "transition" | "on")
+}
+
 /// Marker: an error was reported and the caller should recover.
 struct Failed;
 
 type PResult<T> = Result<T, Failed>;
 
-impl Parser<'_> {
+impl<'s> Parser<'s, '_> {
+    /// Source text of the token `n` ahead.
+    fn text_at(&self, n: usize) -> &'s str {
+        let span = self.tokens[(self.pos + n).min(self.tokens.len() - 1)].span;
+        self.source.get(span.start as usize..span.end as usize).unwrap_or("")
+    }
+
+    /// Source text of the current token.
+    fn text(&self) -> &'s str {
+        self.text_at(0)
+    }
+
     fn peek(&self) -> &Tok {
         &self.tokens[self.pos.min(self.tokens.len() - 1)].tok
     }
@@ -65,7 +81,7 @@ impl Parser<'_> {
     }
 
     fn at_kw(&self, kw: &str) -> bool {
-        matches!(self.peek(), Tok::Ident(s) if s == kw)
+        *self.peek() == Tok::Ident && self.text() == kw
     }
 
     fn eat(&mut self, t: &Tok) -> bool {
@@ -87,7 +103,7 @@ impl Parser<'_> {
     }
 
     fn error_here(&mut self, expected: &str) -> Failed {
-        let found = self.peek().describe();
+        let found = self.peek().describe(self.text());
         let span = self.span();
         if *self.peek() != Tok::Error && self.last_error != self.pos {
             self.last_error = self.pos;
@@ -113,8 +129,8 @@ impl Parser<'_> {
     }
 
     fn ident(&mut self, what: &str) -> PResult<Name> {
-        if let Tok::Ident(s) = self.peek() {
-            let text = s.clone();
+        if *self.peek() == Tok::Ident {
+            let text = self.text().to_string();
             let span = self.bump().span;
             Ok(Name { text, span })
         } else {
@@ -138,7 +154,7 @@ impl Parser<'_> {
 
     /// Skips tokens until `stop` says so or a closing brace at this level.
     /// Always consumes at least one token unless already at end or at `}`.
-    fn recover(&mut self, stop: impl Fn(&Tok) -> bool) {
+    fn recover(&mut self, stop: impl Fn(&Tok, &str) -> bool) {
         let mut depth = 0i32;
         let mut first = true;
         loop {
@@ -146,7 +162,7 @@ impl Parser<'_> {
             match t {
                 Tok::Eof => return,
                 Tok::RBrace if depth == 0 => return,
-                _ if depth == 0 && !first && stop(&t) => return,
+                _ if depth == 0 && !first && stop(&t, self.text()) => return,
                 Tok::LBrace => depth += 1,
                 Tok::RBrace => depth -= 1,
                 _ => {}
@@ -158,7 +174,7 @@ impl Parser<'_> {
 
     fn file(&mut self) -> File {
         let mut file = File::default();
-        let item_start = |t: &Tok| matches!(t, Tok::Ident(s) if s == "domain" || s == "effect");
+        let item_start = |t: &Tok, s: &str| *t == Tok::Ident && (s == "domain" || s == "effect");
         while !self.at(&Tok::Eof) {
             if self.at_kw("effect") {
                 match self.effect_decl() {
@@ -278,9 +294,7 @@ impl Parser<'_> {
             transitions: vec![],
             handlers: vec![],
         };
-        let member_start = |t: &Tok| {
-            matches!(t, Tok::Ident(s) if matches!(s.as_str(), "reads" | "state" | "invariant" | "goal" | "transition" | "on"))
-        };
+        let member_start = |t: &Tok, s: &str| *t == Tok::Ident && is_member_keyword(s);
         while !self.at(&Tok::RBrace) && !self.at(&Tok::Eof) {
             if self.member(&mut d).is_err() {
                 self.recover(member_start);
@@ -296,15 +310,15 @@ impl Parser<'_> {
     /// After recovering inside a member, a `}` may close that member rather
     /// than the domain: it does when a member keyword or `}` follows.
     fn closes_member(&self) -> bool {
-        matches!(self.peek_at(1), Tok::Ident(s) if matches!(s.as_str(), "reads" | "state" | "invariant" | "goal" | "transition" | "on"))
-            || *self.peek_at(1) == Tok::RBrace
+        (*self.peek_at(1) == Tok::Ident && is_member_keyword(self.text_at(1))) || *self.peek_at(1) == Tok::RBrace
     }
 
     fn member(&mut self, d: &mut DomainDecl) -> PResult<()> {
-        let Tok::Ident(kw) = self.peek().clone() else {
+        if *self.peek() != Tok::Ident {
             return Err(self.error_here("a domain member (`state`, `goal`, `invariant`, `transition`, `on`, `reads`)"));
-        };
-        match kw.as_str() {
+        }
+        let kw = self.text();
+        match kw {
             "reads" => {
                 self.bump();
                 loop {
@@ -419,9 +433,8 @@ impl Parser<'_> {
         self.expect(&Tok::LBrace, "`{`")?;
         self.enter()?;
         let mut stmts = Vec::new();
-        let stmt_start = |t: &Tok| {
-            matches!(t, Tok::Ident(s) if matches!(s.as_str(), "let" | "if" | "for" | "emit" | "send" | "slice"))
-        };
+        let stmt_start =
+            |t: &Tok, s: &str| *t == Tok::Ident && matches!(s, "let" | "if" | "for" | "emit" | "send" | "slice");
         while !self.at(&Tok::RBrace) && !self.at(&Tok::Eof) {
             match self.stmt() {
                 Ok(s) => stmts.push(s),
@@ -466,7 +479,7 @@ impl Parser<'_> {
             };
             return Ok(Stmt::If { cond, then, otherwise, span: start });
         }
-        if self.at_kw("for") && matches!(self.peek_at(1), Tok::Ident(_)) && matches!(self.peek_at(2), Tok::Ident(s) if s == "in") {
+        if self.at_kw("for") && *self.peek_at(1) == Tok::Ident && *self.peek_at(2) == Tok::Ident && self.text_at(2) == "in" {
             self.bump();
             let name = self.ident("a loop variable")?;
             self.expect_kw("in")?;
@@ -511,7 +524,7 @@ impl Parser<'_> {
         self.expect(&Tok::LParen, "`(`")?;
         let mut args = Vec::new();
         while !self.at(&Tok::RParen) {
-            let name = if matches!(self.peek(), Tok::Ident(_)) && *self.peek_at(1) == Tok::Colon {
+            let name = if *self.peek() == Tok::Ident && *self.peek_at(1) == Tok::Colon {
                 let n = self.ident("an argument name")?;
                 self.bump();
                 Some(n)
@@ -612,9 +625,10 @@ impl Parser<'_> {
                 self.bump();
                 ExprKind::Int(ms.min(i64::MAX as u64) as i64)
             }
-            Tok::Str(s) => {
+            Tok::Str => {
+                let value = unescape(self.text());
                 self.bump();
-                ExprKind::Str(s)
+                ExprKind::Str(value)
             }
             Tok::LParen => {
                 self.bump();
@@ -634,13 +648,15 @@ impl Parser<'_> {
                 self.expect(&Tok::RBracket, "`]`")?;
                 ExprKind::List(items)
             }
-            Tok::Ident(word) => {
+            Tok::Ident => {
+                let word = self.text();
                 if word == "true" || word == "false" {
                     self.bump();
                     ExprKind::Bool(word == "true")
                 } else if (word == "all" || word == "any")
-                    && matches!(self.peek_at(1), Tok::Ident(_))
-                    && matches!(self.peek_at(2), Tok::Ident(s) if s == "in")
+                    && *self.peek_at(1) == Tok::Ident
+                    && *self.peek_at(2) == Tok::Ident
+                    && self.text_at(2) == "in"
                 {
                     self.bump();
                     let var = self.ident("a variable")?;
