@@ -9,6 +9,52 @@
 //! [`Entry::TimerFired`]) and worker RPCs; the engine never loops without an
 //! entry.
 //!
+//! # Code map
+//!
+//! - `entry.rs`: [`Entry`], the contract with the Raft node.
+//! - `state.rs`: typed field values, program install and migration (a new
+//!   version keeps fields with the same domain, name and type), client
+//!   mutations, invariant checks (E011 before anything is written), and
+//!   incremental re-evaluation through field → goal / invariant indexes.
+//! - `eval.rs`: expression evaluation and statement execution into a plan;
+//!   checked arithmetic, errors are values.
+//! - `schedule.rs`: arming (first transition whose `when` holds), one
+//!   instance per domain, preemption at slice boundaries, [`Engine::pending`].
+//! - `exec.rs`: slices and message deliveries, each one committed step.
+//! - `effects.rs`: the effect journal, fencing tokens, retries and timers.
+//! - `oscillation.rs`: cycles, vectors, verdicts (E005) and dominance.
+//! - `report.rs`: [`GoalReport`], [`CycleRecord`]; `hash.rs`: the hash chain.
+//!
+//! **Architecture invariant:** the engine performs no I/O, reads no clock,
+//! uses no randomness and no hash-map iteration order; time enters only as
+//! `delay_ms` in [`PendingTimer`], which the leader waits for before it
+//! proposes [`Entry::TimerFired`].
+//!
+//! **Architecture invariant:** every loop is bounded by one entry. A step
+//! (a slice, a delivery) is its own entry, so state is re-evaluated after
+//! each and a crash between slices resumes at the next slice.
+//!
+//! # Cycles and verdicts
+//!
+//! A cycle is one transition instance plus the messages it sent, their
+//! handlers and every effect it caused; it is judged once all of them are
+//! applied. A cycle makes *progress* when its goal's inputs (the values of
+//! the goal's read set) end at a value not seen since the goal last held.
+//! Ten cycles in a row without progress (configurable) trap the goal with
+//! E005; a transition the compiler found cannot reach its goal
+//! (`reaches_goal == false`) traps at the first such cycle. A cycle that
+//! leaves the inputs unchanged arms a backoff timer before the next.
+//!
+//! A cycle *undoes* a goal that held before the cycle's first write to its
+//! inputs and no longer holds when the cycle is judged. Equal-priority goals
+//! undoing each other are a tug-of-war: trapped together at the tenth
+//! round, or at once when the contested state (both goals' inputs and their
+//! transitions' write sets) recurs with no outside input (client mutation,
+//! program, release, retry) in between. A lower-priority cycle undoing a
+//! higher goal is dominance evidence: the lower goal is DOMINATED (no E005)
+//! while the higher holds, as it is for the compiler's static
+//! [`Program::dominance`] pairs.
+//!
 //! ```
 //! use lexum_engine::{Engine, EngineConfig, Entry};
 //! let mut engine = Engine::new(EngineConfig::default());

@@ -473,6 +473,12 @@ impl Engine {
                 gs.code = None;
                 gs.evidence = None;
             }
+            // New inputs end a cycle backoff: the next cycle may see a
+            // different world.
+            if let Some(timer) = gs.backoff.take() {
+                self.timers.remove(&timer);
+                cx.dirty_domains.insert(goal.domain);
+            }
             cx.status_dirty.insert(g);
             if holds != gs.holds {
                 gs.holds = holds;
