@@ -409,7 +409,9 @@ impl Body<'_> {
             match stmt {
                 ast::Stmt::Let { name: n, value, .. } => {
                     let t = self.expr(value);
-                    self.scopes.last_mut().map(|s| s.push((n.text.clone(), Local::Inline(Box::new(t)))));
+                    if let Some(scope) = self.scopes.last_mut() {
+                        scope.push((n.text.clone(), Local::Inline(Box::new(t))));
+                    }
                 }
                 ast::Stmt::Assign { op, value, span, .. } => {
                     impure = true;
