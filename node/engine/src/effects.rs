@@ -17,6 +17,7 @@ impl Engine {
     /// Applies `Entry::Dispatched`: the entry's index becomes the fencing token.
     pub(crate) fn dispatched(&mut self, cx: &mut Cx, key: EffectKey, attempt: u32, worker: &str) -> Result<(), Rejection> {
         let name = self.effect_name(key);
+        let (domain, goal) = self.effect_scope(key);
         let Some(record) = self.effects.get_mut(&key.0) else {
             return Err(Rejection::new(codes::STALE, format!("effect {} is not in the journal", key.0)));
         };
@@ -30,12 +31,17 @@ impl Engine {
         record.state = EffectState::InFlight { token: cx.index };
         cx.event(
             "effect_dispatched",
-            None,
-            None,
+            domain,
+            goal,
             None,
             format!("{name} (effect {}) attempt {attempt} dispatched to {worker}, fencing token {}", key.0, cx.index),
         );
         Ok(())
+    }
+
+    /// Domain and goal of the cycle an effect belongs to, for events.
+    fn effect_scope(&self, key: EffectKey) -> (Option<String>, Option<String>) {
+        self.cycle_names(self.effects.get(&key.0).and_then(|e| e.cycle))
     }
 
     fn effect_name(&self, key: EffectKey) -> String {
@@ -52,6 +58,7 @@ impl Engine {
     /// current dispatch is rejected and changes nothing.
     pub(crate) fn effect_result(&mut self, cx: &mut Cx, key: EffectKey, fencing: u64, outcome: &EffectOutcome) -> Result<(), Rejection> {
         let name = self.effect_name(key);
+        let (domain, goal) = self.effect_scope(key);
         let program = self.program.clone();
         let Some(record) = self.effects.get(&key.0) else {
             return Err(Rejection::new(codes::STALE, format!("effect {} is not in the journal", key.0)));
@@ -80,15 +87,16 @@ impl Engine {
                     EffectOutcome::Succeeded { value } if returns.is_some() => value.clone(),
                     _ => None,
                 };
-                cx.event("effect_succeeded", None, None, None, format!("{name} (effect {}) succeeded", key.0));
+                cx.event("effect_succeeded", domain, goal, None, format!("{name} (effect {}) succeeded", key.0));
                 self.effect_done(cx, key.0, &record, value);
             }
-            Some(error) => self.effect_failed(cx, key.0, error, &name),
+            Some(error) => self.effect_failed(cx, key.0, error, &name, (domain, goal)),
         }
         Ok(())
     }
 
-    fn effect_failed(&mut self, cx: &mut Cx, key: u64, error: String, name: &str) {
+    fn effect_failed(&mut self, cx: &mut Cx, key: u64, error: String, name: &str, scope: (Option<String>, Option<String>)) {
+        let (domain, goal) = scope;
         let Some(record) = self.effects.get_mut(&key) else { return };
         record.last_error = Some(error.clone());
         if record.attempts >= record.retry.max_attempts {
@@ -97,8 +105,8 @@ impl Engine {
             self.effects.remove(&key);
             cx.event(
                 "effect_failed",
-                None,
-                None,
+                domain,
+                goal,
                 Some(codes::RETRIES_EXHAUSTED),
                 format!("{name} (effect {key}) failed after {attempts} attempts: {error}"),
             );
@@ -121,8 +129,8 @@ impl Engine {
         self.timers.insert(timer, Timer { kind: TimerKind::EffectRetry { effect: key }, delay_ms });
         cx.event(
             "effect_failed",
-            None,
-            None,
+            domain,
+            goal,
             None,
             format!("{name} (effect {key}) attempt {attempt} failed: {error}; retry in {delay_ms} ms"),
         );

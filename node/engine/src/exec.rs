@@ -21,6 +21,16 @@ struct Origin {
 }
 
 impl Engine {
+    /// Domain and goal names of a cycle, for events.
+    pub(crate) fn cycle_names(&self, cycle: Option<u64>) -> (Option<String>, Option<String>) {
+        let c = cycle.and_then(|id| self.cycles.get(&id));
+        let program = self.program.as_ref();
+        match (c, program) {
+            (Some(c), Some(p)) => (Some(p.domains[c.domain.index()].name.clone()), Some(p.goals[c.goal.index()].name.clone())),
+            _ => (None, None),
+        }
+    }
+
     /// Applies `Entry::RunStep`: stale or duplicate steps are no-ops.
     pub(crate) fn run_step(&mut self, cx: &mut Cx, step: StepId) {
         let Some(entry) = self.steps.remove(&step.0) else {
@@ -157,7 +167,8 @@ impl Engine {
             let key = self.fresh_id();
             let idempotency_key = format!("{hash8}-{}-{n}", origin.key_prefix);
             let name = program.effects.get(effect.index()).map(|e| e.full_name()).unwrap_or_default();
-            cx.event("effect_planned", None, None, None, format!("{name} planned as effect {key} ({idempotency_key})"));
+            let (domain, goal) = self.cycle_names(origin.cycle);
+            cx.event("effect_planned", domain, goal, None, format!("{name} planned as effect {key} ({idempotency_key})"));
             self.effects.insert(
                 key,
                 EffectRecord {

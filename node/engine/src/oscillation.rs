@@ -190,6 +190,29 @@ impl Engine {
         parts.join("; ")
     }
 
+    /// Every goal linked to `a` and `b` by ongoing tug-of-war evidence (so a
+    /// three-way fight names all three), and their contested fields.
+    fn tug_group(&self, a: GoalId, b: GoalId) -> (Vec<GoalId>, Vec<FieldId>) {
+        let mut goals = vec![a.0, b.0];
+        let mut fields = std::collections::BTreeSet::new();
+        let mut grown = true;
+        while grown {
+            grown = false;
+            for ((x, y), tug) in &self.tugs {
+                if goals.contains(x) || goals.contains(y) {
+                    fields.extend(tug.fields.iter().copied());
+                    for g in [x, y] {
+                        if !goals.contains(g) {
+                            goals.push(*g);
+                            grown = true;
+                        }
+                    }
+                }
+            }
+        }
+        (goals.into_iter().map(GoalId).collect(), fields.into_iter().collect())
+    }
+
     fn judge(&mut self, cx: &mut Cx, id: u64) {
         self.flush(cx);
         let Some(program) = self.program.clone() else { return };
@@ -252,21 +275,20 @@ impl Engine {
             let closed = tug.seen.get(&fp) == Some(&epoch);
             tug.seen.insert(fp, epoch);
             let rounds = tug.rounds;
-            let fields: Vec<FieldId> = tug.fields.iter().copied().collect();
             if trap.is_none() && (closed || rounds >= threshold) {
                 let why = if closed {
                     "an identical state recurred with no outside input in between".to_string()
                 } else {
                     format!("{rounds} cycles undid each other")
                 };
+                let (goals, fields) = self.tug_group(g, g2);
                 let evidence = format!(
-                    "tug-of-war between {} and {} ({why}); contested fields {}; oscillation vector {}",
-                    program.goal_path(g),
-                    program.goal_path(g2),
+                    "tug-of-war between {} ({why}); contested fields {}; oscillation vector {}",
+                    goals.iter().map(|g| program.goal_path(*g)).collect::<Vec<_>>().join(" and "),
                     fields.iter().map(|f| program.field_path(*f)).collect::<Vec<_>>().join(", "),
                     self.vector_text(&program, fields.iter().copied()),
                 );
-                trap = Some((vec![g, g2], evidence));
+                trap = Some((goals, evidence));
             }
         }
 

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use lexum_compiler::program::{
-    DomainId, EffectId, FieldId, GoalId, HandlerId, InvariantId, Priority, Program, RetryPolicy, SlotId,
+    DomainId, EffectId, Expr, FieldId, GoalId, HandlerId, InvariantId, Priority, Program, RetryPolicy, SlotId,
     TransitionId, Value,
 };
 use serde::{Deserialize, Serialize};
@@ -197,6 +197,8 @@ pub(crate) struct Index {
     pub field_goals: Vec<Vec<GoalId>>,
     /// Per field: invariants reading it.
     pub field_invariants: Vec<Vec<InvariantId>>,
+    /// Per field: domains with a transition guard (`when`) reading it.
+    pub field_guards: Vec<Vec<DomainId>>,
     /// Per goal: higher goals that dominate it (static and learnt).
     pub dominators: Vec<Vec<GoalId>>,
     /// Per goal: lower goals it dominates.
@@ -253,6 +255,24 @@ pub(crate) fn check_program(p: &Program) -> Result<(), String> {
     Ok(())
 }
 
+/// Collects the fields an expression reads.
+fn expr_fields(expr: &Expr, out: &mut Vec<FieldId>) {
+    match expr {
+        Expr::Lit(_) | Expr::Slot(_) => {}
+        Expr::Field(f) => out.push(*f),
+        Expr::List(items) | Expr::Call(_, items) => items.iter().for_each(|e| expr_fields(e, out)),
+        Expr::Unary(_, e) => expr_fields(e, out),
+        Expr::Binary(_, a, b) => {
+            expr_fields(a, out);
+            expr_fields(b, out);
+        }
+        Expr::Quantified { list, body, .. } => {
+            expr_fields(list, out);
+            expr_fields(body, out);
+        }
+    }
+}
+
 /// Decodes and checks program bytes (E014 when they are not a usable program).
 pub(crate) fn decode_program(bytes: &[u8]) -> Result<Program, Rejection> {
     let program = Program::decode(bytes).map_err(|e| Rejection::new(codes::PROGRAM, e.to_string()))?;
@@ -279,6 +299,20 @@ impl Engine {
             for (i, inv) in p.invariants.iter().enumerate() {
                 for f in &inv.read_set {
                     index.field_invariants[f.index()].push(InvariantId(i as u32));
+                }
+            }
+            index.field_guards = vec![Vec::new(); p.fields.len()];
+            for t in &p.transitions {
+                let mut fields = Vec::new();
+                if let Some(when) = &t.when {
+                    expr_fields(when, &mut fields);
+                }
+                for f in fields {
+                    if let Some(ds) = index.field_guards.get_mut(f.index()) {
+                        if !ds.contains(&t.domain) {
+                            ds.push(t.domain);
+                        }
+                    }
                 }
             }
             index.dominators = vec![Vec::new(); p.goals.len()];
@@ -463,6 +497,8 @@ impl Engine {
         let mut goals = BTreeSet::new();
         for f in &touched {
             goals.extend(index.field_goals.get(f.index()).into_iter().flatten().copied());
+            // A guard may now hold: those domains may arm.
+            cx.dirty_domains.extend(index.field_guards.get(f.index()).into_iter().flatten().copied());
         }
         for g in goals {
             let goal = &program.goals[g.index()];

@@ -334,3 +334,61 @@ fn a_crash_between_slices_resumes_at_the_next_slice() {
     assert_eq!(resumed.engine.read("Pool", "nodes"), Some(Value::Int(4)));
     assert_eq!(resumed.status("Pool", "Big").0, GoalStatus::Satisfied);
 }
+
+#[test]
+fn a_three_way_fight_traps_every_goal_involved() {
+    // Each pair can hold together; the three transitions chase each other
+    // round 3 → 1 → 2 → 3.
+    let source = r#"
+domain Dial {
+  state {
+    v: int = 3
+  }
+  on Set(to: int) { v = to }
+}
+domain A {
+  reads Dial
+  goal Low { Dial.v >= 1 && Dial.v <= 2 }
+  transition Fix for Low { slice s { send Dial.Set(to: 1) } }
+}
+domain B {
+  reads Dial
+  goal Mid { Dial.v >= 2 }
+  transition Fix for Mid { slice s { send Dial.Set(to: 2) } }
+}
+domain C {
+  reads Dial
+  goal High { Dial.v <= 1 || Dial.v >= 3 }
+  transition Fix for High { slice s { send Dial.Set(to: 3) } }
+}
+"#;
+    let sim = run(source, &mut echo_count());
+    for (d, g) in [("A", "Low"), ("B", "Mid"), ("C", "High")] {
+        assert_eq!(sim.status(d, g).0, GoalStatus::Trapped, "{d}.{g}");
+    }
+    let evidence = sim.goal("A", "Low").evidence.unwrap_or_default();
+    for needle in ["A.Low", "B.Mid", "C.High", "Dial.v"] {
+        assert!(evidence.contains(needle), "{needle} missing from {evidence}");
+    }
+    assert!(sim.engine.cycles_judged() <= 10);
+}
+
+#[test]
+fn a_guard_over_other_fields_arms_when_it_starts_to_hold() {
+    let source = r#"
+domain Pool {
+  state {
+    nodes: int = 3
+    enabled: bool = false
+  }
+  goal Big { nodes >= 5 }
+  transition Grow for Big when enabled { slice s { nodes = 5 } }
+}
+"#;
+    let mut sim = Sim::new(source);
+    assert!(sim.engine.pending().steps.is_empty(), "guard does not hold");
+    assert_eq!(sim.status("Pool", "Big").0, GoalStatus::Violated);
+    sim.set("Pool", "enabled", Value::Bool(true));
+    sim.drive(10, &mut echo_count());
+    assert_eq!(sim.status("Pool", "Big").0, GoalStatus::Satisfied);
+}
