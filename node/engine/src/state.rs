@@ -548,9 +548,10 @@ impl Engine {
         }
     }
 
-    /// A higher goal that holds and dominates `g`, if any.
+    /// The first (by id, so independent of the order pairs were learnt) higher
+    /// goal that holds and dominates `g`, if any.
     pub(crate) fn dominator(&self, g: GoalId) -> Option<GoalId> {
-        self.index.dominators.get(g.index())?.iter().copied().find(|h| self.goal_states[h.index()].holds)
+        self.index.dominators.get(g.index())?.iter().copied().filter(|h| self.goal_states[h.index()].holds).min()
     }
 
     /// Brings every dirty goal's status up to date, emitting events.
