@@ -54,18 +54,30 @@ impl Engine {
             .unwrap_or_default()
     }
 
+    /// Whether `fencing` is the current dispatch of `key` (E013 otherwise).
+    pub(crate) fn check_fencing(&self, key: EffectKey, fencing: u64) -> Result<(), Rejection> {
+        let Some(record) = self.effects.get(&key.0) else {
+            return Err(Rejection::new(codes::STALE, format!("effect {} is not in the journal", key.0)));
+        };
+        if record.state != (EffectState::InFlight { token: fencing }) {
+            return Err(Rejection::new(
+                codes::STALE,
+                format!("stale fencing token {fencing}: not the current dispatch of effect {}", key.0),
+            ));
+        }
+        Ok(())
+    }
+
     /// Applies `Entry::EffectResult`: a result whose fencing token is not the
     /// current dispatch is rejected and changes nothing.
     pub(crate) fn effect_result(&mut self, cx: &mut Cx, key: EffectKey, fencing: u64, outcome: &EffectOutcome) -> Result<(), Rejection> {
         let name = self.effect_name(key);
         let (domain, goal) = self.effect_scope(key);
         let program = self.program.clone();
+        self.check_fencing(key, fencing)?;
         let Some(record) = self.effects.get(&key.0) else {
             return Err(Rejection::new(codes::STALE, format!("effect {} is not in the journal", key.0)));
         };
-        if record.state != (EffectState::InFlight { token: fencing }) {
-            return Err(Rejection::new(codes::STALE, format!("fencing token {fencing} is not the current dispatch of effect {}", key.0)));
-        }
         let returns = program.as_ref().and_then(|p| p.effects.get(record.effect.index())).and_then(|e| e.returns.clone());
         let error = match outcome {
             EffectOutcome::Succeeded { value } => match (value, &returns) {

@@ -402,11 +402,8 @@ impl Engine {
                 let d = self.domain_id(domain)?;
                 self.goal_id(d, goal).map(|_| ())
             }
-            Entry::RunStep { .. }
-            | Entry::Dispatched { .. }
-            | Entry::EffectResult { .. }
-            | Entry::TimerFired { .. }
-            | Entry::Noop => Ok(()),
+            Entry::EffectResult { effect, fencing, .. } => self.check_fencing(*effect, *fencing),
+            Entry::RunStep { .. } | Entry::Dispatched { .. } | Entry::TimerFired { .. } | Entry::Noop => Ok(()),
         }
     }
 

@@ -186,7 +186,9 @@ fn retries_keep_the_idempotency_key_and_reject_stale_tokens() {
     let token = sim.index;
     let failed = EffectOutcome::Failed { error: "timed out".into() };
     assert!(sim.propose(Entry::EffectResult { effect: first.key, fencing: token, outcome: failed }).outcome.is_ok());
-    let stale = sim.propose(Entry::EffectResult { effect: first.key, fencing: token, outcome: EffectOutcome::Succeeded { value: Some(Value::Int(4)) } });
+    let late = Entry::EffectResult { effect: first.key, fencing: token, outcome: EffectOutcome::Succeeded { value: Some(Value::Int(4)) } };
+    assert_eq!(sim.engine.validate(&late).map_err(|r| r.code), Err("E013".into()), "the leader refuses it before commit");
+    let stale = sim.propose(late);
     assert_eq!(stale.outcome.map_err(|r| r.code), Err("E013".into()));
     let timer = sim.engine.pending().timers[0].clone();
     assert_eq!(timer.delay_ms, 100);
