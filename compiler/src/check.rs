@@ -124,7 +124,7 @@ pub fn check(file: &ast::File, syms: &Symbols, options: &CompileOptions, diags: 
         let di32 = di as u32;
         let dsyms = &syms.domains[di];
         let mut dom = Domain {
-            name: d.name.text.clone(),
+            name: d.name.text.to_string(),
             priority: d.priority.as_ref().map(|p| p.level).unwrap_or(Priority::Normal),
             reads: dsyms.reads.iter().map(|r| DomainId(*r)).collect(),
             fields: Vec::new(),
@@ -177,20 +177,20 @@ pub fn check(file: &ast::File, syms: &Symbols, options: &CompileOptions, diags: 
                 }
             };
             dom.fields.push(FieldId(fid as u32));
-            p.fields.push(Field { name: f.name.text.clone(), domain: DomainId(di32), max_len: ty.list_bound(), ty: ty.to_type(), default });
+            p.fields.push(Field { name: f.name.text.to_string(), domain: DomainId(di32), max_len: ty.list_bound(), ty: ty.to_type(), default });
         }
         for g in &d.goals {
             let gid = p.goals.len() as u32;
             let mut b = new_body(syms, diags, di32, Kind::Pure);
             let t = b.pure_body("goal", &g.name, &g.body, g.body_span);
             let slots = b.slots;
-            if let Some(diag) = cost::check_budget("goal", &g.name.text, t.cost, options.cost_budget, g.name.span) {
+            if let Some(diag) = cost::check_budget("goal", g.name.text, t.cost, options.cost_budget, g.name.span) {
                 diags.push(diag);
             }
             dom.goals.push(GoalId(gid));
             map.goals.push(g.name.span);
             p.goals.push(Goal {
-                name: g.name.text.clone(),
+                name: g.name.text.to_string(),
                 domain: DomainId(di32),
                 priority: g.priority.as_ref().map(|p| p.level).unwrap_or(dom.priority),
                 predicate: t.expr,
@@ -205,13 +205,13 @@ pub fn check(file: &ast::File, syms: &Symbols, options: &CompileOptions, diags: 
             let mut b = new_body(syms, diags, di32, Kind::Pure);
             let t = b.pure_body("invariant", &inv.name, &inv.body, inv.body_span);
             let slots = b.slots;
-            if let Some(diag) = cost::check_budget("invariant", &inv.name.text, t.cost, options.cost_budget, inv.name.span) {
+            if let Some(diag) = cost::check_budget("invariant", inv.name.text, t.cost, options.cost_budget, inv.name.span) {
                 diags.push(diag);
             }
             dom.invariants.push(InvariantId(iid));
             map.invariants.push(inv.name.span);
             p.invariants.push(Invariant {
-                name: inv.name.text.clone(),
+                name: inv.name.text.to_string(),
                 domain: DomainId(di32),
                 predicate: t.expr,
                 slots,
@@ -219,21 +219,21 @@ pub fn check(file: &ast::File, syms: &Symbols, options: &CompileOptions, diags: 
                 cost: t.cost,
             });
         }
-        let mut seen_transitions: std::collections::HashMap<&str, Span> = std::collections::HashMap::new();
+        let mut seen_transitions: crate::resolve::HashMap<&str, Span> = Default::default();
         for t in &d.transitions {
-            if let Some(first) = seen_transitions.get(t.name.text.as_str()) {
+            if let Some(first) = seen_transitions.get(t.name.text) {
                 diags.push(
                     Diagnostic::new(Code::E002, t.name.span, format!("transition `{}` is defined twice", t.name.text))
                         .with_label(*first, "first defined here"),
                 );
             } else {
-                seen_transitions.insert(&t.name.text, t.name.span);
+                seen_transitions.insert(t.name.text, t.name.span);
             }
             let tid = p.transitions.len() as u32;
-            let goal = match dsyms.goals.get(&t.goal.text) {
+            let goal = match dsyms.goals.get(t.goal.text) {
                 Some(g) => GoalId(*g),
                 None => {
-                    let elsewhere = syms.domains.iter().find(|o| o.goals.contains_key(&t.goal.text)).map(|o| o.name.clone());
+                    let elsewhere = syms.domains.iter().find(|o| o.goals.contains_key(t.goal.text)).map(|o| o.name.clone());
                     let mut diag = Diagnostic::new(
                         Code::E002,
                         t.goal.span,
@@ -259,22 +259,28 @@ pub fn check(file: &ast::File, syms: &Symbols, options: &CompileOptions, diags: 
             });
             b.kind = Kind::Slice;
             let mut slices = Vec::new();
-            for s in &t.slices {
+            for (si, s) in t.slices.iter().enumerate() {
+                if let Some(first) = t.slices[..si].iter().find(|o| o.name.text == s.name.text) {
+                    b.diags.push(
+                        Diagnostic::new(Code::E002, s.name.span, format!("slice `{}` is defined twice", s.name.text))
+                            .with_label(first.name.span, "first defined here"),
+                    );
+                }
                 b.scopes.push(Vec::new());
                 let body = b.stmts(&s.body, true);
                 b.scopes.pop();
                 let pending = std::mem::take(&mut b.pending);
                 b.scopes[0].extend(pending);
-                slices.push(Slice { name: s.name.text.clone(), body, write_set: vec![], sends: vec![], emits: vec![] });
+                slices.push(Slice { name: s.name.text.to_string(), body, write_set: vec![], sends: vec![], emits: vec![] });
             }
             let slots = b.slots;
-            if (goal.index()) < p.goals.len() && dsyms.goals.contains_key(&t.goal.text) {
+            if (goal.index()) < p.goals.len() && dsyms.goals.contains_key(t.goal.text) {
                 p.goals[goal.index()].transitions.push(TransitionId(tid));
             }
             dom.transitions.push(TransitionId(tid));
             map.transitions.push(t.name.span);
             p.transitions.push(Transition {
-                name: t.name.text.clone(),
+                name: t.name.text.to_string(),
                 domain: DomainId(di32),
                 goal,
                 when,
@@ -298,7 +304,7 @@ pub fn check(file: &ast::File, syms: &Symbols, options: &CompileOptions, diags: 
             let slots = b.slots;
             dom.handlers.push(HandlerId(hid as u32));
             p.handlers.push(Handler {
-                name: h.name.text.clone(),
+                name: h.name.text.to_string(),
                 domain: DomainId(di32),
                 params: sig.params.iter().map(|q| Param { name: q.name.clone(), ty: q.ty.to_type() }).collect(),
                 body,
@@ -410,7 +416,7 @@ impl Body<'_> {
                 ast::Stmt::Let { name: n, value, .. } => {
                     let t = self.expr(value);
                     if let Some(scope) = self.scopes.last_mut() {
-                        scope.push((n.text.clone(), Local::Inline(Box::new(t))));
+                        scope.push((n.text.to_string(), Local::Inline(Box::new(t))));
                     }
                 }
                 ast::Stmt::Assign { op, value, span, .. } => {
@@ -509,7 +515,7 @@ impl Body<'_> {
             ast::Stmt::Let { name, value, .. } => {
                 let t = self.expr(value);
                 let slot = self.alloc();
-                self.scopes.last_mut()?.push((name.text.clone(), Local::Slot(slot, t.ty)));
+                self.scopes.last_mut()?.push((name.text.to_string(), Local::Slot(slot, t.ty)));
                 Some(Stmt::Let { slot, value: t.expr })
             }
             ast::Stmt::Assign { target, op, op_span, value, .. } => {
@@ -545,13 +551,13 @@ impl Body<'_> {
                 let l = self.expr(list);
                 let elem = self.element_type(&l.ty, list.span);
                 let slot = self.alloc();
-                self.scopes.push(vec![(name.text.clone(), Local::Slot(slot, elem))]);
+                self.scopes.push(vec![(name.text.to_string(), Local::Slot(slot, elem))]);
                 let body = self.stmts(body, false);
                 self.scopes.pop();
                 Some(Stmt::For { slot, list: l.expr, body })
             }
             ast::Stmt::Emit { namespace, name, args, bind, span } => {
-                let key = (namespace.text.clone(), name.text.clone());
+                let key = (namespace.text.to_string(), name.text.to_string());
                 let Some(&eid) = self.syms.effect_index.get(&key) else {
                     self.diags.push(
                         Diagnostic::new(Code::E002, namespace.span.to(name.span), format!("unknown effect `{}.{}`", namespace.text, name.text))
@@ -572,7 +578,7 @@ impl Body<'_> {
                         match (self.kind, top, returns) {
                             (Kind::Slice, true, Some(ty)) => {
                                 let slot = self.alloc();
-                                self.pending.push((b.text.clone(), Local::Slot(slot, ty)));
+                                self.pending.push((b.text.to_string(), Local::Slot(slot, ty)));
                                 Some(slot)
                             }
                             (_, _, None) => {
@@ -599,14 +605,14 @@ impl Body<'_> {
                 Some(Stmt::Emit { effect: EffectId(eid), args, bind })
             }
             ast::Stmt::Send { domain, name, args, span } => {
-                let Some(&did) = self.syms.domain_index.get(&domain.text) else {
+                let Some(&did) = self.syms.domain_index.get(domain.text) else {
                     self.err(Code::E002, domain.span, format!("unknown domain `{}`", domain.text));
                     for a in args {
                         self.expr(&a.value);
                     }
                     return None;
                 };
-                let Some(&hid) = self.syms.domains[did as usize].handlers.get(&name.text) else {
+                let Some(&hid) = self.syms.domains[did as usize].handlers.get(name.text) else {
                     self.diags.push(
                         Diagnostic::new(Code::E002, name.span, format!("domain `{}` has no handler `{}`", domain.text, name.text))
                             .with_hint(format!("declare it in `{}` with `on {}(...) {{ ... }}`", domain.text, name.text)),
@@ -690,13 +696,13 @@ impl Body<'_> {
         let own = self.domain;
         match segs.as_slice() {
             [n] => {
-                if let Some(local) = self.lookup(&n.text) {
+                if let Some(local) = self.lookup(n.text) {
                     return match local {
                         Local::Slot(s, ty) => Some((Place::Slot(s), ty)),
                         Local::Inline(_) => None,
                     };
                 }
-                match self.syms.domains[own as usize].fields.get(&n.text) {
+                match self.syms.domains[own as usize].fields.get(n.text) {
                     Some(&f) => Some((Place::Field(FieldId(f)), self.syms.fields[f as usize].ty.clone())),
                     None => {
                         let dn = self.domain_name().to_string();
@@ -706,11 +712,11 @@ impl Body<'_> {
                 }
             }
             [d, f] => {
-                let Some(&did) = self.syms.domain_index.get(&d.text) else {
+                let Some(&did) = self.syms.domain_index.get(d.text) else {
                     self.err(Code::E002, d.span, format!("unknown domain `{}`", d.text));
                     return None;
                 };
-                let field = self.syms.domains[did as usize].fields.get(&f.text).copied();
+                let field = self.syms.domains[did as usize].fields.get(f.text).copied();
                 if did != own {
                     let dn = self.domain_name().to_string();
                     self.diags.push(
@@ -787,7 +793,7 @@ impl Body<'_> {
                 let elem = self.element_type(&l.ty, list.span);
                 let bound = l.ty.list_bound().unwrap_or(0);
                 let slot = self.alloc();
-                self.scopes.push(vec![(var.text.clone(), Local::Slot(slot, elem))]);
+                self.scopes.push(vec![(var.text.to_string(), Local::Slot(slot, elem))]);
                 let b = self.expr(body);
                 self.scopes.pop();
                 self.expect_bool(&b, body.span, "a quantifier's body");
@@ -806,7 +812,7 @@ impl Body<'_> {
 
     fn path(&mut self, segs: &[Name], span: Span) -> T {
         let own = self.domain;
-        if self.kind == Kind::Const && !(segs.len() == 1 && self.lookup(&segs[0].text).is_some()) {
+        if self.kind == Kind::Const && !(segs.len() == 1 && self.lookup(segs[0].text).is_some()) {
             self.diags.push(
                 Diagnostic::new(Code::E003, span, "a default must be a constant")
                     .with_hint("defaults cannot read fields; set the field from a transition or a client"),
@@ -815,22 +821,22 @@ impl Body<'_> {
         }
         match segs {
             [n] => {
-                if let Some(local) = self.lookup(&n.text) {
+                if let Some(local) = self.lookup(n.text) {
                     return match local {
                         Local::Slot(s, ty) => T { expr: Expr::Slot(s), ty, cost: cost::LEAF },
                         Local::Inline(t) => *t,
                     };
                 }
-                if let Some(&f) = self.syms.domains[own as usize].fields.get(&n.text) {
+                if let Some(&f) = self.syms.domains[own as usize].fields.get(n.text) {
                     return self.field_ref(f);
                 }
-                if self.syms.domain_index.contains_key(&n.text) {
+                if self.syms.domain_index.contains_key(n.text) {
                     self.err(Code::E003, n.span, format!("`{}` is a domain, not a value", n.text));
                     return T::error();
                 }
                 let dn = self.domain_name().to_string();
                 let mut d = Diagnostic::new(Code::E002, n.span, format!("unknown name `{}`", n.text));
-                if let Some(other) = self.syms.domains.iter().find(|o| o.fields.contains_key(&n.text)) {
+                if let Some(other) = self.syms.domains.iter().find(|o| o.fields.contains_key(n.text)) {
                     d = d.with_hint(format!("`{}` is a field of `{}`: write `{}.{}`", n.text, other.name, other.name, n.text));
                 } else {
                     d = d.with_hint(format!("`{dn}` has no field or local named `{}`", n.text));
@@ -839,11 +845,11 @@ impl Body<'_> {
                 T::error()
             }
             [d, f] => {
-                let Some(&did) = self.syms.domain_index.get(&d.text) else {
+                let Some(&did) = self.syms.domain_index.get(d.text) else {
                     self.err(Code::E002, d.span, format!("unknown domain `{}`", d.text));
                     return T::error();
                 };
-                let Some(&fid) = self.syms.domains[did as usize].fields.get(&f.text) else {
+                let Some(&fid) = self.syms.domains[did as usize].fields.get(f.text) else {
                     self.err(Code::E002, f.span, format!("domain `{}` has no field `{}`", d.text, f.text));
                     return T::error();
                 };
@@ -913,7 +919,7 @@ impl Body<'_> {
 
     fn call(&mut self, path: &[Name], args: &[ast::Arg], span: Span) -> T {
         let checked: Vec<T> = args.iter().map(|a| self.expr(&a.value)).collect();
-        if let Some(bad) = path.iter().find(|n| is_forbidden(&n.text)) {
+        if let Some(bad) = path.iter().find(|n| is_forbidden(n.text)) {
             self.diags.push(
                 Diagnostic::new(Code::E006, span, format!("`{}` asks for a wall clock, randomness or I/O, which Lexum does not have", bad.text))
                     .with_hint("time is logical (the log index); bring outside facts in as state written by a client or an effect's result"),
@@ -921,11 +927,11 @@ impl Body<'_> {
             return T::error();
         }
         let builtin = match path {
-            [n] => builtin_of(&n.text),
+            [n] => builtin_of(n.text),
             _ => None,
         };
         let Some(b) = builtin else {
-            let shown: Vec<&str> = path.iter().map(|n| n.text.as_str()).collect();
+            let shown: Vec<&str> = path.iter().map(|n| n.text).collect();
             self.diags.push(
                 Diagnostic::new(Code::E002, span, format!("unknown function `{}`", shown.join(".")))
                     .with_hint("the builtins are len, min, max, abs and contains; effects are called with `emit`"),
@@ -935,7 +941,7 @@ impl Body<'_> {
         let tys: Vec<Ty> = checked.iter().map(|t| t.ty.clone()).collect();
         let arg_cost = checked.iter().fold(0u64, |acc, t| acc.saturating_add(t.cost));
         let cost = cost::builtin(b, arg_cost, &tys);
-        let name = path[0].text.as_str();
+        let name = path[0].text;
         let ok = match (b, tys.as_slice()) {
             (Builtin::Len, [t]) => matches!(t, Ty::List(..) | Ty::Str | Ty::Unknown),
             (Builtin::Abs, [t]) => t.compatible(&Ty::Int),

@@ -6,7 +6,34 @@
 use crate::diagnostic::{Code, Diagnostic, Span};
 use crate::syntax::ast::{self, TypeExpr};
 use crate::types::Ty;
-use std::collections::HashMap;
+use std::collections::HashMap as StdHashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// FNV-1a: names are short, and the standard SipHash is a measurable part of
+/// checking a program with a hundred thousand goals.
+#[derive(Clone, Copy, Debug)]
+pub struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+/// A hash map keyed by names.
+pub type HashMap<K, V> = StdHashMap<K, V, BuildHasherDefault<Fnv>>;
 
 /// A declared parameter (of an effect or a handler).
 #[derive(Clone, Debug)]
@@ -113,15 +140,15 @@ pub fn resolve_type(t: &TypeExpr, default_list_max: u32, diags: &mut Vec<Diagnos
 }
 
 fn params(ps: &[ast::ParamDecl], what: &str, max: u32, diags: &mut Vec<Diagnostic>) -> Vec<ParamSig> {
-    let mut seen: HashMap<&str, Span> = HashMap::new();
+    let mut seen: HashMap<&str, Span> = HashMap::default();
     let mut out = Vec::new();
     for p in ps {
-        if let Some(first) = seen.get(p.name.text.as_str()) {
+        if let Some(first) = seen.get(p.name.text) {
             dup(diags, what, &p.name, *first);
         } else {
-            seen.insert(&p.name.text, p.name.span);
+            seen.insert(p.name.text, p.name.span);
         }
-        out.push(ParamSig { name: p.name.text.clone(), ty: resolve_type(&p.ty, max, diags) });
+        out.push(ParamSig { name: p.name.text.to_string(), ty: resolve_type(&p.ty, max, diags) });
     }
     out
 }
@@ -129,9 +156,9 @@ fn params(ps: &[ast::ParamDecl], what: &str, max: u32, diags: &mut Vec<Diagnosti
 /// Builds the symbol tables.
 pub fn declare(file: &ast::File, default_list_max: u32, diags: &mut Vec<Diagnostic>) -> Symbols {
     let mut s = Symbols::default();
-    let mut effect_spans: HashMap<(String, String), Span> = HashMap::new();
+    let mut effect_spans: HashMap<(String, String), Span> = HashMap::default();
     for e in &file.effects {
-        let key = (e.namespace.text.clone(), e.name.text.clone());
+        let key = (e.namespace.text.to_string(), e.name.text.to_string());
         if let Some(first) = effect_spans.get(&key) {
             dup(diags, "effect", &e.name, *first);
         } else {
@@ -139,60 +166,68 @@ pub fn declare(file: &ast::File, default_list_max: u32, diags: &mut Vec<Diagnost
             s.effect_index.insert(key, s.effects.len() as u32);
         }
         s.effects.push(EffectSig {
-            namespace: e.namespace.text.clone(),
-            name: e.name.text.clone(),
+            namespace: e.namespace.text.to_string(),
+            name: e.name.text.to_string(),
             params: params(&e.params, "parameter", default_list_max, diags),
             returns: e.returns.as_ref().map(|t| resolve_type(t, default_list_max, diags)),
         });
     }
-    let mut domain_spans: HashMap<String, Span> = HashMap::new();
+    let mut domain_spans: HashMap<String, Span> = HashMap::default();
     for (di, d) in file.domains.iter().enumerate() {
-        if let Some(first) = domain_spans.get(&d.name.text) {
+        if let Some(first) = domain_spans.get(d.name.text) {
             dup(diags, "domain", &d.name, *first);
         } else {
-            domain_spans.insert(d.name.text.clone(), d.name.span);
-            s.domain_index.insert(d.name.text.clone(), di as u32);
+            domain_spans.insert(d.name.text.to_string(), d.name.span);
+            s.domain_index.insert(d.name.text.to_string(), di as u32);
         }
     }
     for (di, d) in file.domains.iter().enumerate() {
-        let mut syms = DomainSyms { name: d.name.text.clone(), ..DomainSyms::default() };
-        let mut spans: HashMap<String, Span> = HashMap::new();
+        let mut syms = DomainSyms { name: d.name.text.to_string(), ..DomainSyms::default() };
+        let mut spans: HashMap<String, Span> = HashMap::default();
         for f in &d.fields {
-            if let Some(first) = spans.get(&f.name.text) {
+            if let Some(first) = spans.get(f.name.text) {
                 dup(diags, "field", &f.name, *first);
             } else {
-                spans.insert(f.name.text.clone(), f.name.span);
-                syms.fields.insert(f.name.text.clone(), s.fields.len() as u32);
+                spans.insert(f.name.text.to_string(), f.name.span);
+                syms.fields.insert(f.name.text.to_string(), s.fields.len() as u32);
             }
             let ty = resolve_type(&f.ty, default_list_max, diags);
-            s.fields.push(FieldSig { domain: di as u32, name: f.name.text.clone(), ty });
+            s.fields.push(FieldSig { domain: di as u32, name: f.name.text.to_string(), ty });
         }
-        let mut goal_spans: HashMap<String, Span> = HashMap::new();
+        let mut goal_spans: HashMap<String, Span> = HashMap::default();
         for g in &d.goals {
-            if let Some(first) = goal_spans.get(&g.name.text) {
+            if let Some(first) = goal_spans.get(g.name.text) {
                 dup(diags, "goal", &g.name, *first);
             } else {
-                goal_spans.insert(g.name.text.clone(), g.name.span);
-                syms.goals.insert(g.name.text.clone(), s.goal_count);
+                goal_spans.insert(g.name.text.to_string(), g.name.span);
+                syms.goals.insert(g.name.text.to_string(), s.goal_count);
             }
             s.goal_count += 1;
         }
-        let mut handler_spans: HashMap<String, Span> = HashMap::new();
+        let mut invariant_spans: HashMap<&str, Span> = HashMap::default();
+        for inv in &d.invariants {
+            if let Some(first) = invariant_spans.get(inv.name.text) {
+                dup(diags, "invariant", &inv.name, *first);
+            } else {
+                invariant_spans.insert(inv.name.text, inv.name.span);
+            }
+        }
+        let mut handler_spans: HashMap<String, Span> = HashMap::default();
         for h in &d.handlers {
-            if let Some(first) = handler_spans.get(&h.name.text) {
+            if let Some(first) = handler_spans.get(h.name.text) {
                 dup(diags, "handler", &h.name, *first);
             } else {
-                handler_spans.insert(h.name.text.clone(), h.name.span);
-                syms.handlers.insert(h.name.text.clone(), s.handlers.len() as u32);
+                handler_spans.insert(h.name.text.to_string(), h.name.span);
+                syms.handlers.insert(h.name.text.to_string(), s.handlers.len() as u32);
             }
             s.handlers.push(HandlerSig {
                 domain: di as u32,
-                name: h.name.text.clone(),
+                name: h.name.text.to_string(),
                 params: params(&h.params, "parameter", default_list_max, diags),
             });
         }
         for r in &d.reads {
-            match s.domain_index.get(&r.text) {
+            match s.domain_index.get(r.text) {
                 Some(&rd) if rd as usize == di => {}
                 Some(&rd) => {
                     if !syms.reads.contains(&rd) {

@@ -308,3 +308,11 @@ fn send_closure_reaches_goal_through_handlers() {
     assert!(p.transitions[0].reaches_goal);
     assert_eq!(p.transitions[0].write_set, vec![lexum_compiler::program::FieldId(0)]);
 }
+
+#[test]
+fn e002_duplicate_invariant_and_slice() {
+    check(
+        &with_goals("  invariant I { n >= 0 }\n  invariant I { n < 9 }\n  goal G { n > 1 }\n  transition T for G { slice s { n = 2 }\n slice s { n = 3 } }\n", &[]),
+        "E002@4 E002@7",
+    );
+}

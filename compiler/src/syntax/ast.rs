@@ -2,27 +2,27 @@
 
 use crate::diagnostic::Span;
 
-/// A name and where it is.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Name {
+/// A name and where it is; the text borrows from the source.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Name<'s> {
     /// The text.
-    pub text: String,
+    pub text: &'s str,
     /// Where.
     pub span: Span,
 }
 
 /// A whole file.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct File {
+pub struct File<'s> {
     /// Effect declarations.
-    pub effects: Vec<EffectDecl>,
+    pub effects: Vec<EffectDecl<'s>>,
     /// Domains.
-    pub domains: Vec<DomainDecl>,
+    pub domains: Vec<DomainDecl<'s>>,
 }
 
 /// A written type. `list<T, N>` carries its maximum length.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum TypeExpr {
+pub enum TypeExpr<'s> {
     /// `int`
     Int,
     /// `bool`
@@ -30,33 +30,33 @@ pub enum TypeExpr {
     /// `string`
     String,
     /// `list<T>` or `list<T, N>`.
-    List(Box<TypeExpr>, Option<u32>),
+    List(Box<TypeExpr<'s>>, Option<u32>),
     /// An unknown type name (E002 later).
-    Unknown(Name),
+    Unknown(Name<'s>),
 }
 
 /// `name: type`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ParamDecl {
+pub struct ParamDecl<'s> {
     /// Name.
-    pub name: Name,
+    pub name: Name<'s>,
     /// Type.
-    pub ty: TypeExpr,
+    pub ty: TypeExpr<'s>,
     /// Span of the type.
     pub ty_span: Span,
 }
 
 /// `effect Ns.Name(params) -> type`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EffectDecl {
+pub struct EffectDecl<'s> {
     /// Namespace.
-    pub namespace: Name,
+    pub namespace: Name<'s>,
     /// Name.
-    pub name: Name,
+    pub name: Name<'s>,
     /// Parameters.
-    pub params: Vec<ParamDecl>,
+    pub params: Vec<ParamDecl<'s>>,
     /// Result type.
-    pub returns: Option<TypeExpr>,
+    pub returns: Option<TypeExpr<'s>>,
     /// Whole declaration.
     pub span: Span,
 }
@@ -72,49 +72,49 @@ pub struct PriorityDecl {
 
 /// `domain Name priority level { members }`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DomainDecl {
+pub struct DomainDecl<'s> {
     /// Name.
-    pub name: Name,
+    pub name: Name<'s>,
     /// Declared level.
     pub priority: Option<PriorityDecl>,
     /// `reads` names.
-    pub reads: Vec<Name>,
+    pub reads: Vec<Name<'s>>,
     /// State fields.
-    pub fields: Vec<FieldDecl>,
+    pub fields: Vec<FieldDecl<'s>>,
     /// Goals.
-    pub goals: Vec<GoalDecl>,
+    pub goals: Vec<GoalDecl<'s>>,
     /// Invariants.
-    pub invariants: Vec<GoalDecl>,
+    pub invariants: Vec<GoalDecl<'s>>,
     /// Transitions.
-    pub transitions: Vec<TransitionDecl>,
+    pub transitions: Vec<TransitionDecl<'s>>,
     /// Handlers.
-    pub handlers: Vec<HandlerDecl>,
+    pub handlers: Vec<HandlerDecl<'s>>,
 }
 
 /// `name: type = default`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FieldDecl {
+pub struct FieldDecl<'s> {
     /// Name.
-    pub name: Name,
+    pub name: Name<'s>,
     /// Type.
-    pub ty: TypeExpr,
+    pub ty: TypeExpr<'s>,
     /// Span of the type.
     pub ty_span: Span,
     /// Default.
-    pub default: Option<Expr>,
+    pub default: Option<Expr<'s>>,
 }
 
 /// A goal or an invariant: a name and a body of statements that must be a
 /// pure expression (the parser accepts any statements so the checker can say
 /// precisely what is wrong).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct GoalDecl {
+pub struct GoalDecl<'s> {
     /// Name.
-    pub name: Name,
+    pub name: Name<'s>,
     /// Own level (goals only).
     pub priority: Option<PriorityDecl>,
     /// Body.
-    pub body: Vec<Stmt>,
+    pub body: Vec<Stmt<'s>>,
     /// The braces.
     pub body_span: Span,
 }
@@ -132,121 +132,121 @@ pub struct RetryDecl {
 
 /// `transition Name for Goal when cond retry ... { slices }`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TransitionDecl {
+pub struct TransitionDecl<'s> {
     /// Name.
-    pub name: Name,
+    pub name: Name<'s>,
     /// The goal repaired.
-    pub goal: Name,
+    pub goal: Name<'s>,
     /// Guard.
-    pub when: Option<Expr>,
+    pub when: Option<Expr<'s>>,
     /// Retry policy.
     pub retry: Option<RetryDecl>,
     /// Slices.
-    pub slices: Vec<SliceDecl>,
+    pub slices: Vec<SliceDecl<'s>>,
 }
 
 /// `slice name { stmts }`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SliceDecl {
+pub struct SliceDecl<'s> {
     /// Name.
-    pub name: Name,
+    pub name: Name<'s>,
     /// Statements.
-    pub body: Vec<Stmt>,
+    pub body: Vec<Stmt<'s>>,
 }
 
 /// `on Name(params) { stmts }`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HandlerDecl {
+pub struct HandlerDecl<'s> {
     /// Name.
-    pub name: Name,
+    pub name: Name<'s>,
     /// Parameters.
-    pub params: Vec<ParamDecl>,
+    pub params: Vec<ParamDecl<'s>>,
     /// Statements.
-    pub body: Vec<Stmt>,
+    pub body: Vec<Stmt<'s>>,
 }
 
 /// A call argument, named (`pool: "web"`) or positional.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Arg {
+pub struct Arg<'s> {
     /// Name, when named.
-    pub name: Option<Name>,
+    pub name: Option<Name<'s>>,
     /// Value.
-    pub value: Expr,
+    pub value: Expr<'s>,
 }
 
 /// A statement.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Stmt {
+pub enum Stmt<'s> {
     /// `let name = value`.
     Let {
         /// Bound name.
-        name: Name,
+        name: Name<'s>,
         /// Value.
-        value: Expr,
+        value: Expr<'s>,
         /// Whole statement.
         span: Span,
     },
     /// `target op value`.
     Assign {
         /// Target (a path expression).
-        target: Expr,
+        target: Expr<'s>,
         /// Operator.
         op: crate::program::AssignOp,
         /// Span of the operator.
         op_span: Span,
         /// Value.
-        value: Expr,
+        value: Expr<'s>,
         /// Whole statement.
         span: Span,
     },
     /// `if cond { } else { }`.
     If {
         /// Condition.
-        cond: Expr,
+        cond: Expr<'s>,
         /// Then branch.
-        then: Vec<Stmt>,
+        then: Vec<Stmt<'s>>,
         /// Else branch.
-        otherwise: Vec<Stmt>,
+        otherwise: Vec<Stmt<'s>>,
         /// Keyword span.
         span: Span,
     },
     /// `for name in list { }`.
     For {
         /// Loop variable.
-        name: Name,
+        name: Name<'s>,
         /// List.
-        list: Expr,
+        list: Expr<'s>,
         /// Body.
-        body: Vec<Stmt>,
+        body: Vec<Stmt<'s>>,
         /// Keyword span.
         span: Span,
     },
     /// `emit Ns.Name(args) -> bind`.
     Emit {
         /// Namespace.
-        namespace: Name,
+        namespace: Name<'s>,
         /// Effect name.
-        name: Name,
+        name: Name<'s>,
         /// Arguments.
-        args: Vec<Arg>,
+        args: Vec<Arg<'s>>,
         /// Result binding.
-        bind: Option<Name>,
+        bind: Option<Name<'s>>,
         /// Whole statement.
         span: Span,
     },
     /// `send Domain.Handler(args)`.
     Send {
         /// Domain.
-        domain: Name,
+        domain: Name<'s>,
         /// Handler.
-        name: Name,
+        name: Name<'s>,
         /// Arguments.
-        args: Vec<Arg>,
+        args: Vec<Arg<'s>>,
         /// Whole statement.
         span: Span,
     },
     /// A bare expression (the body of goals and invariants).
-    Expr(Expr),
+    Expr(Expr<'s>),
 }
 
 /// Binary operators as written.
@@ -258,16 +258,16 @@ pub use crate::program::Quantifier;
 
 /// An expression.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Expr {
+pub struct Expr<'s> {
     /// What it is.
-    pub kind: ExprKind,
+    pub kind: ExprKind<'s>,
     /// Where.
     pub span: Span,
 }
 
 /// Expression forms.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ExprKind {
+pub enum ExprKind<'s> {
     /// Integer (durations are integers of milliseconds).
     Int(i64),
     /// Boolean.
@@ -275,17 +275,17 @@ pub enum ExprKind {
     /// String.
     Str(String),
     /// `x` or `Domain.x` (segments).
-    Path(Vec<Name>),
+    Path(Vec<Name<'s>>),
     /// `[a, b]`.
-    List(Vec<Expr>),
+    List(Vec<Expr<'s>>),
     /// `!e`, `-e`.
-    Unary(UnaryOp, Box<Expr>),
+    Unary(UnaryOp, Box<Expr<'s>>),
     /// `a op b`.
-    Binary(BinaryOp, Box<Expr>, Box<Expr>),
+    Binary(BinaryOp, Box<Expr<'s>>, Box<Expr<'s>>),
     /// `f(args)` or `A.f(args)`.
-    Call(Vec<Name>, Vec<Arg>),
+    Call(Vec<Name<'s>>, Vec<Arg<'s>>),
     /// `all|any x in xs: body`.
-    Quantified(Quantifier, Name, Box<Expr>, Box<Expr>),
+    Quantified(Quantifier, Name<'s>, Box<Expr<'s>>, Box<Expr<'s>>),
     /// A parse error placeholder (already reported).
     Error,
 }

@@ -12,7 +12,7 @@ use crate::program::{AssignOp, Priority};
 const MAX_DEPTH: u32 = 256;
 
 /// Parses a whole file, appending diagnostics.
-pub fn parse(source: &str, diags: &mut Vec<Diagnostic>) -> File {
+pub fn parse<'s>(source: &'s str, diags: &mut Vec<Diagnostic>) -> File<'s> {
     let tokens = lex(source, diags);
     let mut p = Parser { source, tokens, pos: 0, diags, depth: 0, last_error: usize::MAX };
     p.file()
@@ -128,9 +128,9 @@ impl<'s> Parser<'s, '_> {
         }
     }
 
-    fn ident(&mut self, what: &str) -> PResult<Name> {
+    fn ident(&mut self, what: &str) -> PResult<Name<'s>> {
         if *self.peek() == Tok::Ident {
-            let text = self.text().to_string();
+            let text = self.text();
             let span = self.bump().span;
             Ok(Name { text, span })
         } else {
@@ -172,7 +172,7 @@ impl<'s> Parser<'s, '_> {
         }
     }
 
-    fn file(&mut self) -> File {
+    fn file(&mut self) -> File<'s> {
         let mut file = File::default();
         let item_start = |t: &Tok, s: &str| *t == Tok::Ident && (s == "domain" || s == "effect");
         while !self.at(&Tok::Eof) {
@@ -195,7 +195,7 @@ impl<'s> Parser<'s, '_> {
         file
     }
 
-    fn effect_decl(&mut self) -> PResult<EffectDecl> {
+    fn effect_decl(&mut self) -> PResult<EffectDecl<'s>> {
         let start = self.expect_kw("effect")?;
         let namespace = self.ident("an effect namespace")?;
         self.expect(&Tok::Dot, "`.` between namespace and effect name")?;
@@ -205,7 +205,7 @@ impl<'s> Parser<'s, '_> {
         Ok(EffectDecl { namespace, name, params, returns, span: start.to(self.prev_span()) })
     }
 
-    fn params(&mut self) -> PResult<Vec<ParamDecl>> {
+    fn params(&mut self) -> PResult<Vec<ParamDecl<'s>>> {
         self.expect(&Tok::LParen, "`(`")?;
         let mut params = Vec::new();
         while !self.at(&Tok::RParen) {
@@ -221,16 +221,16 @@ impl<'s> Parser<'s, '_> {
         Ok(params)
     }
 
-    fn type_expr(&mut self) -> PResult<(TypeExpr, Span)> {
+    fn type_expr(&mut self) -> PResult<(TypeExpr<'s>, Span)> {
         self.enter()?;
         let r = self.type_inner();
         self.leave();
         r
     }
 
-    fn type_inner(&mut self) -> PResult<(TypeExpr, Span)> {
+    fn type_inner(&mut self) -> PResult<(TypeExpr<'s>, Span)> {
         let name = self.ident("a type")?;
-        let ty = match name.text.as_str() {
+        let ty = match name.text {
             "int" => TypeExpr::Int,
             "bool" => TypeExpr::Bool,
             "string" => TypeExpr::String,
@@ -257,7 +257,7 @@ impl<'s> Parser<'s, '_> {
                 self.expect(&Tok::Gt, "`>` closing the list type")?;
                 TypeExpr::List(Box::new(inner), max)
             }
-            _ => TypeExpr::Unknown(name.clone()),
+            _ => TypeExpr::Unknown(name),
         };
         Ok((ty, name.span.to(self.prev_span())))
     }
@@ -267,7 +267,7 @@ impl<'s> Parser<'s, '_> {
             return Ok(None);
         }
         let name = self.ident("a priority level")?;
-        match Priority::from_keyword(&name.text) {
+        match Priority::from_keyword(name.text) {
             Some(level) => Ok(Some(PriorityDecl { level, span: name.span })),
             None => {
                 self.diags.push(
@@ -279,7 +279,7 @@ impl<'s> Parser<'s, '_> {
         }
     }
 
-    fn domain(&mut self) -> PResult<DomainDecl> {
+    fn domain(&mut self) -> PResult<DomainDecl<'s>> {
         self.expect_kw("domain")?;
         let name = self.ident("a domain name")?;
         let priority = self.priority()?;
@@ -313,7 +313,7 @@ impl<'s> Parser<'s, '_> {
         (*self.peek_at(1) == Tok::Ident && is_member_keyword(self.text_at(1))) || *self.peek_at(1) == Tok::RBrace
     }
 
-    fn member(&mut self, d: &mut DomainDecl) -> PResult<()> {
+    fn member(&mut self, d: &mut DomainDecl<'s>) -> PResult<()> {
         if *self.peek() != Tok::Ident {
             return Err(self.error_here("a domain member (`state`, `goal`, `invariant`, `transition`, `on`, `reads`)"));
         }
@@ -429,7 +429,7 @@ impl<'s> Parser<'s, '_> {
     }
 
     /// `{ stmt* }` with statement-level recovery.
-    fn block(&mut self) -> PResult<Vec<Stmt>> {
+    fn block(&mut self) -> PResult<Vec<Stmt<'s>>> {
         self.expect(&Tok::LBrace, "`{`")?;
         self.enter()?;
         let mut stmts = Vec::new();
@@ -457,7 +457,7 @@ impl<'s> Parser<'s, '_> {
         Ok(stmts)
     }
 
-    fn stmt(&mut self) -> PResult<Stmt> {
+    fn stmt(&mut self) -> PResult<Stmt<'s>> {
         let start = self.span();
         if self.eat_kw("let") {
             let name = self.ident("a name")?;
@@ -520,7 +520,7 @@ impl<'s> Parser<'s, '_> {
         Ok(Stmt::Expr(e))
     }
 
-    fn args(&mut self) -> PResult<Vec<Arg>> {
+    fn args(&mut self) -> PResult<Vec<Arg<'s>>> {
         self.expect(&Tok::LParen, "`(`")?;
         let mut args = Vec::new();
         while !self.at(&Tok::RParen) {
@@ -542,7 +542,7 @@ impl<'s> Parser<'s, '_> {
     }
 
     /// Parses an expression.
-    fn expr(&mut self) -> PResult<Expr> {
+    fn expr(&mut self) -> PResult<Expr<'s>> {
         self.enter()?;
         let r = self.binary(0);
         self.leave();
@@ -570,14 +570,14 @@ impl<'s> Parser<'s, '_> {
 
     /// A chain `a + b + c` nests to the left, so each operator counts as one
     /// level of depth until the chain ends.
-    fn binary(&mut self, min_prec: u8) -> PResult<Expr> {
+    fn binary(&mut self, min_prec: u8) -> PResult<Expr<'s>> {
         let saved = self.depth;
         let r = self.binary_chain(min_prec);
         self.depth = saved;
         r
     }
 
-    fn binary_chain(&mut self, min_prec: u8) -> PResult<Expr> {
+    fn binary_chain(&mut self, min_prec: u8) -> PResult<Expr<'s>> {
         let mut lhs = self.unary()?;
         while let Some((op, prec)) = self.binop() {
             if prec < min_prec {
@@ -595,7 +595,7 @@ impl<'s> Parser<'s, '_> {
         Ok(lhs)
     }
 
-    fn unary(&mut self) -> PResult<Expr> {
+    fn unary(&mut self) -> PResult<Expr<'s>> {
         let start = self.span();
         let op = match self.peek() {
             Tok::Bang => Some(UnaryOp::Not),
@@ -614,7 +614,7 @@ impl<'s> Parser<'s, '_> {
         self.primary()
     }
 
-    fn primary(&mut self) -> PResult<Expr> {
+    fn primary(&mut self) -> PResult<Expr<'s>> {
         let start = self.span();
         let kind = match self.peek().clone() {
             Tok::Int(n) => {
