@@ -1,17 +1,31 @@
 //! The Lexum compiler: `.lxm` source in, a checked [`program::Program`] and
-//! diagnostics out.
+//! diagnostics out. The language is described in `docs/language.md`.
 //!
 //! The stages never fail: each returns its result plus diagnostics, so one run
-//! reports many errors. [`compile`] runs them all:
-//! [`lexer`] → [`syntax`] → [`resolve`] → [`check`] (with [`cost`]) →
-//! [`lower`] → [`livelock`].
+//! reports many errors. [`compile`] runs them in order:
+//!
+//! - [`lexer`]: bytes to tokens (tokens borrow nothing and own nothing);
+//! - [`syntax`]: the recovering parser and the AST (names borrow the source);
+//! - [`resolve`]: declarations and symbol tables;
+//! - [`check`]: bodies to IR with names, types, purity, clock/I/O and
+//!   ownership checks, computing [`cost`] on the way;
+//! - [`lower`]: read-sets, write-sets, send closures, `reaches_goal`, W002;
+//! - [`livelock`]: goal pairs that share fields, E009/W001 and dominance.
+//!
+//! *Architecture invariant:* the compiler performs no I/O, reads no clock
+//! and never panics on any input; the same source always gives the same
+//! program bytes. *Architecture invariant:* no pass compares all pairs of
+//! anything; the livelock pass visits only goals that share a field.
 //!
 //! ```
-//! use lexum_compiler::{compile, CompileOptions};
+//! use lexum_compiler::{compile, render, CompileOptions};
 //! let src = "domain Pool { state { nodes: int = 3 } invariant Sane { nodes >= 0 } }";
 //! let c = compile("pool.lxm", src, &CompileOptions::default());
 //! assert!(c.program.is_some());
+//! print!("{}", render(&c.diagnostics, "pool.lxm", src, false));
 //! ```
+
+#![warn(missing_docs)]
 
 pub mod check;
 pub mod cost;
@@ -59,7 +73,8 @@ impl Compilation {
     }
 }
 
-/// Compiles one source file.
+/// Compiles one source file. Diagnostics carry byte spans; `file_name` is
+/// what [`render`] and [`to_json`] print, and is not otherwise used here.
 pub fn compile(file_name: &str, source: &str, options: &CompileOptions) -> Compilation {
     let _ = file_name;
     let mut diags = Vec::new();
