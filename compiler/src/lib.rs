@@ -73,6 +73,9 @@ impl Compilation {
     }
 }
 
+/// Source size from which the syntax tree is freed on another thread.
+const PARALLEL_DROP_BYTES: usize = 1 << 20;
+
 /// Compiles one source file. Diagnostics carry byte spans; `file_name` is
 /// what [`render`] and [`to_json`] print, and is not otherwise used here.
 pub fn compile(file_name: &str, source: &str, options: &CompileOptions) -> Compilation {
@@ -81,11 +84,20 @@ pub fn compile(file_name: &str, source: &str, options: &CompileOptions) -> Compi
     let file = syntax::parse(source, &mut diags);
     let syms = resolve::declare(&file, options.default_list_max, &mut diags);
     let (mut program, map) = check::check(&file, &syms, options, &mut diags);
-    let clean = !diags.iter().any(Diagnostic::is_error);
-    lower::fill_sets(&mut program, &map, clean, &mut diags);
-    if !diags.iter().any(Diagnostic::is_error) {
-        livelock::analyse(&mut program, &map, &mut diags);
-    }
+    std::thread::scope(|scope| {
+        // Freeing a large syntax tree costs as much as a pass over the
+        // program; for a large file do it on a second core meanwhile.
+        if source.len() >= PARALLEL_DROP_BYTES {
+            let _ = std::thread::Builder::new().spawn_scoped(scope, move || drop((file, syms)));
+        } else {
+            drop((file, syms));
+        }
+        let clean = !diags.iter().any(Diagnostic::is_error);
+        lower::fill_sets(&mut program, &map, clean, &mut diags);
+        if !diags.iter().any(Diagnostic::is_error) {
+            livelock::analyse(&mut program, &map, &mut diags);
+        }
+    });
     diags.sort_by_key(|d| (d.span.start, d.span.end));
     let failed = diags.iter().any(Diagnostic::is_error);
     Compilation { program: if failed { None } else { Some(program) }, diagnostics: diags }
