@@ -25,11 +25,57 @@ pub struct SourceMap {
 
 /// Names that ask for a clock, randomness or I/O (E006), lowercase.
 const FORBIDDEN: &[&str] = &[
-    "now", "time", "clock", "today", "timestamp", "date", "datetime", "instant", "systemtime", "epoch", "millis",
-    "nanos", "unix_time", "wall_clock", "uptime", "random", "rand", "randint", "rng", "shuffle", "uuid", "uuid4",
-    "nonce", "read_file", "write_file", "open", "file", "fs", "http", "https", "fetch", "request", "curl", "socket",
-    "connect", "dns", "sleep", "wait", "env", "getenv", "exec", "system", "shell", "spawn", "print", "println",
-    "log", "stdin", "readline", "input", "hostname",
+    "now",
+    "time",
+    "clock",
+    "today",
+    "timestamp",
+    "date",
+    "datetime",
+    "instant",
+    "systemtime",
+    "epoch",
+    "millis",
+    "nanos",
+    "unix_time",
+    "wall_clock",
+    "uptime",
+    "random",
+    "rand",
+    "randint",
+    "rng",
+    "shuffle",
+    "uuid",
+    "uuid4",
+    "nonce",
+    "read_file",
+    "write_file",
+    "open",
+    "file",
+    "fs",
+    "http",
+    "https",
+    "fetch",
+    "request",
+    "curl",
+    "socket",
+    "connect",
+    "dns",
+    "sleep",
+    "wait",
+    "env",
+    "getenv",
+    "exec",
+    "system",
+    "shell",
+    "spawn",
+    "print",
+    "println",
+    "log",
+    "stdin",
+    "readline",
+    "input",
+    "hostname",
 ];
 
 /// Whether calling `name` would read a clock, randomness or do I/O.
@@ -100,7 +146,12 @@ struct Body<'a> {
 
 /// Checks all bodies and builds the program (sets, cost checks and the
 /// livelock analysis come later).
-pub fn check(file: &ast::File, syms: &Symbols, options: &CompileOptions, diags: &mut Vec<Diagnostic>) -> (Program, SourceMap) {
+pub fn check(
+    file: &ast::File,
+    syms: &Symbols,
+    options: &CompileOptions,
+    diags: &mut Vec<Diagnostic>,
+) -> (Program, SourceMap) {
     let mut p = Program {
         effects: Vec::new(),
         domains: Vec::new(),
@@ -158,7 +209,11 @@ pub fn check(file: &ast::File, syms: &Symbols, options: &CompileOptions, diags: 
                                     diags.push(Diagnostic::new(
                                         Code::E003,
                                         e.span,
-                                        format!("default of `{}` has {} items, over the maximum length {max}", f.name.text, items.len()),
+                                        format!(
+                                            "default of `{}` has {} items, over the maximum length {max}",
+                                            f.name.text,
+                                            items.len()
+                                        ),
                                     ));
                                 }
                             }
@@ -167,8 +222,12 @@ pub fn check(file: &ast::File, syms: &Symbols, options: &CompileOptions, diags: 
                         None => {
                             if !reported {
                                 diags.push(
-                                    Diagnostic::new(Code::E003, e.span, format!("default of `{}` is not a constant", f.name.text))
-                                        .with_hint("defaults are literals, lists of literals and arithmetic on them"),
+                                    Diagnostic::new(
+                                        Code::E003,
+                                        e.span,
+                                        format!("default of `{}` is not a constant", f.name.text),
+                                    )
+                                    .with_hint("defaults are literals, lists of literals and arithmetic on them"),
                                 );
                             }
                             Value::zero(&ty.to_type())
@@ -177,7 +236,13 @@ pub fn check(file: &ast::File, syms: &Symbols, options: &CompileOptions, diags: 
                 }
             };
             dom.fields.push(FieldId(fid as u32));
-            p.fields.push(Field { name: f.name.text.to_string(), domain: DomainId(di32), max_len: ty.list_bound(), ty: ty.to_type(), default });
+            p.fields.push(Field {
+                name: f.name.text.to_string(),
+                domain: DomainId(di32),
+                max_len: ty.list_bound(),
+                ty: ty.to_type(),
+                default,
+            });
         }
         for g in &d.goals {
             let gid = p.goals.len() as u32;
@@ -205,7 +270,9 @@ pub fn check(file: &ast::File, syms: &Symbols, options: &CompileOptions, diags: 
             let mut b = new_body(syms, diags, di32, Kind::Pure);
             let t = b.pure_body("invariant", &inv.name, &inv.body, inv.body_span);
             let slots = b.slots;
-            if let Some(diag) = cost::check_budget("invariant", inv.name.text, t.cost, options.cost_budget, inv.name.span) {
+            if let Some(diag) =
+                cost::check_budget("invariant", inv.name.text, t.cost, options.cost_budget, inv.name.span)
+            {
                 diags.push(diag);
             }
             dom.invariants.push(InvariantId(iid));
@@ -233,7 +300,8 @@ pub fn check(file: &ast::File, syms: &Symbols, options: &CompileOptions, diags: 
             let goal = match dsyms.goals.get(t.goal.text) {
                 Some(g) => GoalId(*g),
                 None => {
-                    let elsewhere = syms.domains.iter().find(|o| o.goals.contains_key(t.goal.text)).map(|o| o.name.clone());
+                    let elsewhere =
+                        syms.domains.iter().find(|o| o.goals.contains_key(t.goal.text)).map(|o| o.name.clone());
                     let mut diag = Diagnostic::new(
                         Code::E002,
                         t.goal.span,
@@ -271,7 +339,13 @@ pub fn check(file: &ast::File, syms: &Symbols, options: &CompileOptions, diags: 
                 b.scopes.pop();
                 let pending = std::mem::take(&mut b.pending);
                 b.scopes[0].extend(pending);
-                slices.push(Slice { name: s.name.text.to_string(), body, write_set: vec![], sends: vec![], emits: vec![] });
+                slices.push(Slice {
+                    name: s.name.text.to_string(),
+                    body,
+                    write_set: vec![],
+                    sends: vec![],
+                    emits: vec![],
+                });
             }
             let slots = b.slots;
             if (goal.index()) < p.goals.len() && dsyms.goals.contains_key(t.goal.text) {
@@ -437,8 +511,12 @@ impl Body<'_> {
                 ast::Stmt::Emit { span, args, .. } => {
                     impure = true;
                     self.diags.push(
-                        Diagnostic::new(Code::E004, *span, format!("{what} `{}` emits an effect: {what}s are pure", name.text))
-                            .with_hint("emit effects from a transition's slice"),
+                        Diagnostic::new(
+                            Code::E004,
+                            *span,
+                            format!("{what} `{}` emits an effect: {what}s are pure", name.text),
+                        )
+                        .with_hint("emit effects from a transition's slice"),
                     );
                     for a in args {
                         self.expr(&a.value);
@@ -447,8 +525,12 @@ impl Body<'_> {
                 ast::Stmt::Send { span, args, .. } => {
                     impure = true;
                     self.diags.push(
-                        Diagnostic::new(Code::E004, *span, format!("{what} `{}` sends a message: {what}s are pure", name.text))
-                            .with_hint("send messages from a transition's slice"),
+                        Diagnostic::new(
+                            Code::E004,
+                            *span,
+                            format!("{what} `{}` sends a message: {what}s are pure", name.text),
+                        )
+                        .with_hint("send messages from a transition's slice"),
                     );
                     for a in args {
                         self.expr(&a.value);
@@ -457,8 +539,12 @@ impl Body<'_> {
                 ast::Stmt::If { span, .. } | ast::Stmt::For { span, .. } => {
                     impure = true;
                     self.diags.push(
-                        Diagnostic::new(Code::E004, *span, format!("statements are not allowed in {what} `{}`", name.text))
-                            .with_hint("write one boolean expression; use `all x in xs: ...` instead of a loop"),
+                        Diagnostic::new(
+                            Code::E004,
+                            *span,
+                            format!("statements are not allowed in {what} `{}`", name.text),
+                        )
+                        .with_hint("write one boolean expression; use `all x in xs: ...` instead of a loop"),
                     );
                 }
                 ast::Stmt::Expr(e) if e.kind == ExprKind::Error => {
@@ -468,9 +554,13 @@ impl Body<'_> {
                 }
                 ast::Stmt::Expr(e) => {
                     if let Some((_, first)) = &result {
-                        let d = Diagnostic::new(Code::E001, e.span, format!("{what} `{}` has more than one expression", name.text))
-                            .with_label(*first, "first expression")
-                            .with_hint("combine them with `&&`");
+                        let d = Diagnostic::new(
+                            Code::E001,
+                            e.span,
+                            format!("{what} `{}` has more than one expression", name.text),
+                        )
+                        .with_label(*first, "first expression")
+                        .with_hint("combine them with `&&`");
                         self.diags.push(d);
                     } else {
                         let t = self.expr(e);
@@ -560,8 +650,12 @@ impl Body<'_> {
                 let key = (namespace.text.to_string(), name.text.to_string());
                 let Some(&eid) = self.syms.effect_index.get(&key) else {
                     self.diags.push(
-                        Diagnostic::new(Code::E002, namespace.span.to(name.span), format!("unknown effect `{}.{}`", namespace.text, name.text))
-                            .with_hint("declare it with `effect Namespace.Name(param: type, ...)`"),
+                        Diagnostic::new(
+                            Code::E002,
+                            namespace.span.to(name.span),
+                            format!("unknown effect `{}.{}`", namespace.text, name.text),
+                        )
+                        .with_hint("declare it with `effect Namespace.Name(param: type, ...)`"),
                     );
                     for a in args {
                         self.expr(&a.value);
@@ -594,8 +688,12 @@ impl Body<'_> {
                             }
                             _ => {
                                 self.diags.push(
-                                    Diagnostic::new(Code::E003, b.span, "`-> name` is only allowed in transition slices")
-                                        .with_hint("a handler runs in one step, so nothing could read the result"),
+                                    Diagnostic::new(
+                                        Code::E003,
+                                        b.span,
+                                        "`-> name` is only allowed in transition slices",
+                                    )
+                                    .with_hint("a handler runs in one step, so nothing could read the result"),
                                 );
                                 None
                             }
@@ -614,8 +712,12 @@ impl Body<'_> {
                 };
                 let Some(&hid) = self.syms.domains[did as usize].handlers.get(name.text) else {
                     self.diags.push(
-                        Diagnostic::new(Code::E002, name.span, format!("domain `{}` has no handler `{}`", domain.text, name.text))
-                            .with_hint(format!("declare it in `{}` with `on {}(...) {{ ... }}`", domain.text, name.text)),
+                        Diagnostic::new(
+                            Code::E002,
+                            name.span,
+                            format!("domain `{}` has no handler `{}`", domain.text, name.text),
+                        )
+                        .with_hint(format!("declare it in `{}` with `on {}(...) {{ ... }}`", domain.text, name.text)),
                     );
                     for a in args {
                         self.expr(&a.value);
@@ -682,7 +784,11 @@ impl Body<'_> {
                 Some(e) => out.push(e),
                 None => {
                     if !positional {
-                        self.err(Code::E003, span, format!("missing argument `{}: {}` of {what}", params[i].name, params[i].ty));
+                        self.err(
+                            Code::E003,
+                            span,
+                            format!("missing argument `{}: {}` of {what}", params[i].name, params[i].ty),
+                        );
                     }
                     out.push(Expr::Lit(Value::zero(&params[i].ty.to_type())));
                 }
@@ -706,7 +812,11 @@ impl Body<'_> {
                     Some(&f) => Some((Place::Field(FieldId(f)), self.syms.fields[f as usize].ty.clone())),
                     None => {
                         let dn = self.domain_name().to_string();
-                        self.err(Code::E002, n.span, format!("unknown name `{}` (no local and no field of `{dn}`)", n.text));
+                        self.err(
+                            Code::E002,
+                            n.span,
+                            format!("unknown name `{}` (no local and no field of `{dn}`)", n.text),
+                        );
                         None
                     }
                 }
@@ -720,8 +830,12 @@ impl Body<'_> {
                 if did != own {
                     let dn = self.domain_name().to_string();
                     self.diags.push(
-                        Diagnostic::new(Code::E007, target.span, format!("domain `{dn}` writes `{}.{}`, which belongs to `{}`", d.text, f.text, d.text))
-                            .with_hint(format!("send a message to one of `{}`'s `on` handlers instead", d.text)),
+                        Diagnostic::new(
+                            Code::E007,
+                            target.span,
+                            format!("domain `{dn}` writes `{}.{}`, which belongs to `{}`", d.text, f.text, d.text),
+                        )
+                        .with_hint(format!("send a message to one of `{}`'s `on` handlers instead", d.text)),
                     );
                     return None;
                 }
@@ -765,7 +879,11 @@ impl Body<'_> {
                 for it in items {
                     let t = self.expr(it);
                     if !t.ty.compatible(&elem) {
-                        self.err(Code::E003, it.span, format!("list items must have one type: expected {elem}, found {}", t.ty));
+                        self.err(
+                            Code::E003,
+                            it.span,
+                            format!("list items must have one type: expected {elem}, found {}", t.ty),
+                        );
                     } else {
                         elem = elem.join(&t.ty);
                     }
@@ -773,7 +891,11 @@ impl Body<'_> {
                     exprs.push(t.expr);
                 }
                 let n = items.len();
-                T { expr: Expr::List(exprs), ty: Ty::List(Box::new(elem), n as u32), cost: cost::list_literal(total, n) }
+                T {
+                    expr: Expr::List(exprs),
+                    ty: Ty::List(Box::new(elem), n as u32),
+                    cost: cost::list_literal(total, n),
+                }
             }
             ExprKind::Unary(op, inner) => {
                 let t = self.expr(inner);
@@ -837,7 +959,10 @@ impl Body<'_> {
                 let dn = self.domain_name().to_string();
                 let mut d = Diagnostic::new(Code::E002, n.span, format!("unknown name `{}`", n.text));
                 if let Some(other) = self.syms.domains.iter().find(|o| o.fields.contains_key(n.text)) {
-                    d = d.with_hint(format!("`{}` is a field of `{}`: write `{}.{}`", n.text, other.name, other.name, n.text));
+                    d = d.with_hint(format!(
+                        "`{}` is a field of `{}`: write `{}.{}`",
+                        n.text, other.name, other.name, n.text
+                    ));
                 } else {
                     d = d.with_hint(format!("`{dn}` has no field or local named `{}`", n.text));
                 }
@@ -856,8 +981,15 @@ impl Body<'_> {
                 if did != own && !self.syms.domains[own as usize].reads.contains(&did) {
                     let dn = self.domain_name().to_string();
                     self.diags.push(
-                        Diagnostic::new(Code::E007, span, format!("domain `{dn}` reads `{}.{}` but does not declare `reads {}`", d.text, f.text, d.text))
-                            .with_hint(format!("add `reads {}` to domain `{dn}`", d.text)),
+                        Diagnostic::new(
+                            Code::E007,
+                            span,
+                            format!(
+                                "domain `{dn}` reads `{}.{}` but does not declare `reads {}`",
+                                d.text, f.text, d.text
+                            ),
+                        )
+                        .with_hint(format!("add `reads {}` to domain `{dn}`", d.text)),
                     );
                 }
                 self.field_ref(fid)
@@ -881,7 +1013,9 @@ impl Body<'_> {
                 (Ty::Unknown, t) | (t, Ty::Unknown) => t.clone(),
                 (Ty::Int, Ty::Int) => Ty::Int,
                 (Ty::Str, Ty::Str) => Ty::Str,
-                (Ty::List(x, n), Ty::List(y, m)) if x.compatible(y) => Ty::List(Box::new(x.join(y)), n.saturating_add(*m)),
+                (Ty::List(x, n), Ty::List(y, m)) if x.compatible(y) => {
+                    Ty::List(Box::new(x.join(y)), n.saturating_add(*m))
+                }
                 _ => {
                     mismatch(self, "two ints, two strings or two lists of one type");
                     Ty::Unknown
@@ -945,12 +1079,12 @@ impl Body<'_> {
         let ok = match (b, tys.as_slice()) {
             (Builtin::Len, [t]) => matches!(t, Ty::List(..) | Ty::Str | Ty::Unknown),
             (Builtin::Abs, [t]) => t.compatible(&Ty::Int),
-            (Builtin::Min | Builtin::Max, [t]) => matches!(t, Ty::List(inner, _) if inner.compatible(&Ty::Int)) || *t == Ty::Unknown,
+            (Builtin::Min | Builtin::Max, [t]) => {
+                matches!(t, Ty::List(inner, _) if inner.compatible(&Ty::Int)) || *t == Ty::Unknown
+            }
             (Builtin::Min | Builtin::Max, ts) if ts.len() >= 2 => ts.iter().all(|t| t.compatible(&Ty::Int)),
             (Builtin::Contains, [Ty::List(inner, _), x]) => inner.compatible(x),
-            (Builtin::Contains, [a, x]) => {
-                (a.compatible(&Ty::Str) && x.compatible(&Ty::Str)) || *a == Ty::Unknown
-            }
+            (Builtin::Contains, [a, x]) => (a.compatible(&Ty::Str) && x.compatible(&Ty::Str)) || *a == Ty::Unknown,
             _ => false,
         };
         if !ok {
@@ -962,7 +1096,8 @@ impl Body<'_> {
                 Builtin::Contains => "contains(list<T>, T) or contains(string, string) -> bool",
             };
             self.diags.push(
-                Diagnostic::new(Code::E003, span, format!("`{name}` cannot take ({})", shown.join(", "))).with_hint(sig),
+                Diagnostic::new(Code::E003, span, format!("`{name}` cannot take ({})", shown.join(", ")))
+                    .with_hint(sig),
             );
         }
         let ty = if b == Builtin::Contains { Ty::Bool } else { Ty::Int };

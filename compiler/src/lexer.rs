@@ -4,7 +4,7 @@
 use crate::diagnostic::{Code, Diagnostic, Span};
 
 /// Token kinds. Keywords are plain identifiers; the parser decides by context.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Tok {
     /// Identifier or keyword (its text is the source under the span).
     Ident,
@@ -130,7 +130,7 @@ impl Tok {
 }
 
 /// A token and where it is.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Token {
     /// Kind and payload.
     pub tok: Tok,
@@ -138,11 +138,36 @@ pub struct Token {
     pub span: Span,
 }
 
-/// Splits `source` into tokens (always ending with [`Tok::Eof`]).
-pub fn lex(source: &str, diags: &mut Vec<Diagnostic>) -> Vec<Token> {
+/// A streaming lexer: [`Lexer::next_token`] scans one token at a time, so
+/// the parser never holds more than a few.
+#[derive(Debug)]
+pub struct Lexer<'s> {
+    source: &'s str,
+    pos: usize,
+    diags: Vec<Diagnostic>,
+}
+
+impl<'s> Lexer<'s> {
+    /// A lexer at the start of `source`.
+    pub fn new(source: &'s str) -> Lexer<'s> {
+        Lexer { source, pos: 0, diags: Vec::new() }
+    }
+
+    /// Diagnostics reported so far (taken).
+    pub fn take_diagnostics(&mut self) -> Vec<Diagnostic> {
+        std::mem::take(&mut self.diags)
+    }
+
+    /// The next token; [`Tok::Eof`] forever at the end.
+    pub fn next_token(&mut self) -> Token {
+        scan(self.source, &mut self.pos, &mut self.diags)
+    }
+}
+
+/// Scans one token of `source` from `*pos`, advancing it.
+fn scan(source: &str, pos: &mut usize, diags: &mut Vec<Diagnostic>) -> Token {
     let bytes = source.as_bytes();
-    let mut out = Vec::with_capacity(source.len() / 4);
-    let mut i = 0;
+    let mut i = *pos;
     while i < bytes.len() {
         let c = bytes[i];
         let start = i;
@@ -160,8 +185,8 @@ pub fn lex(source: &str, diags: &mut Vec<Diagnostic>) -> Vec<Token> {
             while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_') {
                 i += 1;
             }
-            out.push(Token { tok: Tok::Ident, span: Span::new(start, i) });
-            continue;
+            *pos = i;
+            return Token { tok: Tok::Ident, span: Span::new(start, i) };
         }
         if c.is_ascii_digit() {
             while i < bytes.len() && (bytes[i].is_ascii_digit() || bytes[i] == b'_') {
@@ -174,9 +199,12 @@ pub fn lex(source: &str, diags: &mut Vec<Diagnostic>) -> Vec<Token> {
             }
             let span = Span::new(start, i);
             let Ok(n) = digits.parse::<i64>() else {
-                diags.push(Diagnostic::new(Code::E001, span, "integer literal is too large").with_hint("integers are 64-bit signed"));
-                out.push(Token { tok: Tok::Error, span });
-                continue;
+                diags.push(
+                    Diagnostic::new(Code::E001, span, "integer literal is too large")
+                        .with_hint("integers are 64-bit signed"),
+                );
+                *pos = i;
+                return Token { tok: Tok::Error, span };
             };
             let tok = match &source[suffix_start..i] {
                 "" => Tok::Int(n),
@@ -192,8 +220,8 @@ pub fn lex(source: &str, diags: &mut Vec<Diagnostic>) -> Vec<Token> {
                     Tok::Error
                 }
             };
-            out.push(Token { tok, span });
-            continue;
+            *pos = i;
+            return Token { tok, span };
         }
         if c == b'"' {
             i += 1;
@@ -213,8 +241,14 @@ pub fn lex(source: &str, diags: &mut Vec<Diagnostic>) -> Vec<Token> {
                     match esc {
                         Some(b'n' | b't' | b'\\' | b'"') => {}
                         _ => {
-                            diags.push(Diagnostic::new(Code::E001, Span::new(i, (i + 2).min(bytes.len())), "unknown escape in string")
-                                .with_hint("the escapes are \\n, \\t, \\\\ and \\\""));
+                            diags.push(
+                                Diagnostic::new(
+                                    Code::E001,
+                                    Span::new(i, (i + 2).min(bytes.len())),
+                                    "unknown escape in string",
+                                )
+                                .with_hint("the escapes are \\n, \\t, \\\\ and \\\""),
+                            );
                         }
                     }
                     let known = matches!(esc, Some(b'n' | b't' | b'\\' | b'"'));
@@ -225,10 +259,13 @@ pub fn lex(source: &str, diags: &mut Vec<Diagnostic>) -> Vec<Token> {
             }
             let span = Span::new(start, i);
             if !closed {
-                diags.push(Diagnostic::new(Code::E001, span, "unterminated string").with_hint("close it with `\"` on the same line"));
+                diags.push(
+                    Diagnostic::new(Code::E001, span, "unterminated string")
+                        .with_hint("close it with `\"` on the same line"),
+                );
             }
-            out.push(Token { tok: Tok::Str, span });
-            continue;
+            *pos = i;
+            return Token { tok: Tok::Str, span };
         }
         let two = |a: u8, b: u8| c == a && bytes.get(i + 1) == Some(&b);
         let (tok, len) = if two(b'.', b'.') {
@@ -282,13 +319,30 @@ pub fn lex(source: &str, diags: &mut Vec<Diagnostic>) -> Vec<Token> {
             let shown = &source[i..i + ch_len];
             diags.push(Diagnostic::new(Code::E001, span, format!("unexpected character `{shown}`")));
             i += ch_len;
-            out.push(Token { tok, span });
-            continue;
+            *pos = i;
+            return Token { tok, span };
         }
         i += len;
-        out.push(Token { tok, span: Span::new(start, i) });
+        *pos = i;
+        return Token { tok, span: Span::new(start, i) };
     }
-    out.push(Token { tok: Tok::Eof, span: Span::new(source.len(), source.len()) });
+    *pos = i;
+    Token { tok: Tok::Eof, span: Span::new(source.len(), source.len()) }
+}
+
+/// Splits `source` into tokens (always ending with [`Tok::Eof`]).
+pub fn lex(source: &str, diags: &mut Vec<Diagnostic>) -> Vec<Token> {
+    let mut lexer = Lexer::new(source);
+    let mut out = Vec::new();
+    loop {
+        let t = lexer.next_token();
+        let eof = t.tok == Tok::Eof;
+        out.push(t);
+        if eof {
+            break;
+        }
+    }
+    diags.extend(lexer.take_diagnostics());
     out
 }
 

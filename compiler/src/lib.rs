@@ -35,8 +35,8 @@ pub mod livelock;
 pub mod lower;
 pub mod program;
 pub mod resolve;
-pub mod synth;
 pub mod syntax;
+pub mod synth;
 pub mod types;
 
 pub use diagnostic::{render, to_json, Code, Diagnostic, JsonDiagnostic, Severity, Span};

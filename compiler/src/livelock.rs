@@ -205,7 +205,8 @@ impl<'p> Analyzer<'p> {
         match v {
             Var::Field(_) => (i64::MIN as i128, i64::MAX as i128),
             Var::Len(f) => {
-                let max = self.p.fields.get(f.index()).and_then(|x| x.max_len).map(i128::from).unwrap_or(i64::MAX as i128);
+                let max =
+                    self.p.fields.get(f.index()).and_then(|x| x.max_len).map(i128::from).unwrap_or(i64::MAX as i128);
                 (0, max)
             }
         }
@@ -404,11 +405,7 @@ pub fn analyse(p: &mut Program, map: &SourceMap, diags: &mut Vec<Diagnostic>) {
 /// Pairs `(a, b)`, `a < b`, of goals that share a field and cannot both hold.
 fn find_conflicts(p: &Program) -> Vec<(usize, usize)> {
     let an = Analyzer { p };
-    let dnfs: Vec<Dnf> = p
-        .goals
-        .iter()
-        .map(|g| an.dnf(&g.predicate, true).filter(|d| an.alone_sat(d)))
-        .collect();
+    let dnfs: Vec<Dnf> = p.goals.iter().map(|g| an.dnf(&g.predicate, true).filter(|d| an.alone_sat(d))).collect();
     let mut by_field: Vec<Vec<u32>> = vec![Vec::new(); p.fields.len()];
     for (gi, g) in p.goals.iter().enumerate() {
         if dnfs[gi].is_some() {
@@ -448,7 +445,8 @@ fn find_conflicts(p: &Program) -> Vec<(usize, usize)> {
 fn report(p: &mut Program, conflicts: &[(usize, usize)], map: &SourceMap, diags: &mut Vec<Diagnostic>) {
     for &(a, b) in conflicts {
         let (ga, gb) = (&p.goals[a], &p.goals[b]);
-        let shared: Vec<FieldId> = ga.read_set.iter().copied().filter(|f| gb.read_set.binary_search(f).is_ok()).collect();
+        let shared: Vec<FieldId> =
+            ga.read_set.iter().copied().filter(|f| gb.read_set.binary_search(f).is_ok()).collect();
         debug_assert!(intersects(&ga.read_set, &gb.read_set));
         let names: Vec<String> = shared.iter().map(|f| format!("`{}`", p.field_path(*f))).collect();
         let span_of = |i: usize| map.goals.get(i).copied().unwrap_or(Span::default());
@@ -470,7 +468,10 @@ fn report(p: &mut Program, conflicts: &[(usize, usize)], map: &SourceMap, diags:
                 Diagnostic::new(
                     Code::W001,
                     span_of(lower),
-                    format!("goal `{pl}` is dominated by `{ph}`: they can never hold together (both read {})", names.join(", ")),
+                    format!(
+                        "goal `{pl}` is dominated by `{ph}`: they can never hold together (both read {})",
+                        names.join(", ")
+                    ),
                 )
                 .with_label(span_of(higher), format!("`{ph}` has the higher priority and wins"))
                 .with_hint(format!("`{pl}` is suspended while `{ph}` holds")),

@@ -116,8 +116,12 @@ pub fn fill_sets(p: &mut Program, map: &SourceMap, report: bool, diags: &mut Vec
         let span = map.goals.get(gi).copied().unwrap_or_default();
         if g.transitions.is_empty() {
             diags.push(
-                Diagnostic::new(Code::W002, span, format!("goal `{}` has no transition to repair it", p.goal_path(GoalId(gi as u32))))
-                    .with_hint(format!("add `transition Name for {} {{ slice ... }}`", g.name)),
+                Diagnostic::new(
+                    Code::W002,
+                    span,
+                    format!("goal `{}` has no transition to repair it", p.goal_path(GoalId(gi as u32))),
+                )
+                .with_hint(format!("add `transition Name for {} {{ slice ... }}`", g.name)),
             );
         } else if !g.transitions.iter().any(|t| p.transitions[t.index()].reaches_goal) {
             diags.push(
@@ -126,7 +130,9 @@ pub fn fill_sets(p: &mut Program, map: &SourceMap, report: bool, diags: &mut Vec
                     span,
                     format!("no transition of goal `{}` can change what it reads", p.goal_path(GoalId(gi as u32))),
                 )
-                .with_hint("a transition must write a field the goal reads (directly or through a handler) or emit an effect"),
+                .with_hint(
+                    "a transition must write a field the goal reads (directly or through a handler) or emit an effect",
+                ),
             );
         }
     }

@@ -15,7 +15,9 @@ pub fn synthetic_program(domains: usize, goals_per_domain: usize) -> String {
         if d > 0 {
             let _ = writeln!(s, "  reads D{}", d - 1);
         }
-        s.push_str("  state {\n    a: int = 1\n    b: int = 1\n    c: int\n    flag: bool\n    tags: list<string, 8>\n  }\n");
+        s.push_str(
+            "  state {\n    a: int = 1\n    b: int = 1\n    c: int\n    flag: bool\n    tags: list<string, 8>\n  }\n",
+        );
         s.push_str("  invariant Sane { a >= 0 && b >= 0 && len(tags) <= 8 }\n");
         for g in 0..goals_per_domain {
             let k = g % 5 + 1;

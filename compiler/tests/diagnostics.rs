@@ -35,7 +35,9 @@ fn with_goals(goals: &str, fix: &[&str]) -> String {
     let mut s = String::from("domain D {\n  state { n: int = 0  flag: bool  mode: string  xs: list<int, 8> }\n");
     s.push_str(goals);
     for g in fix {
-        s.push_str(&format!("  transition Fix{g} for {g} {{ slice s {{ n = 1  flag = true  mode = \"x\"  xs = [1] }} }}\n"));
+        s.push_str(&format!(
+            "  transition Fix{g} for {g} {{ slice s {{ n = 1  flag = true  mode = \"x\"  xs = [1] }} }}\n"
+        ));
     }
     s.push_str("}\n");
     s
@@ -83,20 +85,32 @@ fn e002_unknown_domain_in_reads() {
 
 #[test]
 fn e002_unknown_effect() {
-    check(&with_goals("  goal G { n > 1 }\n  transition T for G { slice s { emit Cloud.Nope(a: 1) } }\n", &[]), "E002@4");
+    check(
+        &with_goals("  goal G { n > 1 }\n  transition T for G { slice s { emit Cloud.Nope(a: 1) } }\n", &[]),
+        "E002@4",
+    );
 }
 
 #[test]
 fn e002_unknown_effect_param() {
     check(
-        &format!("effect Cloud.Set(pool: string)\n{}", with_goals("  goal G { n > 1 }\n  transition T for G { slice s { emit Cloud.Set(pool: \"a\", size: 2) } }\n", &[])),
+        &format!(
+            "effect Cloud.Set(pool: string)\n{}",
+            with_goals(
+                "  goal G { n > 1 }\n  transition T for G { slice s { emit Cloud.Set(pool: \"a\", size: 2) } }\n",
+                &[]
+            )
+        ),
         "E002@5",
     );
 }
 
 #[test]
 fn e002_unknown_handler() {
-    check(&with_goals("  goal G { n > 1 }\n  transition T for G { slice s { send D.Resize(count: 1) } }\n", &[]), "E002@4");
+    check(
+        &with_goals("  goal G { n > 1 }\n  transition T for G { slice s { send D.Resize(count: 1) } }\n", &[]),
+        "E002@4",
+    );
 }
 
 #[test]
@@ -127,7 +141,10 @@ fn e003_goal_not_bool() {
 #[test]
 fn e003_wrong_effect_argument_type() {
     check(
-        &format!("effect Cloud.Set(count: int)\n{}", with_goals("  goal G { n > 1 }\n  transition T for G { slice s { emit Cloud.Set(count: \"3\") } }\n", &[])),
+        &format!(
+            "effect Cloud.Set(count: int)\n{}",
+            with_goals("  goal G { n > 1 }\n  transition T for G { slice s { emit Cloud.Set(count: \"3\") } }\n", &[])
+        ),
         "E003@5",
     );
 }
@@ -135,7 +152,10 @@ fn e003_wrong_effect_argument_type() {
 #[test]
 fn e003_missing_effect_argument() {
     check(
-        &format!("effect Cloud.Set(pool: string, count: int)\n{}", with_goals("  goal G { n > 1 }\n  transition T for G { slice s { emit Cloud.Set(pool: \"a\") } }\n", &[])),
+        &format!(
+            "effect Cloud.Set(pool: string, count: int)\n{}",
+            with_goals("  goal G { n > 1 }\n  transition T for G { slice s { emit Cloud.Set(pool: \"a\") } }\n", &[])
+        ),
         "E003@5",
     );
 }
@@ -143,7 +163,10 @@ fn e003_missing_effect_argument() {
 #[test]
 fn e003_positional_effect_argument() {
     check(
-        &format!("effect Cloud.Set(count: int)\n{}", with_goals("  goal G { n > 1 }\n  transition T for G { slice s { emit Cloud.Set(3) } }\n", &[])),
+        &format!(
+            "effect Cloud.Set(count: int)\n{}",
+            with_goals("  goal G { n > 1 }\n  transition T for G { slice s { emit Cloud.Set(3) } }\n", &[])
+        ),
         "E003@5",
     );
 }
@@ -160,7 +183,10 @@ fn e003_assign_wrong_type() {
 
 #[test]
 fn e003_backoff_reversed() {
-    check(&with_goals("  goal G { n > 1 }\n  transition T for G retry 3 backoff 2s..1s { slice s { n = 2 } }\n", &[]), "E003@4");
+    check(
+        &with_goals("  goal G { n > 1 }\n  transition T for G retry 3 backoff 2s..1s { slice s { n = 2 } }\n", &[]),
+        "E003@4",
+    );
 }
 
 #[test]
@@ -201,7 +227,10 @@ fn e006_random_in_slice() {
 
 #[test]
 fn e006_namespaced_clock() {
-    check(&with_goals("  goal G { n > 1 }\n  transition T for G when Clock.now() > 3 { slice s { n = 2 } }\n", &[]), "E006@4");
+    check(
+        &with_goals("  goal G { n > 1 }\n  transition T for G when Clock.now() > 3 { slice s { n = 2 } }\n", &[]),
+        "E006@4",
+    );
 }
 
 #[test]
@@ -227,7 +256,8 @@ fn e007_read_undeclared_domain() {
 
 #[test]
 fn e008_nested_quantifiers_over_budget() {
-    let src = with_goals("  goal G { all a in xs: all b in xs: all c in xs: all d in xs: all e in xs: a < e }\n", &["G"]);
+    let src =
+        with_goals("  goal G { all a in xs: all b in xs: all c in xs: all d in xs: all e in xs: a < e }\n", &["G"]);
     check(&src, "E008@3");
 }
 
@@ -296,7 +326,10 @@ fn w002_transition_cannot_reach_goal() {
 
 #[test]
 fn emit_counts_as_reaching_the_goal() {
-    let src = format!("effect X.Go(n: int)\n{}", with_goals("  goal G { n > 1 }\n  transition T for G { slice s { emit X.Go(n: 2) } }\n", &[]));
+    let src = format!(
+        "effect X.Go(n: int)\n{}",
+        with_goals("  goal G { n > 1 }\n  transition T for G { slice s { emit X.Go(n: 2) } }\n", &[])
+    );
     check(&src, "");
 }
 

@@ -41,7 +41,11 @@ fn check(b: &Block) {
     match parts.as_slice() {
         ["lxm"] => assert!(c.program.is_some(), "block at line {} has errors:\n{shown}", b.line),
         ["lxm", "error", code] => {
-            assert!(c.program.is_none() && codes.contains(code), "block at line {} should give {code}:\n{shown}", b.line)
+            assert!(
+                c.program.is_none() && codes.contains(code),
+                "block at line {} should give {code}:\n{shown}",
+                b.line
+            )
         }
         ["lxm", "warning", code] => assert!(
             c.program.is_some() && codes.contains(code),
@@ -65,7 +69,8 @@ fn language_reference_blocks_compile_as_documented() {
 #[test]
 fn every_diagnostic_code_is_documented() {
     let doc = include_str!("../../docs/language.md");
-    for code in ["E001", "E002", "E003", "E004", "E005", "E006", "E007", "E008", "E009", "E010", "E011", "W001", "W002"] {
+    for code in ["E001", "E002", "E003", "E004", "E005", "E006", "E007", "E008", "E009", "E010", "E011", "W001", "W002"]
+    {
         assert!(doc.contains(&format!("**{code} ")), "{code} has no section");
     }
 }

@@ -1,6 +1,6 @@
 //! Every program in `examples/` compiles without errors.
 
-use lexum_compiler::{compile, render, CompileOptions, Compilation, Severity};
+use lexum_compiler::{compile, render, Compilation, CompileOptions, Severity};
 
 /// Compiles `examples/<name>` and checks the codes of its warnings.
 fn check(name: &str, expected_warnings: &str) -> Compilation {

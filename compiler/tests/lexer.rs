@@ -38,7 +38,10 @@ fn too_large_integer() {
 
 #[test]
 fn operators() {
-    check("== != <= >= && || -> += -= = < > ! .", "EqEq Ne Le Ge AndAnd OrOr Arrow PlusAssign MinusAssign Assign Lt Gt Bang Dot Eof");
+    check(
+        "== != <= >= && || -> += -= = < > ! .",
+        "EqEq Ne Le Ge AndAnd OrOr Arrow PlusAssign MinusAssign Assign Lt Gt Bang Dot Eof",
+    );
 }
 
 #[test]

@@ -74,11 +74,18 @@ fn goal_lets_are_inlined_and_quantifiers_use_slots() {
 
 #[test]
 fn defaults_are_evaluated() {
-    let p = check("domain D { state { a: int = 60 * 1000  s: string = \"x\" + \"y\"  l: list<int, 3> = [1, -2]  z: bool } }");
+    let p = check(
+        "domain D { state { a: int = 60 * 1000  s: string = \"x\" + \"y\"  l: list<int, 3> = [1, -2]  z: bool } }",
+    );
     let defaults: Vec<&Value> = p.fields.iter().map(|f| &f.default).collect();
     assert_eq!(
         defaults,
-        [&Value::Int(60_000), &Value::Str("xy".into()), &Value::List(vec![Value::Int(1), Value::Int(-2)]), &Value::Bool(false)]
+        [
+            &Value::Int(60_000),
+            &Value::Str("xy".into()),
+            &Value::List(vec![Value::Int(1), Value::Int(-2)]),
+            &Value::Bool(false)
+        ]
     );
 }
 

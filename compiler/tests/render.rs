@@ -36,7 +36,10 @@ fn json_records_are_one_based() {
     let json = to_json(&c.diagnostics, "pool.lxm", SRC);
     assert_eq!(json.len(), 1);
     let j = &json[0];
-    assert_eq!((j.code.as_str(), j.severity.as_str(), j.file.as_str(), j.line, j.column), ("E004", "error", "pool.lxm", 3, 12));
+    assert_eq!(
+        (j.code.as_str(), j.severity.as_str(), j.file.as_str(), j.line, j.column),
+        ("E004", "error", "pool.lxm", 3, 12)
+    );
     assert!(j.message.contains("did you mean"));
     let text = serde_json::to_string(&json).expect("serializes");
     assert!(text.contains("\"line\":3"));
@@ -46,14 +49,16 @@ fn json_records_are_one_based() {
 fn spans_past_the_end_or_inside_characters_do_not_panic() {
     use lexum_compiler::{Code, Diagnostic, Span};
     let src = "é\n";
-    let diags = vec![Diagnostic::new(Code::E001, Span::new(1, 99), "x"), Diagnostic::new(Code::E001, Span::new(50, 60), "y")];
+    let diags =
+        vec![Diagnostic::new(Code::E001, Span::new(1, 99), "x"), Diagnostic::new(Code::E001, Span::new(50, 60), "y")];
     let _ = render(&diags, "f.lxm", src, false);
     let _ = to_json(&diags, "f.lxm", src);
 }
 
 #[test]
 fn several_errors_in_one_run() {
-    let src = "domain D {\n  state { x: int }\n  goal G { x = 5 }\n  goal H { now() > 1 }\n  invariant I { y > 0 }\n}\n";
+    let src =
+        "domain D {\n  state { x: int }\n  goal G { x = 5 }\n  goal H { now() > 1 }\n  invariant I { y > 0 }\n}\n";
     let c = compile("pool.lxm", src, &CompileOptions::default());
     let codes: Vec<&str> = c.diagnostics.iter().map(|d| d.code.as_str()).collect();
     assert_eq!(codes, ["E004", "E006", "E002"]);

@@ -27,7 +27,10 @@ fn wider_synthetic_program_is_clean() {
 fn one_field_read_by_many_goals() {
     let mut src = String::from("domain D {\n  state { n: int }\n");
     for i in 0..400 {
-        src.push_str(&format!("  goal G{i} {{ n >= {} || n == -{i} }}\n  transition T{i} for G{i} {{ slice s {{ n = {i} }} }}\n", i % 7));
+        src.push_str(&format!(
+            "  goal G{i} {{ n >= {} || n == -{i} }}\n  transition T{i} for G{i} {{ slice s {{ n = {i} }} }}\n",
+            i % 7
+        ));
     }
     src.push_str("}\n");
     let c = compile("hot.lxm", &src, &CompileOptions::default());

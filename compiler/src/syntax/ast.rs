@@ -251,10 +251,10 @@ pub enum Stmt<'s> {
 
 /// Binary operators as written.
 pub use crate::program::BinaryOp;
-/// Unary operators as written.
-pub use crate::program::UnaryOp;
 /// Quantifier kinds as written.
 pub use crate::program::Quantifier;
+/// Unary operators as written.
+pub use crate::program::UnaryOp;
 
 /// An expression.
 #[derive(Clone, Debug, PartialEq, Eq)]

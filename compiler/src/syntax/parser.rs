@@ -5,7 +5,7 @@
 
 use super::ast::*;
 use crate::diagnostic::{Code, Diagnostic, Span};
-use crate::lexer::{lex, unescape, Tok, Token};
+use crate::lexer::{unescape, Lexer, Tok, Token};
 use crate::program::{AssignOp, Priority};
 
 /// Deepest expression or block nesting accepted (protects the stack).
@@ -13,15 +13,27 @@ const MAX_DEPTH: u32 = 256;
 
 /// Parses a whole file, appending diagnostics.
 pub fn parse<'s>(source: &'s str, diags: &mut Vec<Diagnostic>) -> File<'s> {
-    let tokens = lex(source, diags);
-    let mut p = Parser { source, tokens, pos: 0, diags, depth: 0, last_error: usize::MAX };
-    p.file()
+    let mut lexer = Lexer::new(source);
+    let ahead = [lexer.next_token(), lexer.next_token(), lexer.next_token()];
+    let mut p = Parser { source, lexer, ahead, pos: 0, prev: Span::default(), diags, depth: 0, last_error: usize::MAX };
+    let file = p.file();
+    let lexed = p.lexer.take_diagnostics();
+    diags.extend(lexed);
+    file
 }
+
+/// Tokens the parser looks ahead (the current one and two more).
+const LOOKAHEAD: usize = 3;
 
 struct Parser<'s, 'd> {
     source: &'s str,
-    tokens: Vec<Token>,
+    lexer: Lexer<'s>,
+    /// The current token and the next ones.
+    ahead: [Token; LOOKAHEAD],
+    /// Number of tokens consumed.
     pos: usize,
+    /// Span of the last consumed token.
+    prev: Span,
     diags: &'d mut Vec<Diagnostic>,
     depth: u32,
     /// Token index of the last reported error (one report per position).
@@ -40,7 +52,7 @@ type PResult<T> = Result<T, Failed>;
 impl<'s> Parser<'s, '_> {
     /// Source text of the token `n` ahead.
     fn text_at(&self, n: usize) -> &'s str {
-        let span = self.tokens[(self.pos + n).min(self.tokens.len() - 1)].span;
+        let span = self.ahead[n.min(LOOKAHEAD - 1)].span;
         self.source.get(span.start as usize..span.end as usize).unwrap_or("")
     }
 
@@ -50,28 +62,29 @@ impl<'s> Parser<'s, '_> {
     }
 
     fn peek(&self) -> &Tok {
-        &self.tokens[self.pos.min(self.tokens.len() - 1)].tok
+        &self.ahead[0].tok
     }
 
     fn peek_at(&self, n: usize) -> &Tok {
-        &self.tokens[(self.pos + n).min(self.tokens.len() - 1)].tok
+        &self.ahead[n.min(LOOKAHEAD - 1)].tok
     }
 
     fn span(&self) -> Span {
-        self.tokens[self.pos.min(self.tokens.len() - 1)].span
+        self.ahead[0].span
     }
 
     fn prev_span(&self) -> Span {
-        if self.pos == 0 {
-            return Span::default();
-        }
-        self.tokens[(self.pos - 1).min(self.tokens.len() - 1)].span
+        self.prev
     }
 
+    /// Consumes the current token (the end of input is never consumed).
     fn bump(&mut self) -> Token {
-        let t = self.tokens[self.pos.min(self.tokens.len() - 1)].clone();
-        if self.pos < self.tokens.len() - 1 {
+        let t = self.ahead[0];
+        if t.tok != Tok::Eof {
+            self.ahead.rotate_left(1);
+            self.ahead[LOOKAHEAD - 1] = self.lexer.next_token();
             self.pos += 1;
+            self.prev = t.span;
         }
         t
     }
@@ -158,7 +171,7 @@ impl<'s> Parser<'s, '_> {
         let mut depth = 0i32;
         let mut first = true;
         loop {
-            let t = self.peek().clone();
+            let t = *self.peek();
             match t {
                 Tok::Eof => return,
                 Tok::RBrace if depth == 0 => return,
@@ -240,7 +253,7 @@ impl<'s> Parser<'s, '_> {
                 let mut max = None;
                 if self.eat(&Tok::Comma) {
                     let span = self.span();
-                    match self.peek().clone() {
+                    match *self.peek() {
                         Tok::Int(n) if n >= 0 && n <= u32::MAX as i64 => {
                             self.bump();
                             max = Some(n as u32);
@@ -386,14 +399,18 @@ impl<'s> Parser<'s, '_> {
                 let body = self.block()?;
                 d.handlers.push(HandlerDecl { name, params, body });
             }
-            _ => return Err(self.error_here("a domain member (`state`, `goal`, `invariant`, `transition`, `on`, `reads`)")),
+            _ => {
+                return Err(
+                    self.error_here("a domain member (`state`, `goal`, `invariant`, `transition`, `on`, `reads`)")
+                )
+            }
         }
         Ok(())
     }
 
     fn retry(&mut self) -> PResult<RetryDecl> {
         let start = self.expect_kw("retry")?;
-        let attempts = match self.peek().clone() {
+        let attempts = match *self.peek() {
             Tok::Int(n) => {
                 self.bump();
                 n
@@ -411,7 +428,7 @@ impl<'s> Parser<'s, '_> {
     }
 
     fn duration(&mut self) -> PResult<u64> {
-        match self.peek().clone() {
+        match *self.peek() {
             Tok::Duration(ms) => {
                 self.bump();
                 Ok(ms)
@@ -419,7 +436,8 @@ impl<'s> Parser<'s, '_> {
             Tok::Int(_) => {
                 let span = self.span();
                 self.diags.push(
-                    Diagnostic::new(Code::E001, span, "expected a duration").with_hint("add a unit: `250ms`, `2s` or `1m`"),
+                    Diagnostic::new(Code::E001, span, "expected a duration")
+                        .with_hint("add a unit: `250ms`, `2s` or `1m`"),
                 );
                 self.bump();
                 Err(Failed)
@@ -479,7 +497,11 @@ impl<'s> Parser<'s, '_> {
             };
             return Ok(Stmt::If { cond, then, otherwise, span: start });
         }
-        if self.at_kw("for") && *self.peek_at(1) == Tok::Ident && *self.peek_at(2) == Tok::Ident && self.text_at(2) == "in" {
+        if self.at_kw("for")
+            && *self.peek_at(1) == Tok::Ident
+            && *self.peek_at(2) == Tok::Ident
+            && self.text_at(2) == "in"
+        {
             self.bump();
             let name = self.ident("a loop variable")?;
             self.expect_kw("in")?;
@@ -616,7 +638,7 @@ impl<'s> Parser<'s, '_> {
 
     fn primary(&mut self) -> PResult<Expr<'s>> {
         let start = self.span();
-        let kind = match self.peek().clone() {
+        let kind = match *self.peek() {
             Tok::Int(n) => {
                 self.bump();
                 ExprKind::Int(n)
