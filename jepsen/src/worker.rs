@@ -91,7 +91,7 @@ impl TestWorker {
         let (tx, rx) = mpsc::channel(64);
         let hello = pb::Hello { worker_id: self.id.clone(), effects: self.effects.clone(), concurrency: 4 };
         tx.send(pb::WorkerMessage { kind: Some(pb::worker_message::Kind::Hello(hello)) }).await.ok()?;
-        let mut inbound = client.connect(ReceiverStream::new(rx)).await.ok()?.into_inner();
+        let mut inbound = client.attach(ReceiverStream::new(rx)).await.ok()?.into_inner();
         loop {
             let message = tokio::select! {
                 m = inbound.next() => m,

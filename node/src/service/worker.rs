@@ -39,9 +39,9 @@ fn redirect(leader: Option<String>) -> Response<CommandStream> {
 
 #[tonic::async_trait]
 impl Worker for WorkerApi {
-    type ConnectStream = CommandStream;
+    type AttachStream = CommandStream;
 
-    async fn connect(&self, request: Request<Streaming<pb::WorkerMessage>>) -> Result<Response<CommandStream>, Status> {
+    async fn attach(&self, request: Request<Streaming<pb::WorkerMessage>>) -> Result<Response<CommandStream>, Status> {
         let mut inbound = request.into_inner();
         let first = tokio::time::timeout(HELLO_TIMEOUT, inbound.next())
             .await
