@@ -798,9 +798,10 @@ impl Body<'_> {
     }
 
     fn place(&mut self, target: &ast::Expr) -> Option<(Place, Ty)> {
-        let ExprKind::Path(segs) = &target.kind else { return None };
+        let ExprKind::Path(path) = &target.kind else { return None };
+        let segs = path.segments();
         let own = self.domain;
-        match segs.as_slice() {
+        match segs {
             [n] => {
                 if let Some(local) = self.lookup(n.text) {
                     return match local {
@@ -871,7 +872,7 @@ impl Body<'_> {
             ExprKind::Bool(b) => T { expr: Expr::Lit(Value::Bool(*b)), ty: Ty::Bool, cost: cost::LEAF },
             ExprKind::Str(s) => T { expr: Expr::Lit(Value::Str(s.clone())), ty: Ty::Str, cost: cost::LEAF },
             ExprKind::Error => T::error(),
-            ExprKind::Path(segs) => self.path(segs, e.span),
+            ExprKind::Path(path) => self.path(path.segments(), e.span),
             ExprKind::List(items) => {
                 let mut elem = Ty::Unknown;
                 let mut exprs = Vec::new();
@@ -909,7 +910,7 @@ impl Body<'_> {
                 T { expr: Expr::Unary(*op, Box::new(t.expr)), ty: want, cost: cost::unary(t.cost) }
             }
             ExprKind::Binary(op, l, r) => self.binary(*op, l, r, e.span),
-            ExprKind::Call(path, args) => self.call(path, args, e.span),
+            ExprKind::Call(path, args) => self.call(path.segments(), args, e.span),
             ExprKind::Quantified(q, var, list, body) => {
                 let l = self.expr(list);
                 let elem = self.element_type(&l.ty, list.span);

@@ -256,6 +256,32 @@ pub use crate::program::Quantifier;
 /// Unary operators as written.
 pub use crate::program::UnaryOp;
 
+/// A name of one or two parts: `x` or `Domain.x`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Path<'s> {
+    /// The parts: the first, and the second when there is one.
+    parts: [Name<'s>; 2],
+    /// 1 or 2.
+    len: u8,
+}
+
+impl<'s> Path<'s> {
+    /// A one-part name.
+    pub fn single(name: Name<'s>) -> Path<'s> {
+        Path { parts: [name, name], len: 1 }
+    }
+
+    /// `first.second`.
+    pub fn pair(first: Name<'s>, second: Name<'s>) -> Path<'s> {
+        Path { parts: [first, second], len: 2 }
+    }
+
+    /// The parts in order.
+    pub fn segments(&self) -> &[Name<'s>] {
+        &self.parts[..usize::from(self.len)]
+    }
+}
+
 /// An expression.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Expr<'s> {
@@ -274,8 +300,8 @@ pub enum ExprKind<'s> {
     Bool(bool),
     /// String.
     Str(String),
-    /// `x` or `Domain.x` (segments).
-    Path(Vec<Name<'s>>),
+    /// `x` or `Domain.x`.
+    Path(Path<'s>),
     /// `[a, b]`.
     List(Vec<Expr<'s>>),
     /// `!e`, `-e`.
@@ -283,7 +309,7 @@ pub enum ExprKind<'s> {
     /// `a op b`.
     Binary(BinaryOp, Box<Expr<'s>>, Box<Expr<'s>>),
     /// `f(args)` or `A.f(args)`.
-    Call(Vec<Name<'s>>, Vec<Arg<'s>>),
+    Call(Path<'s>, Vec<Arg<'s>>),
     /// `all|any x in xs: body`.
     Quantified(Quantifier, Name<'s>, Box<Expr<'s>>, Box<Expr<'s>>),
     /// A parse error placeholder (already reported).

@@ -689,11 +689,16 @@ impl<'s> Parser<'s, '_> {
                     let q = if word == "all" { Quantifier::All } else { Quantifier::Any };
                     ExprKind::Quantified(q, var, Box::new(list), Box::new(body))
                 } else {
-                    let mut path = vec![self.ident("a name")?];
-                    while self.at(&Tok::Dot) {
-                        self.bump();
-                        path.push(self.ident("a name after `.`")?);
-                    }
+                    let first = self.ident("a name")?;
+                    let path = if self.eat(&Tok::Dot) {
+                        let second = self.ident("a name after `.`")?;
+                        if self.at(&Tok::Dot) {
+                            return Err(self.error_here("no third part: a name is `field` or `Domain.field`"));
+                        }
+                        Path::pair(first, second)
+                    } else {
+                        Path::single(first)
+                    };
                     if self.at(&Tok::LParen) {
                         let args = self.args()?;
                         ExprKind::Call(path, args)
