@@ -36,3 +36,38 @@ fn one_field_read_by_many_goals() {
     let c = compile("hot.lxm", &src, &CompileOptions::default());
     assert!(c.diagnostics.is_empty(), "{}", render(&c.diagnostics, "hot.lxm", &src, false));
 }
+
+#[test]
+fn ids_are_consistent_when_checked_on_two_threads() {
+    let src = synthetic_program(700, 3);
+    let p = compile("synthetic.lxm", &src, &CompileOptions::default()).program.expect("compiles");
+    for (di, d) in p.domains.iter().enumerate() {
+        assert_eq!(d.name, format!("D{di}"));
+        for f in &d.fields {
+            assert_eq!(p.fields[f.index()].domain.index(), di);
+        }
+        for g in &d.goals {
+            assert_eq!(p.goals[g.index()].domain.index(), di);
+            for t in &p.goals[g.index()].transitions {
+                assert_eq!(p.transitions[t.index()].goal, *g);
+            }
+        }
+        for t in &d.transitions {
+            assert_eq!(p.transitions[t.index()].domain.index(), di);
+        }
+        for h in &d.handlers {
+            assert_eq!(p.handlers[h.index()].domain.index(), di);
+        }
+    }
+    let again = compile("synthetic.lxm", &src, &CompileOptions::default()).program.expect("compiles");
+    assert_eq!(p.hash(), again.hash());
+}
+
+#[test]
+fn errors_in_the_second_half_are_reported() {
+    let mut src = synthetic_program(600, 2);
+    src.push_str("domain Last {\n  state { n: int }\n  goal G { n = 1 }\n}\n");
+    let c = compile("synthetic.lxm", &src, &CompileOptions::default());
+    let codes: Vec<&str> = c.diagnostics.iter().map(|d| d.code.as_str()).collect();
+    assert_eq!(codes, ["E004"]);
+}

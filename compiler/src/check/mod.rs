@@ -155,16 +155,7 @@ pub fn check(
     options: &CompileOptions,
     diags: &mut Vec<Diagnostic>,
 ) -> (Program, SourceMap) {
-    let mut p = Program {
-        effects: Vec::new(),
-        domains: Vec::new(),
-        fields: Vec::new(),
-        goals: Vec::new(),
-        invariants: Vec::new(),
-        transitions: Vec::new(),
-        handlers: Vec::new(),
-        dominance: Vec::new(),
-    };
+    let mut p = empty_program();
     let mut map = SourceMap::default();
     for e in &syms.effects {
         p.effects.push(Effect {
@@ -174,7 +165,87 @@ pub fn check(
             returns: e.returns.as_ref().map(Ty::to_type),
         });
     }
-    for (di, d) in file.domains.iter().enumerate() {
+    let n = file.domains.len();
+    let parts = if n >= PARALLEL_DOMAINS {
+        let mid = n / 2;
+        let base = Offsets::at(file, mid);
+        std::thread::scope(|scope| {
+            let second = std::thread::Builder::new()
+                .spawn_scoped(scope, move || check_domains(file, syms, options, mid..n, base));
+            let first = check_domains(file, syms, options, 0..mid, Offsets::default());
+            let second = match second {
+                Ok(handle) => handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                Err(_) => check_domains(file, syms, options, mid..n, base),
+            };
+            vec![first, second]
+        })
+    } else {
+        vec![check_domains(file, syms, options, 0..n, Offsets::default())]
+    };
+    for part in parts {
+        p.domains.extend(part.program.domains);
+        p.fields.extend(part.program.fields);
+        p.goals.extend(part.program.goals);
+        p.invariants.extend(part.program.invariants);
+        p.transitions.extend(part.program.transitions);
+        p.handlers.extend(part.program.handlers);
+        map.goals.extend(part.map.goals);
+        map.invariants.extend(part.map.invariants);
+        map.transitions.extend(part.map.transitions);
+        diags.extend(part.diags);
+    }
+    (p, map)
+}
+
+/// Number of domains from which the bodies are checked on two threads.
+const PARALLEL_DOMAINS: usize = 512;
+
+/// Table sizes before a domain: the ids its declarations start at.
+#[derive(Clone, Copy, Debug, Default)]
+struct Offsets {
+    fields: usize,
+    goals: usize,
+    invariants: usize,
+    transitions: usize,
+    handlers: usize,
+}
+
+impl Offsets {
+    /// Offsets of domain `k` (the sizes of the tables of domains `0..k`).
+    fn at(file: &ast::File, k: usize) -> Offsets {
+        let mut o = Offsets::default();
+        for d in file.domains.iter().take(k) {
+            o.fields += d.fields.len();
+            o.goals += d.goals.len();
+            o.invariants += d.invariants.len();
+            o.transitions += d.transitions.len();
+            o.handlers += d.handlers.len();
+        }
+        o
+    }
+}
+
+/// What checking a range of domains produced.
+struct Part {
+    /// Tables of those domains only (ids are global).
+    program: Program,
+    map: SourceMap,
+    diags: Vec<Diagnostic>,
+}
+
+/// Checks domains `range`, whose first declarations have the ids `base`.
+fn check_domains(
+    file: &ast::File,
+    syms: &Symbols,
+    options: &CompileOptions,
+    range: std::ops::Range<usize>,
+    base: Offsets,
+) -> Part {
+    let mut p = empty_program();
+    let mut map = SourceMap::default();
+    let mut diags_vec = Vec::new();
+    let diags = &mut diags_vec;
+    for (di, d) in file.domains.iter().enumerate().take(range.end).skip(range.start) {
         let di32 = di as u32;
         let dsyms = &syms.domains[di];
         let mut dom = Domain {
@@ -188,7 +259,7 @@ pub fn check(
             handlers: Vec::new(),
         };
         for f in &d.fields {
-            let fid = p.fields.len();
+            let fid = base.fields + p.fields.len();
             let ty = syms.fields[fid].ty.clone();
             let default = match &f.default {
                 None => Value::zero(&ty.to_type()),
@@ -248,7 +319,7 @@ pub fn check(
             });
         }
         for g in &d.goals {
-            let gid = p.goals.len() as u32;
+            let gid = (base.goals + p.goals.len()) as u32;
             let mut b = new_body(syms, diags, di32, Kind::Pure);
             let t = b.pure_body("goal", &g.name, &g.body, g.body_span);
             let slots = b.slots;
@@ -269,7 +340,7 @@ pub fn check(
             });
         }
         for inv in &d.invariants {
-            let iid = p.invariants.len() as u32;
+            let iid = (base.invariants + p.invariants.len()) as u32;
             let mut b = new_body(syms, diags, di32, Kind::Pure);
             let t = b.pure_body("invariant", &inv.name, &inv.body, inv.body_span);
             let slots = b.slots;
@@ -299,7 +370,7 @@ pub fn check(
             } else {
                 seen_transitions.insert(t.name.text, t.name.span);
             }
-            let tid = p.transitions.len() as u32;
+            let tid = (base.transitions + p.transitions.len()) as u32;
             let goal = match dsyms.goals.get(t.goal.text) {
                 Some(g) => GoalId(*g),
                 None => {
@@ -351,8 +422,10 @@ pub fn check(
                 });
             }
             let slots = b.slots;
-            if (goal.index()) < p.goals.len() && dsyms.goals.contains_key(t.goal.text) {
-                p.goals[goal.index()].transitions.push(TransitionId(tid));
+            if dsyms.goals.contains_key(t.goal.text) {
+                if let Some(g) = goal.index().checked_sub(base.goals).and_then(|i| p.goals.get_mut(i)) {
+                    g.transitions.push(TransitionId(tid));
+                }
             }
             dom.transitions.push(TransitionId(tid));
             map.transitions.push(t.name.span);
@@ -370,7 +443,7 @@ pub fn check(
             });
         }
         for h in &d.handlers {
-            let hid = p.handlers.len();
+            let hid = base.handlers + p.handlers.len();
             let sig = &syms.handlers[hid];
             let mut b = new_body(syms, diags, di32, Kind::Handler);
             for param in &sig.params {
@@ -393,7 +466,20 @@ pub fn check(
         }
         p.domains.push(dom);
     }
-    (p, map)
+    Part { program: p, map, diags: diags_vec }
+}
+
+fn empty_program() -> Program {
+    Program {
+        effects: Vec::new(),
+        domains: Vec::new(),
+        fields: Vec::new(),
+        goals: Vec::new(),
+        invariants: Vec::new(),
+        transitions: Vec::new(),
+        handlers: Vec::new(),
+        dominance: Vec::new(),
+    }
 }
 
 fn new_body<'a>(syms: &'a Symbols, diags: &'a mut Vec<Diagnostic>, domain: u32, kind: Kind) -> Body<'a> {
