@@ -53,6 +53,27 @@ pub struct LocalCluster {
     /// Nodes by id.
     pub nodes: BTreeMap<u64, NodeProcess>,
     binary: PathBuf,
+    options: ClusterOptions,
+}
+
+/// Writes `node<ID>.toml`; an empty `peers` makes a node that waits to be added.
+fn write_config(dir: &Path, node: &NodeProcess, peers: &str, options: &ClusterOptions) -> anyhow::Result<()> {
+    let config = format!(
+        "id = {id}\nlisten = \"{addr}\"\nmetrics_listen = \"{http}\"\ndata_dir = \"{data}\"\n\
+         [peers]\n{peers}\n[raft]\nheartbeat_ms = 100\nelection_timeout_min_ms = 500\n\
+         election_timeout_max_ms = 1000\nsnapshot_logs = {snap}\nkeep_logs = {keep}\n\
+         [engine]\noscillation_threshold = {osc}\neffect_timeout_ms = {timeout}\n",
+        id = node.id,
+        addr = node.addr,
+        http = node.http_addr,
+        data = dir.join(format!("node{}", node.id)).display(),
+        snap = options.snapshot_logs,
+        keep = options.keep_logs,
+        osc = options.oscillation_threshold,
+        timeout = options.effect_timeout_ms,
+    );
+    std::fs::write(dir.join(format!("node{}.toml", node.id)), config)?;
+    Ok(())
 }
 
 /// Path of a workspace binary next to the running test executable
@@ -91,23 +112,9 @@ impl LocalCluster {
         }
         let peers: String = nodes.values().map(|n| format!("{} = \"{}\"\n", n.id, n.addr)).collect();
         for node in nodes.values() {
-            let config = format!(
-                "id = {id}\nlisten = \"{addr}\"\nmetrics_listen = \"{http}\"\ndata_dir = \"{data}\"\n\
-                 [peers]\n{peers}\n[raft]\nheartbeat_ms = 100\nelection_timeout_min_ms = 500\n\
-                 election_timeout_max_ms = 1000\nsnapshot_logs = {snap}\nkeep_logs = {keep}\n\
-                 [engine]\noscillation_threshold = {osc}\neffect_timeout_ms = {timeout}\n",
-                id = node.id,
-                addr = node.addr,
-                http = node.http_addr,
-                data = dir.path().join(format!("node{}", node.id)).display(),
-                snap = options.snapshot_logs,
-                keep = options.keep_logs,
-                osc = options.oscillation_threshold,
-                timeout = options.effect_timeout_ms,
-            );
-            std::fs::write(dir.path().join(format!("node{}.toml", node.id)), config)?;
+            write_config(dir.path(), node, &peers, &options)?;
         }
-        let mut cluster = LocalCluster { dir, nodes, binary };
+        let mut cluster = LocalCluster { dir, nodes, binary, options };
         let ids: Vec<u64> = cluster.nodes.keys().copied().collect();
         for id in ids {
             cluster.spawn(id)?;
@@ -135,6 +142,23 @@ impl LocalCluster {
         node.child = Some(child);
         node.paused = false;
         Ok(())
+    }
+
+    /// Starts a new, empty node `id` that is not a member yet (for
+    /// `AddMember`); returns its address.
+    pub fn start_joiner(&mut self, id: u64) -> anyhow::Result<String> {
+        let node = NodeProcess {
+            id,
+            addr: format!("127.0.0.1:{}", free_port()?),
+            http_addr: format!("127.0.0.1:{}", free_port()?),
+            child: None,
+            paused: false,
+        };
+        write_config(self.dir.path(), &node, "", &self.options)?;
+        let addr = node.addr.clone();
+        self.nodes.insert(id, node);
+        self.spawn(id)?;
+        Ok(addr)
     }
 
     /// The path of a node's log file.

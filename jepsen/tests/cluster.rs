@@ -7,6 +7,10 @@ use lexum_proto::v1 as pb;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// Clusters are started one test at a time: three nodes per test already
+/// fill a two-core machine.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 const CONVERGING: &str = r#"
 effect Cloud.SetNodeCount(pool: string, count: int) -> int
 
@@ -99,6 +103,7 @@ fn spawn_worker(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn program_replicates_and_hashes_agree_after_a_thousand_mutations() {
+    let _serial = SERIAL.lock().await;
     let cluster = LocalCluster::start(ClusterOptions::default()).await.expect("cluster");
     let index = submit(&cluster, CONVERGING).await;
     let infos = cluster.wait_for_applied(index, Duration::from_secs(10)).await.expect("applied");
@@ -121,6 +126,7 @@ async fn program_replicates_and_hashes_agree_after_a_thousand_mutations() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leader_kill_elects_a_new_leader_and_loses_no_acknowledged_mutation() {
+    let _serial = SERIAL.lock().await;
     let mut cluster = LocalCluster::start(ClusterOptions::default()).await.expect("cluster");
     submit(&cluster, CONVERGING).await;
     let mut client = leader_client(&cluster).await;
@@ -141,6 +147,7 @@ async fn leader_kill_elects_a_new_leader_and_loses_no_acknowledged_mutation() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_refused_and_nothing_is_committed() {
+    let _serial = SERIAL.lock().await;
     let cluster = LocalCluster::start(ClusterOptions::default()).await.expect("cluster");
     submit(&cluster, CONVERGING).await;
     let mut client = leader_client(&cluster).await;
@@ -167,6 +174,7 @@ async fn bad_input_is_refused_and_nothing_is_committed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_connected_to_a_follower_gets_tasks_and_the_goal_converges() {
+    let _serial = SERIAL.lock().await;
     let cluster = LocalCluster::start(ClusterOptions::default()).await.expect("cluster");
     submit(&cluster, CONVERGING).await;
     let leader = cluster.wait_for_leader(Duration::from_secs(5)).await.expect("leader");
@@ -184,6 +192,7 @@ async fn a_worker_connected_to_a_follower_gets_tasks_and_the_goal_converges() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_result_from_a_superseded_dispatch_is_rejected() {
+    let _serial = SERIAL.lock().await;
     let options = ClusterOptions { effect_timeout_ms: 300, ..ClusterOptions::default() };
     let cluster = LocalCluster::start(options).await.expect("cluster");
     submit(&cluster, CONVERGING).await;
@@ -218,6 +227,7 @@ async fn a_result_from_a_superseded_dispatch_is_rejected() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_node_catches_up_from_a_snapshot_after_the_log_was_purged() {
+    let _serial = SERIAL.lock().await;
     let options = ClusterOptions { snapshot_logs: 50, keep_logs: 0, ..ClusterOptions::default() };
     let mut cluster = LocalCluster::start(options).await.expect("cluster");
     submit(&cluster, CONVERGING).await;
@@ -261,10 +271,66 @@ async fn run_stuck(kill_leader_after_tasks: Option<usize>) -> pb::GoalInfo {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oscillation_verdict_keeps_its_cycle_count_across_a_leader_kill() {
+    let _serial = SERIAL.lock().await;
     let unbroken = run_stuck(None).await;
     let with_kill = run_stuck(Some(5)).await;
     assert_eq!(unbroken.code, "E005");
     assert_eq!(with_kill.code, "E005");
     assert_eq!(unbroken.cycles, with_kill.cycles, "the trap happens at the same cycle");
     assert_eq!(unbroken.cycles, 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_old_leader_serves_no_stale_read() {
+    let _serial = SERIAL.lock().await;
+    let mut cluster = LocalCluster::start(ClusterOptions::default()).await.expect("cluster");
+    submit(&cluster, CONVERGING).await;
+    let old = cluster.wait_for_leader(Duration::from_secs(5)).await.expect("leader");
+    let mut old_client = cluster.client(old).await.expect("client");
+    set(&mut old_client, "Pool", "want", 1).await.expect("first write");
+    cluster.pause(old, true).expect("SIGSTOP");
+    let new = cluster.wait_for_leader_other_than(Some(old), Duration::from_secs(20)).await.expect("new leader");
+    let mut new_client = cluster.client(new).await.expect("client");
+    set(&mut new_client, "Pool", "want", 2).await.expect("write on the new leader");
+    cluster.pause(old, false).expect("SIGCONT");
+    // The old leader may briefly still believe it leads; it must not answer
+    // with the value it last knew.
+    match tokio::time::timeout(Duration::from_secs(15), old_client.read(pb::ReadRequest { domain: "Pool".into() })).await {
+        Ok(Ok(response)) => {
+            let want = response.into_inner().fields.into_iter().find(|f| f.name == "want").and_then(|f| f.value);
+            assert_eq!(want, int(2), "a read served by the old leader must see the new write");
+        }
+        Ok(Err(status)) => assert!(
+            matches!(status.code(), tonic::Code::FailedPrecondition | tonic::Code::Unavailable),
+            "refused with {status:?}"
+        ),
+        Err(_) => {}
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_is_added_as_a_voter_catches_up_and_is_removed() {
+    let _serial = SERIAL.lock().await;
+    let mut cluster = LocalCluster::start(ClusterOptions::default()).await.expect("cluster");
+    submit(&cluster, CONVERGING).await;
+    let mut client = leader_client(&cluster).await;
+    let mut last = 0;
+    for n in 0..20 {
+        last = set(&mut client, "Pool", "want", n).await.expect("mutate");
+    }
+    let addr = cluster.start_joiner(4).expect("start node 4");
+    let members = client
+        .add_member(pb::AddMemberRequest { id: 4, address: addr })
+        .await
+        .expect("add member")
+        .into_inner()
+        .members;
+    assert!(members.iter().any(|m| m.id == 4 && m.voter), "node 4 is a voter: {members:?}");
+    let infos = cluster.wait_for_applied(last, Duration::from_secs(30)).await.expect("node 4 caught up");
+    assert_eq!(infos.len(), 4);
+    let hashes: std::collections::BTreeSet<(u64, &String)> =
+        infos.values().map(|i| (i.applied_index, &i.state_hash)).collect();
+    assert_eq!(hashes.len(), 1, "the new member agrees: {infos:?}");
+    let members = client.remove_member(pb::RemoveMemberRequest { id: 4 }).await.expect("remove").into_inner().members;
+    assert!(members.iter().all(|m| m.id != 4 || !m.voter), "node 4 is no longer a voter: {members:?}");
 }

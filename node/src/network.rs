@@ -107,7 +107,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
-    ) -> RpcResult<AppendEntriesResponse<NodeId>, std::convert::Infallible> {
+    ) -> RpcResult<AppendEntriesResponse<NodeId>, openraft::error::Infallible> {
         self.call(RaftMethod::AppendEntries, &rpc, &option).await
     }
 
@@ -123,7 +123,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         &mut self,
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
-    ) -> RpcResult<VoteResponse<NodeId>, std::convert::Infallible> {
+    ) -> RpcResult<VoteResponse<NodeId>, openraft::error::Infallible> {
         self.call(RaftMethod::Vote, &rpc, &option).await
     }
 }

@@ -41,15 +41,15 @@ impl LogStore {
     }
 
     fn get_meta<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StorageIOError<NodeId>> {
-        let bytes = self.db.get_cf(self.cf_meta(), key).map_err(StorageIOError::read)?;
-        bytes.map(|b| postcard::from_bytes(&b).map_err(StorageIOError::read)).transpose()
+        let bytes = self.db.get_cf(self.cf_meta(), key).map_err(|e| StorageIOError::read(&e))?;
+        bytes.map(|b| postcard::from_bytes(&b).map_err(|e| StorageIOError::read(&e))).transpose()
     }
 
     fn put_meta<T: Serialize>(&self, key: &[u8], value: &T, sync: bool) -> Result<(), StorageIOError<NodeId>> {
-        let bytes = postcard::to_stdvec(value).map_err(StorageIOError::write)?;
-        self.db.put_cf(self.cf_meta(), key, bytes).map_err(StorageIOError::write)?;
+        let bytes = postcard::to_stdvec(value).map_err(|e| StorageIOError::write(&e))?;
+        self.db.put_cf(self.cf_meta(), key, bytes).map_err(|e| StorageIOError::write(&e))?;
         if sync {
-            self.db.flush_wal(true).map_err(StorageIOError::write)?;
+            self.db.flush_wal(true).map_err(|e| StorageIOError::write(&e))?;
         }
         Ok(())
     }
@@ -59,8 +59,8 @@ impl LogStore {
         match iter.next() {
             None => Ok(None),
             Some(item) => {
-                let (_, value) = item.map_err(StorageIOError::read_logs)?;
-                let entry: LogEntry = postcard::from_bytes(&value).map_err(StorageIOError::read_logs)?;
+                let (_, value) = item.map_err(|e| StorageIOError::read_logs(&e))?;
+                let entry: LogEntry = postcard::from_bytes(&value).map_err(|e| StorageIOError::read_logs(&e))?;
                 Ok(Some(entry.log_id))
             }
         }
@@ -80,12 +80,12 @@ impl RaftLogReader<TypeConfig> for LogStore {
         let mode = rocksdb::IteratorMode::From(&index_key(start), rocksdb::Direction::Forward);
         let mut entries = Vec::new();
         for item in self.db.iterator_cf(self.cf_log(), mode) {
-            let (key, value) = item.map_err(StorageIOError::read_logs)?;
+            let (key, value) = item.map_err(|e| StorageIOError::read_logs(&e))?;
             let Some(index) = key_index(&key) else { continue };
             if !range.contains(&index) {
                 break;
             }
-            let entry: LogEntry = postcard::from_bytes(&value).map_err(StorageIOError::read_logs)?;
+            let entry: LogEntry = postcard::from_bytes(&value).map_err(|e| StorageIOError::read_logs(&e))?;
             entries.push(entry);
         }
         Ok(entries)
@@ -106,11 +106,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError> {
-        self.put_meta(KEY_VOTE, vote, true).map_err(|e| StorageIOError::write_vote(e).into())
+        self.put_meta(KEY_VOTE, vote, true).map_err(|e| StorageIOError::write_vote(&e).into())
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError> {
-        self.get_meta(KEY_VOTE).map_err(|e| StorageIOError::read_vote(e).into())
+        self.get_meta(KEY_VOTE).map_err(|e| StorageIOError::read_vote(&e).into())
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
@@ -131,7 +131,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             let bytes = postcard::to_stdvec(&entry).map_err(|e| StorageIOError::write_log_entry(entry.log_id, &e))?;
             batch.put_cf(self.cf_log(), index_key(entry.log_id.index), bytes);
         }
-        self.db.write(batch).map_err(StorageIOError::write_logs)?;
+        self.db.write(batch).map_err(|e| StorageIOError::write_logs(&e))?;
         // The callback promises durability: sync the WAL first.
         let flushed = self.db.flush_wal(true).map_err(std::io::Error::other);
         callback.log_io_completed(flushed);
@@ -141,9 +141,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
         let from = index_key(log_id.index);
         let to = index_key(u64::MAX);
-        self.db.delete_range_cf(self.cf_log(), from, to).map_err(StorageIOError::write_logs)?;
-        self.db.delete_cf(self.cf_log(), to).map_err(StorageIOError::write_logs)?;
-        self.db.flush_wal(true).map_err(StorageIOError::write_logs)?;
+        self.db.delete_range_cf(self.cf_log(), from, to).map_err(|e| StorageIOError::write_logs(&e))?;
+        self.db.delete_cf(self.cf_log(), to).map_err(|e| StorageIOError::write_logs(&e))?;
+        self.db.flush_wal(true).map_err(|e| StorageIOError::write_logs(&e))?;
         Ok(())
     }
 
@@ -153,7 +153,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.put_meta(KEY_LAST_PURGED, &log_id, true)?;
         self.db
             .delete_range_cf(self.cf_log(), index_key(0), index_key(log_id.index + 1))
-            .map_err(StorageIOError::write_logs)?;
+            .map_err(|e| StorageIOError::write_logs(&e))?;
         Ok(())
     }
 }

@@ -138,7 +138,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             postcard::from_bytes(&data).map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
         self.replica
             .install(&payload)
-            .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), anyhow_to_io(e)))?;
+            .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &anyhow_to_io(e)))?;
         self.save_snapshot(&StoredSnapshot { meta: meta.clone(), data })?;
         Ok(())
     }
