@@ -1,2 +1,12 @@
-//! `lexumctl`: placeholder.
-fn main() {}
+//! `lexumctl`: the Lexum command-line client. Glue over the `lexum_client`
+//! SDK; see `lexumctl --help`.
+//!
+//! Exit codes (stable): 0 success; 1 user error (bad program, bad
+//! arguments, unknown domain or field, rejected mutation, replay mismatch);
+//! 2 cluster unavailable (no node reachable, no quorum, deadline passed).
+
+mod cli;
+
+fn main() -> std::process::ExitCode {
+    cli::main()
+}

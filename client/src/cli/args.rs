@@ -1,0 +1,211 @@
+//! Raw command-line flags as clap parses them; [`super::settings`] turns
+//! them into validated settings.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// The `lexumctl` command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "lexumctl",
+    version,
+    about = "Control a Lexum reconciliation cluster",
+    after_help = "Exit codes: 0 success, 1 user error (bad program or input, rejected mutation), 2 cluster unavailable."
+)]
+pub struct Cli {
+    /// Connection and output flags shared by every subcommand.
+    #[command(flatten)]
+    pub global: GlobalFlags,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags shared by every subcommand.
+#[derive(Debug, Args)]
+pub struct GlobalFlags {
+    /// Node addresses, comma-separated (default: the three local nodes).
+    #[arg(long, global = true, env = "LEXUM_ENDPOINTS", value_delimiter = ',')]
+    pub endpoints: Vec<String>,
+    /// Bearer token for the cluster.
+    #[arg(long, global = true, env = "LEXUM_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Config file (TOML: endpoints, token, timeout, [tls]); default
+    /// `$XDG_CONFIG_HOME/lexum/lexumctl.toml` or `~/.config/lexum/lexumctl.toml` if present.
+    #[arg(long, global = true, env = "LEXUM_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, short = 'o', global = true, value_enum)]
+    pub output: Option<OutputFormat>,
+    /// Colour: auto (when on a terminal), always, never.
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+    /// Deadline of each cluster call, retries included (e.g. 10s, 500ms).
+    #[arg(long, global = true)]
+    pub timeout: Option<String>,
+    /// CA certificate (PEM) that signs the nodes' certificates; enables TLS.
+    #[arg(long, global = true)]
+    pub tls_ca: Option<PathBuf>,
+    /// Server name to verify in the nodes' certificates.
+    #[arg(long, global = true)]
+    pub tls_domain: Option<String>,
+    /// Client certificate (PEM) for mutual TLS.
+    #[arg(long, global = true, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// Client key (PEM) for mutual TLS.
+    #[arg(long, global = true, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+}
+
+/// `--output`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputFormat {
+    /// Human-readable tables.
+    Table,
+    /// JSON for scripts.
+    Json,
+}
+
+/// `--color`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    /// Colour when writing to a terminal.
+    Auto,
+    /// Always colour.
+    Always,
+    /// Never colour.
+    Never,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Compile programs locally and report diagnostics (no cluster needed).
+    Check {
+        /// `.lxm` files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Compile a program locally, then install it on the cluster.
+    Submit {
+        /// The `.lxm` file.
+        file: PathBuf,
+    },
+    /// Write observations atomically: `Domain.field=value ...`.
+    ///
+    /// Values: 5, -3 (int), true/false (bool), "quoted" or bare words (string),
+    /// [1,2] or ["a","b"] (lists).
+    Set {
+        /// `Domain.field=value` assignments.
+        #[arg(required = true, allow_hyphen_values = true)]
+        assignments: Vec<String>,
+    },
+    /// Show a domain's state.
+    Get {
+        /// Domain name.
+        domain: String,
+    },
+    /// List every goal with its status.
+    Goals,
+    /// Stream engine events.
+    Watch {
+        /// First log index of interest (default: only new events).
+        #[arg(long, default_value_t = 0)]
+        from: u64,
+        /// Stop after this many events.
+        #[arg(long)]
+        count: Option<u64>,
+        /// Stop after this long (e.g. 30s).
+        #[arg(long = "for")]
+        duration: Option<String>,
+    },
+    /// Show cycle history (the oscillation evidence).
+    History {
+        /// Most recent cycles to show.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Show leader, term, commit index and every member's state hash.
+    Status,
+    /// Release a TRAPPED goal (`Domain.Goal`) or all of a domain's (`Domain`).
+    Release {
+        /// `Domain` or `Domain.Goal`.
+        target: String,
+    },
+    /// Re-arm a FAILED goal.
+    Retry {
+        /// `Domain.Goal`.
+        target: String,
+    },
+    /// Cluster membership.
+    Cluster {
+        /// What to do.
+        #[command(subcommand)]
+        action: ClusterAction,
+    },
+    /// Recompute the state hash from each node's log and compare it with the live one.
+    Replay,
+    /// Run a simulated worker for trying programs without real infrastructure.
+    ///
+    /// Each task succeeds after --delay with the --result value if given, else
+    /// the first int argument, else the first argument, else no value; it fails
+    /// with probability --fail-rate.
+    Worker(WorkerFlags),
+    /// Print a shell completion script.
+    Completion {
+        /// Shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// `lexumctl cluster ...`.
+#[derive(Debug, Subcommand)]
+pub enum ClusterAction {
+    /// List members.
+    Members,
+    /// Add a node (learner, then voter).
+    Add {
+        /// Node id.
+        id: u64,
+        /// Its address, host:port.
+        address: String,
+    },
+    /// Remove a voter.
+    Remove {
+        /// Node id.
+        id: u64,
+    },
+}
+
+/// `lexumctl worker ...`.
+#[derive(Debug, Args)]
+pub struct WorkerFlags {
+    /// Effect to serve, `Namespace.Name` (repeat for several).
+    #[arg(long = "effect", required = true)]
+    pub effects: Vec<String>,
+    /// Time each task takes (e.g. 200ms).
+    #[arg(long, default_value = "0ms")]
+    pub delay: String,
+    /// Probability (0..=1) that a task fails.
+    #[arg(long, default_value_t = 0.0)]
+    pub fail_rate: f64,
+    /// Value every successful task returns (same syntax as `set`).
+    #[arg(long, allow_hyphen_values = true)]
+    pub result: Option<String>,
+    /// Tasks run at once.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: u32,
+    /// Stop after this many successful tasks.
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// Stop after this long.
+    #[arg(long = "for")]
+    pub duration: Option<String>,
+    /// Seed for the failure dice (default: from the clock).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Worker id shown in the cluster's logs.
+    #[arg(long)]
+    pub id: Option<String>,
+}

@@ -1,0 +1,193 @@
+//! `goals`, `watch`, `history`, `release`, `retry`.
+
+use super::output;
+use super::settings::{parse_duration, Settings};
+use super::Failure;
+use futures::StreamExt;
+use lexum_client::value::is_ident;
+use lexum_client::{Client, Event};
+use std::time::Duration;
+
+/// Lists every goal; JSON is `[{domain, goal, priority, status, code, evidence}]`.
+pub async fn list(settings: &Settings, client: &Client) -> Result<(), Failure> {
+    let goals = client.goals().await?;
+    if settings.json() {
+        let items: Vec<serde_json::Value> = goals
+            .iter()
+            .map(|g| {
+                serde_json::json!({
+                    "domain": g.domain,
+                    "goal": g.goal,
+                    "priority": g.priority,
+                    "status": g.status,
+                    "code": g.code,
+                    "evidence": g.evidence,
+                })
+            })
+            .collect();
+        output::json(&serde_json::Value::Array(items));
+    } else {
+        let rows: Vec<Vec<String>> = goals
+            .iter()
+            .map(|g| {
+                vec![
+                    g.domain.clone(),
+                    g.goal.clone(),
+                    g.priority.clone(),
+                    g.status.clone(),
+                    g.code.clone().unwrap_or_else(|| "-".into()),
+                    g.evidence.clone().unwrap_or_default(),
+                ]
+            })
+            .collect();
+        let color = settings.color_stdout;
+        output::table(&["DOMAIN", "GOAL", "PRIORITY", "STATUS", "CODE", "EVIDENCE"], &rows, |column, cell| {
+            if color && column == 3 {
+                output::status_color(cell)
+            } else {
+                None
+            }
+        });
+    }
+    Ok(())
+}
+
+/// Streams events (one JSON object per line with `--output json`) until
+/// `count` events, `duration`, or the stream gives up.
+pub async fn watch(
+    settings: &Settings,
+    client: &Client,
+    from: u64,
+    count: Option<u64>,
+    duration: Option<String>,
+) -> Result<(), Failure> {
+    let limit = match duration {
+        Some(text) => Some(parse_duration(&text).map_err(|e| Failure::User(format!("--for: {e}")))?),
+        None => None,
+    };
+    if count == Some(0) {
+        return Ok(());
+    }
+    let mut events = client.watch(from);
+    let deadline = tokio::time::sleep(limit.unwrap_or(Duration::MAX / 4));
+    tokio::pin!(deadline);
+    let mut seen = 0u64;
+    loop {
+        let next = tokio::select! {
+            _ = &mut deadline => return Ok(()),
+            next = events.next() => next,
+        };
+        match next {
+            Some(Ok(event)) => {
+                print_event(settings, &event);
+                seen += 1;
+                if count.is_some_and(|c| seen >= c) {
+                    return Ok(());
+                }
+            }
+            Some(Err(e)) => return Err(e.into()),
+            None => return Ok(()),
+        }
+    }
+}
+
+fn print_event(settings: &Settings, event: &Event) {
+    if settings.json() {
+        output::json_line(&serde_json::to_value(event).unwrap_or_default());
+    } else {
+        let target = match (&event.domain, &event.goal) {
+            (Some(d), Some(g)) => format!("{d}.{g}"),
+            (Some(d), None) => d.clone(),
+            _ => "-".into(),
+        };
+        println!(
+            "{:>6}  {:<16}  {:<24}  {:<4}  {}",
+            event.index,
+            event.kind,
+            target,
+            event.code.as_deref().unwrap_or("-"),
+            event.message
+        );
+    }
+}
+
+/// Shows the last `limit` cycle records.
+pub async fn history(settings: &Settings, client: &Client, limit: u32) -> Result<(), Failure> {
+    let cycles = client.history(limit).await?;
+    if settings.json() {
+        output::json(&serde_json::Value::Array(cycles));
+        return Ok(());
+    }
+    let text = |c: &serde_json::Value, key: &str| match c.get(key) {
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(serde_json::Value::Null) | None => "-".into(),
+        Some(other) => other.to_string(),
+    };
+    let rows: Vec<Vec<String>> = cycles
+        .iter()
+        .map(|c| {
+            vec![
+                text(c, "cycle"),
+                format!("{}.{}", text(c, "domain"), text(c, "goal")),
+                text(c, "transition"),
+                format!("{}..{}", text(c, "start_index"), text(c, "end_index")),
+                text(c, "verdict"),
+                text(c, "code"),
+            ]
+        })
+        .collect();
+    output::table(&["CYCLE", "GOAL", "TRANSITION", "INDEXES", "VERDICT", "CODE"], &rows, |_, _| None);
+    Ok(())
+}
+
+/// `Domain` or `Domain.Goal`.
+fn parse_target(text: &str, goal_required: bool) -> Result<(String, Option<String>), Failure> {
+    let (domain, goal) = match text.split_once('.') {
+        Some((d, g)) => (d, Some(g)),
+        None => (text, None),
+    };
+    let wanted = if goal_required { "Domain.Goal" } else { "Domain or Domain.Goal" };
+    let malformed = || Failure::User(format!("malformed target `{text}`: expected {wanted}"));
+    if !is_ident(domain) || goal.is_some_and(|g| !is_ident(g)) || (goal_required && goal.is_none()) {
+        return Err(malformed());
+    }
+    Ok((domain.to_string(), goal.map(str::to_string)))
+}
+
+/// Releases a trapped goal, or all of a domain's.
+pub async fn release(settings: &Settings, client: &Client, target: &str) -> Result<(), Failure> {
+    let (domain, goal) = parse_target(target, false)?;
+    let index = client.release(&domain, goal.as_deref()).await?;
+    report(settings, &format!("released {target}"), index);
+    Ok(())
+}
+
+/// Re-arms a failed goal.
+pub async fn retry(settings: &Settings, client: &Client, target: &str) -> Result<(), Failure> {
+    let (domain, goal) = parse_target(target, true)?;
+    let index = client.retry(&domain, goal.as_deref().unwrap_or_default()).await?;
+    report(settings, &format!("re-armed {target}"), index);
+    Ok(())
+}
+
+fn report(settings: &Settings, what: &str, index: u64) {
+    if settings.json() {
+        output::json(&serde_json::json!({ "index": index }));
+    } else {
+        println!("{what} at index {index}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets() {
+        assert_eq!(parse_target("Pool", false).ok(), Some(("Pool".into(), None)));
+        assert_eq!(parse_target("Pool.Cap", true).ok(), Some(("Pool".into(), Some("Cap".into()))));
+        assert!(parse_target("Pool", true).is_err());
+        assert!(parse_target("Pool.", false).is_err());
+        assert!(parse_target("a.b.c", false).is_err());
+    }
+}

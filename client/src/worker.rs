@@ -1,0 +1,586 @@
+//! The worker SDK: serve effects for the cluster.
+//!
+//! A [`Worker`] opens one stream to the leader (following `Redirect`s from
+//! followers), says which effects it serves and how many tasks it runs at
+//! once, runs a registered handler for each task and sends the result back.
+//! When the leader changes the old leader closes the stream; the worker
+//! reconnects and continues. Results of tasks whose stream is gone are
+//! dropped: the new leader re-dispatches them (same idempotency key).
+//!
+//! Graceful shutdown ([`Worker::run_until`]): tasks already running finish
+//! (within [`WorkerOptions::shutdown_grace`]) and their results are sent;
+//! tasks that arrive after shutdown began are answered with an error so the
+//! leader hands them to another worker at once.
+
+use crate::client::{describe, Client};
+use crate::error::{is_transient, ClientError};
+use crate::value::{self, Value};
+use futures::future::{BoxFuture, FusedFuture};
+use futures::FutureExt;
+use lexum_proto::v1 as pb;
+use lexum_proto::v1::worker_client::WorkerClient;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinSet;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::StreamExt;
+use tonic::Request;
+
+/// One effect execution handed to a handler.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EffectTask {
+    /// Effect instance id (unique in the cluster).
+    pub effect_id: u64,
+    /// Effect name, `Namespace.Name`.
+    pub effect: String,
+    /// Stays the same across retries and failovers: use it to make the
+    /// real operation idempotent.
+    pub idempotency_key: String,
+    /// Attempt number, from 1.
+    pub attempt: u32,
+    /// Named arguments, in declaration order.
+    pub args: Vec<(String, Value)>,
+    /// Fencing token the result must carry (handled by the SDK).
+    pub fencing_token: u64,
+    /// How long the cluster waits for this attempt, if it said.
+    pub timeout: Option<Duration>,
+}
+
+impl EffectTask {
+    /// An argument by name.
+    pub fn arg(&self, name: &str) -> Option<&Value> {
+        self.args.iter().find(|(n, _)| n == name).map(|(_, v)| v)
+    }
+
+    /// An `int` argument by name.
+    pub fn int_arg(&self, name: &str) -> Option<i64> {
+        match self.arg(name) {
+            Some(Value::Int(n)) => Some(*n),
+            _ => None,
+        }
+    }
+
+    /// A `string` argument by name.
+    pub fn str_arg(&self, name: &str) -> Option<&str> {
+        match self.arg(name) {
+            Some(Value::Str(s)) => Some(s),
+            _ => None,
+        }
+    }
+
+    fn from_wire(task: pb::Task) -> EffectTask {
+        EffectTask {
+            effect_id: task.effect_id,
+            effect: task.effect,
+            idempotency_key: task.idempotency_key,
+            attempt: task.attempt,
+            args: value::named_from_wire(&task.args),
+            fencing_token: task.fencing_token,
+            timeout: (task.timeout_ms > 0).then(|| Duration::from_millis(task.timeout_ms)),
+        }
+    }
+}
+
+/// A successful effect's result.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EffectOutput {
+    /// The value bound by `emit ... -> name`; `None` for effects that
+    /// return nothing.
+    pub value: Option<Value>,
+}
+
+impl EffectOutput {
+    /// No value.
+    pub fn none() -> EffectOutput {
+        EffectOutput { value: None }
+    }
+
+    /// A value.
+    pub fn value(value: Value) -> EffectOutput {
+        EffectOutput { value: Some(value) }
+    }
+}
+
+impl From<Value> for EffectOutput {
+    fn from(value: Value) -> Self {
+        EffectOutput::value(value)
+    }
+}
+
+/// A failed effect; the cluster retries it with backoff.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct EffectError(pub String);
+
+impl EffectError {
+    /// An error with a message.
+    pub fn new(message: impl Into<String>) -> EffectError {
+        EffectError(message.into())
+    }
+}
+
+type Handler = Arc<dyn Fn(EffectTask) -> BoxFuture<'static, Result<EffectOutput, EffectError>> + Send + Sync>;
+
+/// Worker settings.
+#[derive(Clone, Debug)]
+pub struct WorkerOptions {
+    /// Name shown in the cluster's logs.
+    pub worker_id: String,
+    /// Tasks run at once (declared to the leader and enforced here).
+    pub concurrency: u32,
+    /// How long running tasks may take to finish after shutdown begins.
+    pub shutdown_grace: Duration,
+    /// How long to keep trying to reach a leader before giving up.
+    pub reconnect_window: Duration,
+}
+
+impl Default for WorkerOptions {
+    fn default() -> Self {
+        WorkerOptions {
+            worker_id: format!("worker-{}", std::process::id()),
+            concurrency: 4,
+            shutdown_grace: Duration::from_secs(10),
+            reconnect_window: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Counters of a worker run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WorkerStats {
+    /// Tasks received.
+    pub tasks: u64,
+    /// Handler successes.
+    pub succeeded: u64,
+    /// Handler failures (including timeouts and panics).
+    pub failed: u64,
+    /// Results the leader refused (stale fencing token or unknown task).
+    pub refused: u64,
+    /// Streams opened to a leader.
+    pub sessions: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    tasks: AtomicU64,
+    succeeded: AtomicU64,
+    failed: AtomicU64,
+    refused: AtomicU64,
+    sessions: AtomicU64,
+}
+
+impl Counters {
+    fn snapshot(&self) -> WorkerStats {
+        WorkerStats {
+            tasks: self.tasks.load(Ordering::Relaxed),
+            succeeded: self.succeeded.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+            refused: self.refused.load(Ordering::Relaxed),
+            sessions: self.sessions.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// A worker: handlers per effect plus a connection to the cluster.
+///
+/// ```no_run
+/// use lexum_client::{Client, ClientConfig, EffectError, EffectOutput, EffectTask, Value, Worker};
+///
+/// async fn set_node_count(task: EffectTask) -> Result<EffectOutput, EffectError> {
+///     let count = task.int_arg("count").ok_or_else(|| EffectError::new("count missing"))?;
+///     // Call the cloud API here, passing task.idempotency_key along.
+///     Ok(EffectOutput::value(Value::Int(count)))
+/// }
+///
+/// # async fn demo() -> Result<(), lexum_client::ClientError> {
+/// let client = Client::new_lazy(ClientConfig::new(["127.0.0.1:7101", "127.0.0.1:7102"]))?;
+/// let stats = Worker::new(client)
+///     .concurrency(8)
+///     .handle("Cloud.SetNodeCount", set_node_count)
+///     .run_until(async { let _ = tokio::signal::ctrl_c().await; })
+///     .await?;
+/// println!("{} tasks", stats.tasks);
+/// # Ok(()) }
+/// ```
+pub struct Worker {
+    client: Client,
+    options: WorkerOptions,
+    handlers: BTreeMap<String, Handler>,
+    counters: Arc<Counters>,
+}
+
+enum SessionEnd {
+    Shutdown,
+    Redirect(String),
+    Lost { served: bool, error: String },
+}
+
+impl Worker {
+    /// A worker with default options and no handlers.
+    pub fn new(client: Client) -> Worker {
+        Worker { client, options: WorkerOptions::default(), handlers: BTreeMap::new(), counters: Arc::default() }
+    }
+
+    /// Replaces the options.
+    pub fn with_options(mut self, options: WorkerOptions) -> Worker {
+        self.options = options;
+        self
+    }
+
+    /// Sets how many tasks run at once (at least 1).
+    pub fn concurrency(mut self, concurrency: u32) -> Worker {
+        self.options.concurrency = concurrency.max(1);
+        self
+    }
+
+    /// Sets the worker id.
+    pub fn worker_id(mut self, worker_id: impl Into<String>) -> Worker {
+        self.options.worker_id = worker_id.into();
+        self
+    }
+
+    /// Registers the handler of one effect (`Namespace.Name`).
+    pub fn handle<F, Fut>(mut self, effect: &str, handler: F) -> Worker
+    where
+        F: Fn(EffectTask) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<EffectOutput, EffectError>> + Send + 'static,
+    {
+        self.handlers.insert(effect.to_string(), Arc::new(move |task| handler(task).boxed()));
+        self
+    }
+
+    /// Counters so far (also returned by [`Worker::run_until`]).
+    pub fn stats(&self) -> WorkerStats {
+        self.counters.snapshot()
+    }
+
+    /// Serves until the process ends or no leader can be reached for
+    /// [`WorkerOptions::reconnect_window`].
+    pub async fn run(self) -> Result<WorkerStats, ClientError> {
+        self.run_until(std::future::pending()).await
+    }
+
+    /// Serves until `shutdown` completes, then finishes running tasks and
+    /// returns. Fails when no handler is registered, on a non-transient
+    /// error (bad token), or when no leader can be reached for
+    /// [`WorkerOptions::reconnect_window`].
+    pub async fn run_until<S>(self, shutdown: S) -> Result<WorkerStats, ClientError>
+    where
+        S: Future<Output = ()>,
+    {
+        if self.handlers.is_empty() {
+            return Err(ClientError::Config("a worker needs at least one effect handler".into()));
+        }
+        let shutdown = shutdown.fuse();
+        tokio::pin!(shutdown);
+        let retry = self.client.config().retry.clone();
+        let semaphore = Arc::new(Semaphore::new(self.options.concurrency.max(1) as usize));
+        let mut cursor = 0usize;
+        let mut backoff = retry.initial_backoff;
+        let mut failing_since: Option<Instant> = None;
+        let mut last_error = String::from("no attempt made");
+        loop {
+            if let Some(since) = failing_since {
+                if since.elapsed() > self.options.reconnect_window {
+                    return Err(ClientError::Unavailable(format!(
+                        "no leader reachable within {:?}; last error: {last_error}",
+                        self.options.reconnect_window
+                    )));
+                }
+            }
+            let address = self.client.pick(true, cursor);
+            let end = self.session(&address, &semaphore, shutdown.as_mut()).await?;
+            match end {
+                SessionEnd::Shutdown => return Ok(self.counters.snapshot()),
+                SessionEnd::Redirect(leader) => {
+                    tracing::debug!(from = %address, to = %leader, "worker redirected");
+                    last_error = format!("{address}: redirected to `{leader}`");
+                    if !self.client.follow_redirect(&address, &leader) {
+                        cursor += 1;
+                    }
+                    failing_since.get_or_insert_with(Instant::now);
+                    if sleep_or_shutdown(retry.initial_backoff, shutdown.as_mut()).await {
+                        return Ok(self.counters.snapshot());
+                    }
+                    continue;
+                }
+                SessionEnd::Lost { served, error } => {
+                    tracing::info!(node = %address, %error, "worker stream lost; reconnecting");
+                    last_error = format!("{address}: {error}");
+                    if served {
+                        failing_since = None;
+                        backoff = retry.initial_backoff;
+                    }
+                    failing_since.get_or_insert_with(Instant::now);
+                    self.client.follow_redirect(&address, "");
+                    cursor += 1;
+                }
+            }
+            if sleep_or_shutdown(backoff, shutdown.as_mut()).await {
+                return Ok(self.counters.snapshot());
+            }
+            backoff = (backoff * 2).min(retry.max_backoff);
+        }
+    }
+
+    /// One stream to one node.
+    async fn session<S>(
+        &self,
+        address: &str,
+        semaphore: &Arc<Semaphore>,
+        mut shutdown: Pin<&mut futures::future::Fuse<S>>,
+    ) -> Result<SessionEnd, ClientError>
+    where
+        S: Future<Output = ()>,
+    {
+        let config = self.client.config();
+        let (out_tx, out_rx) = mpsc::channel::<pb::WorkerMessage>(256);
+        let hello = pb::Hello {
+            worker_id: self.options.worker_id.clone(),
+            effects: self.handlers.keys().cloned().collect(),
+            concurrency: self.options.concurrency.max(1),
+        };
+        let _ = out_tx.send(pb::WorkerMessage { kind: Some(pb::worker_message::Kind::Hello(hello)) }).await;
+        let mut request = Request::new(ReceiverStream::new(out_rx));
+        self.client.authorize(&mut request);
+        let mut worker = WorkerClient::new(self.client.channel(address)?)
+            .max_decoding_message_size(lexum_proto::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(lexum_proto::MAX_MESSAGE_BYTES);
+        let opened = tokio::select! {
+            _ = &mut shutdown => return Ok(SessionEnd::Shutdown),
+            opened = tokio::time::timeout(config.request_timeout, worker.attach(request)) => opened,
+        };
+        let mut inbound = match opened {
+            Ok(Ok(response)) => response.into_inner(),
+            Ok(Err(status)) if !is_transient(&status) => return Err(ClientError::from_status(&status)),
+            Ok(Err(status)) => return Ok(SessionEnd::Lost { served: false, error: describe(&status) }),
+            Err(_) => return Ok(SessionEnd::Lost { served: false, error: "no answer to hello".into() }),
+        };
+        let mut running: JoinSet<()> = JoinSet::new();
+        let mut served = false;
+        let mut counted = false;
+        loop {
+            let message = tokio::select! {
+                _ = &mut shutdown => break,
+                Some(_) = running.join_next(), if !running.is_empty() => continue,
+                message = inbound.next() => message,
+            };
+            let command = match message {
+                Some(Ok(command)) => command,
+                Some(Err(status)) if !is_transient(&status) && !served => return Err(ClientError::from_status(&status)),
+                Some(Err(status)) => return Ok(SessionEnd::Lost { served, error: describe(&status) }),
+                None => return Ok(SessionEnd::Lost { served, error: "stream closed by the node".into() }),
+            };
+            match command.kind {
+                Some(pb::worker_command::Kind::Redirect(redirect)) => return Ok(SessionEnd::Redirect(redirect.leader)),
+                Some(pb::worker_command::Kind::Task(task)) => {
+                    served = true;
+                    if !counted {
+                        counted = true;
+                        self.counters.sessions.fetch_add(1, Ordering::Relaxed);
+                    }
+                    self.counters.tasks.fetch_add(1, Ordering::Relaxed);
+                    running.spawn(self.execute(EffectTask::from_wire(task), semaphore.clone(), out_tx.clone()));
+                }
+                Some(pb::worker_command::Kind::Ack(ack)) => {
+                    if !ack.accepted {
+                        self.counters.refused.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(effect_id = ack.effect_id, reason = %ack.reason, "result refused by the leader");
+                    }
+                }
+                None => {}
+            }
+        }
+        self.drain(running, out_tx, inbound).await;
+        Ok(SessionEnd::Shutdown)
+    }
+
+    /// After shutdown: finish running tasks, answer new ones with an error,
+    /// read acks, then close the stream. Bounded by the shutdown grace.
+    async fn drain(
+        &self,
+        mut running: JoinSet<()>,
+        out_tx: mpsc::Sender<pb::WorkerMessage>,
+        mut inbound: tonic::Streaming<pb::WorkerCommand>,
+    ) {
+        let grace = tokio::time::sleep(self.options.shutdown_grace);
+        tokio::pin!(grace);
+        let mut out_tx = Some(out_tx);
+        loop {
+            if running.is_empty() && out_tx.is_some() {
+                out_tx = None;
+                if self.options.shutdown_grace.is_zero() {
+                    break;
+                }
+            }
+            tokio::select! {
+                _ = &mut grace => break,
+                Some(_) = running.join_next(), if !running.is_empty() => {}
+                message = inbound.next() => match message {
+                    Some(Ok(pb::WorkerCommand { kind: Some(pb::worker_command::Kind::Task(task)) })) => {
+                        if let Some(tx) = &out_tx {
+                            let result = result_message(task.effect_id, task.fencing_token, Err(EffectError::new("worker is shutting down")));
+                            let _ = tx.send(result).await;
+                        }
+                    }
+                    Some(Ok(pb::WorkerCommand { kind: Some(pb::worker_command::Kind::Ack(ack)) })) if !ack.accepted => {
+                        self.counters.refused.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(_)) | None => break,
+                },
+            }
+            if running.is_empty() && out_tx.is_none() {
+                let linger = tokio::time::sleep(Duration::from_millis(200));
+                tokio::pin!(linger);
+                loop {
+                    tokio::select! {
+                        _ = &mut linger => return,
+                        message = inbound.next() => match message {
+                            Some(Ok(pb::WorkerCommand { kind: Some(pb::worker_command::Kind::Ack(ack)) })) if !ack.accepted => {
+                                self.counters.refused.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Some(Ok(_)) => {}
+                            _ => return,
+                        },
+                    }
+                }
+            }
+        }
+        running.abort_all();
+    }
+
+    /// Runs one task under the concurrency limit and its timeout, and sends
+    /// its result.
+    fn execute(
+        &self,
+        task: EffectTask,
+        semaphore: Arc<Semaphore>,
+        out: mpsc::Sender<pb::WorkerMessage>,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let handler = self.handlers.get(&task.effect).cloned();
+        let counters = self.counters.clone();
+        async move {
+            let (effect_id, fencing_token) = (task.effect_id, task.fencing_token);
+            let outcome = match handler {
+                None => Err(EffectError::new(format!("this worker has no handler for `{}`", task.effect))),
+                Some(handler) => {
+                    let _permit = semaphore.acquire_owned().await;
+                    let timeout = task.timeout;
+                    let running = tokio::spawn(handler(task));
+                    let joined = match timeout {
+                        Some(limit) => tokio::time::timeout(limit, running).await.ok(),
+                        None => Some(running.await),
+                    };
+                    match joined {
+                        None => Err(EffectError::new("handler timed out")),
+                        Some(Err(_)) => Err(EffectError::new("handler panicked")),
+                        Some(Ok(outcome)) => outcome,
+                    }
+                }
+            };
+            let counter = if outcome.is_ok() { &counters.succeeded } else { &counters.failed };
+            counter.fetch_add(1, Ordering::Relaxed);
+            let _ = out.send(result_message(effect_id, fencing_token, outcome)).await;
+        }
+    }
+}
+
+fn result_message(effect_id: u64, fencing_token: u64, outcome: Result<EffectOutput, EffectError>) -> pb::WorkerMessage {
+    let outcome = match outcome {
+        Ok(output) => pb::task_result::Outcome::Ok(pb::Success { value: output.value.as_ref().map(value::to_wire) }),
+        Err(error) => pb::task_result::Outcome::Error(error.0),
+    };
+    pb::WorkerMessage {
+        kind: Some(pb::worker_message::Kind::Result(pb::TaskResult { effect_id, fencing_token, outcome: Some(outcome) })),
+    }
+}
+
+/// Sleeps; returns true when shutdown came first.
+async fn sleep_or_shutdown<S: Future<Output = ()>>(
+    duration: Duration,
+    mut shutdown: Pin<&mut futures::future::Fuse<S>>,
+) -> bool {
+    if shutdown.is_terminated() {
+        return true;
+    }
+    tokio::select! {
+        _ = &mut shutdown => true,
+        _ = tokio::time::sleep(duration) => false,
+    }
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ClientConfig;
+
+    fn task(args: Vec<(&str, Value)>) -> EffectTask {
+        EffectTask::from_wire(pb::Task {
+            effect_id: 7,
+            effect: "Cloud.SetNodeCount".into(),
+            idempotency_key: "k".into(),
+            attempt: 1,
+            args: args.into_iter().map(|(n, v)| pb::NamedValue { name: n.into(), value: Some(value::to_wire(&v)) }).collect(),
+            fencing_token: 3,
+            timeout_ms: 0,
+        })
+    }
+
+    #[test]
+    fn task_arguments_are_typed() {
+        let t = task(vec![("pool", Value::Str("web".into())), ("count", Value::Int(5))]);
+        assert_eq!(t.int_arg("count"), Some(5));
+        assert_eq!(t.str_arg("pool"), Some("web"));
+        assert_eq!(t.int_arg("pool"), None);
+        assert_eq!(t.timeout, None);
+    }
+
+    #[tokio::test]
+    async fn handlers_run_and_panics_become_errors() {
+        let client = Client::new_lazy(ClientConfig::new(["127.0.0.1:1"])).unwrap();
+        let worker = Worker::new(client)
+            .handle("Cloud.SetNodeCount", |t: EffectTask| async move { Ok(EffectOutput::from(Value::Int(t.attempt as i64))) })
+            .handle("Cloud.Panic", |_t: EffectTask| async move { panic!("boom") });
+        let (tx, mut rx) = mpsc::channel(4);
+        worker.execute(task(vec![]), Arc::new(Semaphore::new(1)), tx.clone()).await;
+        let mut panicking = task(vec![]);
+        panicking.effect = "Cloud.Panic".into();
+        worker.execute(panicking, Arc::new(Semaphore::new(1)), tx).await;
+        let first = rx.recv().await.unwrap();
+        let second = rx.recv().await.unwrap();
+        let outcome = |m: pb::WorkerMessage| match m.kind {
+            Some(pb::worker_message::Kind::Result(r)) => r.outcome,
+            _ => None,
+        };
+        assert!(matches!(outcome(first), Some(pb::task_result::Outcome::Ok(_))));
+        assert_eq!(outcome(second), Some(pb::task_result::Outcome::Error("handler panicked".into())));
+        assert_eq!(worker.stats().failed, 1);
+    }
+
+    #[tokio::test]
+    async fn a_worker_without_handlers_is_refused() {
+        let client = Client::new_lazy(ClientConfig::new(["127.0.0.1:1"])).unwrap();
+        assert!(Worker::new(client).run_until(async {}).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn shutdown_stops_a_worker_that_cannot_connect() {
+        let client = Client::new_lazy(ClientConfig::new(["127.0.0.1:1"])).unwrap();
+        let worker = Worker::new(client).handle("A.B", |_t: EffectTask| async { Ok(EffectOutput::none()) });
+        let stats = tokio::time::timeout(
+            Duration::from_secs(5),
+            worker.run_until(tokio::time::sleep(Duration::from_millis(300))),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(stats.tasks, 0);
+    }
+}
