@@ -213,12 +213,16 @@ impl<'p> Analyzer<'p> {
     }
 
     /// Whether a conjunction can hold (true when unsure).
-    /// Conjunctions are small, so pairs are compared directly.
-    fn sat(&self, atoms: &[&Atom<'p>]) -> bool {
-        let mut lins: Vec<(&Lin, bool)> = Vec::new();
-        for (i, a) in atoms.iter().enumerate() {
-            for b in &atoms[..i] {
-                let clash = match (a, b) {
+    /// Whether the conjunction of `x` and `y` can hold (true when unsure).
+    /// Conjunctions are small, so atoms are compared pairwise; `s` holds
+    /// reusable buffers, so checking a pair allocates nothing.
+    fn sat(&self, x: &[Atom<'p>], y: &[Atom<'p>], s: &mut Scratch) -> bool {
+        let at = |k: usize| if k < x.len() { &x[k] } else { &y[k - x.len()] };
+        s.lins.clear();
+        for i in 0..x.len() + y.len() {
+            let a = at(i);
+            for j in 0..i {
+                let clash = match (a, at(j)) {
                     (Atom::Bool(f, v), Atom::Bool(g, w)) => f == g && v != w,
                     (Atom::Str(f, s, true), Atom::Str(g, t, true)) => f == g && s != t,
                     (Atom::Str(f, s, p), Atom::Str(g, t, q)) => f == g && s == t && p != q,
@@ -229,41 +233,58 @@ impl<'p> Analyzer<'p> {
                     return false;
                 }
             }
-            match a {
-                Atom::Le(l) => lins.push((l, false)),
-                Atom::Eq(l) => lins.push((l, true)),
-                _ => {}
+            if matches!(a, Atom::Le(_) | Atom::Eq(_)) {
+                s.lins.push(i);
             }
         }
-        self.linear_sat(&lins)
+        if s.lins.is_empty() {
+            return true;
+        }
+        let lin = |k: usize| match at(k) {
+            Atom::Eq(l) => Some((l, true)),
+            Atom::Le(l) => Some((l, false)),
+            _ => None,
+        };
+        self.linear_sat(&lin, s)
     }
 
     /// Intervals first; when constraints couple variables, a few candidate
     /// points inside the intervals are tried before the MILP solver runs.
-    fn linear_sat(&self, lins: &[(&Lin, bool)]) -> bool {
-        if lins.is_empty() {
+    fn linear_sat<'a>(&self, lin: &dyn Fn(usize) -> Option<(&'a Lin, bool)>, s: &mut Scratch) -> bool {
+        s.bounds.clear();
+        let mut coupled = false;
+        for &k in &s.lins {
+            let Some((l, is_eq)) = lin(k) else { continue };
+            if l.coeffs.len() > 1 {
+                coupled = true;
+                continue;
+            }
+            if !self.narrow(&mut s.bounds, l, is_eq) {
+                return false;
+            }
+        }
+        if s.bounds.iter().any(|(_, (lo, hi))| lo > hi) {
+            return false;
+        }
+        if !coupled {
             return true;
         }
-        let single: Vec<(&Lin, bool)> = lins.iter().copied().filter(|(l, _)| l.coeffs.len() <= 1).collect();
-        let Some(mut bounds) = self.intervals(&single) else { return false };
-        let multi: Vec<(&Lin, bool)> = lins.iter().copied().filter(|(l, _)| l.coeffs.len() > 1).collect();
-        if multi.is_empty() {
-            return true;
-        }
-        for (l, _) in &multi {
-            for v in l.coeffs.keys() {
-                bound_of(&mut bounds, *v, || self.var_bounds(*v));
+        for &k in &s.lins {
+            if let Some((l, _)) = lin(k) {
+                for v in l.coeffs.keys() {
+                    bound_of(&mut s.bounds, *v, || self.var_bounds(*v));
+                }
             }
         }
         let pickers: [fn((i128, i128)) -> i128; 3] = [|(lo, hi)| 0i128.clamp(lo, hi), |(lo, _)| lo, |(_, hi)| hi];
         for pick in pickers {
-            let holds = multi.iter().all(|(l, is_eq)| {
+            let holds = s.lins.iter().filter_map(|&k| lin(k)).filter(|(l, _)| l.coeffs.len() > 1).all(|(l, is_eq)| {
                 let mut sum = l.konst;
                 for (v, c) in &l.coeffs {
-                    let x = bounds.iter().find(|(w, _)| w == v).map(|(_, b)| pick(*b)).unwrap_or(0);
+                    let x = s.bounds.iter().find(|(w, _)| w == v).map(|(_, b)| pick(*b)).unwrap_or(0);
                     sum = sum.saturating_add(c.saturating_mul(x));
                 }
-                if *is_eq {
+                if is_eq {
                     sum == 0
                 } else {
                     sum <= 0
@@ -273,36 +294,31 @@ impl<'p> Analyzer<'p> {
                 return true;
             }
         }
-        self.solver_sat(lins)
+        let all: Vec<(&Lin, bool)> = s.lins.iter().filter_map(|&k| lin(k)).collect();
+        self.solver_sat(&all)
     }
 
-    /// Per-variable intervals of one-variable constraints; `None` if empty.
-    fn intervals(&self, lins: &[(&Lin, bool)]) -> Option<Vec<(Var, (i128, i128))>> {
-        let mut bounds: Vec<(Var, (i128, i128))> = Vec::new();
-        for (l, is_eq) in lins {
-            let Some((&v, &a)) = l.coeffs.iter().next() else {
-                let holds = if *is_eq { l.konst == 0 } else { l.konst <= 0 };
-                if !holds {
-                    return None;
-                }
-                continue;
-            };
-            let k = l.konst;
-            let b = bound_of(&mut bounds, v, || self.var_bounds(v));
-            if *is_eq {
-                if (-k) % a != 0 {
-                    return None;
-                }
-                let x = -k / a;
-                b.0 = b.0.max(x);
-                b.1 = b.1.min(x);
-            } else if a > 0 {
-                b.1 = b.1.min(div_floor(-k, a));
-            } else {
-                b.0 = b.0.max(div_ceil(k, -a));
+    /// Narrows the interval of the one variable of `l` (`l <= 0`, or `l == 0`
+    /// when `is_eq`); false when a constant constraint fails.
+    fn narrow(&self, bounds: &mut Vec<(Var, (i128, i128))>, l: &Lin, is_eq: bool) -> bool {
+        let Some((&v, &a)) = l.coeffs.iter().next() else {
+            return if is_eq { l.konst == 0 } else { l.konst <= 0 };
+        };
+        let k = l.konst;
+        let b = bound_of(bounds, v, || self.var_bounds(v));
+        if is_eq {
+            if (-k) % a != 0 {
+                return false;
             }
+            let x = -k / a;
+            b.0 = b.0.max(x);
+            b.1 = b.1.min(x);
+        } else if a > 0 {
+            b.1 = b.1.min(div_floor(-k, a));
+        } else {
+            b.0 = b.0.max(div_ceil(k, -a));
         }
-        bounds.iter().all(|(_, (lo, hi))| lo <= hi).then_some(bounds)
+        true
     }
 
     fn solver_sat(&self, lins: &[(&Lin, bool)]) -> bool {
@@ -337,21 +353,23 @@ impl<'p> Analyzer<'p> {
     }
 
     /// Whether some conjunction of `a` and some of `b` can hold together.
-    fn pair_sat(&self, a: &[Conj<'p>], b: &[Conj<'p>]) -> bool {
-        for x in a {
-            for y in b {
-                let atoms: Vec<&Atom> = x.iter().chain(y.iter()).collect();
-                if self.sat(&atoms) {
-                    return true;
-                }
-            }
-        }
-        false
+    /// Whether some conjunction of `a` and some of `b` can hold together.
+    fn pair_sat(&self, a: &[Conj<'p>], b: &[Conj<'p>], s: &mut Scratch) -> bool {
+        a.iter().any(|x| b.iter().any(|y| self.sat(x, y, s)))
     }
 
-    fn alone_sat(&self, a: &[Conj<'p>]) -> bool {
-        a.iter().any(|c| self.sat(&c.iter().collect::<Vec<_>>()))
+    fn alone_sat(&self, a: &[Conj<'p>], s: &mut Scratch) -> bool {
+        a.iter().any(|c| self.sat(c, &[], s))
     }
+}
+
+/// Buffers reused across satisfiability checks.
+#[derive(Default)]
+struct Scratch {
+    /// Indices of the linear atoms of the conjunction being checked.
+    lins: Vec<usize>,
+    /// Variable intervals.
+    bounds: Vec<(Var, (i128, i128))>,
 }
 
 /// The interval of `v`, created by `init` on first use.
@@ -405,7 +423,9 @@ pub fn analyse(p: &mut Program, map: &SourceMap, diags: &mut Vec<Diagnostic>) {
 /// Pairs `(a, b)`, `a < b`, of goals that share a field and cannot both hold.
 fn find_conflicts(p: &Program) -> Vec<(usize, usize)> {
     let an = Analyzer { p };
-    let dnfs: Vec<Dnf> = p.goals.iter().map(|g| an.dnf(&g.predicate, true).filter(|d| an.alone_sat(d))).collect();
+    let mut scratch = Scratch::default();
+    let dnfs: Vec<Dnf> =
+        p.goals.iter().map(|g| an.dnf(&g.predicate, true).filter(|d| an.alone_sat(d, &mut scratch))).collect();
     let mut by_field: Vec<Vec<u32>> = vec![Vec::new(); p.fields.len()];
     for (gi, g) in p.goals.iter().enumerate() {
         if dnfs[gi].is_some() {
@@ -433,7 +453,7 @@ fn find_conflicts(p: &Program) -> Vec<(usize, usize)> {
                 if dg.len().saturating_mul(dh.len()) > MAX_TERMS * MAX_TERMS {
                     continue;
                 }
-                if !an.pair_sat(dg, dh) {
+                if !an.pair_sat(dg, dh, &mut scratch) {
                     conflicts.push((gi, hi));
                 }
             }

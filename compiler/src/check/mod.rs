@@ -183,18 +183,26 @@ pub fn check(
         vec![check_domains(file, syms, options, 0..n, Offsets::default())]
     };
     for part in parts {
-        p.domains.extend(part.program.domains);
-        p.fields.extend(part.program.fields);
-        p.goals.extend(part.program.goals);
-        p.invariants.extend(part.program.invariants);
-        p.transitions.extend(part.program.transitions);
-        p.handlers.extend(part.program.handlers);
-        map.goals.extend(part.map.goals);
-        map.invariants.extend(part.map.invariants);
-        map.transitions.extend(part.map.transitions);
-        diags.extend(part.diags);
+        append(&mut p.domains, part.program.domains);
+        append(&mut p.fields, part.program.fields);
+        append(&mut p.goals, part.program.goals);
+        append(&mut p.invariants, part.program.invariants);
+        append(&mut p.transitions, part.program.transitions);
+        append(&mut p.handlers, part.program.handlers);
+        append(&mut map.goals, part.map.goals);
+        append(&mut map.invariants, part.map.invariants);
+        append(&mut map.transitions, part.map.transitions);
+        append(diags, part.diags);
     }
     (p, map)
+}
+
+/// Appends `from` to `into`, moving it whole when `into` is empty.
+fn append<T>(into: &mut Vec<T>, mut from: Vec<T>) {
+    if into.is_empty() {
+        std::mem::swap(into, &mut from);
+    }
+    into.append(&mut from);
 }
 
 /// Number of domains from which the bodies are checked on two threads.
@@ -242,6 +250,13 @@ fn check_domains(
     base: Offsets,
 ) -> Part {
     let mut p = empty_program();
+    let end = Offsets::at(file, range.end);
+    p.domains.reserve(range.len());
+    p.fields.reserve(end.fields - base.fields);
+    p.goals.reserve(end.goals - base.goals);
+    p.invariants.reserve(end.invariants - base.invariants);
+    p.transitions.reserve(end.transitions - base.transitions);
+    p.handlers.reserve(end.handlers - base.handlers);
     let mut map = SourceMap::default();
     let mut diags_vec = Vec::new();
     let diags = &mut diags_vec;
@@ -568,7 +583,6 @@ impl Body<'_> {
             self.err(Code::E003, span, format!("{what} must be a bool, found {}", t.ty));
         }
     }
-
 
     fn element_type(&mut self, ty: &Ty, span: Span) -> Ty {
         match ty {

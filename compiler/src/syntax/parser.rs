@@ -22,7 +22,7 @@ pub fn parse<'s>(source: &'s str, diags: &mut Vec<Diagnostic>) -> File<'s> {
     file
 }
 
-/// Tokens the parser looks ahead (the current one and two more).
+/// Tokens the parser sees (the current one and two more); `bump` shifts them.
 const LOOKAHEAD: usize = 3;
 
 struct Parser<'s, 'd> {
@@ -81,8 +81,9 @@ impl<'s> Parser<'s, '_> {
     fn bump(&mut self) -> Token {
         let t = self.ahead[0];
         if t.tok != Tok::Eof {
-            self.ahead.rotate_left(1);
-            self.ahead[LOOKAHEAD - 1] = self.lexer.next_token();
+            self.ahead[0] = self.ahead[1];
+            self.ahead[1] = self.ahead[2];
+            self.ahead[2] = self.lexer.next_token();
             self.pos += 1;
             self.prev = t.span;
         }
