@@ -131,6 +131,10 @@ impl Parser<'_> {
             return Ok(Value::List(items));
         }
         loop {
+            self.skip_ws();
+            if self.chars.peek().is_none() {
+                return Err(ParseError("unterminated list: missing `]`".into()));
+            }
             let item = self.value(depth + 1, false)?;
             items.push(item);
             self.skip_ws();
@@ -273,6 +277,7 @@ mod tests {
     fn malformed_values() {
         check_err("");
         check_err("[1,2");
+        assert_eq!(parse_value("[1,"), Err(ParseError("unterminated list: missing `]`".into())));
         check_err("[1,,2]");
         check_err("\"open");
         check_err("1]");

@@ -1,0 +1,462 @@
+//! `lexumctl` against real three-node clusters of `lexumd` processes on
+//! loopback ports, in temp dirs.
+//!
+//! The tests need the `lexumd` binary next to this test's target directory
+//! (`target/debug/lexumd`): run `cargo build -p lexum-node` first, or
+//! `cargo test --workspace`, which builds every binary of the workspace.
+//! Every wait is bounded in time; every process is killed by [`Cluster`]'s
+//! `Drop`.
+
+use serde_json::Value as Json;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const PROGRAM: &str = r#"
+effect Cloud.SetNodeCount(pool: string, count: int) -> int
+effect Ops.Attempt(n: int) -> int
+
+domain Pool {
+  state {
+    nodes: int = 1
+    want: int = 3
+    tags: list<string, 8>
+    paused: bool = false
+  }
+  invariant Sane { nodes >= 0 && want >= 0 && want <= 100 }
+  goal Sized { nodes == want }
+  transition Resize for Sized retry 3 backoff 100ms..200ms {
+    slice request { emit Cloud.SetNodeCount(pool: "web", count: want) -> got }
+    slice record { nodes = got }
+  }
+}
+
+domain Stuck {
+  state {
+    x: int = 0
+    y: int = 0
+  }
+  goal Positive { x >= 1 }
+  transition Nudge for Positive {
+    slice bump { y = y + 1 }
+  }
+}
+
+domain Flaky {
+  state {
+    done: int = 0
+    want: int = 1
+  }
+  goal Done { done >= want }
+  transition Try for Done retry 2 backoff 100ms..200ms {
+    slice call { emit Ops.Attempt(n: want) -> r }
+    slice record { done = r }
+  }
+}
+"#;
+
+/// Three `lexumd` processes; killed on drop.
+struct Cluster {
+    dir: tempfile::TempDir,
+    endpoints: Vec<String>,
+    nodes: Vec<Option<Child>>,
+}
+
+fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    exe.parent().and_then(|deps| deps.parent()).map(PathBuf::from).expect("target/debug")
+}
+
+fn lexumd() -> PathBuf {
+    let path = target_dir().join("lexumd");
+    assert!(path.is_file(), "{} is missing: run `cargo build -p lexum-node` first", path.display());
+    path
+}
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    listener.local_addr().expect("local addr").port()
+}
+
+impl Cluster {
+    fn start() -> Cluster {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let endpoints: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let mut cluster = Cluster { dir, endpoints, nodes: Vec::new() };
+        for id in 1..=3u64 {
+            let child = cluster.spawn(id);
+            cluster.nodes.push(Some(child));
+        }
+        cluster.wait_for_leader(Duration::from_secs(30));
+        cluster
+    }
+
+    fn spawn(&self, id: u64) -> Child {
+        let peers: Vec<String> =
+            self.endpoints.iter().enumerate().map(|(i, e)| format!("--peer={}={e}", i + 1)).collect();
+        let log = std::fs::File::create(self.dir.path().join(format!("node{id}.log"))).expect("log file");
+        Command::new(lexumd())
+            .arg(format!("--id={id}"))
+            .arg(format!("--listen={}", self.endpoints[id as usize - 1]))
+            .arg(format!("--data-dir={}", self.dir.path().join(format!("data{id}")).display()))
+            .args(peers)
+            .env_remove("LEXUM_TOKEN")
+            .env("LEXUM_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start lexumd")
+    }
+
+    /// Endpoints as one flag value, listed from the last node so that most
+    /// calls start at a follower and follow a redirect.
+    fn endpoints_flag(&self) -> String {
+        let mut endpoints = self.endpoints.clone();
+        endpoints.reverse();
+        endpoints.join(",")
+    }
+
+    fn ctl(&self, args: &[&str]) -> Output {
+        lexumctl(&self.endpoints_flag(), args)
+    }
+
+    /// Runs lexumctl, asserts the exit code, returns stdout.
+    fn check(&self, args: &[&str], code: i32) -> String {
+        let out = self.ctl(args);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(code), "lexumctl {args:?}\nstdout:\n{stdout}\nstderr:\n{stderr}\n{}", self.logs());
+        stdout
+    }
+
+    /// Runs lexumctl expecting failure `code` with a one-line message
+    /// containing `needle`.
+    fn check_error(&self, args: &[&str], code: i32, needle: &str) {
+        let out = self.ctl(args);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(code), "lexumctl {args:?}\nstderr:\n{stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "lexumctl {args:?}: not one line:\n{stderr}");
+        assert!(stderr.contains(needle), "lexumctl {args:?}: `{needle}` not in:\n{stderr}");
+        assert!(out.stdout.is_empty(), "lexumctl {args:?} printed to stdout");
+    }
+
+    fn json(&self, args: &[&str]) -> Json {
+        let mut full = vec!["--output", "json"];
+        full.extend_from_slice(args);
+        let stdout = self.check(&full, 0);
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("lexumctl {args:?}: not JSON ({e}):\n{stdout}"))
+    }
+
+    fn wait_for_leader(&self, limit: Duration) {
+        let ok = wait_until(limit, || {
+            let out = self.ctl(&["--output", "json", "--timeout", "2s", "status"]);
+            out.status.success()
+                && serde_json::from_slice::<Json>(&out.stdout).is_ok_and(|s| s["leader"].as_u64().unwrap_or(0) != 0)
+        });
+        assert!(ok, "no leader within {limit:?}\n{}", self.logs());
+    }
+
+    fn goal_status(&self, domain: &str, goal: &str) -> String {
+        let goals = self.json(&["goals"]);
+        goals
+            .as_array()
+            .and_then(|gs| gs.iter().find(|g| g["domain"] == domain && g["goal"] == goal))
+            .and_then(|g| g["status"].as_str())
+            .unwrap_or("MISSING")
+            .to_string()
+    }
+
+    fn wait_for_status(&self, domain: &str, goal: &str, status: &str) {
+        let ok = wait_until(Duration::from_secs(30), || self.goal_status(domain, goal) == status);
+        assert!(ok, "{domain}.{goal} never became {status} (now {})", self.goal_status(domain, goal));
+    }
+
+    fn field(&self, domain: &str, field: &str) -> Json {
+        self.json(&["get", domain])[field].clone()
+    }
+
+    fn kill(&mut self, id: u64) {
+        if let Some(mut child) = self.nodes[id as usize - 1].take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn logs(&self) -> String {
+        let mut out = String::new();
+        for id in 1..=3 {
+            let text = std::fs::read_to_string(self.dir.path().join(format!("node{id}.log"))).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(15).collect();
+            out.push_str(&format!("--- node {id} log (last lines)\n"));
+            for line in tail.into_iter().rev() {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for id in 1..=3 {
+            self.kill(id);
+        }
+    }
+}
+
+fn lexumctl(endpoints: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lexumctl"))
+        .arg("--endpoints")
+        .arg(endpoints)
+        .args(args)
+        .env_remove("LEXUM_TOKEN")
+        .env_remove("LEXUM_CONFIG")
+        .env("XDG_CONFIG_HOME", "/nonexistent")
+        .output()
+        .expect("run lexumctl")
+}
+
+fn spawn_lexumctl(endpoints: &str, args: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_lexumctl"))
+        .arg("--endpoints")
+        .arg(endpoints)
+        .args(args)
+        .env_remove("LEXUM_TOKEN")
+        .env_remove("LEXUM_CONFIG")
+        .env("XDG_CONFIG_HOME", "/nonexistent")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start lexumctl")
+}
+
+/// Waits for a child with a bound; kills it if it overruns.
+fn finish(mut child: Child, limit: Duration) -> Output {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if let Ok(Some(_)) = child.try_wait() {
+            return child.wait_with_output().expect("collect output");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let out = child.wait_with_output().expect("collect output");
+    panic!(
+        "lexumctl still running after {limit:?}\nstdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if condition() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    false
+}
+
+fn write_program(cluster: &Cluster, name: &str, source: &str) -> String {
+    let path = cluster.dir.path().join(name);
+    std::fs::write(&path, source).expect("write program");
+    path.display().to_string()
+}
+
+fn json_lines(bytes: &[u8]) -> Vec<Json> {
+    String::from_utf8_lossy(bytes).lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+}
+
+/// The whole operator workflow on one cluster, step by step.
+#[test]
+fn operator_workflow() {
+    let cluster = Cluster::start();
+    let program = write_program(&cluster, "t.lxm", PROGRAM);
+
+    // submit, with a watcher started first that must see the program event
+    let watcher = spawn_lexumctl(&cluster.endpoints_flag(), &["--output", "json", "watch", "--count", "3", "--for", "30s"]);
+    std::thread::sleep(Duration::from_millis(500));
+    let submitted = cluster.json(&["submit", &program]);
+    assert_eq!(submitted["version"], 1, "{submitted}");
+    let out = finish(watcher, Duration::from_secs(40));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let events = json_lines(&out.stdout);
+    assert_eq!(events.len(), 3, "{events:?}");
+    assert!(events.iter().all(|e| e["index"].as_u64().is_some() && e["kind"].is_string()), "{events:?}");
+
+    // watch --from replays the backlog, starting with the program entry
+    let backlog = spawn_lexumctl(&cluster.endpoints_flag(), &["-o", "json", "watch", "--from", "1", "--count", "1", "--for", "20s"]);
+    let out = finish(backlog, Duration::from_secs(30));
+    let events = json_lines(&out.stdout);
+    assert_eq!(events.first().map(|e| e["kind"].clone()), Some(Json::from("program")), "{events:?}");
+
+    // get: the domain's fields as an object
+    let pool = cluster.json(&["get", "Pool"]);
+    assert_eq!(pool, serde_json::json!({"nodes": 1, "want": 3, "tags": [], "paused": false}));
+
+    // set: several types in one atomic mutation
+    cluster.check(&["set", "Pool.want=5", "Pool.tags=[\"a\", \"b c\"]", "Pool.paused=true"], 0);
+    let pool = cluster.json(&["get", "Pool"]);
+    assert_eq!(pool["want"], 5);
+    assert_eq!(pool["tags"], serde_json::json!(["a", "b c"]));
+    assert_eq!(pool["paused"], true);
+    cluster.check(&["set", "Pool.paused=false", "Pool.tags=[]"], 0);
+
+    // goals JSON shape
+    let goals = cluster.json(&["goals"]);
+    let goals = goals.as_array().expect("goals is an array");
+    assert_eq!(goals.len(), 3, "{goals:?}");
+    for goal in goals {
+        let mut keys: Vec<&str> = goal.as_object().expect("object").keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(keys, ["code", "domain", "evidence", "goal", "priority", "status"]);
+    }
+
+    // bad input: a one-line message, exit 1, nothing committed
+    let before = cluster.json(&["get", "Pool"]);
+    cluster.check_error(&["get", "Nope"], 1, "E002");
+    cluster.check_error(&["set", "Nope.x=1"], 1, "E002");
+    cluster.check_error(&["set", "Pool.nope=1"], 1, "E002");
+    cluster.check_error(&["set", "Pool.want=true"], 1, "E003");
+    cluster.check_error(&["set", "Pool.want=\"five\""], 1, "E003");
+    cluster.check_error(&["set", "Pool.want=1000"], 1, "E011");
+    cluster.check_error(&["set", "Pool.want=7", "Pool.nope=1"], 1, "E002");
+    cluster.check_error(&["set", "Pool.want"], 1, "malformed assignment");
+    cluster.check_error(&["set", "Pool.want=[1,"], 1, "unterminated list");
+    cluster.check_error(&["release", "Nope.Goal"], 1, "Nope");
+    cluster.check_error(&["retry", "Pool"], 1, "malformed target");
+    assert_eq!(cluster.json(&["get", "Pool"]), before, "a rejected request changed state");
+    cluster.check(&["--output", "json", "check", &program], 0);
+
+    // a trap: Stuck.Positive's transition cannot change x, so it traps; the
+    // trap stays after x is fixed, and release clears it
+    cluster.wait_for_status("Stuck", "Positive", "TRAPPED");
+    let goals = cluster.json(&["goals"]);
+    let stuck = goals.as_array().and_then(|gs| gs.iter().find(|g| g["domain"] == "Stuck")).cloned().unwrap_or_default();
+    assert_eq!(stuck["code"], "E005", "{stuck}");
+    assert!(stuck["evidence"].as_str().is_some_and(|e| !e.is_empty()), "{stuck}");
+    cluster.check(&["set", "Stuck.x=1"], 0);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(cluster.goal_status("Stuck", "Positive"), "TRAPPED");
+    cluster.check(&["release", "Stuck.Positive"], 0);
+    cluster.wait_for_status("Stuck", "Positive", "SATISFIED");
+
+    // a failing worker exhausts Flaky's retries: FAILED with E010
+    let failing = spawn_lexumctl(
+        &cluster.endpoints_flag(),
+        &["worker", "--effect", "Ops.Attempt", "--fail-rate", "1", "--for", "4s", "--seed", "1"],
+    );
+    cluster.wait_for_status("Flaky", "Done", "FAILED");
+    let out = finish(failing, Duration::from_secs(20));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("simulated failure"));
+
+    // retry re-arms it; the simulated worker then completes every effect
+    cluster.check(&["retry", "Flaky.Done"], 0);
+    assert_ne!(cluster.goal_status("Flaky", "Done"), "FAILED");
+    let worker = spawn_lexumctl(
+        &cluster.endpoints_flag(),
+        &["-o", "json", "worker", "--effect", "Ops.Attempt", "--effect", "Cloud.SetNodeCount", "--count", "2", "--delay", "50ms", "--for", "30s"],
+    );
+    let out = finish(worker, Duration::from_secs(40));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let tasks = json_lines(&out.stdout);
+    assert!(tasks.iter().any(|t| t["effect"] == "Cloud.SetNodeCount" && t["ok"] == true && t["result"] == 5), "{tasks:?}");
+    assert!(tasks.iter().all(|t| t["idempotency_key"].as_str().is_some_and(|k| !k.is_empty())), "{tasks:?}");
+    cluster.wait_for_status("Flaky", "Done", "SATISFIED");
+    cluster.wait_for_status("Pool", "Sized", "SATISFIED");
+    assert_eq!(cluster.field("Pool", "nodes"), 5);
+    assert_eq!(cluster.field("Flaky", "done"), 1);
+
+    // history records the cycles and their verdicts
+    let history = cluster.json(&["history"]);
+    let verdicts: Vec<&str> = history.as_array().map(|h| h.iter().filter_map(|c| c["verdict"].as_str()).collect()).unwrap_or_default();
+    assert!(verdicts.contains(&"trapped") && verdicts.contains(&"failed") && verdicts.contains(&"converged"), "{history}");
+
+    // status JSON shape; every member converges on the same state hash
+    let converged = wait_until(Duration::from_secs(20), || {
+        let status = cluster.json(&["status"]);
+        let members = status["members"].as_array().cloned().unwrap_or_default();
+        let hashes: std::collections::BTreeSet<String> =
+            members.iter().filter_map(|m| m["state_hash"].as_str().map(String::from)).collect();
+        members.len() == 3 && hashes.len() == 1
+    });
+    assert!(converged, "members never agreed on a state hash");
+    let status = cluster.json(&["status"]);
+    for key in ["leader", "term", "commit_index"] {
+        assert!(status[key].as_u64().is_some_and(|v| v > 0), "{key} in {status}");
+    }
+    for member in status["members"].as_array().expect("members") {
+        for key in ["id", "address", "role", "applied_index", "state_hash"] {
+            assert!(!member[key].is_null(), "{key} missing in {member}");
+        }
+    }
+
+    // replay recomputes the hash from each node's log and matches
+    let replay = cluster.json(&["replay"]);
+    let reports = replay.as_array().expect("one report per node");
+    assert_eq!(reports.len(), 3, "{replay}");
+    assert!(reports.iter().all(|r| r["matches"] == true), "{replay}");
+
+    // membership listing
+    let members = cluster.json(&["cluster", "members"]);
+    assert_eq!(members["members"].as_array().map(Vec::len), Some(3), "{members}");
+
+    // a program with errors is refused locally and changes nothing
+    let bad = write_program(&cluster, "bad.lxm", "domain Pool { state { nodes: int = } }");
+    let out = cluster.ctl(&["submit", &bad]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("E001"));
+    assert_eq!(cluster.json(&["get", "Pool"])["want"], 5);
+}
+
+/// The leader dies: a watch resumes on another node without losing or
+/// repeating events, the worker reconnects to the new leader, and the CLI
+/// finds it.
+#[test]
+fn failover_keeps_watch_and_worker_going() {
+    let mut cluster = Cluster::start();
+    let program = write_program(&cluster, "t.lxm", PROGRAM);
+    cluster.check(&["submit", &program], 0);
+    let watcher = spawn_lexumctl(&cluster.endpoints_flag(), &["-o", "json", "watch", "--from", "1", "--for", "25s"]);
+    let worker = spawn_lexumctl(
+        &cluster.endpoints_flag(),
+        &["worker", "--effect", "Cloud.SetNodeCount", "--effect", "Ops.Attempt", "--delay", "100ms", "--for", "25s"],
+    );
+    cluster.wait_for_status("Pool", "Sized", "SATISFIED");
+
+    let leader = cluster.json(&["status"])["leader"].as_u64().expect("a leader");
+    cluster.kill(leader);
+    let survivors: Vec<String> = (1..=3).filter(|id| *id != leader).map(|id| cluster.endpoints[id as usize - 1].clone()).collect();
+    let survivors = survivors.join(",");
+    let elected = wait_until(Duration::from_secs(30), || {
+        let out = lexumctl(&survivors, &["-o", "json", "--timeout", "2s", "status"]);
+        serde_json::from_slice::<Json>(&out.stdout).is_ok_and(|s| s["leader"].as_u64().is_some_and(|l| l != 0 && l != leader))
+    });
+    assert!(elected, "no new leader\n{}", cluster.logs());
+
+    // the CLI (given all three endpoints, one dead) reaches the new leader
+    let set_index = cluster.json(&["set", "Pool.want=6"])["index"].as_u64().expect("an index");
+    cluster.wait_for_status("Pool", "Sized", "SATISFIED");
+    assert_eq!(cluster.field("Pool", "nodes"), 6);
+
+    let worker_out = finish(worker, Duration::from_secs(40));
+    assert!(worker_out.status.success(), "{}", String::from_utf8_lossy(&worker_out.stderr));
+    let watch_out = finish(watcher, Duration::from_secs(40));
+    assert!(watch_out.status.success(), "{}", String::from_utf8_lossy(&watch_out.stderr));
+    let events = json_lines(&watch_out.stdout);
+    let indexes: Vec<u64> = events.iter().filter_map(|e| e["index"].as_u64()).collect();
+    assert!(indexes.windows(2).all(|w| w[0] <= w[1]), "events out of order: {indexes:?}");
+    let mut keys: Vec<String> = events.iter().map(|e| e.to_string()).collect();
+    let total = keys.len();
+    keys.dedup();
+    assert_eq!(keys.len(), total, "an event was delivered twice");
+    assert!(indexes.first() == Some(&1) || indexes.first() == Some(&2), "backlog missing: {indexes:?}");
+    let followed = events.iter().any(|e| e["domain"] == "Pool" && e["index"].as_u64().is_some_and(|i| i > set_index));
+    assert!(followed, "the watch did not follow the cluster after failover (set at {set_index}): {indexes:?}");
+}
