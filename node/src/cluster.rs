@@ -20,9 +20,13 @@ pub enum ProposeError {
     /// The engine refused the entry; nothing changed.
     #[error("{0}")]
     Rejected(Rejection),
-    /// Raft could not complete the request (no quorum, shutting down, timeout).
+    /// Raft could not complete the request (no quorum, shutting down).
     #[error("cluster unavailable: {0}")]
     Unavailable(String),
+    /// The entry was proposed but not seen committed in time: it may still
+    /// commit, so retrying blindly could apply it twice.
+    #[error("timed out waiting for commit; the outcome is unknown")]
+    Unknown,
 }
 
 /// Shared handle: Raft plus the local replica.
@@ -38,6 +42,11 @@ pub struct Cluster {
     pub propose_timeout: Duration,
     /// The engine configuration every replica uses.
     pub engine_config: lexum_engine::EngineConfig,
+    /// A leader that has not heard from a quorum for this long stops acting
+    /// (openraft 0.9 leaders step down only on seeing a higher term).
+    pub quorum_timeout: Duration,
+    /// Bearer token for calls to peers (status gathering).
+    pub peer_token: Option<String>,
 }
 
 impl Cluster {
@@ -55,7 +64,7 @@ impl Cluster {
     pub async fn propose(&self, entry: Entry) -> Result<ApplyResponse, ProposeError> {
         let write = self.raft.client_write(entry);
         match tokio::time::timeout(self.propose_timeout, write).await {
-            Err(_) => Err(ProposeError::Unavailable("timed out waiting for commit".into())),
+            Err(_) => Err(ProposeError::Unknown),
             Ok(Ok(response)) => Ok(response.data),
             Ok(Err(err)) => Err(self.classify(err.forward_to_leader().map(|f| f.leader_node.clone()), err.to_string())),
         }
@@ -81,9 +90,12 @@ impl Cluster {
         Err(ProposeError::NotLeader { leader: self.leader_address() })
     }
 
-    /// Whether this node is the leader now.
+    /// Whether this node leads now and has heard from a quorum recently.
     pub fn is_leader(&self) -> bool {
-        self.raft.metrics().borrow().current_leader == Some(self.id)
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
+        let quorum_ms = self.quorum_timeout.as_millis() as u64;
+        metrics.current_leader == Some(self.id) && metrics.millis_since_quorum_ack.is_none_or(|ms| ms <= quorum_ms)
     }
 
     /// The current leader's client address, if known.

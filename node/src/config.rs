@@ -213,6 +213,9 @@ impl Settings {
         if raft.election_timeout_min_ms <= raft.heartbeat_ms || raft.election_timeout_max_ms <= raft.election_timeout_min_ms {
             bail!("raft timeouts must satisfy heartbeat < election_timeout_min < election_timeout_max");
         }
+        if file.engine.oscillation_threshold == 0 || file.engine.effect_timeout_ms == 0 {
+            bail!("engine.oscillation_threshold and engine.effect_timeout_ms must be positive");
+        }
         Ok(Settings {
             id,
             listen,

@@ -70,6 +70,7 @@ pub fn propose_error_to_status(err: ProposeError) -> Status {
             status
         }
         ProposeError::Unavailable(message) => Status::unavailable(message),
+        ProposeError::Unknown => Status::deadline_exceeded(ProposeError::Unknown.to_string()),
     }
 }
 

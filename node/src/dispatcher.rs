@@ -87,8 +87,7 @@ impl Dispatcher {
                 _ = tokio::time::sleep(TICK) => {}
             }
             if self.cluster.is_leader() {
-                let pending = self.cluster.replica.with_engine(|e| e.pending());
-                self.reconcile(pending).await;
+                self.reconcile().await;
             } else {
                 self.step_down();
             }
@@ -99,18 +98,22 @@ impl Dispatcher {
     /// the redirect to the new leader).
     fn step_down(&self) {
         let mut state = self.lock();
-        if state.leading {
-            tracing::info!("no longer leader: releasing workers and in-flight bookkeeping");
+        if state.leading || !state.workers.is_empty() {
+            tracing::info!("not the leader: releasing workers and in-flight bookkeeping");
             *state = State { next_conn: state.next_conn, ..State::default() };
+            self.cluster.replica.metrics().workers.set(0);
         }
     }
 
-    async fn reconcile(self: &Arc<Self>, pending: Pending) {
+    async fn reconcile(self: &Arc<Self>) {
         let now = Instant::now();
         let mut proposals: Vec<(Entry, Completion)> = Vec::new();
         {
             let mut guard = self.lock();
             let state = &mut *guard;
+            // Read under the dispatcher lock, so a completion that records a
+            // new dispatch cannot fall between this view and the bookkeeping.
+            let pending = self.cluster.replica.with_engine(|e| e.pending());
             state.leading = true;
             self.update_queue_metrics(&pending, state);
 
@@ -181,7 +184,7 @@ impl Dispatcher {
                             fencing: flight.fencing,
                             outcome: EffectOutcome::Failed { error: "timed out".into() },
                         },
-                        Completion::Nothing,
+                        Completion::Timeout { key: *key, fencing: flight.fencing },
                     ));
                 }
             }
@@ -234,7 +237,14 @@ impl Dispatcher {
         let mut guard = self.lock();
         let state = &mut *guard;
         match completion {
-            Completion::Nothing => {}
+            Completion::Timeout { key, fencing } => {
+                // Not committed: report the timeout again on the next round.
+                if index.is_none() {
+                    if let Some(flight) = state.in_flight.get_mut(&key).filter(|f| f.fencing == fencing) {
+                        flight.reported = false;
+                    }
+                }
+            }
             Completion::Step(step) => {
                 if index.is_none() {
                     state.steps_proposed.remove(&step);
@@ -355,7 +365,7 @@ impl Dispatcher {
 
 /// What to do when a proposal finishes.
 enum Completion {
-    Nothing,
+    Timeout { key: EffectKey, fencing: u64 },
     Step(StepId),
     Dispatch { conn: u64, task: pb::Task },
 }

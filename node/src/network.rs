@@ -85,7 +85,13 @@ impl PeerClient {
             RaftMethod::Vote => client.vote(grpc_request).await,
             RaftMethod::InstallSnapshot => client.install_snapshot(grpc_request).await,
         };
-        let payload = reply.map_err(|status| RPCError::Unreachable(Unreachable::new(&status)))?.into_inner();
+        let payload = reply
+            .map_err(|status| match status.code() {
+                // Connection-level failures: openraft backs off before retrying.
+                tonic::Code::Unavailable | tonic::Code::Unauthenticated => RPCError::Unreachable(Unreachable::new(&status)),
+                _ => RPCError::Network(NetworkError::new(&status)),
+            })?
+            .into_inner();
         let reply: RaftReply<Resp, RaftError<NodeId, E>> =
             postcard::from_bytes(&payload.data).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         match reply {

@@ -40,6 +40,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         replica,
         propose_timeout: Duration::from_secs(10),
         engine_config: settings.engine_config(),
+        quorum_timeout: Duration::from_millis(2 * settings.raft.election_timeout_max_ms),
+        peer_token: settings.token.clone(),
     };
     bootstrap(&settings, &raft).await?;
 

@@ -21,6 +21,8 @@ struct Inner {
     last_applied: Option<LogId>,
     membership: StoredMembership,
     backlog: VecDeque<Event>,
+    /// Events before this index are no longer in the backlog.
+    backlog_floor: u64,
 }
 
 /// The replica shared by the state machine, services and dispatcher.
@@ -42,6 +44,7 @@ impl Replica {
                 last_applied: None,
                 membership: StoredMembership::default(),
                 backlog: VecDeque::new(),
+                backlog_floor: 0,
             }),
             events,
             applied,
@@ -64,7 +67,9 @@ impl Replica {
             inner.last_applied = Some(log_id);
             for event in &applied.events {
                 if inner.backlog.len() == EVENT_BACKLOG {
-                    inner.backlog.pop_front();
+                    if let Some(dropped) = inner.backlog.pop_front() {
+                        inner.backlog_floor = dropped.index + 1;
+                    }
                 }
                 inner.backlog.push_back(event.clone());
                 // Sent under the lock so `subscribe_events` sees each event
@@ -118,6 +123,8 @@ impl Replica {
             inner.engine = engine;
             inner.last_applied = payload.last_applied;
             inner.membership = payload.membership.clone();
+            inner.backlog.clear();
+            inner.backlog_floor = index + 1;
         }
         self.applied.send_replace(index);
         Ok(())
@@ -140,15 +147,19 @@ impl Replica {
 
     /// Backlogged events from `from_index` on, and a receiver for the rest.
     /// Subscribing under the lock guarantees no event falls between the two.
-    pub fn subscribe_events(&self, from_index: u64) -> (Vec<Event>, broadcast::Receiver<Event>) {
+    /// Fails with the oldest index still held when `from_index` is older.
+    pub fn subscribe_events(&self, from_index: u64) -> Result<(Vec<Event>, broadcast::Receiver<Event>), u64> {
         let inner = self.lock();
+        if from_index != 0 && from_index < inner.backlog_floor {
+            return Err(inner.backlog_floor);
+        }
         let receiver = self.events.subscribe();
         let backlog = if from_index == 0 {
             Vec::new()
         } else {
             inner.backlog.iter().filter(|e| e.index >= from_index).cloned().collect()
         };
-        (backlog, receiver)
+        Ok((backlog, receiver))
     }
 
     /// The node's metrics.

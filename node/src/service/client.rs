@@ -89,7 +89,11 @@ impl ClientApi {
         let call = async {
             let channel = endpoint.connect_timeout(Duration::from_millis(300)).connect().await.ok()?;
             let mut client = pb::lexum_client::LexumClient::new(channel);
-            client.node_info(pb::NodeInfoRequest {}).await.ok().map(|r| r.into_inner())
+            let mut request = tonic::Request::new(pb::NodeInfoRequest {});
+            if let Some(value) = self.cluster.peer_token.as_ref().and_then(|t| format!("Bearer {t}").parse().ok()) {
+                request.metadata_mut().insert(lexum_proto::AUTH_METADATA_KEY, value);
+            }
+            client.node_info(request).await.ok().map(|r| r.into_inner())
         };
         tokio::time::timeout(Duration::from_millis(800), call).await.ok().flatten()
     }
@@ -209,7 +213,9 @@ impl Lexum for ClientApi {
 
     async fn watch(&self, request: Request<pb::WatchRequest>) -> Result<Response<EventStream>, Status> {
         let from_index = request.into_inner().from_index;
-        let (backlog, receiver) = self.cluster.replica.subscribe_events(from_index);
+        let (backlog, receiver) = self.cluster.replica.subscribe_events(from_index).map_err(|floor| {
+            Status::out_of_range(format!("events before index {floor} are no longer kept here; watch from {floor} or later"))
+        })?;
         let backlog = tokio_stream::iter(backlog.into_iter().map(|e| Ok(event_to_wire(&e))));
         let live = BroadcastStream::new(receiver).map(|item| match item {
             Ok(event) => Ok(event_to_wire(&event)),
@@ -304,12 +310,12 @@ impl Lexum for ClientApi {
         }
         self.cluster.ensure_leader().await.map_err(propose_error_to_status)?;
         let raft = &self.cluster.raft;
-        raft.add_learner(request.id, BasicNode { addr: request.address }, true)
-            .await
-            .map_err(|e| Status::unavailable(format!("adding learner: {e}")))?;
+        let add = raft.add_learner(request.id, BasicNode { addr: request.address }, true);
+        membership_result(tokio::time::timeout(MEMBERSHIP_TIMEOUT, add).await, "adding learner")?;
         let mut voters: BTreeSet<u64> = raft.metrics().borrow().membership_config.membership().voter_ids().collect();
         voters.insert(request.id);
-        raft.change_membership(voters, false).await.map_err(|e| Status::unavailable(format!("changing membership: {e}")))?;
+        let change = raft.change_membership(voters, false);
+        membership_result(tokio::time::timeout(MEMBERSHIP_TIMEOUT, change).await, "changing membership")?;
         Ok(Response::new(self.members()))
     }
 
@@ -327,7 +333,8 @@ impl Lexum for ClientApi {
         if voters.is_empty() {
             return Err(Status::invalid_argument("cannot remove the last voter"));
         }
-        raft.change_membership(voters, false).await.map_err(|e| Status::unavailable(format!("changing membership: {e}")))?;
+        let change = raft.change_membership(voters, false);
+        membership_result(tokio::time::timeout(MEMBERSHIP_TIMEOUT, change).await, "changing membership")?;
         Ok(Response::new(self.members()))
     }
 
@@ -341,6 +348,30 @@ impl Lexum for ClientApi {
             replayed_state_hash: hex(&outcome.replayed),
             matches: outcome.live == outcome.replayed,
         }))
+    }
+}
+
+/// How long adding a learner (including its catch-up) or changing
+/// membership may take.
+const MEMBERSHIP_TIMEOUT: Duration = Duration::from_secs(60);
+
+type MembershipOutcome<T> = Result<
+    Result<T, openraft::error::RaftError<u64, openraft::error::ClientWriteError<u64, BasicNode>>>,
+    tokio::time::error::Elapsed,
+>;
+
+/// Maps a membership call's outcome: redirects on a leader change, a clear
+/// message otherwise.
+fn membership_result<T>(outcome: MembershipOutcome<T>, what: &str) -> Result<T, Status> {
+    match outcome {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(err)) => match err.forward_to_leader() {
+            Some(forward) => Err(propose_error_to_status(ProposeError::NotLeader {
+                leader: forward.leader_node.as_ref().map(|n| n.addr.clone()),
+            })),
+            None => Err(Status::failed_precondition(format!("{what}: {err}"))),
+        },
+        Err(_) => Err(Status::deadline_exceeded(format!("{what}: timed out; the change may still complete"))),
     }
 }
 

@@ -40,13 +40,16 @@ struct StoredSnapshot {
 pub struct StateMachine {
     db: Arc<DB>,
     replica: Arc<Replica>,
+    /// Serializes snapshot writes: openraft builds snapshots in a separate
+    /// task that may race with installing a newer one.
+    snapshot_write: Arc<std::sync::Mutex<()>>,
 }
 
 impl StateMachine {
     /// Opens the state machine, restoring the latest persisted snapshot.
     pub fn open(db: Arc<DB>, config: EngineConfig) -> anyhow::Result<StateMachine> {
         let replica = Arc::new(Replica::new(Engine::new(config)));
-        let sm = StateMachine { db, replica };
+        let sm = StateMachine { db, replica, snapshot_write: Arc::default() };
         if let Some(stored) = sm.load_snapshot()? {
             let payload: SnapshotPayload = postcard::from_bytes(&stored.data)?;
             sm.replica.install(&payload)?;
@@ -70,11 +73,19 @@ impl StateMachine {
             .transpose()
     }
 
-    fn save_snapshot(&self, stored: &StoredSnapshot) -> Result<(), StorageIOError<NodeId>> {
+    /// Persists `stored` unless a snapshot at least as new is already on
+    /// disk; returns whether it was written.
+    fn save_snapshot(&self, stored: &StoredSnapshot) -> Result<bool, StorageIOError<NodeId>> {
+        let _guard = self.snapshot_write.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(existing) = self.load_snapshot()? {
+            if existing.meta.last_log_id >= stored.meta.last_log_id && existing.meta.snapshot_id != stored.meta.snapshot_id {
+                return Ok(false);
+            }
+        }
         let bytes = postcard::to_stdvec(stored).map_err(|e| StorageIOError::write_snapshot(None, &e))?;
         self.db.put_cf(self.cf(), KEY_SNAPSHOT, bytes).map_err(|e| StorageIOError::write_snapshot(None, &e))?;
         self.db.flush_wal(true).map_err(|e| StorageIOError::write_snapshot(None, &e))?;
-        Ok(())
+        Ok(true)
     }
 }
 
@@ -136,10 +147,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let data = snapshot.into_inner();
         let payload: SnapshotPayload =
             postcard::from_bytes(&data).map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
+        // Persist first: a crash after swapping the engine but before saving
+        // would restart from an older snapshot whose log was already purged.
+        self.save_snapshot(&StoredSnapshot { meta: meta.clone(), data })?;
         self.replica
             .install(&payload)
             .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &anyhow_to_io(e)))?;
-        self.save_snapshot(&StoredSnapshot { meta: meta.clone(), data })?;
+        tracing::info!(snapshot = %meta.snapshot_id, last = ?meta.last_log_id, "installed snapshot from the leader");
         Ok(())
     }
 
