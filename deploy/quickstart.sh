@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Lexum quick start: installs what is missing, builds lexumd and lexumctl,
+# starts a three-node cluster on 127.0.0.1, submits the fleet program, starts
+# the example worker, shows the goals converging, then submits a second
+# version with a tug-of-war and shows the oscillation trap (E005).
+# The cluster keeps running afterwards: `deploy/local-cluster.sh down` stops it.
+#
+# Safe to re-run. LEXUM_PROFILE=debug uses a debug build instead of release.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+state="$root/.lexum-local"
+profile="${LEXUM_PROFILE:-release}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/lexum/target}"
+
+say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+
+say "Installing what is missing"
+bash deploy/setup.sh
+
+say "Building lexumd, lexumctl and the example worker ($profile)"
+if [ "$profile" = "release" ]; then
+  cargo build --release -p lexum-node -p lexum-client --bins --examples
+else
+  # The same selection as deploy/test.sh, so a tested tree rebuilds nothing.
+  cargo build --workspace --all-targets
+fi
+bin="$CARGO_TARGET_DIR/$profile"
+export LEXUM_BIN_DIR="$bin"
+ctl=("$bin/lexumctl" --endpoints 127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103)
+
+say "Starting a three-node cluster on 127.0.0.1:7101-7103"
+bash deploy/local-cluster.sh up
+
+say "Checking and submitting examples/fleet.lxm"
+"${ctl[@]}" check examples/fleet.lxm
+"${ctl[@]}" submit examples/fleet.lxm
+
+say "Starting the example worker (a simulated cloud: node pools, firewall rules)"
+mkdir -p "$state"
+if [ -f "$state/worker.pid" ] && kill -0 "$(cat "$state/worker.pid")" 2>/dev/null; then
+  kill "$(cat "$state/worker.pid")" 2>/dev/null || true
+fi
+"$bin/examples/fleet_worker" --endpoints 127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103 >"$state/worker.log" 2>&1 &
+echo $! >"$state/worker.pid"
+echo "worker pid $(cat "$state/worker.pid"), log .lexum-local/worker.log"
+
+# Prints the goals table until every listed goal has one of the wanted
+# statuses (bounded), then returns 0; returns 1 on timeout.
+wait_for() {
+  local wanted="$1" goals="$2" seconds="$3"
+  for _ in $(seq 1 $((seconds * 2))); do
+    local json
+    json="$("${ctl[@]}" goals --output json 2>/dev/null || true)"
+    local done=1
+    for goal in $goals; do
+      echo "$json" | tr -d ' \n' | grep -Eq "\"goal\":\"${goal}\"[^}]*\"status\":\"(${wanted})\"" || done=0
+    done
+    if [ "$done" = 1 ]; then
+      "${ctl[@]}" goals
+      return 0
+    fi
+    sleep 0.5
+  done
+  "${ctl[@]}" goals || true
+  return 1
+}
+
+say "Watching the fleet converge"
+"${ctl[@]}" goals || true
+if wait_for "SATISFIED" "Sized InSync" 60; then
+  echo "fleet converged: every goal SATISFIED"
+else
+  echo "the fleet did not converge within 60s; see .lexum-local/*.log" >&2
+  exit 1
+fi
+
+say "Version 2: the fleet plus a tug-of-war (examples/tugofwar.lxm)"
+cat examples/fleet.lxm examples/tugofwar.lxm >"$state/fleet-v2.lxm"
+"${ctl[@]}" submit "$state/fleet-v2.lxm"
+if wait_for "TRAPPED" "Heating Cooling" 60; then
+  echo
+  echo "Both goals are TRAPPED with E005: they undo each other, so Lexum stopped dispatching them."
+  "${ctl[@]}" history --limit 4 || true
+else
+  echo "the tug-of-war was not trapped within 60s" >&2
+  exit 1
+fi
+
+say "Next"
+cat <<EOF
+The cluster and the worker keep running. Try:
+  ${ctl[0]} status                      # leader, term, state hash of every node
+  ${ctl[0]} set Pool.want=7             # the worker resizes the pool
+  ${ctl[0]} watch                       # follow events live (Ctrl-C to stop)
+  ${ctl[0]} release Warm                # release the trap (it will trap again)
+  deploy/local-cluster.sh down          # stop the cluster (--wipe deletes its data)
+  kill \$(cat .lexum-local/worker.pid)    # stop the worker
+EOF
