@@ -359,17 +359,19 @@ fn operator_workflow() {
     // retry re-arms it; the simulated worker then completes every effect
     cluster.check(&["retry", "Flaky.Done"], 0);
     assert_ne!(cluster.goal_status("Flaky", "Done"), "FAILED");
-    let worker = spawn_lexumctl(
+    // (Pool's first cycle was planned with want=3, so it takes two cycles)
+    let mut worker = spawn_lexumctl(
         &cluster.endpoints_flag(),
-        &["-o", "json", "worker", "--effect", "Ops.Attempt", "--effect", "Cloud.SetNodeCount", "--count", "2", "--delay", "50ms", "--for", "30s"],
+        &["-o", "json", "worker", "--effect", "Ops.Attempt", "--effect", "Cloud.SetNodeCount", "--delay", "50ms", "--for", "60s"],
     );
-    let out = finish(worker, Duration::from_secs(40));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let tasks = json_lines(&out.stdout);
-    assert!(tasks.iter().any(|t| t["effect"] == "Cloud.SetNodeCount" && t["ok"] == true && t["result"] == 5), "{tasks:?}");
-    assert!(tasks.iter().all(|t| t["idempotency_key"].as_str().is_some_and(|k| !k.is_empty())), "{tasks:?}");
     cluster.wait_for_status("Flaky", "Done", "SATISFIED");
     cluster.wait_for_status("Pool", "Sized", "SATISFIED");
+    let _ = worker.kill();
+    let out = worker.wait_with_output().expect("worker output");
+    let tasks = json_lines(&out.stdout);
+    assert!(tasks.iter().any(|t| t["effect"] == "Cloud.SetNodeCount" && t["ok"] == true && t["result"] == 5), "{tasks:?}");
+    assert!(tasks.iter().any(|t| t["effect"] == "Ops.Attempt" && t["ok"] == true && t["result"] == 1), "{tasks:?}");
+    assert!(tasks.iter().all(|t| t["idempotency_key"].as_str().is_some_and(|k| !k.is_empty())), "{tasks:?}");
     assert_eq!(cluster.field("Pool", "nodes"), 5);
     assert_eq!(cluster.field("Flaky", "done"), 1);
 
