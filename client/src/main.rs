@@ -3,7 +3,8 @@
 //!
 //! Exit codes (stable): 0 success; 1 user error (bad program, bad
 //! arguments, unknown domain or field, rejected mutation, replay mismatch);
-//! 2 cluster unavailable (no node reachable, no quorum, deadline passed).
+//! 2 cluster unavailable (no node reachable, no quorum, deadline passed, or
+//! an unexpected server-side failure).
 
 mod cli;
 

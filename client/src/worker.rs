@@ -387,13 +387,11 @@ impl Worker {
                     self.counters.tasks.fetch_add(1, Ordering::Relaxed);
                     running.spawn(self.execute(EffectTask::from_wire(task), semaphore.clone(), out_tx.clone()));
                 }
-                Some(pb::worker_command::Kind::Ack(ack)) => {
-                    if !ack.accepted {
-                        self.counters.refused.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(effect_id = ack.effect_id, reason = %ack.reason, "result refused by the leader");
-                    }
+                Some(pb::worker_command::Kind::Ack(ack)) if !ack.accepted => {
+                    self.counters.refused.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(effect_id = ack.effect_id, reason = %ack.reason, "result refused by the leader");
                 }
-                None => {}
+                Some(pb::worker_command::Kind::Ack(_)) | None => {}
             }
         }
         self.drain(running, out_tx, inbound).await;
