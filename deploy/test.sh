@@ -8,5 +8,7 @@ cd "$root"
 bash deploy/setup.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/lexum/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
-cargo build --workspace --all-targets --locked
-cargo test --workspace --locked
+# One selection for everything (the quick start's debug build uses it too):
+# another package or target selection can resolve features differently and
+# rebuild RocksDB from scratch. Benches run once, in test mode.
+cargo test --workspace --all-targets --locked

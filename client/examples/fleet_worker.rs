@@ -1,6 +1,7 @@
 //! An example worker that simulates a small cloud (node pools and firewall
-//! rules), serves the effects of `examples/worker/cloud.lxm`, and reports
-//! observations back to the cluster. See `examples/worker/README.md`.
+//! rules), serves the effects of `examples/fleet.lxm` and
+//! `examples/worker/cloud.lxm`, and reports observations back to the
+//! cluster. See `examples/worker/README.md`.
 //!
 //! ```sh
 //! cargo run -p lexum-client --example fleet_worker -- --endpoints 127.0.0.1:7101,127.0.0.1:7102
@@ -50,7 +51,9 @@ impl Sim {
         };
         println!("pool {pool}: {nodes} nodes (task {} attempt {})", task.effect_id, task.attempt);
         self.observe(vec![FieldWrite::new("Pool", "nodes", Value::Int(nodes))]).await?;
-        Ok(EffectOutput::none())
+        // Also answer with the count, for programs that declare `-> int`
+        // and record it themselves (examples/fleet.lxm).
+        Ok(EffectOutput::value(Value::Int(nodes)))
     }
 
     /// `Firewall.Apply(rule)`: add the rule, then report `Firewall.applied`.
@@ -67,7 +70,7 @@ impl Sim {
         println!("firewall: applied {rule:?} ({} rules)", applied.len());
         let list = Value::List(applied.into_iter().map(Value::Str).collect());
         self.observe(vec![FieldWrite::new("Firewall", "applied", list)]).await?;
-        Ok(EffectOutput::none())
+        Ok(EffectOutput::value(Value::Bool(true)))
     }
 
     /// Writes observations; a failure fails the task so the cluster retries.

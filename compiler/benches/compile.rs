@@ -9,7 +9,9 @@ use std::time::Instant;
 
 fn main() {
     let nums: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
-    let domains = nums.first().copied().unwrap_or(10_000);
+    // `cargo bench` passes `--bench`; under `cargo test` run a small smoke size.
+    let benchmarking = std::env::args().any(|a| a == "--bench");
+    let domains = nums.first().copied().unwrap_or(if benchmarking { 10_000 } else { 100 });
     let per = nums.get(1).copied().unwrap_or(10);
     let source = synthetic_program(domains, per);
     println!("source: {} domains, {} goals, {} bytes", domains, domains * per, source.len());
