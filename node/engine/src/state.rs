@@ -1,11 +1,12 @@
 //! Typed state: program installation and migration, client mutations,
 //! invariant checks and incremental goal re-evaluation.
 
+use lexum_compiler::lower::expr_fields;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use lexum_compiler::program::{
-    DomainId, EffectId, Expr, FieldId, GoalId, HandlerId, InvariantId, Priority, Program, RetryPolicy, SlotId,
+    DomainId, EffectId, FieldId, GoalId, HandlerId, InvariantId, Priority, Program, RetryPolicy, SlotId,
     TransitionId, Value,
 };
 use serde::{Deserialize, Serialize};
@@ -253,24 +254,6 @@ pub(crate) fn check_program(p: &Program) -> Result<(), String> {
         ok(d.higher.index() < ng && d.lower.index() < ng, "dominance")?;
     }
     Ok(())
-}
-
-/// Collects the fields an expression reads.
-fn expr_fields(expr: &Expr, out: &mut Vec<FieldId>) {
-    match expr {
-        Expr::Lit(_) | Expr::Slot(_) => {}
-        Expr::Field(f) => out.push(*f),
-        Expr::List(items) | Expr::Call(_, items) => items.iter().for_each(|e| expr_fields(e, out)),
-        Expr::Unary(_, e) => expr_fields(e, out),
-        Expr::Binary(_, a, b) => {
-            expr_fields(a, out);
-            expr_fields(b, out);
-        }
-        Expr::Quantified { list, body, .. } => {
-            expr_fields(list, out);
-            expr_fields(body, out);
-        }
-    }
 }
 
 /// Decodes and checks program bytes (E014 when they are not a usable program).
