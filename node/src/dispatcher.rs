@@ -115,7 +115,7 @@ impl Dispatcher {
             // new dispatch cannot fall between this view and the bookkeeping.
             let pending = self.cluster.replica.with_engine(|e| e.pending());
             state.leading = true;
-            self.update_queue_metrics(&pending, state);
+            self.update_queue_metrics(&pending);
 
             let pending_steps: BTreeSet<StepId> = pending.steps.iter().map(|s| s.step).collect();
             state.steps_proposed.retain(|s| pending_steps.contains(s));
@@ -354,7 +354,7 @@ impl Dispatcher {
         }
     }
 
-    fn update_queue_metrics(&self, pending: &Pending, _state: &State) {
+    fn update_queue_metrics(&self, pending: &Pending) {
         let metrics = self.cluster.replica.metrics();
         for level in lexum_compiler::program::Priority::DESCENDING {
             let depth = pending.effects.iter().filter(|e| e.priority == level && e.in_flight.is_none()).count();

@@ -34,18 +34,20 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerClient {
         let scheme = if self.tls.is_some() { "https" } else { "http" };
-        let channel = Endpoint::from_shared(format!("{scheme}://{}", node.addr)).map(|endpoint| {
+        let channel = Endpoint::from_shared(format!("{scheme}://{}", node.addr)).ok().and_then(|endpoint| {
             let endpoint = endpoint
                 .connect_timeout(Duration::from_millis(500))
                 .tcp_nodelay(true)
                 .http2_keep_alive_interval(Duration::from_secs(5));
+            // A bad address or TLS setting leaves no channel: every RPC to
+            // this peer then reports it unreachable, with the reason.
             let endpoint = match &self.tls {
-                Some(tls) => endpoint.tls_config(tls.clone()).unwrap_or_else(|_| Endpoint::from_static("http://0.0.0.0:1")),
+                Some(tls) => endpoint.tls_config(tls.clone()).ok()?,
                 None => endpoint,
             };
-            endpoint.connect_lazy()
+            Some(endpoint.connect_lazy())
         });
-        PeerClient { target, channel: channel.ok(), token: self.token.clone() }
+        PeerClient { target, channel, token: self.token.clone() }
     }
 }
 
@@ -66,7 +68,7 @@ impl PeerClient {
         E: std::error::Error + DeserializeOwned,
     {
         let Some(channel) = self.channel.clone() else {
-            let err = std::io::Error::other(format!("bad address for node {}", self.target));
+            let err = std::io::Error::other(format!("bad address or TLS settings for node {}", self.target));
             return Err(RPCError::Unreachable(Unreachable::new(&err)));
         };
         let data = postcard::to_stdvec(request).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
