@@ -5,7 +5,8 @@
 # version with a tug-of-war and shows the oscillation trap (E005).
 # The cluster keeps running afterwards: `deploy/local-cluster.sh down` stops it.
 #
-# Safe to re-run. LEXUM_PROFILE=debug uses a debug build instead of release.
+# Safe to re-run. LEXUM_PROFILE=debug uses a debug build instead of release;
+# LEXUM_BIN_DIR=DIR uses prebuilt lexumd, lexumctl and examples/fleet_worker.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -19,14 +20,20 @@ say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 say "Installing what is missing"
 bash deploy/setup.sh
 
-say "Building lexumd, lexumctl and the example worker ($profile)"
-if [ "$profile" = "release" ]; then
-  cargo build --release -p lexum-node -p lexum-client --bins --examples
+if [ -n "${LEXUM_BIN_DIR:-}" ] && [ -x "$LEXUM_BIN_DIR/lexumd" ] && [ -x "$LEXUM_BIN_DIR/lexumctl" ] \
+    && [ -x "$LEXUM_BIN_DIR/examples/fleet_worker" ]; then
+  say "Using prebuilt binaries from $LEXUM_BIN_DIR"
+  bin="$LEXUM_BIN_DIR"
 else
-  # The same selection as deploy/test.sh, so a tested tree rebuilds nothing.
-  cargo build --workspace --all-targets
+  say "Building lexumd, lexumctl and the example worker ($profile)"
+  if [ "$profile" = "release" ]; then
+    cargo build --release -p lexum-node -p lexum-client --bins --examples
+  else
+    # The same selection as deploy/test.sh, so a tested tree rebuilds nothing.
+    cargo build --workspace --all-targets
+  fi
+  bin="$CARGO_TARGET_DIR/$profile"
 fi
-bin="$CARGO_TARGET_DIR/$profile"
 export LEXUM_BIN_DIR="$bin"
 ctl=("$bin/lexumctl" --endpoints 127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103)
 

@@ -3,8 +3,10 @@
 //! the tug-of-war is trapped with E005. Then tears the cluster down.
 //!
 //! The quick start uses the fixed local ports 7101-7103 and 9101-9103. It
-//! reuses the debug binaries `cargo test` already built (`LEXUM_PROFILE=debug`)
-//! so CI does not compile RocksDB a second time in release mode.
+//! runs the binaries `cargo test` already built (`LEXUM_BIN_DIR`): building
+//! the clone in the shared target dir would overwrite this checkout's test
+//! binaries (cargo names them by the path inside the workspace), and a
+//! separate target dir would compile RocksDB again.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -62,6 +64,7 @@ fn quickstart_converges_the_fleet_and_traps_the_tug_of_war() {
         .current_dir(&clone)
         .env("CARGO_TARGET_DIR", target_dir())
         .env("LEXUM_PROFILE", "debug")
+        .env("LEXUM_BIN_DIR", target_dir().join("debug"))
         .env("CARGO_TERM_COLOR", "never")
         .output()
         .expect("run quickstart");
