@@ -10,5 +10,9 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/lexum/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 # One selection for everything (the quick start's debug build uses it too):
 # another package or target selection can resolve features differently and
-# rebuild RocksDB from scratch. Benches run once, in test mode.
+# rebuild RocksDB from scratch. `cargo build` puts lexumd, lexumctl and the
+# example worker in target/debug, where the cluster tests start them
+# (`cargo test` alone builds only test executables). Benches run once, in
+# test mode.
+cargo build --workspace --all-targets --locked
 cargo test --workspace --all-targets --locked
