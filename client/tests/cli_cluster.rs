@@ -178,7 +178,7 @@ impl Cluster {
     }
 
     fn kill(&mut self, id: u64) {
-        if let Some(mut child) = self.nodes[id as usize - 1].take() {
+        if let Some(mut child) = self.nodes.get_mut(id as usize - 1).and_then(Option::take) {
             let _ = child.kill();
             let _ = child.wait();
         }
