@@ -210,7 +210,7 @@ pub struct Goal {
 pub struct Event {
     /// Log index of the entry that caused it.
     pub index: u64,
-    /// Event kind (`mutation`, `goal_violated`, `trapped`, ...).
+    /// Event kind, as the engine names it (`mutation`, `goal_status`, `trap`, ...).
     pub kind: String,
     /// Domain, when the event concerns one.
     pub domain: Option<String>,
