@@ -150,7 +150,15 @@ pub struct Lexer<'s> {
 impl<'s> Lexer<'s> {
     /// A lexer at the start of `source`.
     pub fn new(source: &'s str) -> Lexer<'s> {
-        Lexer { source, pos: 0, diags: Vec::new() }
+        Lexer::starting_at(source, 0)
+    }
+
+    /// A lexer that starts at byte `start`, which should begin a token (as
+    /// the start of a token's span does); a start past the end or inside a
+    /// character yields no tokens.
+    pub fn starting_at(source: &'s str, start: usize) -> Lexer<'s> {
+        let pos = if source.is_char_boundary(start) { start } else { source.len() };
+        Lexer { source, pos, diags: Vec::new() }
     }
 
     /// Diagnostics reported so far (taken).

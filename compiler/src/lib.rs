@@ -6,6 +6,9 @@
 //!
 //! - [`lexer`]: bytes to tokens (tokens borrow nothing and own nothing);
 //! - [`syntax`]: the recovering parser and the AST (names borrow the source);
+//!   `compile` keeps only an outline of each domain (its declarations) and
+//!   parses a domain again, bodies included, just before checking it, so
+//!   the whole tree of a large file is never in memory;
 //! - [`resolve`]: declarations and symbol tables;
 //! - [`check`]: bodies to IR with names, types, purity, clock/I/O and
 //!   ownership checks, computing [`cost`] on the way;
@@ -73,31 +76,20 @@ impl Compilation {
     }
 }
 
-/// Source size from which the syntax tree is freed on another thread.
-const PARALLEL_DROP_BYTES: usize = 1 << 20;
-
 /// Compiles one source file. Diagnostics carry byte spans; `file_name` is
 /// what [`render`] and [`to_json`] print, and is not otherwise used here.
 pub fn compile(file_name: &str, source: &str, options: &CompileOptions) -> Compilation {
     let _ = file_name;
     let mut diags = Vec::new();
-    let file = syntax::parse(source, &mut diags);
-    let syms = resolve::declare(&file, options.default_list_max, &mut diags);
-    let (mut program, map) = check::check(&file, &syms, options, &mut diags);
-    std::thread::scope(|scope| {
-        // Freeing a large syntax tree costs as much as a pass over the
-        // program; for a large file do it on a second core meanwhile.
-        if source.len() >= PARALLEL_DROP_BYTES {
-            let _ = std::thread::Builder::new().spawn_scoped(scope, move || drop((file, syms)));
-        } else {
-            drop((file, syms));
-        }
-        let clean = !diags.iter().any(Diagnostic::is_error);
-        lower::fill_sets(&mut program, &map, clean, &mut diags);
-        if !diags.iter().any(Diagnostic::is_error) {
-            livelock::analyse(&mut program, &map, &mut diags);
-        }
-    });
+    let outline = syntax::parse_outline(source, &mut diags);
+    let syms = resolve::declare(&outline, options.default_list_max, &mut diags);
+    let (mut program, map) = check::check(outline, source, &syms, options, &mut diags);
+    drop(syms);
+    let clean = !diags.iter().any(Diagnostic::is_error);
+    lower::fill_sets(&mut program, &map, clean, &mut diags);
+    if !diags.iter().any(Diagnostic::is_error) {
+        livelock::analyse(&mut program, &map, &mut diags);
+    }
     diags.sort_by_key(|d| (d.span.start, d.span.end));
     let failed = diags.iter().any(Diagnostic::is_error);
     Compilation { program: if failed { None } else { Some(program) }, diagnostics: diags }

@@ -172,34 +172,34 @@ pub fn declare(file: &ast::File, default_list_max: u32, diags: &mut Vec<Diagnost
             returns: e.returns.as_ref().map(|t| resolve_type(t, default_list_max, diags)),
         });
     }
-    let mut domain_spans: HashMap<String, Span> = HashMap::default();
+    let mut domain_spans: HashMap<&str, Span> = HashMap::default();
     for (di, d) in file.domains.iter().enumerate() {
         if let Some(first) = domain_spans.get(d.name.text) {
             dup(diags, "domain", &d.name, *first);
         } else {
-            domain_spans.insert(d.name.text.to_string(), d.name.span);
+            domain_spans.insert(d.name.text, d.name.span);
             s.domain_index.insert(d.name.text.to_string(), di as u32);
         }
     }
     for (di, d) in file.domains.iter().enumerate() {
         let mut syms = DomainSyms { name: d.name.text.to_string(), ..DomainSyms::default() };
-        let mut spans: HashMap<String, Span> = HashMap::default();
+        let mut spans: HashMap<&str, Span> = HashMap::default();
         for f in &d.fields {
             if let Some(first) = spans.get(f.name.text) {
                 dup(diags, "field", &f.name, *first);
             } else {
-                spans.insert(f.name.text.to_string(), f.name.span);
+                spans.insert(f.name.text, f.name.span);
                 syms.fields.insert(f.name.text.to_string(), s.fields.len() as u32);
             }
             let ty = resolve_type(&f.ty, default_list_max, diags);
             s.fields.push(FieldSig { domain: di as u32, name: f.name.text.to_string(), ty });
         }
-        let mut goal_spans: HashMap<String, Span> = HashMap::default();
+        let mut goal_spans: HashMap<&str, Span> = HashMap::default();
         for g in &d.goals {
             if let Some(first) = goal_spans.get(g.name.text) {
                 dup(diags, "goal", &g.name, *first);
             } else {
-                goal_spans.insert(g.name.text.to_string(), g.name.span);
+                goal_spans.insert(g.name.text, g.name.span);
                 syms.goals.insert(g.name.text.to_string(), s.goal_count);
             }
             s.goal_count += 1;
@@ -212,12 +212,12 @@ pub fn declare(file: &ast::File, default_list_max: u32, diags: &mut Vec<Diagnost
                 invariant_spans.insert(inv.name.text, inv.name.span);
             }
         }
-        let mut handler_spans: HashMap<String, Span> = HashMap::default();
+        let mut handler_spans: HashMap<&str, Span> = HashMap::default();
         for h in &d.handlers {
             if let Some(first) = handler_spans.get(h.name.text) {
                 dup(diags, "handler", &h.name, *first);
             } else {
-                handler_spans.insert(h.name.text.to_string(), h.name.span);
+                handler_spans.insert(h.name.text, h.name.span);
                 syms.handlers.insert(h.name.text.to_string(), s.handlers.len() as u32);
             }
             s.handlers.push(HandlerSig {

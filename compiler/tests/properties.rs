@@ -1,7 +1,10 @@
 //! Properties: `compile` and `render` never panic, on random bytes or on
-//! mutated valid programs; compilation is deterministic.
+//! mutated valid programs; compilation is deterministic; the outline that
+//! `compile` parses reports what the full parse reports and gives every
+//! domain back whole.
 
 use lexum_compiler::program::Program;
+use lexum_compiler::syntax::{parse, parse_outline, reparse_domain};
 use lexum_compiler::{compile, render, to_json, CompileOptions};
 use proptest::prelude::*;
 
@@ -23,6 +26,24 @@ fn check(source: &str) -> bool {
         assert_eq!(Program::decode(&p.encode()).as_ref(), Ok(p));
     }
     c.program.is_some()
+}
+
+/// The outline parse reports exactly the full parse's diagnostics; its
+/// domains are the full domains without bodies, and each one parses again
+/// into the full domain.
+fn outline_agrees(source: &str) {
+    let (mut full_diags, mut outline_diags) = (Vec::new(), Vec::new());
+    let full = parse(source, &mut full_diags);
+    let outline = parse_outline(source, &mut outline_diags);
+    assert_eq!(outline_diags, full_diags);
+    assert_eq!(outline.effects, full.effects);
+    assert_eq!(outline.domains.len(), full.domains.len());
+    for (whole, outlined) in full.domains.iter().zip(&outline.domains) {
+        let mut stripped = whole.clone();
+        stripped.strip_bodies();
+        assert_eq!(outlined, &stripped);
+        assert_eq!(reparse_domain(source, outlined.span).as_ref(), Some(whole));
+    }
 }
 
 /// A mutation of a valid program: delete, duplicate or insert a slice of it.
@@ -58,6 +79,7 @@ proptest! {
             "\"a\"", ",", "&&", "!", "-", "on", "reads", "retry", "backoff", "now", "[", "]", "let", "if", "else"]),
         0..120)) {
         check(&words.join(" "));
+        outline_agrees(&words.join(" "));
     }
 
     #[test]
@@ -65,7 +87,16 @@ proptest! {
         seed in 0..SEEDS.len(), at in 0usize..3000, len in 0usize..40, kind in any::<u8>(),
         insert in "[ -~\n]{0,12}",
     ) {
-        check(&mutate(SEEDS[seed], at, len, kind, &insert));
+        let source = mutate(SEEDS[seed], at, len, kind, &insert);
+        check(&source);
+        outline_agrees(&source);
+    }
+}
+
+#[test]
+fn seeds_outline_and_reparse_whole() {
+    for src in SEEDS {
+        outline_agrees(src);
     }
 }
 

@@ -23,6 +23,27 @@ fn wider_synthetic_program_is_clean() {
     check(40, 12);
 }
 
+/// Over a megabyte, the outline is parsed in two halves on two threads; it
+/// must equal the full parse without bodies, and the file compiles clean.
+#[test]
+fn large_file_outlined_in_halves_matches_the_full_parse() {
+    use lexum_compiler::syntax::{parse, parse_outline};
+    let src = synthetic_program(1200, 5);
+    assert!(src.len() > 1 << 20, "large enough to be split: {} bytes", src.len());
+    let (mut full_diags, mut outline_diags) = (Vec::new(), Vec::new());
+    let full = parse(&src, &mut full_diags);
+    let outline = parse_outline(&src, &mut outline_diags);
+    assert!(full_diags.is_empty() && outline_diags.is_empty());
+    assert_eq!(outline.domains.len(), 1200);
+    for (whole, outlined) in full.domains.iter().zip(&outline.domains) {
+        let mut stripped = whole.clone();
+        stripped.strip_bodies();
+        assert_eq!(outlined, &stripped);
+    }
+    assert_eq!(outline.effects, full.effects);
+    check(1200, 5);
+}
+
 #[test]
 fn one_field_read_by_many_goals() {
     let mut src = String::from("domain D {\n  state { n: int }\n");

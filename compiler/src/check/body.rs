@@ -112,7 +112,7 @@ impl Body<'_> {
     }
 
     pub(super) fn stmts(&mut self, stmts: &[ast::Stmt], top: bool) -> Vec<Stmt> {
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(stmts.len());
         for s in stmts {
             if let Some(st) = self.stmt(s, top) {
                 out.push(st);

@@ -148,9 +148,13 @@ struct Body<'a> {
 }
 
 /// Checks all bodies and builds the program (sets, cost checks and the
-/// livelock analysis come later).
+/// livelock analysis come later). `file` may be an outline
+/// ([`crate::syntax::parse_outline`] of `source`): each domain is parsed
+/// again, bodies included, just before it is checked and freed right after,
+/// so a large program's whole tree is never in memory.
 pub fn check(
-    file: &ast::File,
+    file: ast::File,
+    source: &str,
     syms: &Symbols,
     options: &CompileOptions,
     diags: &mut Vec<Diagnostic>,
@@ -165,22 +169,27 @@ pub fn check(
             returns: e.returns.as_ref().map(Ty::to_type),
         });
     }
-    let n = file.domains.len();
+    let mut first_half = file.domains;
+    let n = first_half.len();
     let parts = if n >= PARALLEL_DOMAINS {
         let mid = n / 2;
-        let base = Offsets::at(file, mid);
+        let base = Offsets::of(&first_half[..mid]);
+        // The second thread takes its half out of the slot; if the thread
+        // cannot start, this one checks that half afterwards.
+        let second_half = std::sync::Mutex::new(Some(first_half.split_off(mid)));
+        let take = || second_half.lock().ok().and_then(|mut slot| slot.take()).unwrap_or_default();
         std::thread::scope(|scope| {
             let second = std::thread::Builder::new()
-                .spawn_scoped(scope, move || check_domains(file, syms, options, mid..n, base));
-            let first = check_domains(file, syms, options, 0..mid, Offsets::default());
+                .spawn_scoped(scope, || check_domains(take(), source, syms, options, mid, base));
+            let first = check_domains(first_half, source, syms, options, 0, Offsets::default());
             let second = match second {
                 Ok(handle) => handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
-                Err(_) => check_domains(file, syms, options, mid..n, base),
+                Err(_) => check_domains(take(), source, syms, options, mid, base),
             };
             vec![first, second]
         })
     } else {
-        vec![check_domains(file, syms, options, 0..n, Offsets::default())]
+        vec![check_domains(first_half, source, syms, options, 0, Offsets::default())]
     };
     for part in parts {
         append(&mut p.domains, part.program.domains);
@@ -219,10 +228,10 @@ struct Offsets {
 }
 
 impl Offsets {
-    /// Offsets of domain `k` (the sizes of the tables of domains `0..k`).
-    fn at(file: &ast::File, k: usize) -> Offsets {
+    /// Sizes of the tables of `domains`: the offsets of the domain after them.
+    fn of(domains: &[ast::DomainDecl]) -> Offsets {
         let mut o = Offsets::default();
-        for d in file.domains.iter().take(k) {
+        for d in domains {
             o.fields += d.fields.len();
             o.goals += d.goals.len();
             o.invariants += d.invariants.len();
@@ -241,26 +250,41 @@ struct Part {
     diags: Vec<Diagnostic>,
 }
 
-/// Checks domains `range`, whose first declarations have the ids `base`.
+/// Checks `domains`, the first of which is domain number `first` and whose
+/// first declarations have the ids `base`. Each domain is parsed again from
+/// `source` (its outline may lack bodies) and dropped once checked.
 fn check_domains(
-    file: &ast::File,
+    domains: Vec<ast::DomainDecl>,
+    source: &str,
     syms: &Symbols,
     options: &CompileOptions,
-    range: std::ops::Range<usize>,
+    first: usize,
     base: Offsets,
 ) -> Part {
     let mut p = empty_program();
-    let end = Offsets::at(file, range.end);
-    p.domains.reserve(range.len());
-    p.fields.reserve(end.fields - base.fields);
-    p.goals.reserve(end.goals - base.goals);
-    p.invariants.reserve(end.invariants - base.invariants);
-    p.transitions.reserve(end.transitions - base.transitions);
-    p.handlers.reserve(end.handlers - base.handlers);
+    let sizes = Offsets::of(&domains);
+    p.domains.reserve(domains.len());
+    p.fields.reserve(sizes.fields);
+    p.goals.reserve(sizes.goals);
+    p.invariants.reserve(sizes.invariants);
+    p.transitions.reserve(sizes.transitions);
+    p.handlers.reserve(sizes.handlers);
     let mut map = SourceMap::default();
     let mut diags_vec = Vec::new();
     let diags = &mut diags_vec;
-    for (di, d) in file.domains.iter().enumerate().take(range.end).skip(range.start) {
+    for (k, outline) in domains.into_iter().enumerate() {
+        let d = match crate::syntax::reparse_domain(source, outline.span) {
+            Some(d) => d,
+            None => {
+                diags.push(Diagnostic::new(
+                    Code::E001,
+                    outline.span,
+                    "internal compiler error: this domain could not be read a second time",
+                ));
+                outline
+            }
+        };
+        let di = first + k;
         let di32 = di as u32;
         let dsyms = &syms.domains[di];
         let mut dom = Domain {
@@ -415,7 +439,7 @@ fn check_domains(
                 c.expr
             });
             b.kind = Kind::Slice;
-            let mut slices = Vec::new();
+            let mut slices = Vec::with_capacity(t.slices.len());
             for (si, s) in t.slices.iter().enumerate() {
                 if let Some(first) = t.slices[..si].iter().find(|o| o.name.text == s.name.text) {
                     b.diags.push(

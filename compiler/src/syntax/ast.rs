@@ -89,6 +89,36 @@ pub struct DomainDecl<'s> {
     pub transitions: Vec<TransitionDecl<'s>>,
     /// Handlers.
     pub handlers: Vec<HandlerDecl<'s>>,
+    /// From `domain` to the closing brace.
+    pub span: Span,
+}
+
+impl DomainDecl<'_> {
+    /// Drops what only body checking needs (field defaults, goal and
+    /// invariant bodies, `when` guards, slices, handler bodies) and keeps
+    /// every declaration: names, types, parameters, priorities, `reads`.
+    /// Spare capacity goes too: an outline is kept for every domain.
+    pub fn strip_bodies(&mut self) {
+        for field in &mut self.fields {
+            field.default = None;
+        }
+        for goal in self.goals.iter_mut().chain(&mut self.invariants) {
+            goal.body = Vec::new();
+        }
+        for transition in &mut self.transitions {
+            transition.when = None;
+            transition.slices = Vec::new();
+        }
+        for handler in &mut self.handlers {
+            handler.body = Vec::new();
+        }
+        self.reads.shrink_to_fit();
+        self.fields.shrink_to_fit();
+        self.goals.shrink_to_fit();
+        self.invariants.shrink_to_fit();
+        self.transitions.shrink_to_fit();
+        self.handlers.shrink_to_fit();
+    }
 }
 
 /// `name: type = default`.

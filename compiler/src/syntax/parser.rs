@@ -13,10 +13,88 @@ const MAX_DEPTH: u32 = 256;
 
 /// Parses a whole file, appending diagnostics.
 pub fn parse<'s>(source: &'s str, diags: &mut Vec<Diagnostic>) -> File<'s> {
-    let mut lexer = Lexer::new(source);
-    let ahead = [lexer.next_token(), lexer.next_token(), lexer.next_token()];
-    let mut p = Parser { source, lexer, ahead, pos: 0, prev: Span::default(), diags, depth: 0, last_error: usize::MAX };
-    let file = p.file();
+    parse_file(source, diags, false)
+}
+
+/// Parses a whole file and reports exactly what [`parse`] reports, but keeps
+/// only the outline of each domain: every body is dropped as soon as its
+/// domain is parsed ([`DomainDecl::strip_bodies`]), so the tree of a large
+/// file is never held whole. [`reparse_domain`] brings one domain back.
+/// A large file is outlined in two halves on two threads when both halves
+/// are clean (see [`outline_in_halves`]).
+pub fn parse_outline<'s>(source: &'s str, diags: &mut Vec<Diagnostic>) -> File<'s> {
+    if source.len() >= PARALLEL_OUTLINE_BYTES {
+        if let Some(file) = outline_in_halves(source) {
+            return file;
+        }
+    }
+    parse_file(source, diags, true)
+}
+
+/// Source size from which [`parse_outline`] tries two threads.
+const PARALLEL_OUTLINE_BYTES: usize = 1 << 20;
+
+/// Outlines `source` as two halves split before a `domain` at the start of
+/// a line near the middle, each half on its own thread. `None` when there is
+/// no such line or either half reports anything, and the caller parses the
+/// whole file in one go. A half without diagnostics consists of complete
+/// items, so the sequential parser reaches the split point at top level
+/// with the same items behind it: the halves give exactly its outline.
+fn outline_in_halves(source: &str) -> Option<File<'_>> {
+    let split = split_point(source)?;
+    let (head, tail) = std::thread::scope(|scope| {
+        let tail = std::thread::Builder::new().spawn_scoped(scope, || clean_outline(source, split)).ok()?;
+        let head = clean_outline(source.get(..split)?, 0);
+        Some((head?, tail.join().ok()??))
+    })?;
+    if tail.domains.first().map(|d| d.span.start as usize) != Some(split) {
+        return None;
+    }
+    let mut file = head;
+    file.effects.extend(tail.effects);
+    file.domains.extend(tail.domains);
+    Some(file)
+}
+
+/// The start of the first line at or after the middle of `source` that
+/// begins with `domain` and a space or tab.
+fn split_point(source: &str) -> Option<usize> {
+    let bytes = source.as_bytes();
+    let mut at = bytes.len() / 2;
+    while let Some(offset) = bytes.get(at..)?.windows(7).position(|w| w == b"\ndomain") {
+        let line = at + offset + 1;
+        if matches!(bytes.get(line + 6), Some(b' ' | b'\t')) {
+            return Some(line);
+        }
+        at = line;
+    }
+    None
+}
+
+/// The outline of `source` from byte `start`, if it parses without any
+/// diagnostic.
+fn clean_outline(source: &str, start: usize) -> Option<File<'_>> {
+    let mut diags = Vec::new();
+    let mut p = Parser::new(source, start, &mut diags);
+    let file = p.file(true);
+    let lexed = p.lexer.take_diagnostics();
+    (diags.is_empty() && lexed.is_empty()).then_some(file)
+}
+
+/// Parses again, bodies included, the domain that [`parse`] or
+/// [`parse_outline`] found at `span` of the same source. Diagnostics are not
+/// reported again. `None` when no domain with exactly that span parses
+/// there (never for a span taken from the outline of this source).
+pub fn reparse_domain(source: &str, span: Span) -> Option<DomainDecl<'_>> {
+    let mut ignored = Vec::new();
+    let mut p = Parser::new(source, span.start as usize, &mut ignored);
+    let domain = p.domain().ok()?;
+    (domain.span == span).then_some(domain)
+}
+
+fn parse_file<'s>(source: &'s str, diags: &mut Vec<Diagnostic>, outline: bool) -> File<'s> {
+    let mut p = Parser::new(source, 0, diags);
+    let file = p.file(outline);
     let lexed = p.lexer.take_diagnostics();
     diags.extend(lexed);
     file
@@ -49,7 +127,14 @@ struct Failed;
 
 type PResult<T> = Result<T, Failed>;
 
-impl<'s> Parser<'s, '_> {
+impl<'s, 'd> Parser<'s, 'd> {
+    /// A parser whose first token starts at byte `start` (a token boundary).
+    fn new(source: &'s str, start: usize, diags: &'d mut Vec<Diagnostic>) -> Parser<'s, 'd> {
+        let mut lexer = Lexer::starting_at(source, start);
+        let ahead = [lexer.next_token(), lexer.next_token(), lexer.next_token()];
+        Parser { source, lexer, ahead, pos: 0, prev: Span::default(), diags, depth: 0, last_error: usize::MAX }
+    }
+
     /// Source text of the token `n` ahead.
     fn text_at(&self, n: usize) -> &'s str {
         let span = self.ahead[n.min(LOOKAHEAD - 1)].span;
@@ -186,7 +271,8 @@ impl<'s> Parser<'s, '_> {
         }
     }
 
-    fn file(&mut self) -> File<'s> {
+    /// The whole file; with `outline`, each domain without its bodies.
+    fn file(&mut self, outline: bool) -> File<'s> {
         let mut file = File::default();
         let item_start = |t: &Tok, s: &str| *t == Tok::Ident && (s == "domain" || s == "effect");
         while !self.at(&Tok::Eof) {
@@ -197,7 +283,12 @@ impl<'s> Parser<'s, '_> {
                 }
             } else if self.at_kw("domain") {
                 match self.domain() {
-                    Ok(d) => file.domains.push(d),
+                    Ok(mut d) => {
+                        if outline {
+                            d.strip_bodies();
+                        }
+                        file.domains.push(d);
+                    }
                     Err(Failed) => self.recover(item_start),
                 }
             } else {
@@ -294,7 +385,7 @@ impl<'s> Parser<'s, '_> {
     }
 
     fn domain(&mut self) -> PResult<DomainDecl<'s>> {
-        self.expect_kw("domain")?;
+        let start = self.expect_kw("domain")?;
         let name = self.ident("a domain name")?;
         let priority = self.priority()?;
         self.expect(&Tok::LBrace, "`{`")?;
@@ -307,6 +398,7 @@ impl<'s> Parser<'s, '_> {
             invariants: vec![],
             transitions: vec![],
             handlers: vec![],
+            span: start,
         };
         let member_start = |t: &Tok, s: &str| *t == Tok::Ident && is_member_keyword(s);
         while !self.at(&Tok::RBrace) && !self.at(&Tok::Eof) {
@@ -318,6 +410,7 @@ impl<'s> Parser<'s, '_> {
             }
         }
         self.expect(&Tok::RBrace, "`}` closing the domain")?;
+        d.span = start.to(self.prev_span());
         Ok(d)
     }
 
@@ -473,6 +566,9 @@ impl<'s> Parser<'s, '_> {
         }
         self.leave();
         self.expect(&Tok::RBrace, "`}`")?;
+        // Most blocks hold one or two statements; a large file keeps
+        // hundreds of thousands of them, so do not keep growth slack.
+        stmts.shrink_to_fit();
         Ok(stmts)
     }
 
@@ -561,6 +657,7 @@ impl<'s> Parser<'s, '_> {
             }
         }
         self.expect(&Tok::RParen, "`)`")?;
+        args.shrink_to_fit();
         Ok(args)
     }
 
@@ -711,5 +808,77 @@ impl<'s> Parser<'s, '_> {
             _ => return Err(self.error_here("an expression")),
         };
         Ok(Expr { kind, span: start.to(self.prev_span()) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::synth::synthetic_program;
+
+    fn sequential_outline(source: &str) -> (File<'_>, Vec<Diagnostic>) {
+        let mut diags = Vec::new();
+        let file = parse_file(source, &mut diags, true);
+        (file, diags)
+    }
+
+    #[test]
+    fn clean_halves_give_the_sequential_outline() {
+        let source = synthetic_program(40, 3);
+        let split = split_point(&source).expect("a domain starts a line after the middle");
+        assert!(split >= source.len() / 2 && source[split..].starts_with("domain "));
+        let (sequential, diags) = sequential_outline(&source);
+        assert!(diags.is_empty());
+        assert_eq!(outline_in_halves(&source), Some(sequential));
+    }
+
+    #[test]
+    fn effects_after_the_split_keep_their_order() {
+        let mut source = synthetic_program(20, 2);
+        source.push_str("effect Late.Thing(n: int)\n");
+        let (sequential, _) = sequential_outline(&source);
+        let halves = outline_in_halves(&source).expect("clean");
+        assert_eq!(halves.effects.len(), 2);
+        assert_eq!(halves, sequential);
+    }
+
+    #[test]
+    fn a_half_with_errors_is_not_used() {
+        let mut source = synthetic_program(20, 2);
+        source.push_str("domain Broken { goal G { x = } }\n");
+        assert_eq!(outline_in_halves(&source), None);
+        let mut head_error = synthetic_program(20, 2);
+        head_error.insert_str(0, "domain Broken { state { x: } }\n");
+        assert_eq!(outline_in_halves(&head_error), None);
+    }
+
+    #[test]
+    fn a_split_inside_a_domain_is_not_used() {
+        // The only `domain` line after the middle is inside a string that
+        // spans it: the head half then ends in an unterminated string.
+        let mut source = String::from("domain A { state { s: string = \"");
+        source.push_str(&"x".repeat(200));
+        source.push_str("\ndomain B {\" } }\n");
+        assert_eq!(outline_in_halves(&source), None);
+        let mut diags = Vec::new();
+        let _ = parse_outline(&source, &mut diags);
+        let mut full_diags = Vec::new();
+        let _ = parse(&source, &mut full_diags);
+        assert_eq!(diags, full_diags);
+    }
+
+    #[test]
+    fn no_domain_line_after_the_middle_means_no_split() {
+        assert_eq!(split_point("domain A { }\n// domain\n"), None);
+        assert_eq!(split_point("domain A { }  domain B { }"), None);
+    }
+
+    #[test]
+    fn reparse_refuses_a_span_that_is_not_a_domain() {
+        let source = "domain A { state { x: int } }";
+        assert!(reparse_domain(source, Span::new(0, source.len())).is_some());
+        assert!(reparse_domain(source, Span::new(0, 5)).is_none());
+        assert!(reparse_domain(source, Span::new(7, source.len())).is_none());
+        assert!(reparse_domain("domain Ä { }", Span::new(8, 12)).is_none());
     }
 }
