@@ -7,7 +7,9 @@
 //! cargo run -p lexum-client --example fleet_worker -- --endpoints 127.0.0.1:7101,127.0.0.1:7102
 //! ```
 
-use lexum_client::{Client, ClientConfig, EffectError, EffectOutput, EffectTask, FieldWrite, Value, Worker, DEFAULT_ENDPOINTS};
+use lexum_client::{
+    Client, ClientConfig, EffectError, EffectOutput, EffectTask, FieldWrite, Value, Worker, DEFAULT_ENDPOINTS,
+};
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
@@ -75,7 +77,11 @@ impl Sim {
 
     /// Writes observations; a failure fails the task so the cluster retries.
     async fn observe(&self, writes: Vec<FieldWrite>) -> Result<(), EffectError> {
-        self.client.mutate(&writes).await.map(|_| ()).map_err(|e| EffectError::new(format!("reporting observation: {e}")))
+        self.client
+            .mutate(&writes)
+            .await
+            .map(|_| ())
+            .map_err(|e| EffectError::new(format!("reporting observation: {e}")))
     }
 }
 
@@ -102,7 +108,9 @@ fn parse_flags() -> Result<Flags, String> {
         match flag.as_str() {
             "--endpoints" => flags.endpoints = value()?.split(',').map(str::trim).map(String::from).collect(),
             "--token" => flags.token = Some(value()?),
-            "--delay-ms" => flags.delay = Duration::from_millis(value()?.parse().map_err(|_| "--delay-ms takes a number")?),
+            "--delay-ms" => {
+                flags.delay = Duration::from_millis(value()?.parse().map_err(|_| "--delay-ms takes a number")?)
+            }
             "--concurrency" => flags.concurrency = value()?.parse().map_err(|_| "--concurrency takes a number")?,
             other => return Err(format!("unknown flag `{other}`")),
         }

@@ -53,7 +53,11 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        RetryPolicy { initial_backoff: Duration::from_millis(50), max_backoff: Duration::from_secs(1), max_attempts: 12 }
+        RetryPolicy {
+            initial_backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_secs(1),
+            max_attempts: 12,
+        }
     }
 }
 
@@ -531,8 +535,10 @@ impl Client {
 
     /// Installs an already compiled program (`Program::encode` bytes).
     pub async fn submit_compiled(&self, bytes: Vec<u8>) -> Result<Submitted, ClientError> {
-        let request =
-            pb::SubmitProgramRequest { program: Some(pb::submit_program_request::Program::Compiled(bytes)), file_name: String::new() };
+        let request = pb::SubmitProgramRequest {
+            program: Some(pb::submit_program_request::Program::Compiled(bytes)),
+            file_name: String::new(),
+        };
         self.submit(request).await
     }
 
@@ -545,9 +551,15 @@ impl Client {
     pub async fn mutate(&self, writes: &[FieldWrite]) -> Result<u64, ClientError> {
         let writes = writes
             .iter()
-            .map(|w| pb::FieldWrite { domain: w.domain.clone(), field: w.field.clone(), value: Some(value::to_wire(&w.value)) })
+            .map(|w| pb::FieldWrite {
+                domain: w.domain.clone(),
+                field: w.field.clone(),
+                value: Some(value::to_wire(&w.value)),
+            })
             .collect();
-        let r = self.call(Target::Leader, pb::MutateRequest { writes }, |mut c, r| async move { c.mutate(r).await }).await?;
+        let r = self
+            .call(Target::Leader, pb::MutateRequest { writes }, |mut c, r| async move { c.mutate(r).await })
+            .await?;
         Ok(r.index)
     }
 
@@ -565,7 +577,8 @@ impl Client {
 
     /// Every goal with its status (linearizable).
     pub async fn goals(&self) -> Result<Vec<Goal>, ClientError> {
-        let r = self.call(Target::Leader, pb::ListGoalsRequest {}, |mut c, r| async move { c.list_goals(r).await }).await?;
+        let r =
+            self.call(Target::Leader, pb::ListGoalsRequest {}, |mut c, r| async move { c.list_goals(r).await }).await?;
         Ok(r.goals
             .into_iter()
             .map(|g| Goal {
@@ -584,7 +597,9 @@ impl Client {
     /// The last `limit` cycle records (0: the node's default), oldest first,
     /// as JSON objects.
     pub async fn history(&self, limit: u32) -> Result<Vec<serde_json::Value>, ClientError> {
-        let r = self.call(Target::Leader, pb::HistoryRequest { limit }, |mut c, r| async move { c.history(r).await }).await?;
+        let r = self
+            .call(Target::Leader, pb::HistoryRequest { limit }, |mut c, r| async move { c.history(r).await })
+            .await?;
         Ok(r.cycles_json.iter().filter_map(|c| serde_json::from_str(c).ok()).collect())
     }
 
@@ -704,7 +719,8 @@ impl Client {
             }
             if let Some(since) = failing_since {
                 if since.elapsed() > config.deadline {
-                    let message = format!("watch could not reconnect within {:?}; last error: {last_error}", config.deadline);
+                    let message =
+                        format!("watch could not reconnect within {:?}; last error: {last_error}", config.deadline);
                     let _ = tx.send(Err(ClientError::Unavailable(message))).await;
                     return;
                 }

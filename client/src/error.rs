@@ -81,7 +81,9 @@ impl ClientError {
             Code::InvalidArgument | Code::OutOfRange | Code::AlreadyExists => ClientError::Rejected { code, message },
             Code::NotFound => ClientError::NotFound { code, message },
             Code::Unauthenticated | Code::PermissionDenied => ClientError::Unauthenticated(message),
-            Code::FailedPrecondition if !message.starts_with("not the leader") => ClientError::Rejected { code, message },
+            Code::FailedPrecondition if !message.starts_with("not the leader") => {
+                ClientError::Rejected { code, message }
+            }
             Code::Unavailable | Code::DeadlineExceeded | Code::FailedPrecondition | Code::Cancelled => {
                 ClientError::Unavailable(if message.is_empty() { format!("{:?}", status.code()) } else { message })
             }
@@ -101,8 +103,10 @@ fn leading_code(message: &str) -> Option<String> {
 
 /// Whether a status is worth retrying on another node after a pause.
 pub(crate) fn is_transient(status: &tonic::Status) -> bool {
-    matches!(status.code(), Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Aborted | Code::Unknown)
-        || (status.code() == Code::FailedPrecondition && status.message().starts_with("not the leader"))
+    matches!(
+        status.code(),
+        Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Aborted | Code::Unknown
+    ) || (status.code() == Code::FailedPrecondition && status.message().starts_with("not the leader"))
 }
 
 #[cfg(test)]

@@ -269,7 +269,10 @@ mod tests {
         check("[1,2]", Value::List(vec![Value::Int(1), Value::Int(2)]));
         check("[\"a\", \"b\"]", Value::List(vec![s("a"), s("b")]));
         check("[]", Value::List(vec![]));
-        check("[[1],[2, 3]]", Value::List(vec![Value::List(vec![Value::Int(1)]), Value::List(vec![Value::Int(2), Value::Int(3)])]));
+        check(
+            "[[1],[2, 3]]",
+            Value::List(vec![Value::List(vec![Value::Int(1)]), Value::List(vec![Value::Int(2), Value::Int(3)])]),
+        );
         check("[a, b c]", Value::List(vec![s("a"), s("b c")]));
     }
 

@@ -372,7 +372,9 @@ impl Worker {
             };
             let command = match message {
                 Some(Ok(command)) => command,
-                Some(Err(status)) if !is_transient(&status) && !served => return Err(ClientError::from_status(&status)),
+                Some(Err(status)) if !is_transient(&status) && !served => {
+                    return Err(ClientError::from_status(&status))
+                }
                 Some(Err(status)) => return Ok(SessionEnd::Lost { served, error: describe(&status) }),
                 None => return Ok(SessionEnd::Lost { served, error: "stream closed by the node".into() }),
             };
@@ -495,7 +497,11 @@ fn result_message(effect_id: u64, fencing_token: u64, outcome: Result<EffectOutp
         Err(error) => pb::task_result::Outcome::Error(error.0),
     };
     pb::WorkerMessage {
-        kind: Some(pb::worker_message::Kind::Result(pb::TaskResult { effect_id, fencing_token, outcome: Some(outcome) })),
+        kind: Some(pb::worker_message::Kind::Result(pb::TaskResult {
+            effect_id,
+            fencing_token,
+            outcome: Some(outcome),
+        })),
     }
 }
 
@@ -513,7 +519,6 @@ async fn sleep_or_shutdown<S: Future<Output = ()>>(
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -525,7 +530,10 @@ mod tests {
             effect: "Cloud.SetNodeCount".into(),
             idempotency_key: "k".into(),
             attempt: 1,
-            args: args.into_iter().map(|(n, v)| pb::NamedValue { name: n.into(), value: Some(value::to_wire(&v)) }).collect(),
+            args: args
+                .into_iter()
+                .map(|(n, v)| pb::NamedValue { name: n.into(), value: Some(value::to_wire(&v)) })
+                .collect(),
             fencing_token: 3,
             timeout_ms: 0,
         })
@@ -544,7 +552,9 @@ mod tests {
     async fn handlers_run_and_panics_become_errors() {
         let client = Client::new_lazy(ClientConfig::new(["127.0.0.1:1"])).unwrap();
         let worker = Worker::new(client)
-            .handle("Cloud.SetNodeCount", |t: EffectTask| async move { Ok(EffectOutput::from(Value::Int(t.attempt as i64))) })
+            .handle("Cloud.SetNodeCount", |t: EffectTask| async move {
+                Ok(EffectOutput::from(Value::Int(t.attempt as i64)))
+            })
             .handle("Cloud.Panic", |_t: EffectTask| async move { panic!("boom") });
         let (tx, mut rx) = mpsc::channel(4);
         worker.execute(task(vec![]), Arc::new(Semaphore::new(1)), tx.clone()).await;

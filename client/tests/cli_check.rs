@@ -113,7 +113,8 @@ fn binary_file_is_refused() {
 #[test]
 fn garbage_never_panics() {
     let nested = format!("domain D {{ invariant I {{ {}1{} }} }}", "(".repeat(2000), ")".repeat(2000));
-    let inputs: [&[u8]; 5] = [b"}}}}{{{{", b"domain", b"effect .(", b"domain D { state { x: list<list<int>> = [[[[ } }", nested.as_bytes()];
+    let inputs: [&[u8]; 5] =
+        [b"}}}}{{{{", b"domain", b"effect .(", b"domain D { state { x: list<list<int>> = [[[[ } }", nested.as_bytes()];
     for input in inputs {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::write(dir.path().join("g.lxm"), input).expect("write");

@@ -127,7 +127,12 @@ impl Cluster {
         let out = self.ctl(args);
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert_eq!(out.status.code(), Some(code), "lexumctl {args:?}\nstdout:\n{stdout}\nstderr:\n{stderr}\n{}", self.logs());
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "lexumctl {args:?}\nstdout:\n{stdout}\nstderr:\n{stderr}\n{}",
+            self.logs()
+        );
         stdout
     }
 
@@ -279,7 +284,8 @@ fn operator_workflow() {
     let program = write_program(&cluster, "t.lxm", PROGRAM);
 
     // submit, with a watcher started first that must see the program event
-    let watcher = spawn_lexumctl(&cluster.endpoints_flag(), &["--output", "json", "watch", "--count", "3", "--for", "30s"]);
+    let watcher =
+        spawn_lexumctl(&cluster.endpoints_flag(), &["--output", "json", "watch", "--count", "3", "--for", "30s"]);
     std::thread::sleep(Duration::from_millis(500));
     let submitted = cluster.json(&["submit", &program]);
     assert_eq!(submitted["version"], 1, "{submitted}");
@@ -290,7 +296,10 @@ fn operator_workflow() {
     assert!(events.iter().all(|e| e["index"].as_u64().is_some() && e["kind"].is_string()), "{events:?}");
 
     // watch --from replays the backlog, starting with the program entry
-    let backlog = spawn_lexumctl(&cluster.endpoints_flag(), &["-o", "json", "watch", "--from", "1", "--count", "1", "--for", "20s"]);
+    let backlog = spawn_lexumctl(
+        &cluster.endpoints_flag(),
+        &["-o", "json", "watch", "--from", "1", "--count", "1", "--for", "20s"],
+    );
     let out = finish(backlog, Duration::from_secs(30));
     let events = json_lines(&out.stdout);
     assert_eq!(events.first().map(|e| e["kind"].clone()), Some(Json::from("program")), "{events:?}");
@@ -362,14 +371,29 @@ fn operator_workflow() {
     // (Pool's first cycle was planned with want=3, so it takes two cycles)
     let mut worker = spawn_lexumctl(
         &cluster.endpoints_flag(),
-        &["-o", "json", "worker", "--effect", "Ops.Attempt", "--effect", "Cloud.SetNodeCount", "--delay", "50ms", "--for", "60s"],
+        &[
+            "-o",
+            "json",
+            "worker",
+            "--effect",
+            "Ops.Attempt",
+            "--effect",
+            "Cloud.SetNodeCount",
+            "--delay",
+            "50ms",
+            "--for",
+            "60s",
+        ],
     );
     cluster.wait_for_status("Flaky", "Done", "SATISFIED");
     cluster.wait_for_status("Pool", "Sized", "SATISFIED");
     let _ = worker.kill();
     let out = worker.wait_with_output().expect("worker output");
     let tasks = json_lines(&out.stdout);
-    assert!(tasks.iter().any(|t| t["effect"] == "Cloud.SetNodeCount" && t["ok"] == true && t["result"] == 5), "{tasks:?}");
+    assert!(
+        tasks.iter().any(|t| t["effect"] == "Cloud.SetNodeCount" && t["ok"] == true && t["result"] == 5),
+        "{tasks:?}"
+    );
     assert!(tasks.iter().any(|t| t["effect"] == "Ops.Attempt" && t["ok"] == true && t["result"] == 1), "{tasks:?}");
     assert!(tasks.iter().all(|t| t["idempotency_key"].as_str().is_some_and(|k| !k.is_empty())), "{tasks:?}");
     assert_eq!(cluster.field("Pool", "nodes"), 5);
@@ -377,8 +401,12 @@ fn operator_workflow() {
 
     // history records the cycles and their verdicts
     let history = cluster.json(&["history"]);
-    let verdicts: Vec<&str> = history.as_array().map(|h| h.iter().filter_map(|c| c["verdict"].as_str()).collect()).unwrap_or_default();
-    assert!(verdicts.contains(&"trapped") && verdicts.contains(&"failed") && verdicts.contains(&"converged"), "{history}");
+    let verdicts: Vec<&str> =
+        history.as_array().map(|h| h.iter().filter_map(|c| c["verdict"].as_str()).collect()).unwrap_or_default();
+    assert!(
+        verdicts.contains(&"trapped") && verdicts.contains(&"failed") && verdicts.contains(&"converged"),
+        "{history}"
+    );
 
     // status JSON shape; every member converges on the same state hash
     let converged = wait_until(Duration::from_secs(20), || {
@@ -434,11 +462,13 @@ fn failover_keeps_watch_and_worker_going() {
 
     let leader = cluster.json(&["status"])["leader"].as_u64().expect("a leader");
     cluster.kill(leader);
-    let survivors: Vec<String> = (1..=3).filter(|id| *id != leader).map(|id| cluster.endpoints[id as usize - 1].clone()).collect();
+    let survivors: Vec<String> =
+        (1..=3).filter(|id| *id != leader).map(|id| cluster.endpoints[id as usize - 1].clone()).collect();
     let survivors = survivors.join(",");
     let elected = wait_until(Duration::from_secs(30), || {
         let out = lexumctl(&survivors, &["-o", "json", "--timeout", "2s", "status"]);
-        serde_json::from_slice::<Json>(&out.stdout).is_ok_and(|s| s["leader"].as_u64().is_some_and(|l| l != 0 && l != leader))
+        serde_json::from_slice::<Json>(&out.stdout)
+            .is_ok_and(|s| s["leader"].as_u64().is_some_and(|l| l != 0 && l != leader))
     });
     assert!(elected, "no new leader\n{}", cluster.logs());
 

@@ -32,13 +32,8 @@ pub enum Priority {
 
 impl Priority {
     /// All levels from highest to lowest, the order in which work is dispatched.
-    pub const DESCENDING: [Priority; 5] = [
-        Priority::Critical,
-        Priority::High,
-        Priority::Normal,
-        Priority::Low,
-        Priority::Background,
-    ];
+    pub const DESCENDING: [Priority; 5] =
+        [Priority::Critical, Priority::High, Priority::Normal, Priority::Low, Priority::Background];
 
     /// The keyword used in source (`critical`, `high`, ...).
     pub fn keyword(self) -> &'static str {
@@ -673,22 +668,12 @@ impl Program {
 
     /// Looks a field of a domain up by name.
     pub fn field_by_name(&self, domain: DomainId, name: &str) -> Option<FieldId> {
-        self.domains
-            .get(domain.index())?
-            .fields
-            .iter()
-            .copied()
-            .find(|f| self.fields[f.index()].name == name)
+        self.domains.get(domain.index())?.fields.iter().copied().find(|f| self.fields[f.index()].name == name)
     }
 
     /// Looks a goal of a domain up by name.
     pub fn goal_by_name(&self, domain: DomainId, name: &str) -> Option<GoalId> {
-        self.domains
-            .get(domain.index())?
-            .goals
-            .iter()
-            .copied()
-            .find(|g| self.goals[g.index()].name == name)
+        self.domains.get(domain.index())?.goals.iter().copied().find(|g| self.goals[g.index()].name == name)
     }
 
     /// `Domain.field` for messages and evidence.

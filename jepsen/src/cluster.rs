@@ -30,7 +30,13 @@ pub struct ClusterOptions {
 
 impl Default for ClusterOptions {
     fn default() -> Self {
-        ClusterOptions { nodes: 3, snapshot_logs: 5000, keep_logs: 1000, oscillation_threshold: 10, effect_timeout_ms: 10_000 }
+        ClusterOptions {
+            nodes: 3,
+            snapshot_logs: 5000,
+            keep_logs: 1000,
+            oscillation_threshold: 10,
+            effect_timeout_ms: 10_000,
+        }
     }
 }
 
@@ -241,7 +247,11 @@ impl LocalCluster {
     }
 
     /// Waits until every running node has applied at least `index`.
-    pub async fn wait_for_applied(&self, index: u64, timeout: Duration) -> anyhow::Result<BTreeMap<u64, pb::NodeInfoResponse>> {
+    pub async fn wait_for_applied(
+        &self,
+        index: u64,
+        timeout: Duration,
+    ) -> anyhow::Result<BTreeMap<u64, pb::NodeInfoResponse>> {
         let deadline = Instant::now() + timeout;
         let running = self.nodes.values().filter(|n| n.child.is_some() && !n.paused).count();
         loop {

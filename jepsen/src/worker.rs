@@ -130,7 +130,8 @@ impl TestWorker {
                             fencing_token: task.fencing_token,
                             outcome: Some(outcome),
                         };
-                        let _ = tx.send(pb::WorkerMessage { kind: Some(pb::worker_message::Kind::Result(result)) }).await;
+                        let _ =
+                            tx.send(pb::WorkerMessage { kind: Some(pb::worker_message::Kind::Result(result)) }).await;
                     });
                 }
                 None => {}

@@ -48,7 +48,9 @@ fn int(n: i64) -> Option<pb::Value> {
     Some(int_value(n))
 }
 
-async fn leader_client(cluster: &LocalCluster) -> lexum_proto::v1::lexum_client::LexumClient<tonic::transport::Channel> {
+async fn leader_client(
+    cluster: &LocalCluster,
+) -> lexum_proto::v1::lexum_client::LexumClient<tonic::transport::Channel> {
     let leader = cluster.wait_for_leader(Duration::from_secs(20)).await.expect("leader");
     cluster.client(leader).await.expect("client")
 }
@@ -62,7 +64,12 @@ async fn submit(cluster: &LocalCluster, source: &str) -> u64 {
     client.submit_program(request).await.expect("submit").into_inner().index
 }
 
-async fn set(client: &mut lexum_proto::v1::lexum_client::LexumClient<tonic::transport::Channel>, domain: &str, field: &str, n: i64) -> Result<u64, tonic::Status> {
+async fn set(
+    client: &mut lexum_proto::v1::lexum_client::LexumClient<tonic::transport::Channel>,
+    domain: &str,
+    field: &str,
+    n: i64,
+) -> Result<u64, tonic::Status> {
     let write = pb::FieldWrite { domain: domain.into(), field: field.into(), value: int(n) };
     client.mutate(pb::MutateRequest { writes: vec![write] }).await.map(|r| r.into_inner().index)
 }
@@ -91,7 +98,13 @@ async fn goal(cluster: &LocalCluster, domain: &str, name: &str) -> Option<pb::Go
     goals.into_iter().find(|g| g.domain == domain && g.goal == name)
 }
 
-async fn wait_goal_status(cluster: &LocalCluster, domain: &str, name: &str, status: &str, timeout: Duration) -> pb::GoalInfo {
+async fn wait_goal_status(
+    cluster: &LocalCluster,
+    domain: &str,
+    name: &str,
+    status: &str,
+    timeout: Duration,
+) -> pb::GoalInfo {
     let deadline = Instant::now() + timeout;
     let mut last = None;
     while Instant::now() < deadline {
@@ -235,7 +248,11 @@ async fn a_result_from_a_superseded_dispatch_is_rejected() {
     let _ = stop.send(true);
     let log = log.lock().expect("log");
     let stale = log.acks.iter().find(|a| !a.accepted).expect("a stale result was rejected");
-    assert!(stale.reason.to_lowercase().contains("fenc") || stale.reason.to_lowercase().contains("stale"), "{}", stale.reason);
+    assert!(
+        stale.reason.to_lowercase().contains("fenc") || stale.reason.to_lowercase().contains("stale"),
+        "{}",
+        stale.reason
+    );
     let keys: std::collections::BTreeSet<&str> = log.tasks.iter().map(|t| t.idempotency_key.as_str()).collect();
     assert_eq!(keys.len(), 1, "every attempt of the effect carries the same idempotency key");
     let fencing: std::collections::BTreeSet<u64> = log.tasks.iter().map(|t| t.fencing_token).collect();
@@ -312,7 +329,9 @@ async fn a_paused_old_leader_serves_no_stale_read() {
     cluster.pause(old, false).expect("SIGCONT");
     // The old leader may briefly still believe it leads; it must not answer
     // with the value it last knew.
-    match tokio::time::timeout(Duration::from_secs(15), old_client.read(pb::ReadRequest { domain: "Pool".into() })).await {
+    match tokio::time::timeout(Duration::from_secs(15), old_client.read(pb::ReadRequest { domain: "Pool".into() }))
+        .await
+    {
         Ok(Ok(response)) => {
             let want = response.into_inner().fields.into_iter().find(|f| f.name == "want").and_then(|f| f.value);
             assert_eq!(want, int(2), "a read served by the old leader must see the new write");

@@ -184,7 +184,8 @@ impl Settings {
         if id == 0 {
             bail!("node id must be non-zero");
         }
-        let listen = flags.listen.or(file.listen).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7100 + id as u16)));
+        let listen =
+            flags.listen.or(file.listen).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7100 + id as u16)));
         let advertise = flags.advertise.or(file.advertise).unwrap_or_else(|| listen.to_string());
         let data_dir = flags.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from(format!("lexum-data-{id}")));
         let mut peers = BTreeMap::new();
@@ -193,7 +194,8 @@ impl Settings {
             peers.insert(peer_id, addr);
         }
         for peer in &flags.peers {
-            let (peer_id, addr) = peer.split_once('=').with_context(|| format!("--peer `{peer}` is not ID=HOST:PORT"))?;
+            let (peer_id, addr) =
+                peer.split_once('=').with_context(|| format!("--peer `{peer}` is not ID=HOST:PORT"))?;
             let peer_id: u64 = peer_id.parse().with_context(|| format!("peer id `{peer_id}` is not a number"))?;
             peers.insert(peer_id, addr.to_string());
         }
@@ -210,7 +212,9 @@ impl Settings {
             other => bail!("log format `{other}` is not text or json"),
         };
         let raft = file.raft;
-        if raft.election_timeout_min_ms <= raft.heartbeat_ms || raft.election_timeout_max_ms <= raft.election_timeout_min_ms {
+        if raft.election_timeout_min_ms <= raft.heartbeat_ms
+            || raft.election_timeout_max_ms <= raft.election_timeout_min_ms
+        {
             bail!("raft timeouts must satisfy heartbeat < election_timeout_min < election_timeout_max");
         }
         if file.engine.oscillation_threshold == 0 || file.engine.effect_timeout_ms == 0 {
@@ -270,7 +274,8 @@ mod tests {
 
     #[test]
     fn flags_override_file() {
-        let file: FileConfig = toml::from_str("id = 2\nlisten = \"127.0.0.1:9000\"\n[peers]\n1 = \"a:1\"\n2 = \"b:2\"").unwrap();
+        let file: FileConfig =
+            toml::from_str("id = 2\nlisten = \"127.0.0.1:9000\"\n[peers]\n1 = \"a:1\"\n2 = \"b:2\"").unwrap();
         let settings = Settings::merge(flags(&["--listen", "127.0.0.1:9100"]), file).unwrap();
         assert_eq!(settings.id, 2);
         assert_eq!(settings.listen.port(), 9100);

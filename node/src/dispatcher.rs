@@ -260,12 +260,16 @@ impl Dispatcher {
                 task.fencing_token = fencing;
                 state.in_flight.insert(
                     key,
-                    InFlight { fencing, conn: Some(conn), deadline: Instant::now() + self.effect_timeout, reported: false },
+                    InFlight {
+                        fencing,
+                        conn: Some(conn),
+                        deadline: Instant::now() + self.effect_timeout,
+                        reported: false,
+                    },
                 );
-                let sent = state
-                    .workers
-                    .get(&conn)
-                    .map(|slot| slot.commands.try_send(pb::WorkerCommand { kind: Some(pb::worker_command::Kind::Task(task)) }));
+                let sent = state.workers.get(&conn).map(|slot| {
+                    slot.commands.try_send(pb::WorkerCommand { kind: Some(pb::worker_command::Kind::Task(task)) })
+                });
                 if !matches!(sent, Some(Ok(()))) {
                     // The worker is gone or jammed: let the deadline fail the attempt soon.
                     if let Some(flight) = state.in_flight.get_mut(&key) {
@@ -321,10 +325,12 @@ impl Dispatcher {
     pub async fn report(&self, conn: u64, result: pb::TaskResult) -> pb::ResultAck {
         let key = EffectKey(result.effect_id);
         let outcome = match result.outcome {
-            Some(pb::task_result::Outcome::Ok(success)) => match success.value.as_ref().map(value_from_wire).transpose() {
-                Ok(value) => EffectOutcome::Succeeded { value },
-                Err(status) => EffectOutcome::Failed { error: format!("bad result value: {}", status.message()) },
-            },
+            Some(pb::task_result::Outcome::Ok(success)) => {
+                match success.value.as_ref().map(value_from_wire).transpose() {
+                    Ok(value) => EffectOutcome::Succeeded { value },
+                    Err(status) => EffectOutcome::Failed { error: format!("bad result value: {}", status.message()) },
+                }
+            }
             Some(pb::task_result::Outcome::Error(error)) => EffectOutcome::Failed { error },
             None => EffectOutcome::Failed { error: "worker sent no outcome".into() },
         };
@@ -336,7 +342,8 @@ impl Dispatcher {
         {
             let mut guard = self.lock();
             let state = &mut *guard;
-            let ours = state.in_flight.get(&key).is_some_and(|f| f.fencing == result.fencing_token && f.conn == Some(conn));
+            let ours =
+                state.in_flight.get(&key).is_some_and(|f| f.fencing == result.fencing_token && f.conn == Some(conn));
             if ours {
                 if let Some(flight) = state.in_flight.remove(&key) {
                     release_capacity(state, flight.conn);

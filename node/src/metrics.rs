@@ -36,7 +36,8 @@ impl Metrics {
                 .buckets(vec![0.000_01, 0.000_05, 0.000_1, 0.000_5, 0.001, 0.005, 0.01, 0.05]),
         )
         .expect("valid histogram");
-        let rejected_total = IntCounter::new("lexum_rejected_entries_total", "Entries the engine rejected").expect("valid");
+        let rejected_total =
+            IntCounter::new("lexum_rejected_entries_total", "Entries the engine rejected").expect("valid");
         let traps_total = IntCounter::new("lexum_e005_total", "Oscillation traps (E005) recorded").expect("valid");
         let commit_index = IntGauge::new("lexum_commit_index", "Raft commit index").expect("valid");
         let applied_index = IntGauge::new("lexum_applied_index", "Last applied log index").expect("valid");

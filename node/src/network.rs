@@ -90,7 +90,9 @@ impl PeerClient {
         let payload = reply
             .map_err(|status| match status.code() {
                 // Connection-level failures: openraft backs off before retrying.
-                tonic::Code::Unavailable | tonic::Code::Unauthenticated => RPCError::Unreachable(Unreachable::new(&status)),
+                tonic::Code::Unavailable | tonic::Code::Unauthenticated => {
+                    RPCError::Unreachable(Unreachable::new(&status))
+                }
                 _ => RPCError::Network(NetworkError::new(&status)),
             })?
             .into_inner();

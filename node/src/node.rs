@@ -31,9 +31,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let replica = state_machine.replica();
     let (server_tls, client_tls) = tls_configs(&settings)?;
     let network = Network { token: settings.token.clone(), tls: client_tls };
-    let raft = Raft::new(settings.id, Arc::new(settings.raft_config()?), network, log_store.clone(), state_machine.clone())
-        .await
-        .context("starting raft")?;
+    let raft =
+        Raft::new(settings.id, Arc::new(settings.raft_config()?), network, log_store.clone(), state_machine.clone())
+            .await
+            .context("starting raft")?;
     let cluster = Cluster {
         id: settings.id,
         raft: raft.clone(),

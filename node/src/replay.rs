@@ -25,7 +25,8 @@ pub async fn replay(cluster: &Cluster, mut store: LogStore, mut sm: StateMachine
     let snapshot = sm.get_current_snapshot().await.context("reading snapshot")?;
     let (mut engine, start) = match snapshot {
         Some(snapshot) => {
-            let payload: SnapshotPayload = postcard::from_bytes(snapshot.snapshot.get_ref()).context("decoding snapshot")?;
+            let payload: SnapshotPayload =
+                postcard::from_bytes(snapshot.snapshot.get_ref()).context("decoding snapshot")?;
             let start = payload.last_applied.map(|l| l.index + 1).unwrap_or(1);
             (Engine::restore(&payload.engine).context("restoring snapshot")?, start)
         }

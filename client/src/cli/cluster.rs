@@ -28,7 +28,9 @@ pub async fn status(settings: &Settings, client: &Client) -> Result<(), Failure>
     let rows: Vec<Vec<String>> = status
         .members
         .iter()
-        .map(|m| vec![m.id.to_string(), m.address.clone(), m.role.clone(), m.applied_index.to_string(), m.state_hash.clone()])
+        .map(|m| {
+            vec![m.id.to_string(), m.address.clone(), m.role.clone(), m.applied_index.to_string(), m.state_hash.clone()]
+        })
         .collect();
     output::table(&["ID", "ADDRESS", "ROLE", "APPLIED", "STATE HASH"], &rows, |_, _| None);
     Ok(())

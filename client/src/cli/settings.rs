@@ -81,7 +81,9 @@ impl Settings {
             client.deadline = Duration::from_secs(10);
         }
         let tls = match (&flags.tls_ca, file.tls) {
-            (Some(ca), _) => Some((ca.clone(), flags.tls_domain.clone(), flags.tls_cert.clone(), flags.tls_key.clone())),
+            (Some(ca), _) => {
+                Some((ca.clone(), flags.tls_domain.clone(), flags.tls_cert.clone(), flags.tls_key.clone()))
+            }
             (None, Some(t)) => Some((t.ca, flags.tls_domain.clone().or(t.domain), t.cert, t.key)),
             (None, None) => None,
         };
@@ -170,7 +172,8 @@ mod tests {
 
     #[test]
     fn config_files() {
-        let file: FileConfig = toml::from_str("endpoints = [\"127.0.0.1:1\"]\ntoken = \"t\"\noutput = \"json\"").unwrap();
+        let file: FileConfig =
+            toml::from_str("endpoints = [\"127.0.0.1:1\"]\ntoken = \"t\"\noutput = \"json\"").unwrap();
         assert_eq!(file.output, Some(OutputFormat::Json));
         assert!(toml::from_str::<FileConfig>("endpoint = []").is_err());
     }

@@ -18,11 +18,7 @@ pub fn simulated_result(task: &EffectTask, forced: Option<&Value>) -> Option<Val
     if let Some(value) = forced {
         return Some(value.clone());
     }
-    task.args
-        .iter()
-        .find(|(_, v)| matches!(v, Value::Int(_)))
-        .or_else(|| task.args.first())
-        .map(|(_, v)| v.clone())
+    task.args.iter().find(|(_, v)| matches!(v, Value::Int(_))).or_else(|| task.args.first()).map(|(_, v)| v.clone())
 }
 
 /// A small deterministic generator (splitmix64) for the failure dice.

@@ -72,7 +72,8 @@ pub async fn get(settings: &Settings, client: &Client, domain: &str) -> Result<(
             state.fields.iter().map(|(name, v)| (name.clone(), value::to_json(v))).collect();
         output::json(&serde_json::Value::Object(object));
     } else {
-        let rows: Vec<Vec<String>> = state.fields.iter().map(|(name, v)| vec![name.clone(), value::display(v)]).collect();
+        let rows: Vec<Vec<String>> =
+            state.fields.iter().map(|(name, v)| vec![name.clone(), value::display(v)]).collect();
         output::table(&["FIELD", "VALUE"], &rows, |_, _| None);
     }
     Ok(())

@@ -27,7 +27,13 @@ fn program(goals: u32) -> Program {
     };
     for d in 0..domains {
         let field = FieldId(d);
-        p.fields.push(Field { name: "x".into(), domain: DomainId(d), ty: Type::Int, default: Value::Int(0), max_len: None });
+        p.fields.push(Field {
+            name: "x".into(),
+            domain: DomainId(d),
+            ty: Type::Int,
+            default: Value::Int(0),
+            max_len: None,
+        });
         let mut ids = Vec::new();
         for k in 0..GOALS_PER_DOMAIN {
             ids.push(GoalId(p.goals.len() as u32));
@@ -35,7 +41,11 @@ fn program(goals: u32) -> Program {
                 name: format!("G{k}"),
                 domain: DomainId(d),
                 priority: Priority::Normal,
-                predicate: Expr::Binary(BinaryOp::Ge, Box::new(Expr::Field(field)), Box::new(Expr::Lit(Value::Int(k as i64)))),
+                predicate: Expr::Binary(
+                    BinaryOp::Ge,
+                    Box::new(Expr::Field(field)),
+                    Box::new(Expr::Lit(Value::Int(k as i64))),
+                ),
                 slots: 0,
                 read_set: vec![field],
                 cost: 3,
@@ -57,7 +67,9 @@ fn program(goals: u32) -> Program {
 }
 
 fn mutation(domain: u32, value: i64) -> Entry {
-    Entry::Mutate { writes: vec![FieldWrite { domain: format!("D{domain}"), field: "x".into(), value: Value::Int(value) }] }
+    Entry::Mutate {
+        writes: vec![FieldWrite { domain: format!("D{domain}"), field: "x".into(), value: Value::Int(value) }],
+    }
 }
 
 fn bench(c: &mut Criterion) {

@@ -15,7 +15,13 @@ pub(crate) fn backoff_ms(policy: &RetryPolicy, attempt: u32) -> u64 {
 
 impl Engine {
     /// Applies `Entry::Dispatched`: the entry's index becomes the fencing token.
-    pub(crate) fn dispatched(&mut self, cx: &mut Cx, key: EffectKey, attempt: u32, worker: &str) -> Result<(), Rejection> {
+    pub(crate) fn dispatched(
+        &mut self,
+        cx: &mut Cx,
+        key: EffectKey,
+        attempt: u32,
+        worker: &str,
+    ) -> Result<(), Rejection> {
         let name = self.effect_name(key);
         let (domain, goal) = self.effect_scope(key);
         let Some(record) = self.effects.get_mut(&key.0) else {
@@ -70,7 +76,13 @@ impl Engine {
 
     /// Applies `Entry::EffectResult`: a result whose fencing token is not the
     /// current dispatch is rejected and changes nothing.
-    pub(crate) fn effect_result(&mut self, cx: &mut Cx, key: EffectKey, fencing: u64, outcome: &EffectOutcome) -> Result<(), Rejection> {
+    pub(crate) fn effect_result(
+        &mut self,
+        cx: &mut Cx,
+        key: EffectKey,
+        fencing: u64,
+        outcome: &EffectOutcome,
+    ) -> Result<(), Rejection> {
         let name = self.effect_name(key);
         let (domain, goal) = self.effect_scope(key);
         let program = self.program.clone();
@@ -78,7 +90,8 @@ impl Engine {
         let Some(record) = self.effects.get(&key.0) else {
             return Err(Rejection::new(codes::STALE, format!("effect {} is not in the journal", key.0)));
         };
-        let returns = program.as_ref().and_then(|p| p.effects.get(record.effect.index())).and_then(|e| e.returns.clone());
+        let returns =
+            program.as_ref().and_then(|p| p.effects.get(record.effect.index())).and_then(|e| e.returns.clone());
         let error = match outcome {
             EffectOutcome::Succeeded { value } => match (value, &returns) {
                 (None, None) => None,
@@ -107,7 +120,14 @@ impl Engine {
         Ok(())
     }
 
-    fn effect_failed(&mut self, cx: &mut Cx, key: u64, error: String, name: &str, scope: (Option<String>, Option<String>)) {
+    fn effect_failed(
+        &mut self,
+        cx: &mut Cx,
+        key: u64,
+        error: String,
+        name: &str,
+        scope: (Option<String>, Option<String>),
+    ) {
         let (domain, goal) = scope;
         let Some(record) = self.effects.get_mut(&key) else { return };
         record.last_error = Some(error.clone());

@@ -8,8 +8,8 @@
 use std::collections::BTreeMap;
 
 use lexum_compiler::program::{
-    AssignOp, BinaryOp, Builtin, EffectId, Expr, FieldId, HandlerId, Place, Program, Quantifier, SlotId, Stmt,
-    UnaryOp, Value,
+    AssignOp, BinaryOp, Builtin, EffectId, Expr, FieldId, HandlerId, Place, Program, Quantifier, SlotId, Stmt, UnaryOp,
+    Value,
 };
 
 /// Why an expression or statement could not be evaluated.
@@ -281,7 +281,13 @@ fn eval_in(expr: &Expr, base: &[Value], plan: &Plan, slots: &mut Slots) -> Resul
     eval(expr, &overlay, slots)
 }
 
-fn exec_stmt(program: &Program, stmt: &Stmt, base: &[Value], slots: &mut Slots, plan: &mut Plan) -> Result<(), EvalError> {
+fn exec_stmt(
+    program: &Program,
+    stmt: &Stmt,
+    base: &[Value],
+    slots: &mut Slots,
+    plan: &mut Plan,
+) -> Result<(), EvalError> {
     match stmt {
         Stmt::Let { slot, value } => {
             let v = eval_in(value, base, plan, slots)?;
@@ -291,12 +297,9 @@ fn exec_stmt(program: &Program, stmt: &Stmt, base: &[Value], slots: &mut Slots, 
             let v = eval_in(value, base, plan, slots)?;
             let current = || -> Result<Value, EvalError> {
                 match place {
-                    Place::Field(f) => plan
-                        .writes
-                        .get(f)
-                        .or_else(|| base.get(f.index()))
-                        .cloned()
-                        .ok_or(EvalError::UnknownField(f.0)),
+                    Place::Field(f) => {
+                        plan.writes.get(f).or_else(|| base.get(f.index())).cloned().ok_or(EvalError::UnknownField(f.0))
+                    }
                     Place::Slot(s) => slots.get(s.index()).cloned().flatten().ok_or(EvalError::UnsetSlot(s.0)),
                 }
             };
@@ -395,7 +398,12 @@ mod tests {
         check(Expr::Call(Builtin::Len, vec![xs.clone()]), Ok(Value::Int(3)));
         check(Expr::Call(Builtin::Contains, vec![xs.clone(), lit(9)]), Ok(Value::Bool(true)));
         let positive = Expr::Binary(BinaryOp::Gt, Box::new(Expr::Slot(SlotId(0))), Box::new(lit(0)));
-        let q = |kind| Expr::Quantified { kind, slot: SlotId(0), list: Box::new(xs.clone()), body: Box::new(positive.clone()) };
+        let q = |kind| Expr::Quantified {
+            kind,
+            slot: SlotId(0),
+            list: Box::new(xs.clone()),
+            body: Box::new(positive.clone()),
+        };
         check(q(Quantifier::All), Ok(Value::Bool(false)));
         check(q(Quantifier::Any), Ok(Value::Bool(true)));
         check(Expr::Slot(SlotId(3)), Err(EvalError::UnsetSlot(3)));

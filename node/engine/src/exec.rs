@@ -26,7 +26,9 @@ impl Engine {
         let c = cycle.and_then(|id| self.cycles.get(&id));
         let program = self.program.as_ref();
         match (c, program) {
-            (Some(c), Some(p)) => (Some(p.domains[c.domain.index()].name.clone()), Some(p.goals[c.goal.index()].name.clone())),
+            (Some(c), Some(p)) => {
+                (Some(p.domains[c.domain.index()].name.clone()), Some(p.goals[c.goal.index()].name.clone()))
+            }
             _ => (None, None),
         }
     }
@@ -128,7 +130,9 @@ impl Engine {
         let mut plan = Plan::default();
         let result = eval::exec(&program, &handler.body, &self.values, &mut slots, &mut plan);
         let (retry, since) = match cycle.and_then(|c| self.cycles.get(&c)) {
-            Some(c) => (program.transitions[c.transition.index()].retry, self.goal_states[c.goal.index()].violated_since),
+            Some(c) => {
+                (program.transitions[c.transition.index()].retry, self.goal_states[c.goal.index()].violated_since)
+            }
             None => (RetryPolicy::default(), cx.index),
         };
         let origin = Origin {
@@ -145,7 +149,13 @@ impl Engine {
         };
         match outcome {
             Ok(()) => cx.event("message", Some(domain), None, None, format!("{} delivered", handler.name)),
-            Err(r) => cx.event("rejected", Some(domain), None, Some(&r.code), format!("message {} dropped: {}", handler.name, r.message)),
+            Err(r) => cx.event(
+                "rejected",
+                Some(domain),
+                None,
+                Some(&r.code),
+                format!("message {} dropped: {}", handler.name, r.message),
+            ),
         }
         if let Some(id) = cycle {
             if let Some(c) = self.cycles.get_mut(&id) {
@@ -168,7 +178,13 @@ impl Engine {
             let idempotency_key = format!("{hash8}-{}-{n}", origin.key_prefix);
             let name = program.effects.get(effect.index()).map(|e| e.full_name()).unwrap_or_default();
             let (domain, goal) = self.cycle_names(origin.cycle);
-            cx.event("effect_planned", domain, goal, None, format!("{name} planned as effect {key} ({idempotency_key})"));
+            cx.event(
+                "effect_planned",
+                domain,
+                goal,
+                None,
+                format!("{name} planned as effect {key} ({idempotency_key})"),
+            );
             self.effects.insert(
                 key,
                 EffectRecord {

@@ -4,7 +4,13 @@
 use crate::{Entry, Event, Rejection};
 
 /// Extends the chain: `blake3(prev ‖ index ‖ entry ‖ outcome ‖ events)`.
-pub(crate) fn chain(prev: &[u8; 32], index: u64, entry: &Entry, outcome: &Result<(), Rejection>, events: &[Event]) -> [u8; 32] {
+pub(crate) fn chain(
+    prev: &[u8; 32],
+    index: u64,
+    entry: &Entry,
+    outcome: &Result<(), Rejection>,
+    events: &[Event],
+) -> [u8; 32] {
     let mut hasher = blake3::Hasher::new();
     hasher.update(prev);
     hasher.update(&index.to_le_bytes());

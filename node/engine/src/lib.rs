@@ -65,9 +65,9 @@
 
 #![warn(missing_docs)]
 
+mod effects;
 pub mod entry;
 pub mod eval;
-mod effects;
 mod exec;
 mod hash;
 mod oscillation;
@@ -287,7 +287,14 @@ pub(crate) struct Cx {
 }
 
 impl Cx {
-    pub(crate) fn event(&mut self, kind: &str, domain: Option<String>, goal: Option<String>, code: Option<&str>, message: String) {
+    pub(crate) fn event(
+        &mut self,
+        kind: &str,
+        domain: Option<String>,
+        goal: Option<String>,
+        code: Option<&str>,
+        message: String,
+    ) {
         self.events.push(Event {
             index: self.index,
             kind: kind.to_string(),
@@ -387,9 +394,7 @@ impl Engine {
     /// before proposing a client request so bad input is never committed.
     pub fn validate(&self, entry: &Entry) -> Result<(), Rejection> {
         match entry {
-            Entry::SubmitProgram { bytes } => {
-                state::decode_program(bytes).map(|_| ())
-            }
+            Entry::SubmitProgram { bytes } => state::decode_program(bytes).map(|_| ()),
             Entry::Mutate { writes } => self.check_mutation(writes).map(|_| ()),
             Entry::Release { domain, goal } => {
                 let d = self.domain_id(domain)?;
@@ -462,7 +467,9 @@ impl Engine {
         Some(
             fields
                 .iter()
-                .filter_map(|f| Some((program.fields.get(f.index())?.name.clone(), self.values.get(f.index())?.clone())))
+                .filter_map(|f| {
+                    Some((program.fields.get(f.index())?.name.clone(), self.values.get(f.index())?.clone()))
+                })
                 .collect(),
         )
     }

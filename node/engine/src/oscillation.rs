@@ -50,7 +50,10 @@ impl Engine {
                     (Value::Int(a), Value::Int(b)) => Some(b.saturating_sub(*a)),
                     _ => None,
                 };
-                Some((*f, FieldDelta { field: program.field_path(*f), before: before.clone(), after: after.clone(), delta }))
+                Some((
+                    *f,
+                    FieldDelta { field: program.field_path(*f), before: before.clone(), after: after.clone(), delta },
+                ))
             })
             .collect()
     }
@@ -127,7 +130,13 @@ impl Engine {
         let program = self.program.clone();
         if let Some(p) = program {
             let g = &p.goals[goal.index()];
-            cx.event("goal_failed", Some(p.domains[g.domain.index()].name.clone()), Some(g.name.clone()), Some(code), message);
+            cx.event(
+                "goal_failed",
+                Some(p.domains[g.domain.index()].name.clone()),
+                Some(g.name.clone()),
+                Some(code),
+                message,
+            );
         }
         cx.status_dirty.insert(goal);
     }
@@ -150,7 +159,13 @@ impl Engine {
             self.abort_cycle(cx, id, "cancelled", Some(codes::OSCILLATION));
         }
         let goal = &program.goals[g.index()];
-        cx.event("trap", Some(program.domains[goal.domain.index()].name.clone()), Some(goal.name.clone()), Some(codes::OSCILLATION), evidence);
+        cx.event(
+            "trap",
+            Some(program.domains[goal.domain.index()].name.clone()),
+            Some(goal.name.clone()),
+            Some(codes::OSCILLATION),
+            evidence,
+        );
         cx.status_dirty.insert(g);
     }
 
@@ -159,7 +174,8 @@ impl Engine {
             return;
         }
         let index = Arc::make_mut(&mut self.index);
-        if let (Some(ds), Some(dd)) = (index.dominators.get_mut(lower.index()), index.dominates.get_mut(higher.index())) {
+        if let (Some(ds), Some(dd)) = (index.dominators.get_mut(lower.index()), index.dominates.get_mut(higher.index()))
+        {
             if !ds.contains(&higher) {
                 ds.push(higher);
                 dd.push(lower);
@@ -180,10 +196,7 @@ impl Engine {
         let mut parts = Vec::new();
         for f in fields {
             let entries = self.vectors.get(&f.0).map(|v| {
-                v.iter()
-                    .map(|(g, d)| format!("{} {d:+}", program.goal_path(GoalId(*g))))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                v.iter().map(|(g, d)| format!("{} {d:+}", program.goal_path(GoalId(*g)))).collect::<Vec<_>>().join(", ")
             });
             parts.push(format!("{}: [{}]", program.field_path(f), entries.unwrap_or_default()));
         }

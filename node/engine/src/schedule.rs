@@ -13,7 +13,12 @@ impl Engine {
     /// Whether a goal may start a cycle now (ignoring whether its domain is busy).
     fn armable(&self, g: GoalId) -> bool {
         let gs = &self.goal_states[g.index()];
-        !gs.holds && !gs.trapped && !gs.failed && gs.open_cycle.is_none() && gs.backoff.is_none() && self.dominator(g).is_none()
+        !gs.holds
+            && !gs.trapped
+            && !gs.failed
+            && gs.open_cycle.is_none()
+            && gs.backoff.is_none()
+            && self.dominator(g).is_none()
     }
 
     /// The goal of a domain to repair next and the transition that would run:
@@ -32,7 +37,10 @@ impl Engine {
                 let mut slots = eval::new_slots(transition.slots);
                 let guard = match &transition.when {
                     None => true,
-                    Some(expr) => matches!(eval::eval(expr, &self.values, &mut slots), Ok(lexum_compiler::program::Value::Bool(true))),
+                    Some(expr) => matches!(
+                        eval::eval(expr, &self.values, &mut slots),
+                        Ok(lexum_compiler::program::Value::Bool(true))
+                    ),
                 };
                 if guard {
                     return Some((g, *t, slots));
@@ -98,7 +106,8 @@ impl Engine {
         let Some(c) = self.cycles.get_mut(&cycle) else { return };
         let since = self.goal_states.get(c.goal.index()).map_or(0, |gs| gs.violated_since);
         c.step = Some(step);
-        let entry = Step { kind: StepKind::Slice { cycle }, priority: c.priority, since, domain: c.domain, goal: Some(c.goal) };
+        let entry =
+            Step { kind: StepKind::Slice { cycle }, priority: c.priority, since, domain: c.domain, goal: Some(c.goal) };
         self.steps.insert(step, entry);
     }
 
@@ -151,7 +160,11 @@ impl Engine {
         Pending {
             steps: steps.into_iter().map(|(k, priority)| PendingStep { step: StepId(k.3), priority }).collect(),
             effects: effects.into_iter().map(|(_, e)| e).collect(),
-            timers: self.timers.iter().map(|(id, t)| PendingTimer { timer: TimerId(*id), delay_ms: t.delay_ms }).collect(),
+            timers: self
+                .timers
+                .iter()
+                .map(|(id, t)| PendingTimer { timer: TimerId(*id), delay_ms: t.delay_ms })
+                .collect(),
         }
     }
 }

@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use lexum_compiler::program::{
-    DomainId, EffectId, FieldId, GoalId, HandlerId, InvariantId, Priority, Program, RetryPolicy, SlotId,
-    TransitionId, Value,
+    DomainId, EffectId, FieldId, GoalId, HandlerId, InvariantId, Priority, Program, RetryPolicy, SlotId, TransitionId,
+    Value,
 };
 use serde::{Deserialize, Serialize};
 
@@ -322,11 +322,14 @@ impl Engine {
         let mut values = Vec::with_capacity(program.fields.len());
         for f in &program.fields {
             let domain = &program.domains[f.domain.index()].name;
-            let old = self.index.domains.get(domain).and_then(|d| self.index.fields.get(d.index())?.get(&f.name)).and_then(|id| {
-                let old_program = self.program.as_ref()?;
-                let old_field = old_program.fields.get(id.index())?;
-                (old_field.ty == f.ty).then(|| self.values.get(id.index()).cloned()).flatten()
-            });
+            let old =
+                self.index.domains.get(domain).and_then(|d| self.index.fields.get(d.index())?.get(&f.name)).and_then(
+                    |id| {
+                        let old_program = self.program.as_ref()?;
+                        let old_field = old_program.fields.get(id.index())?;
+                        (old_field.ty == f.ty).then(|| self.values.get(id.index()).cloned()).flatten()
+                    },
+                );
             values.push(old.unwrap_or_else(|| f.default.clone()));
         }
         self.values = values;
@@ -370,11 +373,16 @@ impl Engine {
         if self.program.is_none() {
             return Err(Rejection::new(codes::PROGRAM, "no program has been submitted yet"));
         }
-        self.index.domains.get(name).copied().ok_or_else(|| Rejection::new(codes::UNKNOWN, format!("unknown domain `{name}`")))
+        self.index
+            .domains
+            .get(name)
+            .copied()
+            .ok_or_else(|| Rejection::new(codes::UNKNOWN, format!("unknown domain `{name}`")))
     }
 
     pub(crate) fn goal_id(&self, domain: DomainId, name: &str) -> Result<GoalId, Rejection> {
-        let program = self.program.as_ref().ok_or_else(|| Rejection::new(codes::PROGRAM, "no program has been submitted yet"))?;
+        let program =
+            self.program.as_ref().ok_or_else(|| Rejection::new(codes::PROGRAM, "no program has been submitted yet"))?;
         program.goal_by_name(domain, name).ok_or_else(|| {
             Rejection::new(codes::UNKNOWN, format!("unknown goal `{}.{name}`", program.domains[domain.index()].name))
         })
@@ -383,17 +391,15 @@ impl Engine {
     /// Resolves and type-checks client writes, then checks the invariants
     /// they touch. Returns the resolved writes.
     pub(crate) fn check_mutation(&self, writes: &[FieldWrite]) -> Result<BTreeMap<FieldId, Value>, Rejection> {
-        let program = self.program.as_ref().ok_or_else(|| Rejection::new(codes::PROGRAM, "no program has been submitted yet"))?;
+        let program =
+            self.program.as_ref().ok_or_else(|| Rejection::new(codes::PROGRAM, "no program has been submitted yet"))?;
         let mut resolved = BTreeMap::new();
         for w in writes {
             let d = self.domain_id(&w.domain)?;
-            let f = self
-                .index
-                .fields
-                .get(d.index())
-                .and_then(|m| m.get(&w.field))
-                .copied()
-                .ok_or_else(|| Rejection::new(codes::UNKNOWN, format!("unknown field `{}.{}`", w.domain, w.field)))?;
+            let f =
+                self.index.fields.get(d.index()).and_then(|m| m.get(&w.field)).copied().ok_or_else(|| {
+                    Rejection::new(codes::UNKNOWN, format!("unknown field `{}.{}`", w.domain, w.field))
+                })?;
             let field = &program.fields[f.index()];
             if !w.value.has_type(&field.ty) {
                 return Err(Rejection::new(
@@ -401,7 +407,8 @@ impl Engine {
                     format!("`{}.{}` is {} but the value {} is not", w.domain, w.field, field.ty, w.value),
                 ));
             }
-            eval::check_len(&w.value, field.max_len).map_err(|e| Rejection::new(codes::TYPE, format!("`{}.{}`: {e}", w.domain, w.field)))?;
+            eval::check_len(&w.value, field.max_len)
+                .map_err(|e| Rejection::new(codes::TYPE, format!("`{}.{}`: {e}", w.domain, w.field)))?;
             resolved.insert(f, w.value.clone());
         }
         self.check_invariants(&resolved)?;
@@ -424,7 +431,10 @@ impl Engine {
                 match eval::holds(&i.predicate, i.slots, &overlay) {
                     Ok(true) => {}
                     Ok(false) => {
-                        return Err(Rejection::new(codes::INVARIANT, format!("invariant {domain}.{} would be violated", i.name)))
+                        return Err(Rejection::new(
+                            codes::INVARIANT,
+                            format!("invariant {domain}.{} would be violated", i.name),
+                        ))
                     }
                     Err(e) => {
                         return Err(Rejection::new(

@@ -115,7 +115,11 @@ fn entry_for(engine: &Engine, op: &Op) -> Entry {
         Op::Junk(kind, n) => match kind {
             0 => Entry::RunStep { step: StepId(*n) },
             1 => Entry::Dispatched { effect: EffectKey(*n), attempt: 1, worker: "rogue".into() },
-            2 => Entry::EffectResult { effect: EffectKey(*n), fencing: *n, outcome: EffectOutcome::Succeeded { value: None } },
+            2 => Entry::EffectResult {
+                effect: EffectKey(*n),
+                fencing: *n,
+                outcome: EffectOutcome::Succeeded { value: None },
+            },
             _ => Entry::TimerFired { timer: TimerId(*n) },
         },
         Op::Operator(release) => {

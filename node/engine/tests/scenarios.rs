@@ -165,13 +165,21 @@ fn invariants_and_types_reject_mutations_before_they_apply() {
         ("Lake", "nodes", Value::Int(1), "E002"),
     ];
     for (domain, field, value, code) in cases {
-        let entry = Entry::Mutate { writes: vec![FieldWrite { domain: (*domain).into(), field: (*field).into(), value: value.clone() }] };
+        let entry = Entry::Mutate {
+            writes: vec![FieldWrite { domain: (*domain).into(), field: (*field).into(), value: value.clone() }],
+        };
         assert_eq!(sim.engine.validate(&entry).map_err(|r| r.code), Err(code.to_string()));
         assert_eq!(sim.propose(entry).outcome.map_err(|r| r.code), Err(code.to_string()));
         assert_eq!(sim.engine.domain_state("Pool"), hash, "state untouched");
     }
-    assert_eq!(sim.engine.validate(&Entry::SubmitProgram { bytes: b"junk".to_vec() }).map_err(|r| r.code), Err("E014".into()));
-    assert_eq!(Engine::new(EngineConfig::default()).validate(&Entry::Mutate { writes: vec![] }).map_err(|r| r.code), Err("E014".into()));
+    assert_eq!(
+        sim.engine.validate(&Entry::SubmitProgram { bytes: b"junk".to_vec() }).map_err(|r| r.code),
+        Err("E014".into())
+    );
+    assert_eq!(
+        Engine::new(EngineConfig::default()).validate(&Entry::Mutate { writes: vec![] }).map_err(|r| r.code),
+        Err("E014".into())
+    );
 }
 
 #[test]
@@ -186,8 +194,16 @@ fn retries_keep_the_idempotency_key_and_reject_stale_tokens() {
     let token = sim.index;
     let failed = EffectOutcome::Failed { error: "timed out".into() };
     assert!(sim.propose(Entry::EffectResult { effect: first.key, fencing: token, outcome: failed }).outcome.is_ok());
-    let late = Entry::EffectResult { effect: first.key, fencing: token, outcome: EffectOutcome::Succeeded { value: Some(Value::Int(4)) } };
-    assert_eq!(sim.engine.validate(&late).map_err(|r| r.code), Err("E013".into()), "the leader refuses it before commit");
+    let late = Entry::EffectResult {
+        effect: first.key,
+        fencing: token,
+        outcome: EffectOutcome::Succeeded { value: Some(Value::Int(4)) },
+    };
+    assert_eq!(
+        sim.engine.validate(&late).map_err(|r| r.code),
+        Err("E013".into()),
+        "the leader refuses it before commit"
+    );
     let stale = sim.propose(late);
     assert_eq!(stale.outcome.map_err(|r| r.code), Err("E013".into()));
     let timer = sim.engine.pending().timers[0].clone();
@@ -259,13 +275,16 @@ domain Box {
     sim.drive(1_000, &mut echo_count());
     assert_eq!(sim.status("Box", "Urgent").0, GoalStatus::Satisfied);
     assert_eq!(sim.status("Box", "Background").0, GoalStatus::Satisfied);
-    let verdicts: Vec<String> = sim.engine.history(10).iter().map(|c| format!("{}:{}", c.transition, c.verdict)).collect();
+    let verdicts: Vec<String> =
+        sim.engine.history(10).iter().map(|c| format!("{}:{}", c.transition, c.verdict)).collect();
     assert_eq!(verdicts, ["Slow:preempted", "Fast:converged", "Slow:converged"]);
 }
 
 #[test]
 fn static_dominance_suppresses_the_lower_goal_before_it_ever_runs() {
-    let source = tug("priority high ", "").replace("Room.temp >= 20", "Room.temp >= 25").replace("Room.temp <= 22", "Room.temp <= 20");
+    let source = tug("priority high ", "")
+        .replace("Room.temp >= 20", "Room.temp >= 25")
+        .replace("Room.temp <= 22", "Room.temp <= 20");
     let sim = run(&source, &mut echo_count());
     assert_eq!(sim.status("Heater", "Warm"), (GoalStatus::Satisfied, None));
     assert_eq!(sim.status("Cooler", "Cool").0, GoalStatus::Dominated);
@@ -310,7 +329,10 @@ domain Autoscaler priority high {
     assert_eq!(sim.status("Autoscaler", "Capacity").0, GoalStatus::Satisfied);
     let record = &sim.engine.history(1)[0];
     assert_eq!((record.transition.as_str(), record.verdict.as_str()), ("ScaleUp", "no_progress"));
-    assert_eq!(record.deltas.iter().map(|d| (d.field.clone(), d.delta)).collect::<Vec<_>>(), [("Autoscaler.asked".to_string(), Some(1))]);
+    assert_eq!(
+        record.deltas.iter().map(|d| (d.field.clone(), d.delta)).collect::<Vec<_>>(),
+        [("Autoscaler.asked".to_string(), Some(1))]
+    );
 }
 
 #[test]
@@ -330,7 +352,8 @@ fn a_crash_between_slices_resumes_at_the_next_slice() {
     assert_eq!(resumed.engine.state_hash(), before);
     let mut planned = 0;
     while let Some(step) = resumed.engine.pending().steps.first().map(|s| s.step) {
-        planned += resumed.propose(Entry::RunStep { step }).events.iter().filter(|e| e.kind == "effect_planned").count();
+        planned +=
+            resumed.propose(Entry::RunStep { step }).events.iter().filter(|e| e.kind == "effect_planned").count();
     }
     assert_eq!(planned, 0, "the completed request slice is not re-run");
     assert_eq!(resumed.engine.read("Pool", "nodes"), Some(Value::Int(4)));

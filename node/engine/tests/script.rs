@@ -109,13 +109,22 @@ fn run(sim: &mut Option<Sim>, block: &Block) -> Vec<String> {
             .engine
             .history(usize::MAX)
             .into_iter()
-            .map(|c| format!("{}.{} {}{}", c.domain, c.transition, c.verdict, c.code.map(|c| format!(" {c}")).unwrap_or_default()))
+            .map(|c| {
+                format!(
+                    "{}.{} {}{}",
+                    c.domain,
+                    c.transition,
+                    c.verdict,
+                    c.code.map(|c| format!(" {c}")).unwrap_or_default()
+                )
+            })
             .collect(),
-        ["release", domain, rest @ ..] => outcome(&sim.propose(Entry::Release {
-            domain: (*domain).into(),
-            goal: rest.first().map(|g| g.to_string()),
-        })),
-        ["retry", domain, goal] => outcome(&sim.propose(Entry::Retry { domain: (*domain).into(), goal: (*goal).into() })),
+        ["release", domain, rest @ ..] => outcome(
+            &sim.propose(Entry::Release { domain: (*domain).into(), goal: rest.first().map(|g| g.to_string()) }),
+        ),
+        ["retry", domain, goal] => {
+            outcome(&sim.propose(Entry::Retry { domain: (*domain).into(), goal: (*goal).into() }))
+        }
         other => panic!("unknown command {other:?}"),
     }
 }
@@ -123,7 +132,8 @@ fn run(sim: &mut Option<Sim>, block: &Block) -> Vec<String> {
 #[test]
 fn testdata_scripts() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/testdata");
-    let mut paths: Vec<_> = std::fs::read_dir(&dir).expect("testdata").filter_map(|e| e.ok().map(|e| e.path())).collect();
+    let mut paths: Vec<_> =
+        std::fs::read_dir(&dir).expect("testdata").filter_map(|e| e.ok().map(|e| e.path())).collect();
     paths.sort();
     let rewrite = std::env::var_os("REWRITE").is_some();
     let mut failures = Vec::new();

@@ -58,7 +58,8 @@ impl ClientApi {
                 match compilation.program {
                     Some(program) => Ok((program.encode(), warnings)),
                     None => {
-                        let mut status = Status::invalid_argument(render(&compilation.diagnostics, &file_name, &source, false));
+                        let mut status =
+                            Status::invalid_argument(render(&compilation.diagnostics, &file_name, &source, false));
                         if let Some(code) = compilation.diagnostics.iter().find(|d| d.severity == Severity::Error) {
                             if let Ok(value) = code.code.as_str().parse() {
                                 status.metadata_mut().insert(crate::convert::CODE_METADATA_KEY, value);
@@ -152,7 +153,8 @@ impl Lexum for ClientApi {
     ) -> Result<Response<pb::SubmitProgramResponse>, Status> {
         self.cluster.ensure_leader().await.map_err(propose_error_to_status)?;
         let (bytes, warnings) = self.compile_request(request.into_inner())?;
-        let index = self.cluster.propose_validated(Entry::SubmitProgram { bytes }).await.map_err(propose_error_to_status)?;
+        let index =
+            self.cluster.propose_validated(Entry::SubmitProgram { bytes }).await.map_err(propose_error_to_status)?;
         let (version, program_hash) =
             self.cluster.replica.with_engine(|e| (e.program_version(), e.program_hash().unwrap_or_default()));
         Ok(Response::new(pb::SubmitProgramResponse { index, version, program_hash, warnings }))
@@ -164,7 +166,9 @@ impl Lexum for ClientApi {
             return Err(Status::invalid_argument("no writes given"));
         }
         if request.writes.len() > MAX_WRITES_PER_MUTATION {
-            return Err(Status::invalid_argument(format!("more than {MAX_WRITES_PER_MUTATION} writes in one mutation")));
+            return Err(Status::invalid_argument(format!(
+                "more than {MAX_WRITES_PER_MUTATION} writes in one mutation"
+            )));
         }
         let writes = request
             .writes
@@ -214,7 +218,9 @@ impl Lexum for ClientApi {
     async fn watch(&self, request: Request<pb::WatchRequest>) -> Result<Response<EventStream>, Status> {
         let from_index = request.into_inner().from_index;
         let (backlog, receiver) = self.cluster.replica.subscribe_events(from_index).map_err(|floor| {
-            Status::out_of_range(format!("events before index {floor} are no longer kept here; watch from {floor} or later"))
+            Status::out_of_range(format!(
+                "events before index {floor} are no longer kept here; watch from {floor} or later"
+            ))
         })?;
         let backlog = tokio_stream::iter(backlog.into_iter().map(|e| Ok(event_to_wire(&e))));
         let live = BroadcastStream::new(receiver).map(|item| match item {
@@ -303,7 +309,10 @@ impl Lexum for ClientApi {
         Ok(Response::new(self.members()))
     }
 
-    async fn add_member(&self, request: Request<pb::AddMemberRequest>) -> Result<Response<pb::MembersResponse>, Status> {
+    async fn add_member(
+        &self,
+        request: Request<pb::AddMemberRequest>,
+    ) -> Result<Response<pb::MembersResponse>, Status> {
         let request = request.into_inner();
         if request.id == 0 || request.address.is_empty() {
             return Err(Status::invalid_argument("a member needs a non-zero id and an address"));

@@ -24,7 +24,8 @@ impl RaftTransport {
 }
 
 fn decode<T: DeserializeOwned>(request: Request<RaftPayload>) -> Result<T, Status> {
-    postcard::from_bytes(&request.into_inner().data).map_err(|e| Status::invalid_argument(format!("bad raft payload: {e}")))
+    postcard::from_bytes(&request.into_inner().data)
+        .map_err(|e| Status::invalid_argument(format!("bad raft payload: {e}")))
 }
 
 fn encode<T: Serialize>(reply: &T) -> Result<Response<RaftPayload>, Status> {

@@ -5,7 +5,9 @@
 //! restores it and openraft re-applies only the entries after it.
 
 use super::CF_SM;
-use crate::raft_types::{ApplyResponse, LogEntry, LogId, NodeId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
+use crate::raft_types::{
+    ApplyResponse, LogEntry, LogId, NodeId, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
+};
 use crate::replica::Replica;
 use lexum_engine::{Engine, EngineConfig};
 use openraft::storage::RaftStateMachine;
@@ -68,9 +70,7 @@ impl StateMachine {
 
     fn load_snapshot(&self) -> Result<Option<StoredSnapshot>, StorageIOError<NodeId>> {
         let bytes = self.db.get_cf(self.cf(), KEY_SNAPSHOT).map_err(|e| StorageIOError::read_snapshot(None, &e))?;
-        bytes
-            .map(|b| postcard::from_bytes(&b).map_err(|e| StorageIOError::read_snapshot(None, &e)))
-            .transpose()
+        bytes.map(|b| postcard::from_bytes(&b).map_err(|e| StorageIOError::read_snapshot(None, &e))).transpose()
     }
 
     /// Persists `stored` unless a snapshot at least as new is already on
@@ -78,7 +78,9 @@ impl StateMachine {
     fn save_snapshot(&self, stored: &StoredSnapshot) -> Result<bool, StorageIOError<NodeId>> {
         let _guard = self.snapshot_write.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(existing) = self.load_snapshot()? {
-            if existing.meta.last_log_id >= stored.meta.last_log_id && existing.meta.snapshot_id != stored.meta.snapshot_id {
+            if existing.meta.last_log_id >= stored.meta.last_log_id
+                && existing.meta.snapshot_id != stored.meta.snapshot_id
+            {
                 return Ok(false);
             }
         }
@@ -125,7 +127,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     Ok(())
                 }
                 EntryPayload::Membership(membership) => {
-                    self.replica.note_applied(entry.log_id, Some(StoredMembership::new(Some(entry.log_id), membership)));
+                    self.replica
+                        .note_applied(entry.log_id, Some(StoredMembership::new(Some(entry.log_id), membership)));
                     Ok(())
                 }
                 EntryPayload::Normal(ref request) => self.replica.apply(entry.log_id, request),
@@ -143,7 +146,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         Ok(Box::new(Cursor::new(Vec::new())))
     }
 
-    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Box<Cursor<Vec<u8>>>) -> Result<(), StorageError> {
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
         let data = snapshot.into_inner();
         let payload: SnapshotPayload =
             postcard::from_bytes(&data).map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;

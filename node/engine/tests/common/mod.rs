@@ -5,7 +5,9 @@
 
 use lexum_compiler::program::Value;
 use lexum_compiler::{compile, render, CompileOptions};
-use lexum_engine::{Applied, EffectOutcome, Engine, EngineConfig, Entry, FieldWrite, GoalReport, GoalStatus, PendingEffect};
+use lexum_engine::{
+    Applied, EffectOutcome, Engine, EngineConfig, Entry, FieldWrite, GoalReport, GoalStatus, PendingEffect,
+};
 
 /// Compiles source into program bytes, panicking with rendered diagnostics.
 pub fn program_bytes(source: &str) -> Vec<u8> {
@@ -70,9 +72,7 @@ impl Sim {
 
     /// A client observation write.
     pub fn set(&mut self, domain: &str, field: &str, value: Value) -> Applied {
-        self.propose(Entry::Mutate {
-            writes: vec![FieldWrite { domain: domain.into(), field: field.into(), value }],
-        })
+        self.propose(Entry::Mutate { writes: vec![FieldWrite { domain: domain.into(), field: field.into(), value }] })
     }
 
     /// Acts as the leader until nothing is pending or `max` entries were
