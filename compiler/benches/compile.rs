@@ -58,7 +58,7 @@ fn stages(source: &str) {
     drop(tokens);
     let t = Instant::now();
     let file = syntax::parse_outline(source, &mut diags);
-    let parse = t.elapsed().as_secs_f64();
+    let outline = t.elapsed().as_secs_f64();
     let t = Instant::now();
     let syms = resolve::declare(&file, options.default_list_max, &mut diags);
     let declare = t.elapsed().as_secs_f64();
@@ -78,7 +78,7 @@ fn stages(source: &str) {
     drop(program);
     let dropped_program = t.elapsed().as_secs_f64();
     println!(
-        "stages: lex {lex:.3} s, lex+parse {parse:.3} s, declare {declare:.3} s, check {checked:.3} s, sets {lowered:.3} s, \
+        "stages: lex {lex:.3} s, outline parse {outline:.3} s, declare {declare:.3} s, check {checked:.3} s, sets {lowered:.3} s, \
          livelock {live:.3} s, drop of symbol tables {dropped:.3} s, drop of program {dropped_program:.3} s"
     );
 }

@@ -169,19 +169,19 @@ pub fn check(
             returns: e.returns.as_ref().map(Ty::to_type),
         });
     }
-    let mut first_half = file.domains;
-    let n = first_half.len();
+    let mut domains = file.domains;
+    let n = domains.len();
     let parts = if n >= PARALLEL_DOMAINS {
         let mid = n / 2;
-        let base = Offsets::of(&first_half[..mid]);
+        let base = Offsets::of(&domains[..mid]);
         // The second thread takes its half out of the slot; if the thread
         // cannot start, this one checks that half afterwards.
-        let second_half = std::sync::Mutex::new(Some(first_half.split_off(mid)));
+        let second_half = std::sync::Mutex::new(Some(domains.split_off(mid)));
         let take = || second_half.lock().ok().and_then(|mut slot| slot.take()).unwrap_or_default();
         std::thread::scope(|scope| {
             let second = std::thread::Builder::new()
                 .spawn_scoped(scope, || check_domains(take(), source, syms, options, mid, base));
-            let first = check_domains(first_half, source, syms, options, 0, Offsets::default());
+            let first = check_domains(domains, source, syms, options, 0, Offsets::default());
             let second = match second {
                 Ok(handle) => handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
                 Err(_) => check_domains(take(), source, syms, options, mid, base),
@@ -189,7 +189,7 @@ pub fn check(
             vec![first, second]
         })
     } else {
-        vec![check_domains(first_half, source, syms, options, 0, Offsets::default())]
+        vec![check_domains(domains, source, syms, options, 0, Offsets::default())]
     };
     for part in parts {
         append(&mut p.domains, part.program.domains);
