@@ -314,6 +314,27 @@ async fn an_oscillation_verdict_keeps_its_cycle_count_across_a_leader_kill() {
     assert_eq!(unbroken.cycles, 10);
 }
 
+/// Every replica starts from the default threshold (10); only the leader's
+/// replicated `Configure` entry can make the trap come at the third cycle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leaders_engine_settings_reach_every_replica() {
+    let _serial = SERIAL.lock().await;
+    let options = ClusterOptions { oscillation_threshold: 3, ..ClusterOptions::default() };
+    let cluster = LocalCluster::start(options).await.expect("cluster");
+    submit(&cluster, STUCK).await;
+    let handler: lexum_jepsen::worker::Handler = Arc::new(|task| Ok(int_arg(task, "n").map(int_value)));
+    let endpoints: Vec<String> = cluster.nodes.values().map(|n| n.addr.clone()).collect();
+    let (_log, stop) = spawn_worker(&cluster, "Cloud.Poke", Duration::from_millis(20), endpoints, handler);
+    let trapped = wait_goal_status(&cluster, "Stuck", "Reached", "TRAPPED", Duration::from_secs(60)).await;
+    let _ = stop.send(true);
+    assert_eq!((trapped.code.as_str(), trapped.cycles), ("E005", 3));
+    let leader = cluster.wait_for_leader(Duration::from_secs(5)).await.expect("leader");
+    let applied = cluster.node_infos().await.get(&leader).map(|i| i.applied_index).expect("leader info");
+    let infos = cluster.wait_for_applied(applied, Duration::from_secs(10)).await.expect("applied");
+    let hashes: Vec<(u64, String)> = infos.values().map(|i| (i.applied_index, i.state_hash.clone())).collect();
+    assert!(hashes.windows(2).all(|w| w[0] == w[1]), "replicas disagree: {hashes:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_old_leader_serves_no_stale_read() {
     let _serial = SERIAL.lock().await;

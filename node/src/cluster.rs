@@ -40,8 +40,6 @@ pub struct Cluster {
     pub replica: Arc<Replica>,
     /// How long a proposal may take before it is reported unavailable.
     pub propose_timeout: Duration,
-    /// The engine configuration every replica uses.
-    pub engine_config: lexum_engine::EngineConfig,
     /// A leader that has not heard from a quorum for this long stops acting
     /// (openraft 0.9 leaders step down only on seeing a higher term).
     pub quorum_timeout: Duration,

@@ -8,7 +8,6 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
 /// `lexumd` command-line flags.
 #[derive(Debug, Parser)]
@@ -250,17 +249,13 @@ impl Settings {
         Ok(config.validate()?)
     }
 
-    /// The engine configuration.
+    /// The engine settings this node makes the cluster's while it leads
+    /// (they are replicated, never applied locally on their own).
     pub fn engine_config(&self) -> lexum_engine::EngineConfig {
         lexum_engine::EngineConfig {
             oscillation_threshold: self.engine.oscillation_threshold,
             effect_timeout_ms: self.engine.effect_timeout_ms,
         }
-    }
-
-    /// Per-attempt deadline the dispatcher enforces.
-    pub fn effect_timeout(&self) -> Duration {
-        Duration::from_millis(self.engine.effect_timeout_ms)
     }
 }
 

@@ -10,11 +10,15 @@
 //! - Attempts that outlive their deadline, or whose worker disconnects, are
 //!   reported as failures so the engine retries them elsewhere.
 //! - Replicated timers (backoff) are slept here and reported as `TimerFired`.
+//! - When the replicated engine settings differ from this node's configured
+//!   ones, the leader proposes `Configure`: like a Kubernetes controller
+//!   manager, the leader's settings apply, but they reach every replica
+//!   through the log, so all of them judge oscillation alike.
 
 use crate::cluster::Cluster;
 use crate::convert::{named_to_wire, value_from_wire};
 use lexum_engine::entry::{EffectKey, EffectOutcome, Entry, StepId, TimerId};
-use lexum_engine::Pending;
+use lexum_engine::{EngineConfig, Pending};
 use lexum_proto::v1 as pb;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -50,6 +54,8 @@ struct State {
     in_flight: BTreeMap<EffectKey, InFlight>,
     timers: BTreeSet<TimerId>,
     leading: bool,
+    /// A `Configure` proposal is in flight.
+    configuring: bool,
 }
 
 /// Why a worker could not register.
@@ -64,13 +70,20 @@ pub struct Dispatcher {
     cluster: Cluster,
     state: Mutex<State>,
     wake: Notify,
-    effect_timeout: Duration,
+    /// The engine settings of this node's configuration.
+    settings: EngineConfig,
 }
 
 impl Dispatcher {
-    /// A dispatcher over `cluster`; attempts time out after `effect_timeout`.
-    pub fn new(cluster: Cluster, effect_timeout: Duration) -> Arc<Dispatcher> {
-        Arc::new(Dispatcher { cluster, state: Mutex::new(State::default()), wake: Notify::new(), effect_timeout })
+    /// A dispatcher over `cluster` that, while it leads, makes `settings`
+    /// the replicated engine settings.
+    pub fn new(cluster: Cluster, settings: EngineConfig) -> Arc<Dispatcher> {
+        Arc::new(Dispatcher { cluster, state: Mutex::new(State::default()), wake: Notify::new(), settings })
+    }
+
+    /// The replicated per-attempt deadline.
+    fn effect_timeout(&self) -> Duration {
+        Duration::from_millis(self.cluster.replica.with_engine(|e| e.config().effect_timeout_ms))
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -113,9 +126,16 @@ impl Dispatcher {
             let state = &mut *guard;
             // Read under the dispatcher lock, so a completion that records a
             // new dispatch cannot fall between this view and the bookkeeping.
-            let pending = self.cluster.replica.with_engine(|e| e.pending());
+            let (pending, replicated) = self.cluster.replica.with_engine(|e| (e.pending(), e.config().clone()));
+            let effect_timeout = Duration::from_millis(replicated.effect_timeout_ms);
             state.leading = true;
             self.update_queue_metrics(&pending);
+
+            if replicated != self.settings && !state.configuring {
+                tracing::info!(?replicated, configured = ?self.settings, "proposing this node's engine settings");
+                state.configuring = true;
+                proposals.push((Entry::Configure { config: self.settings.clone() }, Completion::Configure));
+            }
 
             let pending_steps: BTreeSet<StepId> = pending.steps.iter().map(|s| s.step).collect();
             state.steps_proposed.retain(|s| pending_steps.contains(s));
@@ -142,7 +162,7 @@ impl Dispatcher {
                 state.in_flight.entry(*key).or_insert_with(|| InFlight {
                     fencing: *fencing,
                     conn: None,
-                    deadline: now + self.effect_timeout,
+                    deadline: now + effect_timeout,
                     reported: false,
                 });
             }
@@ -167,7 +187,7 @@ impl Dispatcher {
                     attempt: effect.attempt,
                     args: named_to_wire(&effect.args),
                     fencing_token: 0,
-                    timeout_ms: self.effect_timeout.as_millis() as u64,
+                    timeout_ms: effect_timeout.as_millis() as u64,
                 };
                 proposals.push((
                     Entry::Dispatched { effect: effect.key, attempt: effect.attempt, worker },
@@ -237,6 +257,7 @@ impl Dispatcher {
         let mut guard = self.lock();
         let state = &mut *guard;
         match completion {
+            Completion::Configure => state.configuring = false,
             Completion::Timeout { key, fencing } => {
                 // Not committed: report the timeout again on the next round.
                 if index.is_none() {
@@ -263,7 +284,7 @@ impl Dispatcher {
                     InFlight {
                         fencing,
                         conn: Some(conn),
-                        deadline: Instant::now() + self.effect_timeout,
+                        deadline: Instant::now() + self.effect_timeout(),
                         reported: false,
                     },
                 );
@@ -375,6 +396,7 @@ enum Completion {
     Timeout { key: EffectKey, fencing: u64 },
     Step(StepId),
     Dispatch { conn: u64, task: pb::Task },
+    Configure,
 }
 
 /// The least busy connected worker that serves `effect` and has capacity.

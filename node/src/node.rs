@@ -25,7 +25,7 @@ use tonic::transport::{Certificate, ClientTlsConfig, Identity, Server, ServerTls
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("creating data directory {}", settings.data_dir.display()))?;
-    let (log_store, state_machine) = crate::store::open(&settings.data_dir, settings.engine_config())
+    let (log_store, state_machine) = crate::store::open(&settings.data_dir)
         .await
         .with_context(|| format!("opening storage in {}", settings.data_dir.display()))?;
     let replica = state_machine.replica();
@@ -40,13 +40,12 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         raft: raft.clone(),
         replica,
         propose_timeout: Duration::from_secs(10),
-        engine_config: settings.engine_config(),
         quorum_timeout: Duration::from_millis(2 * settings.raft.election_timeout_max_ms),
         peer_token: settings.token.clone(),
     };
     bootstrap(&settings, &raft).await?;
 
-    let dispatcher = Dispatcher::new(cluster.clone(), settings.effect_timeout());
+    let dispatcher = Dispatcher::new(cluster.clone(), settings.engine_config());
     tokio::spawn(dispatcher.clone().run());
     if let Some(addr) = settings.metrics_listen {
         let cluster = cluster.clone();

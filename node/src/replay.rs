@@ -5,7 +5,7 @@ use crate::cluster::Cluster;
 use crate::store::log_store::LogStore;
 use crate::store::state_machine::{SnapshotPayload, StateMachine};
 use anyhow::{bail, Context};
-use lexum_engine::Engine;
+use lexum_engine::{Engine, EngineConfig};
 use openraft::storage::RaftStateMachine;
 use openraft::{EntryPayload, RaftLogReader};
 
@@ -30,7 +30,7 @@ pub async fn replay(cluster: &Cluster, mut store: LogStore, mut sm: StateMachine
             let start = payload.last_applied.map(|l| l.index + 1).unwrap_or(1);
             (Engine::restore(&payload.engine).context("restoring snapshot")?, start)
         }
-        None => (Engine::new(cluster.engine_config.clone()), 1),
+        None => (Engine::new(EngineConfig::default()), 1),
     };
     let (target, live) = cluster.replica.with_engine(|e| (e.last_applied(), e.state_hash()));
     if target >= start {

@@ -107,4 +107,11 @@ pub enum Entry {
     },
     /// Leader no-op (e.g. the blank entry of a new term).
     Noop,
+    /// Cluster-wide engine settings. A leader proposes its configured
+    /// values when they differ from the replicated ones, so every replica
+    /// judges oscillation with the same threshold.
+    Configure {
+        /// The new settings (zeroes count as 1).
+        config: crate::EngineConfig,
+    },
 }

@@ -109,7 +109,10 @@ pub mod codes {
 }
 
 /// Engine tunables; part of the replicated state (every replica must use
-/// the same values).
+/// the same values). [`Engine::new`] takes the initial values; afterwards
+/// only [`Entry::Configure`] changes them, so a node that starts from an
+/// empty log must start from the same values as every other node (the
+/// default).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EngineConfig {
     /// Cycles without progress (or tug-of-war rounds) before E005.
@@ -387,7 +390,29 @@ impl Engine {
             Entry::Release { domain, goal } => self.release(cx, domain, goal.as_deref()),
             Entry::Retry { domain, goal } => self.retry(cx, domain, goal),
             Entry::Noop => Ok(()),
+            Entry::Configure { config } => {
+                self.configure(cx, config);
+                Ok(())
+            }
         }
+    }
+
+    /// Installs new settings (zeroes become 1) and reports them.
+    fn configure(&mut self, cx: &mut Cx, config: &EngineConfig) {
+        self.config = EngineConfig {
+            oscillation_threshold: config.oscillation_threshold.max(1),
+            effect_timeout_ms: config.effect_timeout_ms.max(1),
+        };
+        cx.event(
+            "configured",
+            None,
+            None,
+            None,
+            format!(
+                "oscillation threshold {} cycles, effect timeout {} ms",
+                self.config.oscillation_threshold, self.config.effect_timeout_ms
+            ),
+        );
     }
 
     /// Dry run: whether `entry` would be accepted now. The leader calls it
@@ -408,7 +433,11 @@ impl Engine {
                 self.goal_id(d, goal).map(|_| ())
             }
             Entry::EffectResult { effect, fencing, .. } => self.check_fencing(*effect, *fencing),
-            Entry::RunStep { .. } | Entry::Dispatched { .. } | Entry::TimerFired { .. } | Entry::Noop => Ok(()),
+            Entry::RunStep { .. }
+            | Entry::Dispatched { .. }
+            | Entry::TimerFired { .. }
+            | Entry::Noop
+            | Entry::Configure { .. } => Ok(()),
         }
     }
 
@@ -422,7 +451,7 @@ impl Engine {
         self.last_applied
     }
 
-    /// The engine configuration.
+    /// The engine configuration (replicated: see [`Entry::Configure`]).
     pub fn config(&self) -> &EngineConfig {
         &self.config
     }

@@ -127,6 +127,31 @@ fn a_transition_that_never_moves_its_input_is_trapped_at_the_tenth_cycle() {
 }
 
 #[test]
+fn a_configure_entry_sets_the_threshold_for_every_replica() {
+    // A replica started from the default settings follows the log, not its
+    // own: after `Configure` it traps at the third cycle, as the leader does.
+    let mut sim = Sim::new(POOL);
+    let config = EngineConfig { oscillation_threshold: 3, effect_timeout_ms: 250 };
+    let applied = sim.propose(Entry::Configure { config: config.clone() });
+    assert_eq!(applied.outcome, Ok(()));
+    assert!(applied.events.iter().any(|e| e.kind == "configured" && e.message.contains("threshold 3")));
+    assert_eq!(sim.engine.config(), &config);
+    sim.drive(5_000, &mut constant(3));
+    assert_eq!(sim.status("Pool", "Big"), (GoalStatus::Trapped, Some("E005".into())));
+    assert_eq!(sim.goal("Pool", "Big").cycles, 3);
+
+    let replica = Sim::replay(EngineConfig::default(), &sim.log);
+    assert_eq!(replica.engine.config(), &config);
+    assert_eq!(replica.engine.state_hash(), sim.engine.state_hash());
+    let restored = Engine::restore(&sim.engine.snapshot()).expect("snapshot restores");
+    assert_eq!(restored.config(), &config);
+
+    let zeroes = EngineConfig { oscillation_threshold: 0, effect_timeout_ms: 0 };
+    sim.propose(Entry::Configure { config: zeroes });
+    assert_eq!(sim.engine.config(), &EngineConfig { oscillation_threshold: 1, effect_timeout_ms: 1 });
+}
+
+#[test]
 fn twenty_five_cycles_of_progress_converge_without_a_trap() {
     let mut sim = Sim::new(POOL);
     sim.set("Pool", "target", Value::Int(28));

@@ -30,13 +30,10 @@ pub fn open_db(dir: &Path) -> Result<Arc<DB>, rocksdb::Error> {
 }
 
 /// Opens the log store and the state machine over one database.
-pub async fn open(
-    dir: &Path,
-    engine_config: lexum_engine::EngineConfig,
-) -> anyhow::Result<(log_store::LogStore, state_machine::StateMachine)> {
+pub async fn open(dir: &Path) -> anyhow::Result<(log_store::LogStore, state_machine::StateMachine)> {
     let db = open_db(dir)?;
     let log = log_store::LogStore::new(db.clone());
-    let sm = state_machine::StateMachine::open(db, engine_config)?;
+    let sm = state_machine::StateMachine::open(db)?;
     Ok((log, sm))
 }
 

@@ -49,8 +49,10 @@ pub struct StateMachine {
 
 impl StateMachine {
     /// Opens the state machine, restoring the latest persisted snapshot.
-    pub fn open(db: Arc<DB>, config: EngineConfig) -> anyhow::Result<StateMachine> {
-        let replica = Arc::new(Replica::new(Engine::new(config)));
+    /// Without one, the engine starts from the default settings, as on
+    /// every other replica; `Entry::Configure` entries in the log change them.
+    pub fn open(db: Arc<DB>) -> anyhow::Result<StateMachine> {
+        let replica = Arc::new(Replica::new(Engine::new(EngineConfig::default())));
         let sm = StateMachine { db, replica, snapshot_write: Arc::default() };
         if let Some(stored) = sm.load_snapshot()? {
             let payload: SnapshotPayload = postcard::from_bytes(&stored.data)?;
