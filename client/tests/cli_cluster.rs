@@ -61,6 +61,46 @@ struct Cluster {
     dir: tempfile::TempDir,
     endpoints: Vec<String>,
     nodes: Vec<Option<Child>>,
+    security: Security,
+}
+
+/// How the nodes are guarded; `lexumctl` gets the matching flags.
+#[derive(Clone, Default)]
+struct Security {
+    token: Option<String>,
+    tls: Option<TlsFiles>,
+}
+
+/// PEM files of a test CA and of the one identity every node and client
+/// uses (a certificate for IP 127.0.0.1, good for server and client auth).
+#[derive(Clone)]
+struct TlsFiles {
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+impl TlsFiles {
+    /// Makes the CA and the identity with the `openssl` command.
+    fn generate(dir: &std::path::Path) -> TlsFiles {
+        let files = TlsFiles { ca: dir.join("ca.pem"), cert: dir.join("node.pem"), key: dir.join("node.key") };
+        let path = |name: &str| dir.join(name).display().to_string();
+        let (ca, ca_key, cert, key, csr, ext) =
+            (path("ca.pem"), path("ca.key"), path("node.pem"), path("node.key"), path("node.csr"), path("node.ext"));
+        std::fs::write(&ext, "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n").expect("ext");
+        let new_key = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+        let steps = [
+            format!("req -x509 {new_key} -keyout {ca_key} -out {ca} -days 2 -subj /CN=lexum-test-ca"),
+            format!("req {new_key} -keyout {key} -out {csr} -subj /CN=lexum-node"),
+            format!("x509 -req -in {csr} -CA {ca} -CAkey {ca_key} -CAcreateserial -out {cert} -days 2 -extfile {ext}"),
+        ];
+        for step in steps {
+            let args: Vec<&str> = step.split_whitespace().collect();
+            let out = Command::new("openssl").args(&args).output().expect("run openssl (deploy/setup.sh installs it)");
+            assert!(out.status.success(), "openssl {step}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        files
+    }
 }
 
 fn target_dir() -> PathBuf {
@@ -81,10 +121,14 @@ fn free_port() -> u16 {
 
 impl Cluster {
     fn start() -> Cluster {
-        let dir = tempfile::tempdir().expect("temp dir");
+        Cluster::start_guarded(tempfile::tempdir().expect("temp dir"), Security::default())
+    }
+
+    /// Starts nodes that demand `security` from clients and from each other.
+    fn start_guarded(dir: tempfile::TempDir, security: Security) -> Cluster {
         let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
         let endpoints: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
-        let mut cluster = Cluster { dir, endpoints, nodes: Vec::new() };
+        let mut cluster = Cluster { dir, endpoints, nodes: Vec::new(), security };
         for id in 1..=3u64 {
             let child = cluster.spawn(id);
             cluster.nodes.push(Some(child));
@@ -97,11 +141,27 @@ impl Cluster {
         let peers: Vec<String> =
             self.endpoints.iter().enumerate().map(|(i, e)| format!("--peer={}={e}", i + 1)).collect();
         let log = std::fs::File::create(self.dir.path().join(format!("node{id}.log"))).expect("log file");
+        let mut guard = Vec::new();
+        if let Some(token) = &self.security.token {
+            guard.push(format!("--token={token}"));
+        }
+        if let Some(tls) = &self.security.tls {
+            let config = self.dir.path().join(format!("node{id}.toml"));
+            let section = format!(
+                "[tls]\ncert = {:?}\nkey = {:?}\nca = {:?}\nclient_auth = true\n",
+                tls.cert.display().to_string(),
+                tls.key.display().to_string(),
+                tls.ca.display().to_string()
+            );
+            std::fs::write(&config, section).expect("node config");
+            guard.push(format!("--config={}", config.display()));
+        }
         Command::new(lexumd())
             .arg(format!("--id={id}"))
             .arg(format!("--listen={}", self.endpoints[id as usize - 1]))
             .arg(format!("--data-dir={}", self.dir.path().join(format!("data{id}")).display()))
             .args(peers)
+            .args(guard)
             .env_remove("LEXUM_TOKEN")
             .env("LEXUM_LOG", "warn")
             .stdout(Stdio::null())
@@ -119,7 +179,24 @@ impl Cluster {
     }
 
     fn ctl(&self, args: &[&str]) -> Output {
-        lexumctl(&self.endpoints_flag(), args)
+        self.ctl_with(&self.security, args)
+    }
+
+    /// Runs lexumctl with the flags for `security` (which may differ from
+    /// what the nodes demand).
+    fn ctl_with(&self, security: &Security, args: &[&str]) -> Output {
+        let mut full: Vec<String> = Vec::new();
+        if let Some(token) = &security.token {
+            full.push(format!("--token={token}"));
+        }
+        if let Some(tls) = &security.tls {
+            full.push(format!("--tls-ca={}", tls.ca.display()));
+            full.push(format!("--tls-cert={}", tls.cert.display()));
+            full.push(format!("--tls-key={}", tls.key.display()));
+        }
+        full.extend(args.iter().map(|a| a.to_string()));
+        let full: Vec<&str> = full.iter().map(String::as_str).collect();
+        lexumctl(&self.endpoints_flag(), &full)
     }
 
     /// Runs lexumctl, asserts the exit code, returns stdout.
@@ -491,4 +568,55 @@ fn failover_keeps_watch_and_worker_going() {
     assert!(indexes.first() == Some(&1) || indexes.first() == Some(&2), "backlog missing: {indexes:?}");
     let followed = events.iter().any(|e| e["domain"] == "Pool" && e["index"].as_u64().is_some_and(|i| i > set_index));
     assert!(followed, "the watch did not follow the cluster after failover (set at {set_index}): {indexes:?}");
+}
+
+/// Token and mutual TLS guard clients and peers alike: with both, the
+/// cluster elects a leader, commits and serves reads; a missing token, a
+/// plain-text client or a client without a certificate gets nothing.
+#[test]
+fn token_and_mutual_tls_guard_every_call() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let tls = TlsFiles::generate(dir.path());
+    let security = Security { token: Some("s3cret-token".into()), tls: Some(tls.clone()) };
+    let cluster = Cluster::start_guarded(dir, security.clone());
+    let program = write_program(&cluster, "t.lxm", PROGRAM);
+    cluster.check(&["submit", &program], 0);
+    cluster.check(&["set", "Pool.want=7"], 0);
+    assert_eq!(cluster.field("Pool", "want"), 7);
+    // The leader gathers every member's applied index and state hash over
+    // the peers' TLS connections with the token.
+    let agreed = wait_until(Duration::from_secs(20), || {
+        let status = cluster.json(&["status"]);
+        let members = status["members"].as_array().cloned().unwrap_or_default();
+        let hashes: std::collections::BTreeSet<String> =
+            members.iter().filter_map(|m| m["state_hash"].as_str().map(String::from)).collect();
+        members.len() == 3 && hashes.len() == 1 && !hashes.contains("")
+    });
+    assert!(agreed, "members never reported one state hash: {}", cluster.json(&["status"]));
+
+    let no_token = Security { token: None, ..security.clone() };
+    let out = cluster.ctl_with(&no_token, &["--timeout", "3s", "get", "Pool"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "missing token: {stderr}");
+    assert!(stderr.contains("not authenticated"), "{stderr}");
+
+    let wrong_token = Security { token: Some("guess".into()), ..security.clone() };
+    let out = cluster.ctl_with(&wrong_token, &["--timeout", "3s", "set", "Pool.want=9"]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let plain_text = Security { tls: None, ..security.clone() };
+    let out = cluster.ctl_with(&plain_text, &["--timeout", "3s", "get", "Pool"]);
+    assert_eq!(out.status.code(), Some(2), "plain text to a TLS node: {}", String::from_utf8_lossy(&out.stderr));
+
+    let ca_only = [
+        format!("--tls-ca={}", tls.ca.display()),
+        "--token=s3cret-token".to_string(),
+        "--timeout=3s".to_string(),
+        "get".to_string(),
+        "Pool".to_string(),
+    ];
+    let out = lexumctl(&cluster.endpoints_flag(), &ca_only.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_ne!(out.status.code(), Some(0), "no client certificate: {}", String::from_utf8_lossy(&out.stdout));
+
+    assert_eq!(cluster.field("Pool", "want"), 7, "refused calls changed nothing");
 }

@@ -126,7 +126,8 @@ async fn run_client(id: usize, addrs: Vec<String>, start: Instant, stop: Instant
             written += 1;
             let value = (id as i64 + 1) * 1_000_000 + written;
             let write = pb::FieldWrite { domain: "Reg".into(), field: KEYS[key].into(), value: Some(int_value(value)) };
-            let answer = tokio::time::timeout(OP_TIMEOUT, client.mutate(pb::MutateRequest { writes: vec![write] })).await;
+            let answer =
+                tokio::time::timeout(OP_TIMEOUT, client.mutate(pb::MutateRequest { writes: vec![write] })).await;
             let complete = nanos_since(start);
             let kind = OpKind::Write(value);
             match answer {
@@ -143,7 +144,10 @@ async fn run_client(id: usize, addrs: Vec<String>, start: Instant, stop: Instant
             match answer {
                 Ok(Ok(response)) => {
                     for (key, value) in read_ints(response.get_ref()) {
-                        records.push(Record { key, op: Op { kind: OpKind::Read(value), invoke, complete: Some(complete) } });
+                        records.push(Record {
+                            key,
+                            op: Op { kind: OpKind::Read(value), invoke, complete: Some(complete) },
+                        });
                     }
                 }
                 Ok(Err(status)) => nodes.move_on(status.code() != tonic::Code::FailedPrecondition),
@@ -232,8 +236,7 @@ async fn registers_stay_linearizable_while_nodes_are_killed_paused_and_restarted
         .map_or(RUN, |seconds| Duration::from_secs(seconds).min(MAX_RUN));
     let start = Instant::now();
     let stop = start + run;
-    let clients: Vec<_> =
-        (0..CLIENTS).map(|id| tokio::spawn(run_client(id, addrs.clone(), start, stop))).collect();
+    let clients: Vec<_> = (0..CLIENTS).map(|id| tokio::spawn(run_client(id, addrs.clone(), start, stop))).collect();
     let faults = nemesis(&mut cluster, stop).await;
     let mut history = Vec::new();
     for client in clients {

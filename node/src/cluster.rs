@@ -45,6 +45,8 @@ pub struct Cluster {
     pub quorum_timeout: Duration,
     /// Bearer token for calls to peers (status gathering).
     pub peer_token: Option<String>,
+    /// TLS for calls to peers (status gathering), as Raft uses it.
+    pub peer_tls: Option<tonic::transport::ClientTlsConfig>,
 }
 
 impl Cluster {

@@ -30,7 +30,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         .with_context(|| format!("opening storage in {}", settings.data_dir.display()))?;
     let replica = state_machine.replica();
     let (server_tls, client_tls) = tls_configs(&settings)?;
-    let network = Network { token: settings.token.clone(), tls: client_tls };
+    let network = Network { token: settings.token.clone(), tls: client_tls.clone() };
     let raft =
         Raft::new(settings.id, Arc::new(settings.raft_config()?), network, log_store.clone(), state_machine.clone())
             .await
@@ -42,6 +42,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         propose_timeout: Duration::from_secs(10),
         quorum_timeout: Duration::from_millis(2 * settings.raft.election_timeout_max_ms),
         peer_token: settings.token.clone(),
+        peer_tls: client_tls,
     };
     bootstrap(&settings, &raft).await?;
 

@@ -86,7 +86,11 @@ impl ClientApi {
         if id == self.cluster.id {
             return Some(local_node_info(&self.cluster));
         }
-        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{address}")).ok()?;
+        let scheme = if self.cluster.peer_tls.is_some() { "https" } else { "http" };
+        let mut endpoint = tonic::transport::Endpoint::from_shared(format!("{scheme}://{address}")).ok()?;
+        if let Some(tls) = &self.cluster.peer_tls {
+            endpoint = endpoint.tls_config(tls.clone()).ok()?;
+        }
         let call = async {
             let channel = endpoint.connect_timeout(Duration::from_millis(300)).connect().await.ok()?;
             let mut client = pb::lexum_client::LexumClient::new(channel);
