@@ -1,0 +1,249 @@
+//! `bench`: measures a local three-node cluster of real `lexumd` processes
+//! on loopback and prints the numbers (a harness, not a test).
+//!
+//! - mutation throughput and latency (p50, p99) at several client counts,
+//!   each client a gRPC connection to the leader writing one field;
+//! - reaction latency: from a mutation that violates a goal to the worker
+//!   receiving the repairing effect;
+//! - failover: from `kill -9` of the leader to the first acknowledged write
+//!   on the new one.
+//!
+//! Build everything with the one cargo selection of `deploy/test.sh`, then
+//! run the binary next to `lexumd`:
+//! `cargo build --release --workspace --all-targets && target/release/bench`.
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use lexum_jepsen::cluster::{ClusterOptions, LocalCluster};
+use lexum_jepsen::worker::{int_arg, int_value, TestWorker, WorkerLog};
+use lexum_proto::v1 as pb;
+use lexum_proto::v1::lexum_client::LexumClient;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tonic::transport::Channel;
+
+const PROGRAM: &str = r#"
+effect Bench.Apply(value: int) -> int
+
+domain Load {
+  state {
+    n: int = 0
+  }
+}
+
+domain React {
+  state {
+    want: int = 0
+    have: int = 0
+  }
+  goal Caught { have == want }
+  transition Catch for Caught {
+    slice call { emit Bench.Apply(value: want) -> got }
+    slice record { have = got }
+  }
+}
+"#;
+
+/// What to measure.
+#[derive(Parser, Debug)]
+#[command(about = "Throughput, latency, reaction and failover of a local three-node Lexum cluster")]
+struct Args {
+    /// Client counts to measure, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
+    clients: Vec<usize>,
+    /// Seconds per client count.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Mutations for the reaction-latency sample.
+    #[arg(long, default_value_t = 50)]
+    reactions: usize,
+    /// Leader kills for the failover sample.
+    #[arg(long, default_value_t = 3)]
+    failovers: usize,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if args.seconds == 0 || args.seconds > 3600 || args.clients.iter().any(|c| *c == 0 || *c > 1024) {
+        bail!("--seconds must be 1..=3600 and every client count 1..=1024");
+    }
+    let mut cluster = LocalCluster::start(ClusterOptions::default()).await?;
+    let leader = cluster.wait_for_leader(Duration::from_secs(30)).await?;
+    let mut client = cluster.client(leader).await?;
+    client
+        .submit_program(pb::SubmitProgramRequest {
+            program: Some(pb::submit_program_request::Program::Source(PROGRAM.into())),
+            file_name: "bench.lxm".into(),
+        })
+        .await
+        .context("submitting the benchmark program")?;
+    println!("cluster: 3 lexumd on loopback ({}), fsync on every append", cluster.path().display());
+
+    for &clients in &args.clients {
+        let leader = cluster.wait_for_leader(Duration::from_secs(30)).await?;
+        let addr = cluster.nodes.get(&leader).map(|n| n.addr.clone()).context("leader address")?;
+        let sample = throughput(&addr, clients, Duration::from_secs(args.seconds)).await?;
+        println!(
+            "mutations, {clients:>4} clients: {:>8.0} /s   p50 {:>7.2} ms   p99 {:>7.2} ms   ({} ok, {} failed)",
+            sample.ok as f64 / args.seconds as f64,
+            percentile_ms(&sample.latencies, 0.50),
+            percentile_ms(&sample.latencies, 0.99),
+            sample.ok,
+            sample.failed
+        );
+    }
+
+    let reaction = reaction_latency(&cluster, args.reactions).await?;
+    println!(
+        "reaction (mutation to worker task), {} samples: p50 {:.2} ms   p99 {:.2} ms",
+        reaction.len(),
+        percentile_ms(&reaction, 0.50),
+        percentile_ms(&reaction, 0.99)
+    );
+
+    let mut failovers = Vec::new();
+    for _ in 0..args.failovers {
+        failovers.push(failover(&mut cluster).await?);
+    }
+    println!(
+        "failover (kill -9 leader to first acknowledged write), {} samples: {}",
+        failovers.len(),
+        failovers.iter().map(|d| format!("{:.0} ms", d.as_secs_f64() * 1e3)).collect::<Vec<_>>().join(", ")
+    );
+    Ok(())
+}
+
+/// Acknowledged mutations and their latencies.
+struct Sample {
+    ok: usize,
+    failed: usize,
+    latencies: Vec<Duration>,
+}
+
+async fn connect(addr: &str) -> anyhow::Result<LexumClient<Channel>> {
+    lexum_jepsen::cluster::connect(addr).await
+}
+
+fn write(value: i64) -> pb::MutateRequest {
+    pb::MutateRequest {
+        writes: vec![pb::FieldWrite { domain: "Load".into(), field: "n".into(), value: Some(int_value(value)) }],
+    }
+}
+
+/// `clients` connections write as fast as they are answered for `period`.
+async fn throughput(addr: &str, clients: usize, period: Duration) -> anyhow::Result<Sample> {
+    let stop = Instant::now() + period;
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let mut client = connect(addr).await?;
+        tasks.push(tokio::spawn(async move {
+            let mut sample = Sample { ok: 0, failed: 0, latencies: Vec::new() };
+            let mut value = (c as i64) << 32;
+            while Instant::now() < stop {
+                value += 1;
+                let started = Instant::now();
+                match client.mutate(write(value)).await {
+                    Ok(_) => {
+                        sample.ok += 1;
+                        sample.latencies.push(started.elapsed());
+                    }
+                    Err(_) => sample.failed += 1,
+                }
+            }
+            sample
+        }));
+    }
+    let mut total = Sample { ok: 0, failed: 0, latencies: Vec::new() };
+    for task in tasks {
+        let sample = task.await?;
+        total.ok += sample.ok;
+        total.failed += sample.failed;
+        total.latencies.extend(sample.latencies);
+    }
+    Ok(total)
+}
+
+/// Sets `React.want` and times how long the worker takes to get the task.
+async fn reaction_latency(cluster: &LocalCluster, samples: usize) -> anyhow::Result<Vec<Duration>> {
+    let endpoints: Vec<String> = cluster.nodes.values().map(|n| n.addr.clone()).collect();
+    let log = Arc::new(Mutex::new(WorkerLog::default()));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let handler: lexum_jepsen::worker::Handler = Arc::new(|task| Ok(int_arg(task, "value").map(int_value)));
+    let worker =
+        TestWorker { id: "bench-worker".into(), effects: vec!["Bench.Apply".into()], delay: Duration::ZERO, handler };
+    tokio::spawn(worker.run(endpoints, log.clone(), stop_rx, Duration::from_secs(600)));
+    let leader = cluster.wait_for_leader(Duration::from_secs(30)).await?;
+    let mut client = cluster.client(leader).await?;
+    let mut latencies = Vec::new();
+    for n in 1..=samples as i64 {
+        let seen = log.lock().map(|l| l.tasks.len()).unwrap_or(0);
+        let started = Instant::now();
+        let request = pb::MutateRequest {
+            writes: vec![pb::FieldWrite { domain: "React".into(), field: "want".into(), value: Some(int_value(n)) }],
+        };
+        client.mutate(request).await.context("reaction mutation")?;
+        let deadline = started + Duration::from_secs(10);
+        while log.lock().map(|l| l.tasks.len()).unwrap_or(0) <= seen {
+            if Instant::now() > deadline {
+                bail!("the worker got no task within 10 s of mutation {n}");
+            }
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+        latencies.push(started.elapsed());
+        // Let the repair finish (result acknowledged, record slice run)
+        // before the next sample, so no sample waits behind the last one.
+        while log.lock().map(|l| l.acks.len() < l.tasks.len()).unwrap_or(false) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = stop_tx.send(true);
+    Ok(latencies)
+}
+
+/// Kills the leader, restarts it, and returns the time to the first write
+/// acknowledged by any other node.
+async fn failover(cluster: &mut LocalCluster) -> anyhow::Result<Duration> {
+    let old = cluster.wait_for_leader(Duration::from_secs(30)).await?;
+    let others: Vec<String> = cluster.nodes.values().filter(|n| n.id != old).map(|n| n.addr.clone()).collect();
+    let mut clients: Vec<Option<LexumClient<Channel>>> = vec![None; others.len()];
+    let killed = Instant::now();
+    cluster.kill(old)?;
+    let deadline = killed + Duration::from_secs(30);
+    let elapsed = 'outer: loop {
+        for (addr, slot) in others.iter().zip(clients.iter_mut()) {
+            if slot.is_none() {
+                *slot = connect(addr).await.ok();
+            }
+            let Some(client) = slot.as_mut() else { continue };
+            match tokio::time::timeout(Duration::from_millis(500), client.mutate(write(-1))).await {
+                Ok(Ok(_)) => break 'outer killed.elapsed(),
+                Ok(Err(status)) if status.code() == tonic::Code::FailedPrecondition => {}
+                _ => *slot = None,
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("no write acknowledged within 30 s of killing the leader");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    cluster.restart(old)?;
+    // The restarted node rejoins before the next sample starts.
+    let infos_deadline = Instant::now() + Duration::from_secs(30);
+    while cluster.node_infos().await.len() < cluster.nodes.len() && Instant::now() < infos_deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    cluster.wait_for_leader(Duration::from_secs(30)).await?;
+    Ok(elapsed)
+}
+
+fn percentile_ms(latencies: &[Duration], q: f64) -> f64 {
+    if latencies.is_empty() {
+        return f64::NAN;
+    }
+    let mut sorted = latencies.to_vec();
+    sorted.sort();
+    let rank = ((sorted.len() as f64 - 1.0) * q).round() as usize;
+    sorted[rank.min(sorted.len() - 1)].as_secs_f64() * 1e3
+}

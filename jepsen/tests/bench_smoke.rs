@@ -1,0 +1,35 @@
+//! The benchmark harness runs end to end (tiny sizes; the numbers are not
+//! checked, only that every measurement is printed).
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+#[test]
+fn bench_prints_every_measurement() {
+    let bench = lexum_jepsen::cluster::workspace_binary("bench").expect("bench binary built next to lexumd");
+    let mut child = Command::new(bench)
+        .args(["--clients", "1,4", "--seconds", "1", "--reactions", "3", "--failovers", "1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start bench");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("bench did not finish within 120 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = child.wait_with_output().expect("output");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "bench failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    for needle in [
+        "mutations,    1 clients",
+        "mutations,    4 clients",
+        "reaction (mutation to worker task), 3 samples",
+        "failover",
+    ] {
+        assert!(stdout.contains(needle), "`{needle}` missing from:\n{stdout}");
+    }
+}
