@@ -281,14 +281,19 @@ async fn a_restarted_node_catches_up_from_a_snapshot_after_the_log_was_purged() 
     assert!(log.contains("installed snapshot from the leader"), "the restarted node caught up from a snapshot:\n{log}");
 }
 
-/// Runs the stuck program with a slow echoing worker, optionally killing the
-/// leader mid-way, and returns the trapped goal.
-async fn run_stuck(kill_leader_after_tasks: Option<usize>) -> pb::GoalInfo {
-    let mut cluster = LocalCluster::start(ClusterOptions::default()).await.expect("cluster");
+/// Runs the stuck program with an echoing worker that answers after
+/// `delay`, optionally killing the leader mid-way; returns the trapped goal
+/// and the cluster.
+async fn run_stuck(
+    options: ClusterOptions,
+    delay: Duration,
+    kill_leader_after_tasks: Option<usize>,
+) -> (pb::GoalInfo, LocalCluster) {
+    let mut cluster = LocalCluster::start(options).await.expect("cluster");
     submit(&cluster, STUCK).await;
     let handler: lexum_jepsen::worker::Handler = Arc::new(|task| Ok(int_arg(task, "n").map(int_value)));
     let endpoints: Vec<String> = cluster.nodes.values().map(|n| n.addr.clone()).collect();
-    let (log, stop) = spawn_worker(&cluster, "Cloud.Poke", Duration::from_millis(150), endpoints, handler);
+    let (log, stop) = spawn_worker(&cluster, "Cloud.Poke", delay, endpoints, handler);
     if let Some(after) = kill_leader_after_tasks {
         let deadline = Instant::now() + Duration::from_secs(60);
         while log.lock().map(|l| l.tasks.len()).unwrap_or(0) < after && Instant::now() < deadline {
@@ -300,14 +305,15 @@ async fn run_stuck(kill_leader_after_tasks: Option<usize>) -> pb::GoalInfo {
     }
     let trapped = wait_goal_status(&cluster, "Stuck", "Reached", "TRAPPED", Duration::from_secs(90)).await;
     let _ = stop.send(true);
-    trapped
+    (trapped, cluster)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oscillation_verdict_keeps_its_cycle_count_across_a_leader_kill() {
     let _serial = SERIAL.lock().await;
-    let unbroken = run_stuck(None).await;
-    let with_kill = run_stuck(Some(5)).await;
+    let slow = Duration::from_millis(150);
+    let (unbroken, _) = run_stuck(ClusterOptions::default(), slow, None).await;
+    let (with_kill, _) = run_stuck(ClusterOptions::default(), slow, Some(5)).await;
     assert_eq!(unbroken.code, "E005");
     assert_eq!(with_kill.code, "E005");
     assert_eq!(unbroken.cycles, with_kill.cycles, "the trap happens at the same cycle");
@@ -320,13 +326,7 @@ async fn an_oscillation_verdict_keeps_its_cycle_count_across_a_leader_kill() {
 async fn the_leaders_engine_settings_reach_every_replica() {
     let _serial = SERIAL.lock().await;
     let options = ClusterOptions { oscillation_threshold: 3, ..ClusterOptions::default() };
-    let cluster = LocalCluster::start(options).await.expect("cluster");
-    submit(&cluster, STUCK).await;
-    let handler: lexum_jepsen::worker::Handler = Arc::new(|task| Ok(int_arg(task, "n").map(int_value)));
-    let endpoints: Vec<String> = cluster.nodes.values().map(|n| n.addr.clone()).collect();
-    let (_log, stop) = spawn_worker(&cluster, "Cloud.Poke", Duration::from_millis(20), endpoints, handler);
-    let trapped = wait_goal_status(&cluster, "Stuck", "Reached", "TRAPPED", Duration::from_secs(60)).await;
-    let _ = stop.send(true);
+    let (trapped, cluster) = run_stuck(options, Duration::from_millis(20), None).await;
     assert_eq!((trapped.code.as_str(), trapped.cycles), ("E005", 3));
     let leader = cluster.wait_for_leader(Duration::from_secs(5)).await.expect("leader");
     let applied = cluster.node_infos().await.get(&leader).map(|i| i.applied_index).expect("leader info");
