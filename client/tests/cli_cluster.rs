@@ -289,30 +289,26 @@ impl Drop for Cluster {
     }
 }
 
-fn lexumctl(endpoints: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lexumctl"))
+/// `lexumctl --endpoints ENDPOINTS ARGS...`, blind to the caller's token
+/// and config files.
+fn lexumctl_command(endpoints: &str, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_lexumctl"));
+    command
         .arg("--endpoints")
         .arg(endpoints)
         .args(args)
         .env_remove("LEXUM_TOKEN")
         .env_remove("LEXUM_CONFIG")
-        .env("XDG_CONFIG_HOME", "/nonexistent")
-        .output()
-        .expect("run lexumctl")
+        .env("XDG_CONFIG_HOME", "/nonexistent");
+    command
+}
+
+fn lexumctl(endpoints: &str, args: &[&str]) -> Output {
+    lexumctl_command(endpoints, args).output().expect("run lexumctl")
 }
 
 fn spawn_lexumctl(endpoints: &str, args: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_lexumctl"))
-        .arg("--endpoints")
-        .arg(endpoints)
-        .args(args)
-        .env_remove("LEXUM_TOKEN")
-        .env_remove("LEXUM_CONFIG")
-        .env("XDG_CONFIG_HOME", "/nonexistent")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start lexumctl")
+    lexumctl_command(endpoints, args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("start lexumctl")
 }
 
 /// Waits for a child with a bound; kills it if it overruns.

@@ -117,6 +117,14 @@ async fn wait_goal_status(
     panic!("{domain}.{name} did not become {status} within {timeout:?}; last: {last:?}");
 }
 
+/// Waits until every node has applied `index`, then asserts they all report
+/// the same applied index and state hash.
+async fn assert_replicas_agree(cluster: &LocalCluster, index: u64, timeout: Duration) {
+    let infos = cluster.wait_for_applied(index, timeout).await.expect("applied");
+    let hashes: Vec<(u64, String)> = infos.values().map(|i| (i.applied_index, i.state_hash.clone())).collect();
+    assert!(hashes.windows(2).all(|w| w[0] == w[1]), "replicas disagree: {hashes:?}");
+}
+
 fn spawn_worker(
     cluster: &LocalCluster,
     effect: &str,
@@ -149,9 +157,7 @@ async fn program_replicates_and_hashes_agree_after_a_thousand_mutations() {
     for i in 0..1000 {
         last = set_on_leader(&cluster, "Pool", "want", 3 + (i % 7)).await;
     }
-    let infos = cluster.wait_for_applied(last, Duration::from_secs(30)).await.expect("applied");
-    let hashes: Vec<(u64, String)> = infos.values().map(|i| (i.applied_index, i.state_hash.clone())).collect();
-    assert!(hashes.windows(2).all(|w| w[0] == w[1]), "replicas disagree: {hashes:?}");
+    assert_replicas_agree(&cluster, last, Duration::from_secs(30)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -330,9 +336,7 @@ async fn the_leaders_engine_settings_reach_every_replica() {
     assert_eq!((trapped.code.as_str(), trapped.cycles), ("E005", 3));
     let leader = cluster.wait_for_leader(Duration::from_secs(5)).await.expect("leader");
     let applied = cluster.node_infos().await.get(&leader).map(|i| i.applied_index).expect("leader info");
-    let infos = cluster.wait_for_applied(applied, Duration::from_secs(10)).await.expect("applied");
-    let hashes: Vec<(u64, String)> = infos.values().map(|i| (i.applied_index, i.state_hash.clone())).collect();
-    assert!(hashes.windows(2).all(|w| w[0] == w[1]), "replicas disagree: {hashes:?}");
+    assert_replicas_agree(&cluster, applied, Duration::from_secs(10)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
