@@ -8,7 +8,6 @@
 //! `Drop`.
 
 use serde_json::Value as Json;
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -114,11 +113,6 @@ fn lexumd() -> PathBuf {
     path
 }
 
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
-    listener.local_addr().expect("local addr").port()
-}
-
 impl Cluster {
     fn start() -> Cluster {
         Cluster::start_guarded(tempfile::tempdir().expect("temp dir"), Security::default())
@@ -126,7 +120,7 @@ impl Cluster {
 
     /// Starts nodes that demand `security` from clients and from each other.
     fn start_guarded(dir: tempfile::TempDir, security: Security) -> Cluster {
-        let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let ports: Vec<u16> = (0..3).map(|_| lexum_jepsen::ports::loopback_port().expect("a loopback port")).collect();
         let endpoints: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
         let mut cluster = Cluster { dir, endpoints, nodes: Vec::new(), security };
         for id in 1..=3u64 {

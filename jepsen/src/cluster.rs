@@ -7,7 +7,6 @@ use anyhow::{bail, Context};
 use lexum_proto::v1 as pb;
 use lexum_proto::v1::lexum_client::LexumClient;
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -100,9 +99,9 @@ pub fn workspace_binary(name: &str) -> anyhow::Result<PathBuf> {
     bail!("{} not found; build it first (cargo build -p lexum-node -p lexum-client)", candidate.display())
 }
 
-/// A loopback port that was free a moment ago.
-pub fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+/// A loopback address on a port from [`crate::ports`].
+fn loopback_addr() -> anyhow::Result<String> {
+    Ok(format!("127.0.0.1:{}", crate::ports::loopback_port()?))
 }
 
 impl LocalCluster {
@@ -112,8 +111,8 @@ impl LocalCluster {
         let binary = workspace_binary("lexumd")?;
         let mut nodes = BTreeMap::new();
         for id in 1..=options.nodes {
-            let addr = format!("127.0.0.1:{}", free_port()?);
-            let http_addr = format!("127.0.0.1:{}", free_port()?);
+            let addr = loopback_addr()?;
+            let http_addr = loopback_addr()?;
             nodes.insert(id, NodeProcess { id, addr, http_addr, child: None, paused: false });
         }
         let peers: String = nodes.values().map(|n| format!("{} = \"{}\"\n", n.id, n.addr)).collect();
@@ -155,8 +154,8 @@ impl LocalCluster {
     pub fn start_joiner(&mut self, id: u64) -> anyhow::Result<String> {
         let node = NodeProcess {
             id,
-            addr: format!("127.0.0.1:{}", free_port()?),
-            http_addr: format!("127.0.0.1:{}", free_port()?),
+            addr: loopback_addr()?,
+            http_addr: loopback_addr()?,
             child: None,
             paused: false,
         };
