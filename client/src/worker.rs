@@ -4,8 +4,18 @@
 //! followers), says which effects it serves and how many tasks it runs at
 //! once, runs a registered handler for each task and sends the result back.
 //! When the leader changes the old leader closes the stream; the worker
-//! reconnects and continues. Results of tasks whose stream is gone are
-//! dropped: the new leader re-dispatches them (same idempotency key).
+//! reconnects and continues. Handlers keep running across a lost stream and
+//! their results go to the next leader, which accepts them while their
+//! fencing token is current.
+//!
+//! A handler runs at most until its task's deadline: the effect timeout the
+//! cluster sent, counted from the moment the task arrived (waiting for a
+//! free slot included). At the deadline, and when the worker stops, the
+//! handler's future is dropped at its next `.await`. The leader hands an
+//! attempt to another worker only after the same timeout plus a margin,
+//! counted from before it sent the task, so two workers never run one effect
+//! at once (as long as a handler does not block its thread past the deadline
+//! and delivery takes less than the margin).
 //!
 //! Graceful shutdown ([`Worker::run_until`]): tasks already running finish
 //! (within [`WorkerOptions::shutdown_grace`]) and their results are sent;
@@ -49,6 +59,8 @@ pub struct EffectTask {
     pub fencing_token: u64,
     /// How long the cluster waits for this attempt, if it said.
     pub timeout: Option<Duration>,
+    /// When the handler is cancelled: `timeout` after the task arrived.
+    pub deadline: Option<Instant>,
 }
 
 impl EffectTask {
@@ -74,6 +86,7 @@ impl EffectTask {
     }
 
     fn from_wire(task: pb::Task) -> EffectTask {
+        let timeout = (task.timeout_ms > 0).then(|| Duration::from_millis(task.timeout_ms));
         EffectTask {
             effect_id: task.effect_id,
             effect: task.effect,
@@ -81,7 +94,8 @@ impl EffectTask {
             attempt: task.attempt,
             args: value::named_from_wire(&task.args),
             fencing_token: task.fencing_token,
-            timeout: (task.timeout_ms > 0).then(|| Duration::from_millis(task.timeout_ms)),
+            timeout,
+            deadline: timeout.and_then(|t| Instant::now().checked_add(t)),
         }
     }
 }
@@ -279,7 +293,7 @@ impl Worker {
         let shutdown = shutdown.fuse();
         tokio::pin!(shutdown);
         let retry = self.client.config().retry.clone();
-        let semaphore = Arc::new(Semaphore::new(self.options.concurrency.max(1) as usize));
+        let mut tasks = Tasks::new(self.options.concurrency);
         let mut cursor = 0usize;
         let mut backoff = retry.initial_backoff;
         let mut failing_since: Option<Instant> = None;
@@ -294,7 +308,7 @@ impl Worker {
                 }
             }
             let address = self.client.pick(true, cursor);
-            let end = self.session(&address, &semaphore, shutdown.as_mut()).await?;
+            let end = self.session(&address, &mut tasks, shutdown.as_mut()).await?;
             match end {
                 SessionEnd::Shutdown => return Ok(self.counters.snapshot()),
                 SessionEnd::Redirect(leader) => {
@@ -332,7 +346,7 @@ impl Worker {
     async fn session<S>(
         &self,
         address: &str,
-        semaphore: &Arc<Semaphore>,
+        tasks: &mut Tasks,
         mut shutdown: Pin<&mut futures::future::Fuse<S>>,
     ) -> Result<SessionEnd, ClientError>
     where
@@ -361,13 +375,16 @@ impl Worker {
             Ok(Err(status)) => return Ok(SessionEnd::Lost { served: false, error: describe(&status) }),
             Err(_) => return Ok(SessionEnd::Lost { served: false, error: "no answer to hello".into() }),
         };
-        let mut running: JoinSet<()> = JoinSet::new();
         let mut served = false;
         let mut counted = false;
         loop {
             let message = tokio::select! {
                 _ = &mut shutdown => break,
-                Some(_) = running.join_next(), if !running.is_empty() => continue,
+                Some(_) = tasks.running.join_next(), if !tasks.running.is_empty() => continue,
+                Some(result) = tasks.results.recv() => {
+                    let _ = out_tx.send(result).await;
+                    continue;
+                }
                 message = inbound.next() => message,
             };
             let command = match message {
@@ -387,7 +404,8 @@ impl Worker {
                         self.counters.sessions.fetch_add(1, Ordering::Relaxed);
                     }
                     self.counters.tasks.fetch_add(1, Ordering::Relaxed);
-                    running.spawn(self.execute(EffectTask::from_wire(task), semaphore.clone(), out_tx.clone()));
+                    let run = self.execute(EffectTask::from_wire(task), tasks.slots.clone(), tasks.results_tx.clone());
+                    tasks.running.spawn(run);
                 }
                 Some(pb::worker_command::Kind::Ack(ack)) if !ack.accepted => {
                     self.counters.refused.fetch_add(1, Ordering::Relaxed);
@@ -396,15 +414,16 @@ impl Worker {
                 Some(pb::worker_command::Kind::Ack(_)) | None => {}
             }
         }
-        self.drain(running, out_tx, inbound).await;
+        self.drain(tasks, out_tx, inbound).await;
         Ok(SessionEnd::Shutdown)
     }
 
-    /// After shutdown: finish running tasks, answer new ones with an error,
-    /// read acks, then close the stream. Bounded by the shutdown grace.
+    /// After shutdown: finish running tasks and send their results, answer
+    /// new ones with an error, read acks, then close the stream. Bounded by
+    /// the shutdown grace; handlers still running then are cancelled.
     async fn drain(
         &self,
-        mut running: JoinSet<()>,
+        tasks: &mut Tasks,
         out_tx: mpsc::Sender<pb::WorkerMessage>,
         mut inbound: tonic::Streaming<pb::WorkerCommand>,
     ) {
@@ -412,15 +431,24 @@ impl Worker {
         tokio::pin!(grace);
         let mut out_tx = Some(out_tx);
         loop {
-            if running.is_empty() && out_tx.is_some() {
-                out_tx = None;
-                if self.options.shutdown_grace.is_zero() {
-                    break;
+            if tasks.running.is_empty() {
+                if let Some(tx) = out_tx.take() {
+                    while let Ok(result) = tasks.results.try_recv() {
+                        let _ = tx.send(result).await;
+                    }
+                    if self.options.shutdown_grace.is_zero() {
+                        break;
+                    }
                 }
             }
             tokio::select! {
                 _ = &mut grace => break,
-                Some(_) = running.join_next(), if !running.is_empty() => {}
+                Some(_) = tasks.running.join_next(), if !tasks.running.is_empty() => {}
+                Some(result) = tasks.results.recv(), if out_tx.is_some() => {
+                    if let Some(tx) = &out_tx {
+                        let _ = tx.send(result).await;
+                    }
+                }
                 message = inbound.next() => match message {
                     Some(Ok(pb::WorkerCommand { kind: Some(pb::worker_command::Kind::Task(task)) })) => {
                         if let Some(tx) = &out_tx {
@@ -435,7 +463,7 @@ impl Worker {
                     Some(Err(_)) | None => break,
                 },
             }
-            if running.is_empty() && out_tx.is_none() {
+            if tasks.running.is_empty() && out_tx.is_none() {
                 let linger = tokio::time::sleep(Duration::from_millis(200));
                 tokio::pin!(linger);
                 loop {
@@ -452,42 +480,74 @@ impl Worker {
                 }
             }
         }
-        running.abort_all();
+        tasks.running.abort_all();
     }
 
-    /// Runs one task under the concurrency limit and its timeout, and sends
-    /// its result.
+    /// Runs one task in a free slot until its deadline, and queues its
+    /// result for whichever stream to the leader is open.
     fn execute(
         &self,
         task: EffectTask,
-        semaphore: Arc<Semaphore>,
-        out: mpsc::Sender<pb::WorkerMessage>,
+        slots: Arc<Semaphore>,
+        results: mpsc::Sender<pb::WorkerMessage>,
     ) -> impl Future<Output = ()> + Send + 'static {
         let handler = self.handlers.get(&task.effect).cloned();
         let counters = self.counters.clone();
         async move {
-            let (effect_id, fencing_token) = (task.effect_id, task.fencing_token);
+            let (effect_id, fencing_token, deadline) = (task.effect_id, task.fencing_token, task.deadline);
             let outcome = match handler {
                 None => Err(EffectError::new(format!("this worker has no handler for `{}`", task.effect))),
                 Some(handler) => {
-                    let _permit = semaphore.acquire_owned().await;
-                    let timeout = task.timeout;
-                    let running = tokio::spawn(handler(task));
-                    let joined = match timeout {
-                        Some(limit) => tokio::time::timeout(limit, running).await.ok(),
-                        None => Some(running.await),
+                    let run = async move {
+                        let _slot = slots.acquire_owned().await;
+                        let mut running = AbortOnDrop(tokio::spawn(handler(task)));
+                        match (&mut running.0).await {
+                            Ok(outcome) => outcome,
+                            Err(_) => Err(EffectError::new("handler panicked")),
+                        }
                     };
-                    match joined {
-                        None => Err(EffectError::new("handler timed out")),
-                        Some(Err(_)) => Err(EffectError::new("handler panicked")),
-                        Some(Ok(outcome)) => outcome,
+                    match deadline {
+                        Some(deadline) => tokio::time::timeout_at(deadline.into(), run)
+                            .await
+                            .unwrap_or_else(|_| Err(EffectError::new("handler timed out"))),
+                        None => run.await,
                     }
                 }
             };
             let counter = if outcome.is_ok() { &counters.succeeded } else { &counters.failed };
             counter.fetch_add(1, Ordering::Relaxed);
-            let _ = out.send(result_message(effect_id, fencing_token, outcome)).await;
+            let _ = results.send(result_message(effect_id, fencing_token, outcome)).await;
         }
+    }
+}
+
+/// Results a worker holds while no stream to the leader is open.
+const RESULT_BACKLOG: usize = 1024;
+
+/// The tasks of one worker run, across streams: running handlers, the slots
+/// that bound them, and results waiting for a stream to the leader.
+struct Tasks {
+    running: JoinSet<()>,
+    slots: Arc<Semaphore>,
+    results_tx: mpsc::Sender<pb::WorkerMessage>,
+    results: mpsc::Receiver<pb::WorkerMessage>,
+}
+
+impl Tasks {
+    fn new(concurrency: u32) -> Tasks {
+        let (results_tx, results) = mpsc::channel(RESULT_BACKLOG);
+        let slots = Arc::new(Semaphore::new(concurrency.max(1) as usize));
+        Tasks { running: JoinSet::new(), slots, results_tx, results }
+    }
+}
+
+/// A spawned handler that is cancelled when its owner stops waiting for it
+/// (deadline passed, worker stopped).
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -570,6 +630,74 @@ mod tests {
         assert!(matches!(outcome(first), Some(pb::task_result::Outcome::Ok(_))));
         assert_eq!(outcome(second), Some(pb::task_result::Outcome::Error("handler panicked".into())));
         assert_eq!(worker.stats().failed, 1);
+    }
+
+    /// A worker whose `Slow.Op` handler sleeps `sleep` and then sets the flag.
+    fn slow_worker(sleep: Duration) -> (Worker, Arc<std::sync::atomic::AtomicBool>) {
+        let finished = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = finished.clone();
+        let client = Client::new_lazy(ClientConfig::new(["127.0.0.1:1"])).unwrap();
+        let worker = Worker::new(client).handle("Slow.Op", move |_t: EffectTask| {
+            let flag = flag.clone();
+            async move {
+                tokio::time::sleep(sleep).await;
+                flag.store(true, Ordering::SeqCst);
+                Ok(EffectOutput::none())
+            }
+        });
+        (worker, finished)
+    }
+
+    fn slow_task(timeout_ms: u64) -> EffectTask {
+        let mut task = task(vec![]);
+        task.effect = "Slow.Op".into();
+        task.timeout = Some(Duration::from_millis(timeout_ms));
+        task.deadline = Some(Instant::now() + Duration::from_millis(timeout_ms));
+        task
+    }
+
+    fn error_of(message: pb::WorkerMessage) -> Option<String> {
+        match message.kind {
+            Some(pb::worker_message::Kind::Result(pb::TaskResult {
+                outcome: Some(pb::task_result::Outcome::Error(error)),
+                ..
+            })) => Some(error),
+            _ => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_handler_past_its_deadline_is_cancelled_not_left_running() {
+        let (worker, finished) = slow_worker(Duration::from_millis(300));
+        let (tx, mut rx) = mpsc::channel(4);
+        worker.execute(slow_task(50), Arc::new(Semaphore::new(1)), tx).await;
+        assert_eq!(error_of(rx.recv().await.unwrap()).as_deref(), Some("handler timed out"));
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert!(!finished.load(Ordering::SeqCst), "the handler kept running after its deadline");
+    }
+
+    #[tokio::test]
+    async fn the_deadline_counts_from_arrival_including_the_wait_for_a_slot() {
+        let (worker, finished) = slow_worker(Duration::ZERO);
+        let slots = Arc::new(Semaphore::new(1));
+        let _busy = slots.clone().acquire_owned().await.unwrap();
+        let (tx, mut rx) = mpsc::channel(4);
+        let bounded = tokio::time::timeout(Duration::from_secs(2), worker.execute(slow_task(100), slots, tx)).await;
+        assert!(bounded.is_ok(), "the wait for a slot did not count toward the deadline");
+        assert_eq!(error_of(rx.recv().await.unwrap()).as_deref(), Some("handler timed out"));
+        assert!(!finished.load(Ordering::SeqCst), "the handler ran after its deadline");
+    }
+
+    #[tokio::test]
+    async fn stopping_the_worker_cancels_its_handlers() {
+        let (worker, finished) = slow_worker(Duration::from_millis(300));
+        let (tx, _rx) = mpsc::channel(4);
+        let mut running = JoinSet::new();
+        running.spawn(worker.execute(slow_task(5_000), Arc::new(Semaphore::new(1)), tx));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        drop(running);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert!(!finished.load(Ordering::SeqCst), "the handler outlived its worker");
     }
 
     #[tokio::test]

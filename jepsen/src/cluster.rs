@@ -152,13 +152,7 @@ impl LocalCluster {
     /// Starts a new, empty node `id` that is not a member yet (for
     /// `AddMember`); returns its address.
     pub fn start_joiner(&mut self, id: u64) -> anyhow::Result<String> {
-        let node = NodeProcess {
-            id,
-            addr: loopback_addr()?,
-            http_addr: loopback_addr()?,
-            child: None,
-            paused: false,
-        };
+        let node = NodeProcess { id, addr: loopback_addr()?, http_addr: loopback_addr()?, child: None, paused: false };
         write_config(self.dir.path(), &node, "", &self.options)?;
         let addr = node.addr.clone();
         self.nodes.insert(id, node);

@@ -1,9 +1,11 @@
 //! Fault-injection tests and benchmarks for Lexum: real `lexumd` processes
 //! on loopback ([`cluster`], on ports from [`ports`]), a wire-level test
-//! worker ([`worker`]) and a linearizability checker for the histories the
-//! tests record ([`linearizable`]).
+//! worker ([`worker`]), and checkers for the histories the tests record:
+//! linearizability ([`linearizable`]) and no effect run by two workers at
+//! once ([`exclusive`]).
 
 pub mod cluster;
+pub mod exclusive;
 pub mod linearizable;
 pub mod ports;
 pub mod worker;

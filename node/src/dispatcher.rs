@@ -7,8 +7,13 @@
 //! - Effects go to connected workers that serve them and have free
 //!   capacity, highest priority first; each dispatch is committed
 //!   (`Dispatched`) before the task leaves, and its index is the fencing token.
-//! - Attempts that outlive their deadline, or whose worker disconnects, are
-//!   reported as failures so the engine retries them elsewhere.
+//! - Attempts that outlive their deadline are reported as failures so the
+//!   engine retries them elsewhere. The deadline is the replicated effect
+//!   timeout plus a margin, counted from before the task is sent; the
+//!   worker SDK cancels the handler at the timeout counted from the task's
+//!   arrival, so the old handler has stopped before another worker gets the
+//!   effect. A worker that disconnects keeps its attempts until then too:
+//!   the leader may see the stream break before the worker does.
 //! - Replicated timers (backoff) are slept here and reported as `TimerFired`.
 //! - When the replicated engine settings differ from this node's configured
 //!   ones, the leader proposes `Configure`: like a Kubernetes controller
@@ -27,6 +32,19 @@ use tokio::sync::{mpsc, Notify};
 
 /// How often the dispatcher looks again even when nothing was applied.
 const TICK: Duration = Duration::from_millis(50);
+
+/// Bounds of the margin the leader adds to the effect timeout before it
+/// gives an attempt up: it covers the task's delivery and the difference
+/// between the two machines' clock rates.
+const MARGIN_MIN: Duration = Duration::from_millis(200);
+const MARGIN_MAX: Duration = Duration::from_secs(2);
+
+/// When the leader gives up an attempt handed out at `sent` (or inherited
+/// then): the effect timeout plus a quarter of it, at least 200 ms and at
+/// most 2 s.
+fn give_up_at(sent: Instant, effect_timeout: Duration) -> Instant {
+    sent + effect_timeout + (effect_timeout / 4).clamp(MARGIN_MIN, MARGIN_MAX)
+}
 
 /// A worker connected to this node.
 struct WorkerSlot {
@@ -162,7 +180,7 @@ impl Dispatcher {
                 state.in_flight.entry(*key).or_insert_with(|| InFlight {
                     fencing: *fencing,
                     conn: None,
-                    deadline: now + effect_timeout,
+                    deadline: give_up_at(now, effect_timeout),
                     reported: false,
                 });
             }
@@ -284,7 +302,7 @@ impl Dispatcher {
                     InFlight {
                         fencing,
                         conn: Some(conn),
-                        deadline: Instant::now() + self.effect_timeout(),
+                        deadline: give_up_at(Instant::now(), self.effect_timeout()),
                         reported: false,
                     },
                 );
@@ -326,7 +344,9 @@ impl Dispatcher {
         Ok(conn)
     }
 
-    /// Removes a worker; its unfinished attempts fail now so they are retried elsewhere.
+    /// Removes a worker. Its unfinished attempts keep their deadline: the
+    /// worker may still be running them (a broken stream is not a dead
+    /// worker) and may report them on a new stream.
     pub fn unregister(&self, conn: u64) {
         let mut state = self.lock();
         if state.workers.remove(&conn).is_none() {
@@ -334,7 +354,6 @@ impl Dispatcher {
         }
         for flight in state.in_flight.values_mut().filter(|f| f.conn == Some(conn)) {
             flight.conn = None;
-            flight.deadline = Instant::now();
         }
         self.cluster.replica.metrics().workers.set(state.workers.len() as i64);
         tracing::info!(conn, "worker disconnected");
@@ -412,5 +431,20 @@ fn pick_worker(state: &State, effect: &str) -> Option<u64> {
 fn release_capacity(state: &mut State, conn: Option<u64>) {
     if let Some(slot) = conn.and_then(|c| state.workers.get_mut(&c)) {
         slot.active = slot.active.saturating_sub(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_attempt_is_given_up_a_bounded_margin_after_the_timeout() {
+        let sent = Instant::now();
+        let after = |timeout_ms: u64| give_up_at(sent, Duration::from_millis(timeout_ms)) - sent;
+        assert_eq!(after(400), Duration::from_millis(600));
+        assert_eq!(after(2_000), Duration::from_millis(2_500));
+        assert_eq!(after(10_000), Duration::from_millis(12_000));
+        assert_eq!(after(60_000), Duration::from_millis(62_000));
     }
 }

@@ -167,6 +167,7 @@ mod tests {
             args: args.into_iter().map(|(n, v)| (n.to_string(), v)).collect(),
             fencing_token: 1,
             timeout: None,
+            deadline: None,
         }
     }
 
