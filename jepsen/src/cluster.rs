@@ -1,8 +1,10 @@
-//! A cluster of real `lexumd` processes on loopback, for tests and
-//! benchmarks: start, kill -9, pause, restart, and talk to each node.
+//! A cluster of real `lexumd` processes, on loopback or each in its own
+//! network namespace, for tests and benchmarks: start, kill -9, pause,
+//! restart, partition, and talk to each node.
 //!
 //! Every wait is bounded; dropping the cluster kills every process.
 
+use crate::netns::Network;
 use anyhow::{bail, Context};
 use lexum_proto::v1 as pb;
 use lexum_proto::v1::lexum_client::LexumClient;
@@ -47,6 +49,8 @@ pub struct NodeProcess {
     pub addr: String,
     /// HTTP (metrics) address.
     pub http_addr: String,
+    /// The node's network namespace, when the cluster runs in [`Network`].
+    namespace: Option<String>,
     child: Option<Child>,
     paused: bool,
 }
@@ -59,6 +63,8 @@ pub struct LocalCluster {
     pub nodes: BTreeMap<u64, NodeProcess>,
     binary: PathBuf,
     options: ClusterOptions,
+    /// The namespaces the nodes run in (dropped after the processes).
+    network: Option<Network>,
 }
 
 /// Writes `node<ID>.toml`; an empty `peers` makes a node that waits to be added.
@@ -99,27 +105,53 @@ pub fn workspace_binary(name: &str) -> anyhow::Result<PathBuf> {
     bail!("{} not found; build it first (cargo build -p lexum-node -p lexum-client)", candidate.display())
 }
 
+/// How long a fault test runs: `default`, or `LEXUM_JEPSEN_SECONDS` when
+/// set (at most an hour).
+pub fn run_length(default: Duration) -> Duration {
+    const MAX_RUN: Duration = Duration::from_secs(3600);
+    std::env::var("LEXUM_JEPSEN_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map_or(default, |seconds| Duration::from_secs(seconds).min(MAX_RUN))
+}
+
 /// A loopback address on a port from [`crate::ports`].
 fn loopback_addr() -> anyhow::Result<String> {
     Ok(format!("127.0.0.1:{}", crate::ports::loopback_port()?))
 }
 
 impl LocalCluster {
-    /// Starts `options.nodes` nodes and waits (bounded) for a leader.
+    /// Starts `options.nodes` nodes on loopback and waits (bounded) for a leader.
     pub async fn start(options: ClusterOptions) -> anyhow::Result<LocalCluster> {
+        LocalCluster::start_on(options, None).await
+    }
+
+    /// Starts the nodes of `network` (ids 1..=`options.nodes`), each in its
+    /// namespace, and waits for a leader. The caller must run in the
+    /// network's client namespace ([`crate::netns::run_as_client`]).
+    pub async fn start_in(options: ClusterOptions, network: Network) -> anyhow::Result<LocalCluster> {
+        LocalCluster::start_on(options, Some(network)).await
+    }
+
+    async fn start_on(options: ClusterOptions, network: Option<Network>) -> anyhow::Result<LocalCluster> {
         let dir = tempfile::tempdir()?;
         let binary = workspace_binary("lexumd")?;
         let mut nodes = BTreeMap::new();
         for id in 1..=options.nodes {
-            let addr = loopback_addr()?;
-            let http_addr = loopback_addr()?;
-            nodes.insert(id, NodeProcess { id, addr, http_addr, child: None, paused: false });
+            let (addr, http_addr, namespace) = match &network {
+                Some(network) => {
+                    let ip = Network::address(id);
+                    (format!("{ip}:7000"), format!("{ip}:9000"), Some(network.namespace(id)))
+                }
+                None => (loopback_addr()?, loopback_addr()?, None),
+            };
+            nodes.insert(id, NodeProcess { id, addr, http_addr, namespace, child: None, paused: false });
         }
         let peers: String = nodes.values().map(|n| format!("{} = \"{}\"\n", n.id, n.addr)).collect();
         for node in nodes.values() {
             write_config(dir.path(), node, &peers, &options)?;
         }
-        let mut cluster = LocalCluster { dir, nodes, binary, options };
+        let mut cluster = LocalCluster { dir, nodes, binary, options, network };
         let ids: Vec<u64> = cluster.nodes.keys().copied().collect();
         for id in ids {
             cluster.spawn(id)?;
@@ -134,7 +166,16 @@ impl LocalCluster {
             .create(true)
             .append(true)
             .open(self.dir.path().join(format!("node{id}.log")))?;
-        let child = Command::new(&self.binary)
+        let namespace = self.nodes.get(&id).context("no such node")?.namespace.clone();
+        let mut command = match namespace {
+            Some(namespace) => {
+                let mut command = Command::new("ip");
+                command.args(["netns", "exec", &namespace]).arg(&self.binary);
+                command
+            }
+            None => Command::new(&self.binary),
+        };
+        let child = command
             .arg("--config")
             .arg(&config)
             .env("LEXUM_LOG", "info,openraft=warn")
@@ -152,7 +193,17 @@ impl LocalCluster {
     /// Starts a new, empty node `id` that is not a member yet (for
     /// `AddMember`); returns its address.
     pub fn start_joiner(&mut self, id: u64) -> anyhow::Result<String> {
-        let node = NodeProcess { id, addr: loopback_addr()?, http_addr: loopback_addr()?, child: None, paused: false };
+        if self.network.is_some() {
+            bail!("joiners are not supported in a network of namespaces");
+        }
+        let node = NodeProcess {
+            id,
+            addr: loopback_addr()?,
+            http_addr: loopback_addr()?,
+            namespace: None,
+            child: None,
+            paused: false,
+        };
         write_config(self.dir.path(), &node, "", &self.options)?;
         let addr = node.addr.clone();
         self.nodes.insert(id, node);
@@ -257,6 +308,11 @@ impl LocalCluster {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// The namespaces the nodes run in, to partition them; `None` on loopback.
+    pub fn network(&mut self) -> Option<&mut Network> {
+        self.network.as_mut()
     }
 
     /// Scratch directory.

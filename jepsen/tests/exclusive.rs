@@ -14,7 +14,7 @@
 //! hour), like the linearizability test.
 
 use lexum_client::{Client, ClientConfig, EffectError, EffectOutput, EffectTask, Value, Worker};
-use lexum_jepsen::cluster::{ClusterOptions, LocalCluster};
+use lexum_jepsen::cluster::{run_length, ClusterOptions, LocalCluster};
 use lexum_jepsen::exclusive::{overlaps, ExecutionLog};
 use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
@@ -26,7 +26,6 @@ const WORKERS: usize = 3;
 /// The cluster's per-attempt deadline.
 const EFFECT_TIMEOUT: Duration = Duration::from_millis(400);
 const RUN: Duration = Duration::from_secs(20);
-const MAX_RUN: Duration = Duration::from_secs(3600);
 
 fn program() -> String {
     let mut source = String::from("effect Ops.Apply(n: int) -> int\n");
@@ -163,11 +162,7 @@ async fn no_effect_runs_on_two_workers_at_once_under_timeouts_and_faults() {
     let log = ExecutionLog::default();
     let mut workers: Vec<JoinHandle<()>> =
         (0..WORKERS).map(|slot| start_worker(&endpoints, format!("w{slot}"), log.clone())).collect();
-    let run = std::env::var("LEXUM_JEPSEN_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .map_or(RUN, |seconds| Duration::from_secs(seconds).min(MAX_RUN));
-    let stop = Instant::now() + run;
+    let stop = Instant::now() + run_length(RUN);
     let mover = tokio::spawn(move_targets(client.clone(), stop));
     let faults = nemesis(&mut cluster, &mut workers, &endpoints, &log, stop).await;
     let moved = mover.await.expect("target mover");

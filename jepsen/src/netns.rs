@@ -1,0 +1,255 @@
+//! Linux network namespaces for partition tests: every node gets its own
+//! namespace and address, and the tests' clients run in one more; all of
+//! them hang off a bridge in a hub namespace. Nothing touches the host's
+//! own network: every interface, address and route lives in namespaces
+//! this module creates and deletes.
+//!
+//! A partition between two nodes routes each one's traffic for the other
+//! into a sink (a veth whose other end is down, with a fixed neighbour
+//! entry), so packets vanish silently, as on a real broken network: new
+//! connections time out rather than fail fast. Clients keep reaching every
+//! node, so an isolated old leader is still asked to serve.
+//!
+//! Needs root (CAP_SYS_ADMIN and CAP_NET_ADMIN) and the `ip` command
+//! (iproute2), with veth and bridge support in the kernel.
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// The subnet every namespace set uses; sets are isolated from each other,
+/// so they may share it.
+const SUBNET: [u8; 3] = [10, 77, 0];
+/// Host part of the clients' address.
+const CLIENT_HOST: u8 = 250;
+/// Namespace sets made by this process so far (keeps names unique).
+static SETS: AtomicU32 = AtomicU32::new(0);
+
+/// Errors from setting up or changing the network.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    /// An `ip` command failed.
+    #[error("`ip {args}` failed: {stderr}")]
+    Command {
+        /// The arguments.
+        args: String,
+        /// What it printed.
+        stderr: String,
+    },
+    /// `ip` could not be run at all.
+    #[error("cannot run `ip`: {0}")]
+    Spawn(std::io::Error),
+    /// Entering a namespace failed.
+    #[error("cannot enter network namespace {name}: {source}")]
+    Enter {
+        /// The namespace.
+        name: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A node id that has no namespace here.
+    #[error("node {0} has no namespace in this network")]
+    UnknownNode(u64),
+}
+
+/// A set of namespaces: a hub with a bridge, one per node, one for clients.
+pub struct Network {
+    prefix: String,
+    nodes: BTreeSet<u64>,
+    cut: BTreeSet<(u64, u64)>,
+}
+
+/// Whether this process may create network namespaces (it runs as root).
+pub fn available() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    root && Command::new("ip").arg("-V").output().is_ok_and(|o| o.status.success())
+}
+
+/// Runs `ip ARGS`; fails with its stderr.
+fn ip(args: &[&str]) -> Result<(), NetError> {
+    let output = Command::new("ip").args(args).output().map_err(NetError::Spawn)?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(NetError::Command {
+            args: args.join(" "),
+            stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        })
+    }
+}
+
+impl Network {
+    /// Creates the namespaces for nodes `ids` (ids 1..=200) and the clients.
+    pub fn create(ids: &[u64]) -> Result<Network, NetError> {
+        let set = SETS.fetch_add(1, Ordering::Relaxed);
+        let prefix = format!("lexum-{}-{set}", std::process::id());
+        let mut network = Network { prefix, nodes: BTreeSet::new(), cut: BTreeSet::new() };
+        let hub = network.hub();
+        ip(&["netns", "add", &hub])?;
+        ip(&["-n", &hub, "link", "add", "br0", "type", "bridge"])?;
+        ip(&["-n", &hub, "link", "set", "br0", "up"])?;
+        network.attach(&network.client_namespace(), "bc", CLIENT_HOST)?;
+        for &id in ids {
+            let host = u8::try_from(id).ok().filter(|h| (1..=200).contains(h)).ok_or(NetError::UnknownNode(id))?;
+            network.nodes.insert(id);
+            let namespace = network.namespace(id);
+            network.attach(&namespace, &format!("b{id}"), host)?;
+            ip(&["-n", &namespace, "link", "add", "sink", "type", "veth", "peer", "name", "sink-peer"])?;
+            ip(&["-n", &namespace, "link", "set", "sink", "up"])?;
+        }
+        Ok(network)
+    }
+
+    /// Makes namespace `name`, links it to the bridge through `port`, and
+    /// gives it address `host` in the subnet.
+    fn attach(&self, name: &str, port: &str, host: u8) -> Result<(), NetError> {
+        let hub = self.hub();
+        let address = format!("{}/24", Ipv4Addr::new(SUBNET[0], SUBNET[1], SUBNET[2], host));
+        ip(&["netns", "add", name])?;
+        ip(&["-n", &hub, "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", name])?;
+        ip(&["-n", &hub, "link", "set", port, "master", "br0"])?;
+        ip(&["-n", &hub, "link", "set", port, "up"])?;
+        ip(&["-n", name, "addr", "add", &address, "dev", "eth0"])?;
+        ip(&["-n", name, "link", "set", "eth0", "up"])?;
+        ip(&["-n", name, "link", "set", "lo", "up"])
+    }
+
+    fn hub(&self) -> String {
+        format!("{}-hub", self.prefix)
+    }
+
+    /// The namespace of node `id`.
+    pub fn namespace(&self, id: u64) -> String {
+        format!("{}-n{id}", self.prefix)
+    }
+
+    /// The namespace the clients run in.
+    pub fn client_namespace(&self) -> String {
+        format!("{}-clients", self.prefix)
+    }
+
+    /// The address of node `id`.
+    pub fn address(id: u64) -> Ipv4Addr {
+        Ipv4Addr::new(SUBNET[0], SUBNET[1], SUBNET[2], u8::try_from(id).unwrap_or(0))
+    }
+
+    /// Cuts every packet between nodes `a` and `b`, both ways.
+    pub fn cut(&mut self, a: u64, b: u64) -> Result<(), NetError> {
+        if let Some(unknown) = [a, b].into_iter().find(|id| !self.nodes.contains(id)) {
+            return Err(NetError::UnknownNode(unknown));
+        }
+        for (from, to) in [(a, b), (b, a)] {
+            if self.cut.insert((from, to)) {
+                let namespace = self.namespace(from);
+                let peer = Self::address(to).to_string();
+                ip(&["-n", &namespace, "route", "replace", &format!("{peer}/32"), "dev", "sink"])?;
+                ip(&["-n", &namespace, "neigh", "replace", &peer, "lladdr", "02:00:00:00:00:01", "dev", "sink"])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Cuts `node` off from every other node (clients still reach it).
+    pub fn isolate(&mut self, node: u64) -> Result<(), NetError> {
+        let others: Vec<u64> = self.nodes.iter().copied().filter(|&id| id != node).collect();
+        for other in others {
+            self.cut(node, other)?;
+        }
+        Ok(())
+    }
+
+    /// Restores every cut link.
+    pub fn heal(&mut self) -> Result<(), NetError> {
+        for (from, to) in std::mem::take(&mut self.cut) {
+            let peer = format!("{}/32", Self::address(to));
+            ip(&["-n", &self.namespace(from), "route", "del", &peer, "dev", "sink"])?;
+        }
+        Ok(())
+    }
+
+    /// Moves the calling thread into the clients' namespace: sockets it
+    /// (and threads it starts afterwards) opens belong there.
+    pub fn enter_clients(&self) -> Result<(), NetError> {
+        enter(&self.client_namespace())
+    }
+}
+
+/// Runs `body` on a new runtime whose threads all live in the clients'
+/// namespace (a thread's sockets belong to the namespace it is in, and the
+/// threads it starts inherit it). A panic in `body` is re-raised here.
+pub fn run_as_client<F, Fut, T>(network: Network, body: F) -> Result<T, NetError>
+where
+    F: FnOnce(Network) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = T>,
+    T: Send + 'static,
+{
+    let thread = std::thread::spawn(move || {
+        network.enter_clients()?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|source| NetError::Enter { name: network.client_namespace(), source })?;
+        Ok(runtime.block_on(body(network)))
+    });
+    thread.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}
+
+/// Moves the calling thread into network namespace `name`.
+fn enter(name: &str) -> Result<(), NetError> {
+    let error = |source| NetError::Enter { name: name.to_string(), source };
+    let file = std::fs::File::open(format!("/run/netns/{name}")).map_err(error)?;
+    // SAFETY: setns on a file descriptor we hold open; CLONE_NEWNET only
+    // changes this thread's network namespace.
+    let rc = unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&file), libc::CLONE_NEWNET) };
+    if rc != 0 {
+        return Err(error(std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+impl Drop for Network {
+    fn drop(&mut self) {
+        let mut names: Vec<String> = self.nodes.iter().map(|&id| self.namespace(id)).collect();
+        names.push(self.client_namespace());
+        names.push(self.hub());
+        for name in names {
+            let _ = ip(&["netns", "delete", &name]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_addresses_are_in_the_subnet() {
+        assert_eq!(Network::address(3), Ipv4Addr::new(10, 77, 0, 3));
+    }
+
+    #[test]
+    fn namespaces_are_created_cut_healed_and_deleted() {
+        if !available() {
+            eprintln!("skipped: creating network namespaces needs root and `ip`");
+            return;
+        }
+        let mut network = Network::create(&[1, 2]).expect("namespaces");
+        let names = [network.namespace(1), network.namespace(2), network.client_namespace(), network.hub()];
+        network.isolate(1).expect("isolate");
+        let routes = Command::new("ip").args(["-n", &names[0], "route"]).output().expect("ip route");
+        assert!(String::from_utf8_lossy(&routes.stdout).contains("10.77.0.2 dev sink"), "{routes:?}");
+        assert!(network.cut(1, 9).is_err(), "an unknown node is refused");
+        network.heal().expect("heal");
+        let routes = Command::new("ip").args(["-n", &names[0], "route"]).output().expect("ip route");
+        assert!(!String::from_utf8_lossy(&routes.stdout).contains("sink"), "{routes:?}");
+        drop(network);
+        let listed = Command::new("ip").args(["netns", "list"]).output().expect("ip netns list");
+        let listed = String::from_utf8_lossy(&listed.stdout);
+        for name in names {
+            assert!(!listed.contains(&name), "{name} left behind");
+        }
+    }
+}
