@@ -4,12 +4,12 @@
 use crate::raft_types::{ApplyResponse, NodeId, Raft};
 use crate::replica::Replica;
 use lexum_engine::entry::Entry;
-use lexum_engine::Rejection;
+use lexum_engine::{Engine, Rejection};
 use std::sync::Arc;
 use std::time::Duration;
 
 /// Why a proposal or a linearizable read did not happen.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum ProposeError {
     /// This node is not the leader; the leader's address if known.
     #[error("not the leader{}", leader.as_ref().map(|l| format!(" (leader is {l})")).unwrap_or_default())]
@@ -53,11 +53,17 @@ impl Cluster {
     /// Validates `entry` against the local engine, then commits it and waits
     /// until it is applied here. Bad input is refused before it reaches the log.
     pub async fn propose_validated(&self, entry: Entry) -> Result<u64, ProposeError> {
-        self.ensure_leader().await?;
-        self.replica.with_engine(|engine| engine.validate(&entry)).map_err(ProposeError::Rejected)?;
+        self.admit(|engine| engine.validate(&entry)).await?;
         let response = self.propose(entry).await?;
         response.outcome.map_err(ProposeError::Rejected)?;
         Ok(response.index)
+    }
+
+    /// Refuses a request unless this node leads and `check` (a dry run on
+    /// the local engine) passes, so bad input never reaches the log.
+    pub async fn admit(&self, check: impl FnOnce(&Engine) -> Result<(), Rejection>) -> Result<(), ProposeError> {
+        self.ensure_leader().await?;
+        self.replica.with_engine(check).map_err(ProposeError::Rejected)
     }
 
     /// Commits `entry` and returns the engine's answer.

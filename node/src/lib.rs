@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod config;
 pub mod convert;
 pub mod dispatcher;
+pub mod group_commit;
 pub mod http;
 pub mod metrics;
 pub mod network;

@@ -13,6 +13,8 @@ pub struct ApplyResponse {
     pub index: u64,
     /// `Err` when the engine rejected the entry (state unchanged).
     pub outcome: Result<(), Rejection>,
+    /// For a batch of mutations, each one's outcome, in order; empty otherwise.
+    pub parts: Vec<Result<(), Rejection>>,
 }
 
 openraft::declare_raft_types!(

@@ -4,10 +4,10 @@
 //! The state machine writes it; the gRPC services and the dispatcher read
 //! it. The lock is never held across an `.await`.
 
-use crate::raft_types::{LogId, StoredMembership};
+use crate::raft_types::{ApplyResponse, LogId, StoredMembership};
 use crate::store::state_machine::SnapshotPayload;
 use lexum_engine::entry::Entry;
-use lexum_engine::{Engine, Event, Rejection};
+use lexum_engine::{Engine, Event};
 use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
@@ -59,7 +59,7 @@ impl Replica {
     }
 
     /// Applies one normal entry to the engine.
-    pub fn apply(&self, log_id: LogId, entry: &Entry) -> Result<(), Rejection> {
+    pub fn apply(&self, log_id: LogId, entry: &Entry) -> ApplyResponse {
         let started = Instant::now();
         let applied = {
             let mut inner = self.lock();
@@ -83,7 +83,7 @@ impl Replica {
         let traps = applied.events.iter().filter(|e| e.code.as_deref() == Some("E005")).count();
         self.metrics.observe_traps(traps as u64);
         self.applied.send_replace(log_id.index);
-        applied.outcome
+        ApplyResponse { index: log_id.index, outcome: applied.outcome, parts: applied.parts }
     }
 
     /// Records a Raft-only entry (blank or membership) as applied.

@@ -62,6 +62,16 @@ pub enum Entry {
         /// The writes.
         writes: Vec<FieldWrite>,
     },
+    /// Independent client mutations committed together (group commit).
+    /// Each is applied atomically and on its own, in order, exactly as if
+    /// it were its own `Mutate` entry: goals are evaluated after each, and
+    /// a rejected one changes nothing and does not affect the others. They
+    /// share this entry's index, so goals they violate rank among
+    /// themselves by domain and goal name.
+    Mutations {
+        /// The writes of each mutation.
+        batch: Vec<Vec<FieldWrite>>,
+    },
     /// Run an internal step from the ready queue (a slice, a delivery).
     RunStep {
         /// The step.

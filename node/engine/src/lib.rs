@@ -170,6 +170,9 @@ pub struct Applied {
     pub outcome: Result<(), Rejection>,
     /// Events, in the order they happened.
     pub events: Vec<Event>,
+    /// For [`Entry::Mutations`], each mutation's outcome, in order (the
+    /// entry's own `outcome` is then `Ok`); empty for every other entry.
+    pub parts: Vec<Result<(), Rejection>>,
 }
 
 /// What the leader should do now, each list in dispatch order.
@@ -355,18 +358,39 @@ impl Engine {
                 codes::ORDER,
                 format!("entry index {index} is not after the last applied index {}", self.last_applied),
             );
-            return Applied { outcome: Err(rejection), events: Vec::new() };
+            return Applied { outcome: Err(rejection), events: Vec::new(), parts: Vec::new() };
         }
-        // `apply_entry` performs the same checks as `validate` before it
-        // changes anything.
-        let outcome = self.apply_entry(&mut cx, entry);
-        match &outcome {
-            Ok(()) => self.settle(&mut cx),
-            Err(r) => cx.event("rejected", None, None, Some(&r.code), r.message.clone()),
-        }
+        // Each change checks what `validate` checks before it changes anything.
+        let (outcome, parts) = match entry {
+            Entry::Mutations { batch } => {
+                let parts = batch
+                    .iter()
+                    .map(|writes| {
+                        let outcome = self.mutate(&mut cx, writes);
+                        self.conclude(&mut cx, &outcome);
+                        outcome
+                    })
+                    .collect();
+                (Ok(()), parts)
+            }
+            single => {
+                let outcome = self.apply_entry(&mut cx, single);
+                self.conclude(&mut cx, &outcome);
+                (outcome, Vec::new())
+            }
+        };
         self.last_applied = index;
         self.hash = hash::chain(&self.hash, index, entry, &outcome, &cx.events);
-        Applied { outcome, events: cx.events }
+        Applied { outcome, events: cx.events, parts }
+    }
+
+    /// After one change: evaluate what it touched, or record why it was
+    /// rejected.
+    fn conclude(&mut self, cx: &mut Cx, outcome: &Result<(), Rejection>) {
+        match outcome {
+            Ok(()) => self.settle(cx),
+            Err(r) => cx.event("rejected", None, None, Some(&r.code), r.message.clone()),
+        }
     }
 
     fn apply_entry(&mut self, cx: &mut Cx, entry: &Entry) -> Result<(), Rejection> {
@@ -377,6 +401,8 @@ impl Engine {
                 Ok(())
             }
             Entry::Mutate { writes } => self.mutate(cx, writes),
+            // `apply` splits a batch into its mutations.
+            Entry::Mutations { .. } => Ok(()),
             Entry::RunStep { step } => {
                 self.run_step(cx, *step);
                 Ok(())
@@ -420,7 +446,8 @@ impl Engine {
     pub fn validate(&self, entry: &Entry) -> Result<(), Rejection> {
         match entry {
             Entry::SubmitProgram { bytes } => state::decode_program(bytes).map(|_| ()),
-            Entry::Mutate { writes } => self.check_mutation(writes).map(|_| ()),
+            Entry::Mutate { writes } => self.validate_mutation(writes),
+            Entry::Mutations { batch } => batch.iter().try_for_each(|writes| self.validate_mutation(writes)),
             Entry::Release { domain, goal } => {
                 let d = self.domain_id(domain)?;
                 if let Some(g) = goal {
@@ -439,6 +466,12 @@ impl Engine {
             | Entry::Noop
             | Entry::Configure { .. } => Ok(()),
         }
+    }
+
+    /// Dry run of one mutation (`Entry::Mutate { writes }`), without
+    /// building the entry.
+    pub fn validate_mutation(&self, writes: &[FieldWrite]) -> Result<(), Rejection> {
+        self.check_mutation(writes).map(|_| ())
     }
 
     /// The running hash chain over every applied entry and its outcome.

@@ -1,5 +1,6 @@
 //! Property tests: replicas applying the same random log agree on the state
-//! hash, and incremental goal evaluation always equals evaluating everything.
+//! hash, incremental goal evaluation always equals evaluating everything,
+//! and a batch of mutations equals the same mutations one entry each.
 
 mod common;
 
@@ -55,6 +56,8 @@ const FIELDS: [(&str, &str); 4] = [("Room", "temp"), ("Heater", "pushes"), ("Poo
 enum Op {
     /// A client write (sometimes of the wrong type).
     Set(usize, i64, bool),
+    /// Several client writes committed as one batch.
+    Batch(Vec<(usize, i64, bool)>),
     /// The leader does the `n`th thing it could do now.
     Lead(usize),
     /// The worker answers the `n`th in-flight effect.
@@ -65,9 +68,21 @@ enum Op {
     Operator(bool),
 }
 
+/// A write of field `FIELDS[f]`: `v`, or a value of the wrong type.
+fn set() -> impl Strategy<Value = (usize, i64, bool)> {
+    (0..FIELDS.len(), -60i64..220, proptest::bool::weighted(0.05))
+}
+
+fn writes(&(f, v, wrong): &(usize, i64, bool)) -> Vec<FieldWrite> {
+    let (domain, field) = FIELDS[f];
+    let value = if wrong { Value::Bool(true) } else { Value::Int(v) };
+    vec![FieldWrite { domain: domain.into(), field: field.into(), value }]
+}
+
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        3 => (0..FIELDS.len(), -60i64..220, proptest::bool::weighted(0.05)).prop_map(|(f, v, b)| Op::Set(f, v, b)),
+        3 => set().prop_map(|(f, v, b)| Op::Set(f, v, b)),
+        1 => proptest::collection::vec(set(), 2..6).prop_map(Op::Batch),
         8 => (0usize..4).prop_map(Op::Lead),
         3 => (0usize..2, proptest::option::weighted(0.8, 0i64..60)).prop_map(|(n, v)| Op::Answer(n, v)),
         1 => (0u8..4, 0u64..40).prop_map(|(k, n)| Op::Junk(k, n)),
@@ -79,11 +94,8 @@ fn op() -> impl Strategy<Value = Op> {
 fn entry_for(engine: &Engine, op: &Op) -> Entry {
     let pending = engine.pending();
     match op {
-        Op::Set(f, v, wrong) => {
-            let (domain, field) = FIELDS[*f];
-            let value = if *wrong { Value::Bool(true) } else { Value::Int(*v) };
-            Entry::Mutate { writes: vec![FieldWrite { domain: domain.into(), field: field.into(), value }] }
-        }
+        Op::Set(f, v, wrong) => Entry::Mutate { writes: writes(&(*f, *v, *wrong)) },
+        Op::Batch(sets) => Entry::Mutations { batch: sets.iter().map(writes).collect() },
         Op::Lead(n) => {
             let mut options: Vec<Entry> = pending.steps.iter().map(|s| Entry::RunStep { step: s.step }).collect();
             options.extend(pending.effects.iter().filter(|e| e.in_flight.is_none()).map(|e| Entry::Dispatched {
@@ -173,6 +185,40 @@ proptest! {
     fn incremental_evaluation_equals_full_evaluation(ops in proptest::collection::vec(op(), 1..150)) {
         run(&ops, 10);
     }
+
+    #[test]
+    fn a_batch_of_mutations_equals_the_same_mutations_one_entry_each(
+        prefix in proptest::collection::vec(op(), 0..60),
+        sets in proptest::collection::vec(set(), 2..8),
+    ) {
+        let base = run(&prefix, 10);
+        let config = base.engine.config().clone();
+        let batch: Vec<Vec<FieldWrite>> = sets.iter().map(writes).collect();
+        let mut batched = Sim::replay(config.clone(), &base.log);
+        let applied = batched.propose(Entry::Mutations { batch: batch.clone() });
+        let mut single = Sim::replay(config.clone(), &base.log);
+        let outcomes: Vec<_> = batch.into_iter().map(|writes| single.propose(Entry::Mutate { writes }).outcome).collect();
+        prop_assert_eq!(applied.outcome, Ok(()));
+        prop_assert_eq!(applied.parts, outcomes);
+        prop_assert_eq!(observable(&batched.engine), observable(&single.engine));
+        let goals: Vec<(String, String, bool)> =
+            batched.engine.goals().into_iter().map(|g| (g.domain, g.goal, g.holds)).collect();
+        prop_assert_eq!(goals, batched.engine.evaluate_all());
+        let replica = Sim::replay(config, &batched.log);
+        prop_assert_eq!(replica.engine.state_hash(), batched.engine.state_hash());
+    }
+}
+
+/// What a replica exposes apart from log indexes (a batch shares one):
+/// field values, goal statuses, and the pending work.
+fn observable(engine: &Engine) -> (Vec<Option<Vec<(String, Value)>>>, Vec<String>, String) {
+    let fields = ["Room", "Heater", "Cooler", "Pool"].iter().map(|d| engine.domain_state(d)).collect();
+    let goals = engine
+        .goals()
+        .into_iter()
+        .map(|g| format!("{}.{} {:?} holds={} {:?} cycles={}", g.domain, g.goal, g.status, g.holds, g.code, g.cycles))
+        .collect();
+    (fields, goals, format!("{:?}", engine.pending()))
 }
 
 #[test]

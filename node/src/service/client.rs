@@ -3,6 +3,7 @@
 
 use crate::cluster::{Cluster, ProposeError};
 use crate::convert::{named_to_wire, propose_error_to_status, value_from_wire};
+use crate::group_commit::GroupCommit;
 use crate::replay;
 use lexum_compiler::program::Program;
 use lexum_compiler::{compile, render, CompileOptions, Severity};
@@ -26,6 +27,7 @@ pub const MAX_PROGRAM_BYTES: usize = 1024 * 1024;
 /// The client API of one node.
 pub struct ClientApi {
     cluster: Cluster,
+    mutations: GroupCommit,
     store: crate::store::log_store::LogStore,
     sm: crate::store::state_machine::StateMachine,
     compile_options: CompileOptions,
@@ -38,7 +40,8 @@ impl ClientApi {
         store: crate::store::log_store::LogStore,
         sm: crate::store::state_machine::StateMachine,
     ) -> ClientApi {
-        ClientApi { cluster, store, sm, compile_options: CompileOptions::default() }
+        let mutations = GroupCommit::start(cluster.clone());
+        ClientApi { cluster, mutations, store, sm, compile_options: CompileOptions::default() }
     }
 
     fn compile_request(&self, request: pb::SubmitProgramRequest) -> Result<(Vec<u8>, Vec<String>), Status> {
@@ -166,6 +169,7 @@ impl Lexum for ClientApi {
 
     async fn mutate(&self, request: Request<pb::MutateRequest>) -> Result<Response<pb::MutateResponse>, Status> {
         let request = request.into_inner();
+        let bytes = prost::Message::encoded_len(&request);
         if request.writes.is_empty() {
             return Err(Status::invalid_argument("no writes given"));
         }
@@ -182,7 +186,8 @@ impl Lexum for ClientApi {
                 Ok(FieldWrite { domain: w.domain.clone(), field: w.field.clone(), value: value_from_wire(value)? })
             })
             .collect::<Result<Vec<_>, Status>>()?;
-        let index = self.cluster.propose_validated(Entry::Mutate { writes }).await.map_err(propose_error_to_status)?;
+        self.cluster.admit(|engine| engine.validate_mutation(&writes)).await.map_err(propose_error_to_status)?;
+        let index = self.mutations.commit(writes, bytes).await.map_err(propose_error_to_status)?;
         Ok(Response::new(pb::MutateResponse { index }))
     }
 

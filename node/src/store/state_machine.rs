@@ -122,20 +122,19 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     {
         let mut responses = Vec::new();
         for entry in entries {
-            let index = entry.log_id.index;
-            let outcome = match entry.payload {
+            let response = match entry.payload {
                 EntryPayload::Blank => {
                     self.replica.note_applied(entry.log_id, None);
-                    Ok(())
+                    ApplyResponse { index: entry.log_id.index, outcome: Ok(()), parts: Vec::new() }
                 }
                 EntryPayload::Membership(membership) => {
                     self.replica
                         .note_applied(entry.log_id, Some(StoredMembership::new(Some(entry.log_id), membership)));
-                    Ok(())
+                    ApplyResponse { index: entry.log_id.index, outcome: Ok(()), parts: Vec::new() }
                 }
                 EntryPayload::Normal(ref request) => self.replica.apply(entry.log_id, request),
             };
-            responses.push(ApplyResponse { index, outcome });
+            responses.push(response);
         }
         Ok(responses)
     }
