@@ -257,6 +257,24 @@ impl LocalCluster {
         connect(&node.addr).await
     }
 
+    /// `GET path` on node `id`'s HTTP (metrics) port: status code and body.
+    pub async fn http_get(&self, id: u64, path: &str) -> anyhow::Result<(u16, String)> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let node = self.nodes.get(&id).context("no such node")?;
+        let exchange = async {
+            let mut stream = tokio::net::TcpStream::connect(&node.http_addr).await?;
+            let request = format!("GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", node.http_addr);
+            stream.write_all(request.as_bytes()).await?;
+            let mut response = String::new();
+            stream.read_to_string(&mut response).await?;
+            anyhow::Ok(response)
+        };
+        let response = tokio::time::timeout(Duration::from_secs(5), exchange).await.context("HTTP timed out")??;
+        let (head, body) = response.split_once("\r\n\r\n").context("no HTTP header end")?;
+        let status = head.split_whitespace().nth(1).and_then(|code| code.parse().ok()).context("no HTTP status")?;
+        Ok((status, body.to_string()))
+    }
+
     /// Every running node's own view.
     pub async fn node_infos(&self) -> BTreeMap<u64, pb::NodeInfoResponse> {
         let mut infos = BTreeMap::new();

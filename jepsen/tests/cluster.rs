@@ -160,6 +160,56 @@ async fn program_replicates_and_hashes_agree_after_a_thousand_mutations() {
     assert_replicas_agree(&cluster, last, Duration::from_secs(30)).await;
 }
 
+/// The value of an unlabelled metric in Prometheus text.
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines().find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_mutations_are_group_committed_and_each_is_acknowledged() {
+    const WRITERS: usize = 32;
+    const ROUNDS: i64 = 15;
+    let _serial = SERIAL.lock().await;
+    let cluster = LocalCluster::start(ClusterOptions::default()).await.expect("cluster");
+    let fields: String = (0..WRITERS).map(|w| format!("    w{w}: int = 0\n")).collect();
+    submit(&cluster, &format!("domain Many {{\n  state {{\n{fields}  }}\n}}\n")).await;
+    let leader = cluster.wait_for_leader(Duration::from_secs(10)).await.expect("leader");
+    let (_, before) = cluster.http_get(leader, "/metrics").await.expect("metrics");
+    let mut writers = Vec::new();
+    for w in 0..WRITERS {
+        let mut client = cluster.client(leader).await.expect("client");
+        writers.push(tokio::spawn(async move {
+            let mut last = 0;
+            for round in 1..=ROUNDS {
+                last = set(&mut client, "Many", &format!("w{w}"), round * 1000 + w as i64).await.expect("write");
+            }
+            last
+        }));
+    }
+    let mut last = 0;
+    for writer in writers {
+        last = last.max(writer.await.expect("writer"));
+    }
+    assert_replicas_agree(&cluster, last, Duration::from_secs(30)).await;
+    let mut client = cluster.client(leader).await.expect("client");
+    let state = client.read(pb::ReadRequest { domain: "Many".into() }).await.expect("read").into_inner();
+    for w in 0..WRITERS {
+        let value = state.fields.iter().find(|f| f.name == format!("w{w}")).and_then(|f| f.value.clone());
+        assert_eq!(value, int(ROUNDS * 1000 + w as i64), "w{w} holds its writer's last write");
+    }
+
+    let (status, after) = cluster.http_get(leader, "/metrics").await.expect("metrics");
+    assert_eq!(status, 200);
+    let count = |text: &str| metric(text, "lexum_mutations_per_entry_count").unwrap_or(0.0);
+    let sum = |text: &str| metric(text, "lexum_mutations_per_entry_sum").unwrap_or(0.0);
+    let mutations = sum(&after) - sum(&before);
+    let entries = count(&after) - count(&before);
+    assert_eq!(mutations, (WRITERS as i64 * ROUNDS) as f64, "every mutation went through the group commit");
+    assert!(entries < mutations, "{WRITERS} concurrent writers never shared an entry ({entries} entries)");
+    let (status, _) = cluster.http_get(leader, "/readyz").await.expect("readyz");
+    assert_eq!(status, 200, "a node that knows its leader is ready");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leader_kill_elects_a_new_leader_and_loses_no_acknowledged_mutation() {
     let _serial = SERIAL.lock().await;

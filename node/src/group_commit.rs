@@ -83,6 +83,7 @@ async fn propose_batches(cluster: Cluster, mut waiting: mpsc::Receiver<Queued>) 
 
 /// Proposes one batch and answers each of its callers.
 async fn propose(cluster: &Cluster, mut batch: Vec<Queued>) {
+    cluster.replica.metrics().mutations_per_entry.observe(batch.len() as f64);
     let entry = match batch.as_mut_slice() {
         [single] => Entry::Mutate { writes: std::mem::take(&mut single.writes) },
         many => Entry::Mutations { batch: many.iter_mut().map(|q| std::mem::take(&mut q.writes)).collect() },

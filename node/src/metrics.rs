@@ -25,6 +25,8 @@ pub struct Metrics {
     pub dispatch_queue: IntGaugeVec,
     /// Connected workers.
     pub workers: IntGauge,
+    /// Client mutations carried by each entry the leader proposed.
+    pub mutations_per_entry: Histogram,
 }
 
 impl Metrics {
@@ -37,7 +39,8 @@ impl Metrics {
         )
         .expect("valid histogram");
         let rejected_total =
-            IntCounter::new("lexum_rejected_entries_total", "Entries the engine rejected").expect("valid");
+            IntCounter::new("lexum_rejected_entries_total", "Entries (or mutations of a batch) the engine rejected")
+                .expect("valid");
         let traps_total = IntCounter::new("lexum_e005_total", "Oscillation traps (E005) recorded").expect("valid");
         let commit_index = IntGauge::new("lexum_commit_index", "Raft commit index").expect("valid");
         let applied_index = IntGauge::new("lexum_applied_index", "Last applied log index").expect("valid");
@@ -48,6 +51,11 @@ impl Metrics {
             IntGaugeVec::new(Opts::new("lexum_dispatch_queue", "Effects waiting for dispatch by level"), &["level"])
                 .expect("valid");
         let workers = IntGauge::new("lexum_workers", "Workers connected to this node").expect("valid");
+        let mutations_per_entry = Histogram::with_opts(
+            HistogramOpts::new("lexum_mutations_per_entry", "Client mutations group-committed in one entry (leader)")
+                .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
+        )
+        .expect("valid histogram");
         for collector in [
             Box::new(apply_seconds.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(rejected_total.clone()),
@@ -59,6 +67,7 @@ impl Metrics {
             Box::new(goals.clone()),
             Box::new(dispatch_queue.clone()),
             Box::new(workers.clone()),
+            Box::new(mutations_per_entry.clone()),
         ] {
             registry.register(collector).expect("metric names are unique");
         }
@@ -74,15 +83,15 @@ impl Metrics {
             goals,
             dispatch_queue,
             workers,
+            mutations_per_entry,
         }
     }
 
-    /// Records one applied entry.
-    pub fn observe_apply(&self, elapsed: Duration, rejected: bool) {
+    /// Records one applied entry and how many of its changes (the entry,
+    /// or each mutation of a batch) the engine rejected.
+    pub fn observe_apply(&self, elapsed: Duration, rejected: u64) {
         self.apply_seconds.observe(elapsed.as_secs_f64());
-        if rejected {
-            self.rejected_total.inc();
-        }
+        self.rejected_total.inc_by(rejected);
     }
 
     /// Records oscillation traps seen in applied events.

@@ -79,7 +79,8 @@ impl Replica {
             }
             applied
         };
-        self.metrics.observe_apply(started.elapsed(), applied.outcome.is_err());
+        let rejected = applied.parts.iter().chain(std::iter::once(&applied.outcome)).filter(|o| o.is_err()).count();
+        self.metrics.observe_apply(started.elapsed(), rejected as u64);
         let traps = applied.events.iter().filter(|e| e.code.as_deref() == Some("E005")).count();
         self.metrics.observe_traps(traps as u64);
         self.applied.send_replace(log_id.index);
