@@ -96,6 +96,24 @@ impl Cluster {
         Err(ProposeError::NotLeader { leader: self.leader_address() })
     }
 
+    /// The commit index as far as this node knows. openraft 0.9 does not
+    /// report it, so a leader derives it from replication progress (the
+    /// highest index a quorum of every voter configuration has stored);
+    /// anywhere else it is the last applied index, which is its floor.
+    pub fn commit_index(&self) -> u64 {
+        let metrics = self.raft.metrics().borrow().clone();
+        let applied = metrics.last_applied.map_or(0, |l| l.index);
+        let Some(replication) = &metrics.replication else { return applied };
+        let stored = |id: NodeId| {
+            if id == self.id {
+                metrics.last_log_index.unwrap_or(0)
+            } else {
+                replication.get(&id).cloned().flatten().map_or(0, |l| l.index)
+            }
+        };
+        quorum_index(metrics.membership_config.membership().get_joint_config(), stored).max(applied)
+    }
+
     /// Whether this node leads now and has heard from a quorum recently.
     pub fn is_leader(&self) -> bool {
         let metrics = self.raft.metrics();
@@ -116,5 +134,36 @@ impl Cluster {
             Some(node) => ProposeError::NotLeader { leader: node.map(|n| n.addr).or_else(|| self.leader_address()) },
             None => ProposeError::Unavailable(message),
         }
+    }
+}
+
+/// The highest index stored by a majority of every configuration (two
+/// during a joint-consensus change), given each voter's stored index.
+fn quorum_index(configs: &[std::collections::BTreeSet<NodeId>], stored: impl Fn(NodeId) -> u64) -> u64 {
+    configs
+        .iter()
+        .map(|voters| {
+            let mut indexes: Vec<u64> = voters.iter().map(|&id| stored(id)).collect();
+            indexes.sort_unstable_by(|a, b| b.cmp(a));
+            indexes.get(voters.len() / 2).copied().unwrap_or(0)
+        })
+        .min()
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn the_commit_index_is_what_a_majority_of_every_configuration_stored() {
+        let stored = |id: NodeId| [0, 10, 7, 3, 12][id as usize];
+        let three: BTreeSet<NodeId> = [1, 2, 3].into();
+        assert_eq!(quorum_index(std::slice::from_ref(&three), stored), 7);
+        let joint = [three, [0, 3, 4].into()];
+        assert_eq!(quorum_index(&joint, stored), 3, "both halves of a joint configuration must agree");
+        assert_eq!(quorum_index(&[[1].into()], stored), 10, "a single voter commits alone");
+        assert_eq!(quorum_index(&[], stored), 0);
     }
 }

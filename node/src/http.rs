@@ -41,9 +41,7 @@ pub fn refresh(cluster: &Cluster) {
     metrics.is_leader.set(i64::from(raft.current_leader == Some(cluster.id)));
     let applied = raft.last_applied.map(|l| l.index).unwrap_or(0);
     metrics.applied_index.set(applied as i64);
-    // openraft 0.9 metrics do not expose the committed index; everything
-    // applied is committed, so this is its lower bound.
-    metrics.commit_index.set(applied as i64);
+    metrics.commit_index.set(cluster.commit_index() as i64);
     let goals = cluster.replica.with_engine(|e| e.goals());
     for status in ["SATISFIED", "VIOLATED", "REPAIRING", "FAILED", "DOMINATED", "TRAPPED"] {
         let count = goals.iter().filter(|g| g.status.to_string() == status).count();

@@ -2,13 +2,17 @@
 //! tonic, one lazily connected channel per peer.
 //!
 //! Transport failures map to `Unreachable` (openraft backs off); an error
-//! returned by the remote Raft maps to `RemoteError`.
+//! returned by the remote Raft maps to `RemoteError`; entries that would not
+//! fit in one message map to `PayloadTooLarge`, so openraft sends fewer at
+//! a time instead of failing the same way forever.
 
 use crate::raft_types::{NodeId, TypeConfig};
 use crate::service::raft::RaftReply;
 use lexum_proto::v1::raft_client::RaftClient;
 use lexum_proto::v1::RaftPayload;
-use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::error::{
+    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError, Unreachable,
+};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
@@ -19,6 +23,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::time::Duration;
 use tonic::transport::{Channel, Endpoint};
+
+/// Bytes the protobuf wrapper adds around a payload (a tag and a length).
+const PROTOBUF_FRAMING: usize = 16;
 
 /// Creates one [`PeerClient`] per target node.
 #[derive(Clone)]
@@ -61,7 +68,14 @@ pub struct PeerClient {
 type RpcResult<T, E> = Result<T, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>;
 
 impl PeerClient {
-    async fn call<Req, Resp, E>(&self, method: RaftMethod, request: &Req, option: &RPCOption) -> RpcResult<Resp, E>
+    /// Sends `request` (carrying `entries` log entries) and decodes the reply.
+    async fn call<Req, Resp, E>(
+        &self,
+        method: RaftMethod,
+        request: &Req,
+        entries: usize,
+        option: &RPCOption,
+    ) -> RpcResult<Resp, E>
     where
         Req: Serialize,
         Resp: DeserializeOwned,
@@ -72,6 +86,11 @@ impl PeerClient {
             return Err(RPCError::Unreachable(Unreachable::new(&err)));
         };
         let data = postcard::to_stdvec(request).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        if data.len() + PROTOBUF_FRAMING > crate::service::RAFT_MESSAGE_LIMIT {
+            if let Some(too_large) = fewer_entries(method, entries) {
+                return Err(RPCError::PayloadTooLarge(too_large));
+            }
+        }
         let mut grpc_request = tonic::Request::new(RaftPayload { data });
         grpc_request.set_timeout(option.hard_ttl());
         if let Some(token) = &self.token {
@@ -105,7 +124,7 @@ impl PeerClient {
     }
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum RaftMethod {
     AppendEntries,
     Vote,
@@ -118,7 +137,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<NodeId>, openraft::error::Infallible> {
-        self.call(RaftMethod::AppendEntries, &rpc, &option).await
+        self.call(RaftMethod::AppendEntries, &rpc, rpc.entries.len(), &option).await
     }
 
     async fn install_snapshot(
@@ -126,7 +145,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
-        self.call(RaftMethod::InstallSnapshot, &rpc, &option).await
+        self.call(RaftMethod::InstallSnapshot, &rpc, 0, &option).await
     }
 
     async fn vote(
@@ -134,6 +153,27 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> RpcResult<VoteResponse<NodeId>, openraft::error::Infallible> {
-        self.call(RaftMethod::Vote, &rpc, &option).await
+        self.call(RaftMethod::Vote, &rpc, 0, &option).await
+    }
+}
+
+/// For an `AppendEntries` of `entries` entries that is over the message
+/// limit: ask openraft to send half as many. `None` when fewer is not
+/// possible (one entry, or another method).
+fn fewer_entries(method: RaftMethod, entries: usize) -> Option<PayloadTooLarge> {
+    (method == RaftMethod::AppendEntries && entries > 1).then(|| PayloadTooLarge::new_entries_hint(entries as u64 / 2))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_oversized_append_asks_for_half_the_entries() {
+        let hint = fewer_entries(RaftMethod::AppendEntries, 300).map(|t| t.entries_hint());
+        assert_eq!(hint, Some(150));
+        assert_eq!(fewer_entries(RaftMethod::AppendEntries, 3).map(|t| t.entries_hint()), Some(1));
+        assert!(fewer_entries(RaftMethod::AppendEntries, 1).is_none(), "one entry cannot be split");
+        assert!(fewer_entries(RaftMethod::Vote, 0).is_none());
     }
 }

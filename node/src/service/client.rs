@@ -128,7 +128,7 @@ pub fn local_node_info(cluster: &Cluster) -> pb::NodeInfoResponse {
         role: format!("{:?}", metrics.state).to_lowercase(),
         term: metrics.current_term,
         leader: metrics.current_leader.unwrap_or(0),
-        commit_index: metrics.last_applied.map(|l| l.index).unwrap_or(0).max(applied_index),
+        commit_index: cluster.commit_index().max(applied_index),
         applied_index,
         state_hash,
     }
