@@ -23,11 +23,11 @@ const MAX_OPS: usize = 5_000_000;
 
 /// One operation on one register.
 #[derive(Clone, Copy, Debug)]
-pub struct Record {
+struct Record {
     /// Index into [`KEYS`].
-    pub key: usize,
+    key: usize,
     /// The operation and its timing.
-    pub op: Op,
+    op: Op,
 }
 
 /// A small deterministic generator (no dependency needed for a coin flip).
@@ -43,7 +43,7 @@ impl XorShift {
 }
 
 /// Nanoseconds since the run started (the histories' clock).
-pub fn nanos_since(start: Instant) -> u64 {
+fn nanos_since(start: Instant) -> u64 {
     start.elapsed().as_nanos() as u64
 }
 
@@ -103,7 +103,7 @@ impl Nodes {
 /// and whole-domain reads (from any node, chosen at random, so a node that
 /// wrongly believes it still leads is asked too), half and half, until
 /// `stop`.
-pub async fn run_client(id: usize, addrs: Vec<String>, start: Instant, stop: Instant) -> Vec<Record> {
+async fn run_client(id: usize, addrs: Vec<String>, start: Instant, stop: Instant) -> Vec<Record> {
     let mut records = Vec::new();
     let mut nodes = Nodes::new(addrs, id);
     let mut rng = XorShift(0x9E37_79B9_7F4A_7C15 ^ (id as u64 + 1));
@@ -162,7 +162,7 @@ pub async fn run_client(id: usize, addrs: Vec<String>, start: Instant, stop: Ins
 }
 
 /// Reads every register once more through the leader after the faults.
-pub async fn final_reads(cluster: &LocalCluster, start: Instant) -> Vec<Record> {
+async fn final_reads(cluster: &LocalCluster, start: Instant) -> Vec<Record> {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         if let Ok(leader) = cluster.wait_for_leader(Duration::from_secs(10)).await {
@@ -186,7 +186,7 @@ pub async fn final_reads(cluster: &LocalCluster, start: Instant) -> Vec<Record> 
 }
 
 /// Submits [`PROGRAM`] through the leader.
-pub async fn submit_program(cluster: &LocalCluster) -> anyhow::Result<()> {
+async fn submit_program(cluster: &LocalCluster) -> anyhow::Result<()> {
     let leader = cluster.wait_for_leader(Duration::from_secs(20)).await?;
     let mut client = cluster.client(leader).await?;
     let program = pb::SubmitProgramRequest {
@@ -197,9 +197,34 @@ pub async fn submit_program(cluster: &LocalCluster) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// One whole run: submits [`PROGRAM`], runs `clients` clients against every
+/// node for `run` while `nemesis` acts (it gets the cluster and the time
+/// to stop by, and says what it did), reads every register once more, and
+/// checks the history. Panics with the violation when a register's history
+/// is not linearizable.
+pub async fn run_with_nemesis(
+    cluster: &mut LocalCluster,
+    clients: usize,
+    run: Duration,
+    nemesis: impl AsyncFnOnce(&mut LocalCluster, Instant) -> Vec<String>,
+) -> (Vec<String>, Summary) {
+    if let Err(error) = submit_program(cluster).await {
+        panic!("submitting the register program: {error:#}");
+    }
+    let addrs: Vec<String> = cluster.nodes.values().map(|n| n.addr.clone()).collect();
+    let start = Instant::now();
+    let stop = start + run;
+    let running = spawn_clients(clients, addrs, start, stop);
+    let faults = nemesis(cluster, stop).await;
+    let mut history = running.await.unwrap_or_default();
+    history.extend(final_reads(cluster, start).await);
+    let summary = check(&history).unwrap_or_else(|violation| panic!("{violation}"));
+    (faults, summary)
+}
+
 /// Runs `clients` clients against `addrs` until `stop`, concurrently with
 /// whatever the caller does meanwhile; await the handle for the history.
-pub fn spawn_clients(
+fn spawn_clients(
     clients: usize,
     addrs: Vec<String>,
     start: Instant,
@@ -228,7 +253,7 @@ pub struct Summary {
 
 /// Checks every register's history for linearizability (from initial
 /// value 0); the error names the register, the violation and its history.
-pub fn check(history: &[Record]) -> Result<Summary, String> {
+fn check(history: &[Record]) -> Result<Summary, String> {
     let summary = Summary {
         acknowledged: history
             .iter()

@@ -109,16 +109,7 @@ fn outcome<T>(result: &Result<T, tonic::Status>) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registers_stay_linearizable_while_nodes_are_killed_paused_restarted_added_and_removed() {
     let mut cluster = LocalCluster::start(ClusterOptions::default()).await.expect("cluster");
-    registers::submit_program(&cluster).await.expect("submit");
-    let addrs: Vec<String> = cluster.nodes.values().map(|n| n.addr.clone()).collect();
-    let start = Instant::now();
-    let stop = start + run_length(RUN);
-    let clients = registers::spawn_clients(CLIENTS, addrs, start, stop);
-    let faults = nemesis(&mut cluster, stop).await;
-    let mut history = clients.await.expect("clients");
-    history.extend(registers::final_reads(&cluster, start).await);
-
-    let summary = registers::check(&history).unwrap_or_else(|violation| panic!("{violation}"));
+    let (faults, summary) = registers::run_with_nemesis(&mut cluster, CLIENTS, run_length(RUN), nemesis).await;
     eprintln!("faults: {faults:?}; {summary:?}");
     assert!(faults.len() >= 4, "the nemesis acted: {faults:?}");
     assert!(faults.iter().any(|f| f == "add node 4 as a voter: done"), "the membership changed: {faults:?}");

@@ -67,16 +67,7 @@ fn registers_stay_linearizable_across_partitions() {
     let network = Network::create(&[1, 2, 3]).expect("network namespaces");
     let (faults, summary) = netns::run_as_client(network, |network| async move {
         let mut cluster = LocalCluster::start_in(ClusterOptions::default(), network).await.expect("cluster");
-        registers::submit_program(&cluster).await.expect("submit");
-        let addrs: Vec<String> = cluster.nodes.values().map(|n| n.addr.clone()).collect();
-        let start = Instant::now();
-        let stop = start + run_length(RUN);
-        let clients = registers::spawn_clients(CLIENTS, addrs, start, stop);
-        let faults = nemesis(&mut cluster, stop).await;
-        let mut history = clients.await.expect("clients");
-        history.extend(registers::final_reads(&cluster, start).await);
-        let summary = registers::check(&history).unwrap_or_else(|violation| panic!("{violation}"));
-        (faults, summary)
+        registers::run_with_nemesis(&mut cluster, CLIENTS, run_length(RUN), nemesis).await
     })
     .expect("client namespace");
     eprintln!("faults: {faults:?}; {summary:?}");
