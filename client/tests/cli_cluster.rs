@@ -1,14 +1,14 @@
 //! `lexumctl` against real three-node clusters of `lexumd` processes on
-//! loopback ports, in temp dirs.
+//! loopback ports, in temp dirs (`lexum_jepsen::cluster::LocalCluster`).
 //!
 //! The tests need the `lexumd` binary next to this test's target directory
 //! (`target/debug/lexumd`): run `cargo build -p lexum-node` first, or
 //! `cargo test --workspace`, which builds every binary of the workspace.
-//! Every wait is bounded in time; every process is killed by [`Cluster`]'s
-//! `Drop`.
+//! Every wait is bounded in time; every process is killed when the
+//! [`Cluster`] is dropped.
 
+use lexum_jepsen::cluster::{ClusterOptions, LocalCluster, TlsFiles};
 use serde_json::Value as Json;
-use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -57,9 +57,8 @@ domain Flaky {
 
 /// Three `lexumd` processes; killed on drop.
 struct Cluster {
-    dir: tempfile::TempDir,
+    local: LocalCluster,
     endpoints: Vec<String>,
-    nodes: Vec<Option<Child>>,
     security: Security,
 }
 
@@ -70,98 +69,46 @@ struct Security {
     tls: Option<TlsFiles>,
 }
 
-/// PEM files of a test CA and of the one identity every node and client
-/// uses (a certificate for IP 127.0.0.1, good for server and client auth).
-#[derive(Clone)]
-struct TlsFiles {
-    ca: PathBuf,
-    cert: PathBuf,
-    key: PathBuf,
-}
-
-impl TlsFiles {
-    /// Makes the CA and the identity with the `openssl` command.
-    fn generate(dir: &std::path::Path) -> TlsFiles {
-        let files = TlsFiles { ca: dir.join("ca.pem"), cert: dir.join("node.pem"), key: dir.join("node.key") };
-        let path = |name: &str| dir.join(name).display().to_string();
-        let (ca, ca_key, cert, key, csr, ext) =
-            (path("ca.pem"), path("ca.key"), path("node.pem"), path("node.key"), path("node.csr"), path("node.ext"));
-        std::fs::write(&ext, "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n").expect("ext");
-        let new_key = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
-        let steps = [
-            format!("req -x509 {new_key} -keyout {ca_key} -out {ca} -days 2 -subj /CN=lexum-test-ca"),
-            format!("req {new_key} -keyout {key} -out {csr} -subj /CN=lexum-node"),
-            format!("x509 -req -in {csr} -CA {ca} -CAkey {ca_key} -CAcreateserial -out {cert} -days 2 -extfile {ext}"),
-        ];
-        for step in steps {
-            let args: Vec<&str> = step.split_whitespace().collect();
-            let out = Command::new("openssl").args(&args).output().expect("run openssl (deploy/setup.sh installs it)");
-            assert!(out.status.success(), "openssl {step}: {}", String::from_utf8_lossy(&out.stderr));
-        }
-        files
+/// Makes a test CA and the identity with the `openssl` command, in `dir`.
+fn generate_tls(dir: &std::path::Path) -> TlsFiles {
+    let files = TlsFiles { ca: dir.join("ca.pem"), cert: dir.join("node.pem"), key: dir.join("node.key") };
+    let path = |name: &str| dir.join(name).display().to_string();
+    let (ca, ca_key, cert, key, csr, ext) =
+        (path("ca.pem"), path("ca.key"), path("node.pem"), path("node.key"), path("node.csr"), path("node.ext"));
+    std::fs::write(&ext, "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n").expect("ext");
+    let new_key = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+    let steps = [
+        format!("req -x509 {new_key} -keyout {ca_key} -out {ca} -days 2 -subj /CN=lexum-test-ca"),
+        format!("req {new_key} -keyout {key} -out {csr} -subj /CN=lexum-node"),
+        format!("x509 -req -in {csr} -CA {ca} -CAkey {ca_key} -CAcreateserial -out {cert} -days 2 -extfile {ext}"),
+    ];
+    for step in steps {
+        let args: Vec<&str> = step.split_whitespace().collect();
+        let out = Command::new("openssl").args(&args).output().expect("run openssl (deploy/setup.sh installs it)");
+        assert!(out.status.success(), "openssl {step}: {}", String::from_utf8_lossy(&out.stderr));
     }
-}
-
-fn target_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    exe.parent().and_then(|deps| deps.parent()).map(PathBuf::from).expect("target/debug")
-}
-
-fn lexumd() -> PathBuf {
-    let path = target_dir().join("lexumd");
-    assert!(path.is_file(), "{} is missing: run `cargo build -p lexum-node` first", path.display());
-    path
+    files
 }
 
 impl Cluster {
     fn start() -> Cluster {
-        Cluster::start_guarded(tempfile::tempdir().expect("temp dir"), Security::default())
+        Cluster::start_guarded(Security::default())
     }
 
-    /// Starts nodes that demand `security` from clients and from each other.
-    fn start_guarded(dir: tempfile::TempDir, security: Security) -> Cluster {
-        let ports: Vec<u16> = (0..3).map(|_| lexum_jepsen::ports::loopback_port().expect("a loopback port")).collect();
-        let endpoints: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
-        let mut cluster = Cluster { dir, endpoints, nodes: Vec::new(), security };
-        for id in 1..=3u64 {
-            let child = cluster.spawn(id);
-            cluster.nodes.push(Some(child));
-        }
-        cluster.wait_for_leader(Duration::from_secs(30));
-        cluster
+    /// Starts nodes that demand `security` from clients and from each
+    /// other, and waits for a leader.
+    fn start_guarded(security: Security) -> Cluster {
+        let runtime =
+            tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
+        let options =
+            ClusterOptions { token: security.token.clone(), tls: security.tls.clone(), ..ClusterOptions::default() };
+        let local = runtime.block_on(LocalCluster::start(options)).unwrap_or_else(|e| panic!("cluster: {e:#}"));
+        let endpoints = local.nodes.values().map(|n| n.addr.clone()).collect();
+        Cluster { local, endpoints, security }
     }
 
-    fn spawn(&self, id: u64) -> Child {
-        let peers: Vec<String> =
-            self.endpoints.iter().enumerate().map(|(i, e)| format!("--peer={}={e}", i + 1)).collect();
-        let log = std::fs::File::create(self.dir.path().join(format!("node{id}.log"))).expect("log file");
-        let mut guard = Vec::new();
-        if let Some(token) = &self.security.token {
-            guard.push(format!("--token={token}"));
-        }
-        if let Some(tls) = &self.security.tls {
-            let config = self.dir.path().join(format!("node{id}.toml"));
-            let section = format!(
-                "[tls]\ncert = {:?}\nkey = {:?}\nca = {:?}\nclient_auth = true\n",
-                tls.cert.display().to_string(),
-                tls.key.display().to_string(),
-                tls.ca.display().to_string()
-            );
-            std::fs::write(&config, section).expect("node config");
-            guard.push(format!("--config={}", config.display()));
-        }
-        Command::new(lexumd())
-            .arg(format!("--id={id}"))
-            .arg(format!("--listen={}", self.endpoints[id as usize - 1]))
-            .arg(format!("--data-dir={}", self.dir.path().join(format!("data{id}")).display()))
-            .args(peers)
-            .args(guard)
-            .env_remove("LEXUM_TOKEN")
-            .env("LEXUM_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start lexumd")
+    fn dir(&self) -> &std::path::Path {
+        self.local.path()
     }
 
     /// Endpoints as one flag value, listed from the last node so that most
@@ -225,15 +172,6 @@ impl Cluster {
         serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("lexumctl {args:?}: not JSON ({e}):\n{stdout}"))
     }
 
-    fn wait_for_leader(&self, limit: Duration) {
-        let ok = wait_until(limit, || {
-            let out = self.ctl(&["--output", "json", "--timeout", "2s", "status"]);
-            out.status.success()
-                && serde_json::from_slice::<Json>(&out.stdout).is_ok_and(|s| s["leader"].as_u64().unwrap_or(0) != 0)
-        });
-        assert!(ok, "no leader within {limit:?}\n{}", self.logs());
-    }
-
     fn goal_status(&self, domain: &str, goal: &str) -> String {
         let goals = self.json(&["goals"]);
         goals
@@ -254,16 +192,13 @@ impl Cluster {
     }
 
     fn kill(&mut self, id: u64) {
-        if let Some(mut child) = self.nodes.get_mut(id as usize - 1).and_then(Option::take) {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.local.kill(id).expect("kill a node");
     }
 
     fn logs(&self) -> String {
         let mut out = String::new();
-        for id in 1..=3 {
-            let text = std::fs::read_to_string(self.dir.path().join(format!("node{id}.log"))).unwrap_or_default();
+        for id in self.local.nodes.keys() {
+            let text = std::fs::read_to_string(self.local.log_path(*id)).unwrap_or_default();
             let tail: Vec<&str> = text.lines().rev().take(15).collect();
             out.push_str(&format!("--- node {id} log (last lines)\n"));
             for line in tail.into_iter().rev() {
@@ -272,14 +207,6 @@ impl Cluster {
             }
         }
         out
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        for id in 1..=3 {
-            self.kill(id);
-        }
     }
 }
 
@@ -335,7 +262,7 @@ fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
 }
 
 fn write_program(cluster: &Cluster, name: &str, source: &str) -> String {
-    let path = cluster.dir.path().join(name);
+    let path = cluster.dir().join(name);
     std::fs::write(&path, source).expect("write program");
     path.display().to_string()
 }
@@ -565,10 +492,10 @@ fn failover_keeps_watch_and_worker_going() {
 /// plain-text client or a client without a certificate gets nothing.
 #[test]
 fn token_and_mutual_tls_guard_every_call() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let tls = TlsFiles::generate(dir.path());
+    let certs = tempfile::tempdir().expect("temp dir");
+    let tls = generate_tls(certs.path());
     let security = Security { token: Some("s3cret-token".into()), tls: Some(tls.clone()) };
-    let cluster = Cluster::start_guarded(dir, security.clone());
+    let cluster = Cluster::start_guarded(security.clone());
     let program = write_program(&cluster, "t.lxm", PROGRAM);
     cluster.check(&["submit", &program], 0);
     cluster.check(&["set", "Pool.want=7"], 0);

@@ -27,6 +27,10 @@ pub struct ClusterOptions {
     pub oscillation_threshold: u32,
     /// Per-attempt deadline for workers.
     pub effect_timeout_ms: u64,
+    /// Bearer token every node demands from clients, workers and peers.
+    pub token: Option<String>,
+    /// Mutual TLS between nodes and with clients.
+    pub tls: Option<TlsFiles>,
 }
 
 impl Default for ClusterOptions {
@@ -37,8 +41,22 @@ impl Default for ClusterOptions {
             keep_logs: 1000,
             oscillation_threshold: 10,
             effect_timeout_ms: 10_000,
+            token: None,
+            tls: None,
         }
     }
+}
+
+/// PEM files of a test CA and of the one identity every node and client
+/// uses (a certificate for IP 127.0.0.1, good for server and client auth).
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    /// The CA certificate.
+    pub ca: PathBuf,
+    /// The identity's certificate.
+    pub cert: PathBuf,
+    /// The identity's private key.
+    pub key: PathBuf,
 }
 
 /// One node's process and addresses.
@@ -69,11 +87,24 @@ pub struct LocalCluster {
 
 /// Writes `node<ID>.toml`; an empty `peers` makes a node that waits to be added.
 fn write_config(dir: &Path, node: &NodeProcess, peers: &str, options: &ClusterOptions) -> anyhow::Result<()> {
+    let token = options.token.as_ref().map(|t| format!("token = {t:?}\n")).unwrap_or_default();
+    let tls = options
+        .tls
+        .as_ref()
+        .map(|tls| {
+            format!(
+                "[tls]\ncert = {:?}\nkey = {:?}\nca = {:?}\nclient_auth = true\n",
+                tls.cert.display().to_string(),
+                tls.key.display().to_string(),
+                tls.ca.display().to_string()
+            )
+        })
+        .unwrap_or_default();
     let config = format!(
-        "id = {id}\nlisten = \"{addr}\"\nmetrics_listen = \"{http}\"\ndata_dir = \"{data}\"\n\
+        "{token}id = {id}\nlisten = \"{addr}\"\nmetrics_listen = \"{http}\"\ndata_dir = \"{data}\"\n\
          [peers]\n{peers}\n[raft]\nheartbeat_ms = 100\nelection_timeout_min_ms = 500\n\
          election_timeout_max_ms = 1000\nsnapshot_logs = {snap}\nkeep_logs = {keep}\n\
-         [engine]\noscillation_threshold = {osc}\neffect_timeout_ms = {timeout}\n",
+         [engine]\noscillation_threshold = {osc}\neffect_timeout_ms = {timeout}\n{tls}",
         id = node.id,
         addr = node.addr,
         http = node.http_addr,
@@ -251,10 +282,21 @@ impl LocalCluster {
         self.nodes.values().map(|n| n.addr.clone()).collect::<Vec<_>>().join(",")
     }
 
-    /// A client connected to node `id`.
+    /// A client connected to node `id` (over TLS when the cluster uses it;
+    /// requests need [`LocalCluster::authorize`] when it uses a token).
     pub async fn client(&self, id: u64) -> anyhow::Result<LexumClient<Channel>> {
         let node = self.nodes.get(&id).context("no such node")?;
-        connect(&node.addr).await
+        match &self.options.tls {
+            Some(tls) => connect_tls(&node.addr, tls).await,
+            None => connect(&node.addr).await,
+        }
+    }
+
+    /// Adds the cluster's token, if any, to `request`.
+    pub fn authorize<T>(&self, request: &mut tonic::Request<T>) {
+        if let Some(value) = self.options.token.as_ref().and_then(|t| format!("Bearer {t}").parse().ok()) {
+            request.metadata_mut().insert(lexum_proto::AUTH_METADATA_KEY, value);
+        }
     }
 
     /// `GET path` on node `id`'s HTTP (metrics) port: status code and body.
@@ -279,8 +321,10 @@ impl LocalCluster {
     pub async fn node_infos(&self) -> BTreeMap<u64, pb::NodeInfoResponse> {
         let mut infos = BTreeMap::new();
         for node in self.nodes.values().filter(|n| n.child.is_some() && !n.paused) {
-            if let Ok(mut client) = connect(&node.addr).await {
-                let call = client.node_info(pb::NodeInfoRequest {});
+            if let Ok(mut client) = self.client(node.id).await {
+                let mut request = tonic::Request::new(pb::NodeInfoRequest {});
+                self.authorize(&mut request);
+                let call = client.node_info(request);
                 if let Ok(Ok(info)) = tokio::time::timeout(Duration::from_secs(1), call).await {
                     infos.insert(node.id, info.into_inner());
                 }
@@ -352,6 +396,23 @@ impl Drop for LocalCluster {
             }
         }
     }
+}
+
+/// Connects to one node over TLS with the cluster's identity (bounded).
+async fn connect_tls(addr: &str, tls: &TlsFiles) -> anyhow::Result<LexumClient<Channel>> {
+    use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+    let (ca, cert, key) = (std::fs::read(&tls.ca)?, std::fs::read(&tls.cert)?, std::fs::read(&tls.key)?);
+    let config = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(ca))
+        .identity(Identity::from_pem(cert, key))
+        .domain_name("127.0.0.1");
+    let channel = tonic::transport::Endpoint::from_shared(format!("https://{addr}"))?
+        .tls_config(config)?
+        .connect_timeout(Duration::from_millis(500))
+        .timeout(Duration::from_secs(15))
+        .connect()
+        .await?;
+    Ok(LexumClient::new(channel))
 }
 
 /// Connects to one node (bounded).
