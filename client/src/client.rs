@@ -547,7 +547,8 @@ impl Client {
         Ok(Submitted { index: r.index, version: r.version, program_hash: r.program_hash, warnings: r.warnings })
     }
 
-    /// Writes observations atomically; returns the log index.
+    /// Writes observations atomically; returns the log index of the entry
+    /// that carried them (mutations committed together share one).
     pub async fn mutate(&self, writes: &[FieldWrite]) -> Result<u64, ClientError> {
         let writes = writes
             .iter()

@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 const IN_FLIGHT: usize = 4;
 /// Most mutations in one entry.
 const MAX_MUTATIONS: usize = 256;
-/// Most request bytes in one entry (one mutation larger than this goes alone).
+/// A batch stops taking mutations once it holds this many request bytes.
 const MAX_BYTES: usize = 1024 * 1024;
 /// Mutations waiting for a proposal before callers wait to enqueue.
 const QUEUE: usize = 4096;
