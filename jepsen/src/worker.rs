@@ -35,6 +35,8 @@ pub struct TestWorker {
     pub effects: Vec<String>,
     /// Delay before answering each task.
     pub delay: Duration,
+    /// Tasks the leader may hand it at once (each runs on its own task).
+    pub concurrency: u32,
     /// Result of each task.
     pub handler: Handler,
 }
@@ -89,7 +91,8 @@ impl TestWorker {
         let channel = endpoint.connect_timeout(Duration::from_millis(500)).connect().await.ok()?;
         let mut client = WorkerClient::new(channel);
         let (tx, rx) = mpsc::channel(64);
-        let hello = pb::Hello { worker_id: self.id.clone(), effects: self.effects.clone(), concurrency: 4 };
+        let hello =
+            pb::Hello { worker_id: self.id.clone(), effects: self.effects.clone(), concurrency: self.concurrency };
         tx.send(pb::WorkerMessage { kind: Some(pb::worker_message::Kind::Hello(hello)) }).await.ok()?;
         let mut inbound = client.attach(ReceiverStream::new(rx)).await.ok()?.into_inner();
         loop {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 fn bench_prints_every_measurement() {
     let bench = lexum_jepsen::cluster::workspace_binary("bench").expect("bench binary built next to lexumd");
     let mut child = Command::new(bench)
-        .args(["--clients", "1,4", "--seconds", "1", "--reactions", "3", "--failovers", "1"])
+        .args(["--clients", "1,4", "--seconds", "1", "--reactions", "3", "--fleet", "20", "--failovers", "1"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -28,6 +28,7 @@ fn bench_prints_every_measurement() {
         "mutations,    1 clients",
         "mutations,    4 clients",
         "reaction (mutation to worker task), 3 samples",
+        "fleet repair, 20 goals violated by one mutation: all repaired in",
         "failover",
     ] {
         assert!(stdout.contains(needle), "`{needle}` missing from:\n{stdout}");

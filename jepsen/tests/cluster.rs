@@ -135,7 +135,8 @@ fn spawn_worker(
     let _ = cluster;
     let log = Arc::new(Mutex::new(WorkerLog::default()));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let worker = TestWorker { id: format!("test-{effect}"), effects: vec![effect.into()], delay, handler };
+    let worker =
+        TestWorker { id: format!("test-{effect}"), effects: vec![effect.into()], delay, handler, concurrency: 4 };
     tokio::spawn(worker.run(endpoints, log.clone(), stop_rx, Duration::from_secs(120)));
     (log, stop_tx)
 }

@@ -5,6 +5,8 @@
 //!   each client a gRPC connection to the leader writing one field;
 //! - reaction latency: from a mutation that violates a goal to the worker
 //!   receiving the repairing effect;
+//! - fleet repair: one mutation violates the goals of many domains at once;
+//!   the time until a worker has repaired them all;
 //! - failover: from `kill -9` of the leader to the first acknowledged write
 //!   on the new one.
 //!
@@ -22,8 +24,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tonic::transport::Channel;
 
+/// The benchmark program; `{FLEET}` becomes the fleet's domains.
 const PROGRAM: &str = r#"
 effect Bench.Apply(value: int) -> int
+{FLEET}
 
 domain Load {
   state {
@@ -60,6 +64,18 @@ struct Args {
     /// Leader kills for the failover sample.
     #[arg(long, default_value_t = 3)]
     failovers: usize,
+    /// Domains whose goals one mutation violates at once (0: skip).
+    #[arg(long, default_value_t = 500)]
+    fleet: usize,
+}
+
+/// One domain of the fleet: a goal repaired by one effect.
+fn fleet_domain(i: usize) -> String {
+    format!(
+        "domain Fleet{i} {{\n  state {{\n    want: int = 0\n    have: int = 0\n  }}\n  goal Caught {{ have == want }}\n  \
+         transition Catch for Caught {{\n    slice call {{ emit Bench.Apply(value: want) -> got }}\n    \
+         slice record {{ have = got }}\n  }}\n}}\n"
+    )
 }
 
 #[tokio::main]
@@ -68,12 +84,17 @@ async fn main() -> anyhow::Result<()> {
     if args.seconds == 0 || args.seconds > 3600 || args.clients.iter().any(|c| *c == 0 || *c > 1024) {
         bail!("--seconds must be 1..=3600 and every client count 1..=1024");
     }
+    if args.fleet > 1024 {
+        bail!("--fleet must be at most 1024 (one mutation writes them all)");
+    }
+    let fleet: String = (0..args.fleet).map(fleet_domain).collect();
+    let program = PROGRAM.replace("{FLEET}", &fleet);
     let mut cluster = LocalCluster::start(ClusterOptions::default()).await?;
     let leader = cluster.wait_for_leader(Duration::from_secs(30)).await?;
     let mut client = cluster.client(leader).await?;
     client
         .submit_program(pb::SubmitProgramRequest {
-            program: Some(pb::submit_program_request::Program::Source(PROGRAM.into())),
+            program: Some(pb::submit_program_request::Program::Source(program)),
             file_name: "bench.lxm".into(),
         })
         .await
@@ -101,6 +122,16 @@ async fn main() -> anyhow::Result<()> {
         percentile_ms(&reaction, 0.50),
         percentile_ms(&reaction, 0.99)
     );
+
+    if args.fleet > 0 {
+        let repaired = fleet_repair(&cluster, args.fleet).await?;
+        println!(
+            "fleet repair, {} goals violated by one mutation: all repaired in {:.0} ms ({:.0} repairs/s)",
+            args.fleet,
+            repaired.as_secs_f64() * 1e3,
+            args.fleet as f64 / repaired.as_secs_f64()
+        );
+    }
 
     let mut failovers = Vec::new();
     for _ in 0..args.failovers {
@@ -164,14 +195,60 @@ async fn throughput(addr: &str, clients: usize, period: Duration) -> anyhow::Res
     Ok(total)
 }
 
+/// Sets `want` of every fleet domain in one mutation and times how long
+/// until every goal holds again (a worker answers each effect at once).
+async fn fleet_repair(cluster: &LocalCluster, size: usize) -> anyhow::Result<Duration> {
+    let endpoints: Vec<String> = cluster.nodes.values().map(|n| n.addr.clone()).collect();
+    let log = Arc::new(Mutex::new(WorkerLog::default()));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let handler: lexum_jepsen::worker::Handler = Arc::new(|task| Ok(int_arg(task, "value").map(int_value)));
+    let worker = TestWorker {
+        id: "fleet-worker".into(),
+        effects: vec!["Bench.Apply".into()],
+        delay: Duration::ZERO,
+        handler,
+        concurrency: 1024,
+    };
+    tokio::spawn(worker.run(endpoints, log, stop_rx, Duration::from_secs(600)));
+    let leader = cluster.wait_for_leader(Duration::from_secs(30)).await?;
+    let mut client = cluster.client(leader).await?;
+    // Let the worker register before the clock starts.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let writes = (0..size)
+        .map(|i| pb::FieldWrite { domain: format!("Fleet{i}"), field: "want".into(), value: Some(int_value(1)) })
+        .collect();
+    let started = Instant::now();
+    client.mutate(pb::MutateRequest { writes }).await.context("fleet mutation")?;
+    let deadline = started + Duration::from_secs(120);
+    loop {
+        let goals = client.list_goals(pb::ListGoalsRequest {}).await?.into_inner().goals;
+        let waiting = goals.iter().filter(|g| g.domain.starts_with("Fleet") && g.status != "SATISFIED").count();
+        if waiting == 0 {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("{waiting} fleet goals still unrepaired after 120 s");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let elapsed = started.elapsed();
+    let _ = stop_tx.send(true);
+    Ok(elapsed)
+}
+
 /// Sets `React.want` and times how long the worker takes to get the task.
 async fn reaction_latency(cluster: &LocalCluster, samples: usize) -> anyhow::Result<Vec<Duration>> {
     let endpoints: Vec<String> = cluster.nodes.values().map(|n| n.addr.clone()).collect();
     let log = Arc::new(Mutex::new(WorkerLog::default()));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let handler: lexum_jepsen::worker::Handler = Arc::new(|task| Ok(int_arg(task, "value").map(int_value)));
-    let worker =
-        TestWorker { id: "bench-worker".into(), effects: vec!["Bench.Apply".into()], delay: Duration::ZERO, handler };
+    let worker = TestWorker {
+        id: "bench-worker".into(),
+        effects: vec!["Bench.Apply".into()],
+        delay: Duration::ZERO,
+        handler,
+        concurrency: 4,
+    };
     tokio::spawn(worker.run(endpoints, log.clone(), stop_rx, Duration::from_secs(600)));
     let leader = cluster.wait_for_leader(Duration::from_secs(30)).await?;
     let mut client = cluster.client(leader).await?;
