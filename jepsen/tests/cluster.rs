@@ -201,8 +201,8 @@ async fn concurrent_mutations_are_group_committed_and_each_is_acknowledged() {
 
     let (status, after) = cluster.http_get(leader, "/metrics").await.expect("metrics");
     assert_eq!(status, 200);
-    let count = |text: &str| metric(text, "lexum_mutations_per_entry_count").unwrap_or(0.0);
-    let sum = |text: &str| metric(text, "lexum_mutations_per_entry_sum").unwrap_or(0.0);
+    let count = |text: &str| metric(text, "lexum_requests_per_entry_count").unwrap_or(0.0);
+    let sum = |text: &str| metric(text, "lexum_requests_per_entry_sum").unwrap_or(0.0);
     let mutations = sum(&after) - sum(&before);
     let entries = count(&after) - count(&before);
     assert_eq!(mutations, (WRITERS as i64 * ROUNDS) as f64, "every mutation went through the group commit");

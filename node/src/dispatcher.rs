@@ -3,7 +3,8 @@
 //! decided in replicated state; everything here is leader-local and is
 //! rebuilt from the engine after a failover.
 //!
-//! - Steps (`RunStep`) are proposed in the engine's priority order.
+//! - Steps (`RunStep`) are proposed in the engine's priority order; all of
+//!   a round's proposals go out as one [`Entry::Batch`] (one WAL sync).
 //! - Effects go to connected workers that serve them and have free
 //!   capacity, highest priority first; each dispatch is committed
 //!   (`Dispatched`) before the task leaves, and its index is the fencing token.
@@ -22,6 +23,7 @@
 
 use crate::cluster::Cluster;
 use crate::convert::{named_to_wire, value_from_wire};
+use crate::group_commit::GroupCommit;
 use lexum_engine::entry::{EffectKey, EffectOutcome, Entry, StepId, TimerId};
 use lexum_engine::{EngineConfig, Pending};
 use lexum_proto::v1 as pb;
@@ -32,6 +34,9 @@ use tokio::sync::{mpsc, Notify};
 
 /// How often the dispatcher looks again even when nothing was applied.
 const TICK: Duration = Duration::from_millis(50);
+
+/// Most of the leader's entries committed as one batch.
+const MAX_BATCH: usize = 512;
 
 /// Bounds of the margin the leader adds to the effect timeout before it
 /// gives an attempt up: it covers the task's delivery and the difference
@@ -86,6 +91,8 @@ pub enum RegisterError {
 /// The dispatcher of one node (active only while it leads).
 pub struct Dispatcher {
     cluster: Cluster,
+    /// Where workers' results are committed (grouped with others).
+    commits: GroupCommit,
     state: Mutex<State>,
     wake: Notify,
     /// The engine settings of this node's configuration.
@@ -94,9 +101,10 @@ pub struct Dispatcher {
 
 impl Dispatcher {
     /// A dispatcher over `cluster` that, while it leads, makes `settings`
-    /// the replicated engine settings.
-    pub fn new(cluster: Cluster, settings: EngineConfig) -> Arc<Dispatcher> {
-        Arc::new(Dispatcher { cluster, state: Mutex::new(State::default()), wake: Notify::new(), settings })
+    /// the replicated engine settings and commits workers' results through
+    /// `commits`.
+    pub fn new(cluster: Cluster, settings: EngineConfig, commits: GroupCommit) -> Arc<Dispatcher> {
+        Arc::new(Dispatcher { cluster, commits, state: Mutex::new(State::default()), wake: Notify::new(), settings })
     }
 
     /// The replicated per-attempt deadline.
@@ -244,28 +252,49 @@ impl Dispatcher {
                 }
             }
         }
-        for (entry, completion) in proposals {
-            self.submit(entry, completion).await;
+        let mut proposals = proposals.into_iter().peekable();
+        while proposals.peek().is_some() {
+            let group: Vec<(Entry, Completion)> = proposals.by_ref().take(MAX_BATCH).collect();
+            self.submit(group).await;
         }
     }
 
-    /// Enqueues `entry` into Raft in call order, then handles its outcome in
-    /// the background.
-    async fn submit(self: &Arc<Self>, entry: Entry, completion: Completion) {
+    /// Enqueues one round's proposals into Raft as one entry (an
+    /// [`Entry::Batch`] when there are several: one append and one WAL sync
+    /// for all of them), then handles each one's outcome in the background.
+    async fn submit(self: &Arc<Self>, mut group: Vec<(Entry, Completion)>) {
+        let (entry, completions): (Entry, Vec<Completion>) = if group.len() == 1 {
+            let Some((entry, completion)) = group.pop() else { return };
+            (entry, vec![completion])
+        } else {
+            let (entries, completions) = group.into_iter().unzip();
+            (Entry::Batch { entries }, completions)
+        };
         let receiver = match self.cluster.raft.client_write_ff(entry).await {
             Ok(receiver) => receiver,
             Err(_) => {
-                self.complete(completion, None);
+                for completion in completions {
+                    self.complete(completion, None);
+                }
                 return;
             }
         };
         let this = self.clone();
         tokio::spawn(async move {
-            let index = match receiver.await {
-                Ok(Ok(response)) if response.data.outcome.is_ok() => Some(response.log_id.index),
-                _ => None,
+            let indexes: Vec<Option<u64>> = match receiver.await {
+                Ok(Ok(response)) => {
+                    let index = response.log_id.index;
+                    if response.data.parts.is_empty() {
+                        vec![response.data.outcome.is_ok().then_some(index)]
+                    } else {
+                        response.data.parts.iter().map(|part| part.is_ok().then_some(index)).collect()
+                    }
+                }
+                _ => Vec::new(),
             };
-            this.complete(completion, index);
+            for (i, completion) in completions.into_iter().enumerate() {
+                this.complete(completion, indexes.get(i).copied().flatten());
+            }
             this.wake.notify_one();
         });
     }
@@ -375,7 +404,11 @@ impl Dispatcher {
             None => EffectOutcome::Failed { error: "worker sent no outcome".into() },
         };
         let entry = Entry::EffectResult { effect: key, fencing: result.fencing_token, outcome };
-        let ack = match self.cluster.propose_validated(entry).await {
+        let committed = match self.cluster.admit(|engine| engine.validate(&entry)).await {
+            Ok(()) => self.commits.commit(entry, 0).await,
+            Err(refused) => Err(refused),
+        };
+        let ack = match committed {
             Ok(_) => pb::ResultAck { effect_id: key.0, accepted: true, reason: String::new() },
             Err(err) => pb::ResultAck { effect_id: key.0, accepted: false, reason: err.to_string() },
         };

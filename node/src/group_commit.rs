@@ -1,40 +1,41 @@
-//! Group commit of client mutations.
+//! Group commit of proposals from many callers (client mutations, worker
+//! results).
 //!
 //! openraft 0.9 appends and syncs each proposal on its own and waits for
-//! the sync before it takes the next, so one proposal per client write caps
-//! a cluster at one WAL sync per write. Here concurrent mutations queue up
+//! the sync before it takes the next, so one proposal per request caps a
+//! cluster at one WAL sync per request. Here concurrent entries queue up
 //! while a few proposals are in flight, and each proposal takes everything
-//! that queued meanwhile as one [`Entry::Mutations`]: one append, one sync
-//! and one replication round for the whole group. A lone mutation still
-//! goes out at once, as a plain [`Entry::Mutate`].
+//! that queued meanwhile as one [`Entry::Batch`]: one append, one sync and
+//! one replication round for the whole group. A lone entry still goes out
+//! at once, as itself.
 //!
-//! The engine applies a batch mutation by mutation, so every client gets
-//! its own outcome; they share the entry's log index.
+//! The engine applies a batch part by part, so every caller gets its own
+//! outcome; they share the entry's log index.
 
 use crate::cluster::{Cluster, ProposeError};
-use lexum_engine::entry::{Entry, FieldWrite};
+use lexum_engine::entry::Entry;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 /// Proposals of batches in flight at once: enough to keep the leader's
 /// sync and the followers' replication overlapping, few enough that
-/// mutations queue up into batches.
+/// entries queue up into batches.
 const IN_FLIGHT: usize = 4;
-/// Most mutations in one entry.
-const MAX_MUTATIONS: usize = 256;
-/// A batch stops taking mutations once it holds this many request bytes.
+/// Most entries in one batch.
+const MAX_ENTRIES: usize = 256;
+/// A batch stops taking entries once it holds this many request bytes.
 const MAX_BYTES: usize = 1024 * 1024;
-/// Mutations waiting for a proposal before callers wait to enqueue.
+/// Entries waiting for a proposal before callers wait to enqueue.
 const QUEUE: usize = 4096;
 
-/// A validated mutation waiting to be proposed.
+/// A validated entry waiting to be proposed.
 struct Queued {
-    writes: Vec<FieldWrite>,
+    entry: Entry,
     bytes: usize,
     done: oneshot::Sender<Result<u64, ProposeError>>,
 }
 
-/// The queue in front of Raft for client mutations.
+/// The queue in front of Raft.
 #[derive(Clone)]
 pub struct GroupCommit {
     queue: mpsc::Sender<Queued>,
@@ -48,12 +49,13 @@ impl GroupCommit {
         GroupCommit { queue }
     }
 
-    /// Commits `writes` (already validated; `bytes` is the request's size)
-    /// and returns the index of the entry that carried them.
-    pub async fn commit(&self, writes: Vec<FieldWrite>, bytes: usize) -> Result<u64, ProposeError> {
+    /// Commits `entry` (already validated; `bytes` is roughly its request's
+    /// size) and returns the index of the entry that carried it, or why
+    /// the engine rejected it when it was applied.
+    pub async fn commit(&self, entry: Entry, bytes: usize) -> Result<u64, ProposeError> {
         let (done, outcome) = oneshot::channel();
         self.queue
-            .send(Queued { writes, bytes, done })
+            .send(Queued { entry, bytes, done })
             .await
             .map_err(|_| ProposeError::Unavailable("the node is shutting down".into()))?;
         // A dropped sender means the proposer stopped mid-proposal.
@@ -68,7 +70,7 @@ async fn propose_batches(cluster: Cluster, mut waiting: mpsc::Receiver<Queued>) 
         let Ok(slot) = slots.clone().acquire_owned().await else { return };
         let mut bytes = first.bytes;
         let mut batch = vec![first];
-        while batch.len() < MAX_MUTATIONS && bytes < MAX_BYTES {
+        while batch.len() < MAX_ENTRIES && bytes < MAX_BYTES {
             let Ok(next) = waiting.try_recv() else { break };
             bytes += next.bytes;
             batch.push(next);
@@ -82,27 +84,28 @@ async fn propose_batches(cluster: Cluster, mut waiting: mpsc::Receiver<Queued>) 
 }
 
 /// Proposes one batch and answers each of its callers.
-async fn propose(cluster: &Cluster, mut batch: Vec<Queued>) {
-    cluster.replica.metrics().mutations_per_entry.observe(batch.len() as f64);
-    let entry = match batch.as_mut_slice() {
-        [single] => Entry::Mutate { writes: std::mem::take(&mut single.writes) },
-        many => Entry::Mutations { batch: many.iter_mut().map(|q| std::mem::take(&mut q.writes)).collect() },
+async fn propose(cluster: &Cluster, batch: Vec<Queued>) {
+    cluster.replica.metrics().requests_per_entry.observe(batch.len() as f64);
+    let (mut entries, callers): (Vec<Entry>, Vec<_>) = batch.into_iter().map(|q| (q.entry, q.done)).unzip();
+    let entry = match entries.len() {
+        1 => entries.pop().unwrap_or(Entry::Noop),
+        _ => Entry::Batch { entries },
     };
     match cluster.propose(entry).await {
         Err(error) => {
-            for queued in batch {
-                let _ = queued.done.send(Err(error.clone()));
+            for caller in callers {
+                let _ = caller.send(Err(error.clone()));
             }
         }
         Ok(response) if response.parts.is_empty() => {
             let outcome = response.outcome.map(|()| response.index).map_err(ProposeError::Rejected);
-            for queued in batch {
-                let _ = queued.done.send(outcome.clone());
+            for caller in callers {
+                let _ = caller.send(outcome.clone());
             }
         }
         Ok(response) => {
-            for (queued, part) in batch.into_iter().zip(response.parts) {
-                let _ = queued.done.send(part.map(|()| response.index).map_err(ProposeError::Rejected));
+            for (caller, part) in callers.into_iter().zip(response.parts) {
+                let _ = caller.send(part.map(|()| response.index).map_err(ProposeError::Rejected));
             }
         }
     }

@@ -25,8 +25,9 @@ pub struct Metrics {
     pub dispatch_queue: IntGaugeVec,
     /// Connected workers.
     pub workers: IntGauge,
-    /// Client mutations carried by each entry the leader proposed.
-    pub mutations_per_entry: Histogram,
+    /// Requests (client mutations, worker results) group-committed in each
+    /// entry the leader proposed.
+    pub requests_per_entry: Histogram,
 }
 
 impl Metrics {
@@ -51,9 +52,12 @@ impl Metrics {
             IntGaugeVec::new(Opts::new("lexum_dispatch_queue", "Effects waiting for dispatch by level"), &["level"])
                 .expect("valid");
         let workers = IntGauge::new("lexum_workers", "Workers connected to this node").expect("valid");
-        let mutations_per_entry = Histogram::with_opts(
-            HistogramOpts::new("lexum_mutations_per_entry", "Client mutations group-committed in one entry (leader)")
-                .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
+        let requests_per_entry = Histogram::with_opts(
+            HistogramOpts::new(
+                "lexum_requests_per_entry",
+                "Client mutations and worker results group-committed in one entry (leader)",
+            )
+            .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
         )
         .expect("valid histogram");
         for collector in [
@@ -67,7 +71,7 @@ impl Metrics {
             Box::new(goals.clone()),
             Box::new(dispatch_queue.clone()),
             Box::new(workers.clone()),
-            Box::new(mutations_per_entry.clone()),
+            Box::new(requests_per_entry.clone()),
         ] {
             registry.register(collector).expect("metric names are unique");
         }
@@ -83,7 +87,7 @@ impl Metrics {
             goals,
             dispatch_queue,
             workers,
-            mutations_per_entry,
+            requests_per_entry,
         }
     }
 

@@ -3,6 +3,7 @@
 use crate::cluster::Cluster;
 use crate::config::Settings;
 use crate::dispatcher::Dispatcher;
+use crate::group_commit::GroupCommit;
 use crate::network::Network;
 use crate::raft_types::Raft;
 use crate::service::client::ClientApi;
@@ -46,7 +47,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     };
     bootstrap(&settings, &raft).await?;
 
-    let dispatcher = Dispatcher::new(cluster.clone(), settings.engine_config());
+    let commits = GroupCommit::start(cluster.clone());
+    let dispatcher = Dispatcher::new(cluster.clone(), settings.engine_config(), commits.clone());
     tokio::spawn(dispatcher.clone().run());
     if let Some(addr) = settings.metrics_listen {
         let cluster = cluster.clone();
@@ -58,7 +60,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     }
 
     let token = TokenCheck::new(settings.token.clone());
-    let client_api = LexumServer::new(ClientApi::new(cluster.clone(), log_store, state_machine))
+    let client_api = LexumServer::new(ClientApi::new(cluster.clone(), commits, log_store, state_machine))
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
     let worker_api = WorkerServer::new(WorkerApi::new(dispatcher)).max_decoding_message_size(MAX_MESSAGE_BYTES);
     let raft_api = RaftServer::new(RaftTransport::new(raft.clone()))

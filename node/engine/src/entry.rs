@@ -62,16 +62,6 @@ pub enum Entry {
         /// The writes.
         writes: Vec<FieldWrite>,
     },
-    /// Independent client mutations committed together (group commit).
-    /// Each is applied atomically and on its own, in order, exactly as if
-    /// it were its own `Mutate` entry: goals are evaluated after each, and
-    /// a rejected one changes nothing and does not affect the others. They
-    /// share this entry's index, so goals they violate rank among
-    /// themselves by domain and goal name.
-    Mutations {
-        /// The writes of each mutation.
-        batch: Vec<Vec<FieldWrite>>,
-    },
     /// Run an internal step from the ready queue (a slice, a delivery).
     RunStep {
         /// The step.
@@ -123,5 +113,17 @@ pub enum Entry {
     Configure {
         /// The new settings (zeroes count as 1).
         config: crate::EngineConfig,
+    },
+    /// Several entries committed together (group commit: concurrent client
+    /// mutations and worker results, and each round of the leader's own
+    /// steps, dispatches and timeouts). Each is applied on its own, in
+    /// order, exactly as if it were its own entry at this index: goals are
+    /// evaluated after each, each has its own outcome, and a rejected one
+    /// changes nothing and does not affect the others. Goals they violate
+    /// rank among themselves by domain and goal name (they share the
+    /// index). A batch inside a batch is rejected.
+    Batch {
+        /// The entries.
+        entries: Vec<Entry>,
     },
 }

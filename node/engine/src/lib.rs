@@ -170,9 +170,15 @@ pub struct Applied {
     pub outcome: Result<(), Rejection>,
     /// Events, in the order they happened.
     pub events: Vec<Event>,
-    /// For [`Entry::Mutations`], each mutation's outcome, in order (the
-    /// entry's own `outcome` is then `Ok`); empty for every other entry.
+    /// For an [`Entry::Batch`], each part's outcome,
+    /// in order (the entry's own `outcome` is then `Ok`); empty for every
+    /// other entry.
     pub parts: Vec<Result<(), Rejection>>,
+}
+
+/// The rejection of a batch found inside a batch.
+fn nested_batch() -> Rejection {
+    Rejection::new(codes::ORDER, "a batch cannot contain another batch")
 }
 
 /// What the leader should do now, each list in dispatch order.
@@ -362,11 +368,14 @@ impl Engine {
         }
         // Each change checks what `validate` checks before it changes anything.
         let (outcome, parts) = match entry {
-            Entry::Mutations { batch } => {
-                let parts = batch
+            Entry::Batch { entries } => {
+                let parts = entries
                     .iter()
-                    .map(|writes| {
-                        let outcome = self.mutate(&mut cx, writes);
+                    .map(|entry| {
+                        let outcome = match entry {
+                            Entry::Batch { .. } => Err(nested_batch()),
+                            single => self.apply_entry(&mut cx, single),
+                        };
                         self.conclude(&mut cx, &outcome);
                         outcome
                     })
@@ -401,8 +410,8 @@ impl Engine {
                 Ok(())
             }
             Entry::Mutate { writes } => self.mutate(cx, writes),
-            // `apply` splits a batch into its mutations.
-            Entry::Mutations { .. } => Ok(()),
+            // `apply` splits a batch into its parts.
+            Entry::Batch { .. } => Ok(()),
             Entry::RunStep { step } => {
                 self.run_step(cx, *step);
                 Ok(())
@@ -447,7 +456,10 @@ impl Engine {
         match entry {
             Entry::SubmitProgram { bytes } => state::decode_program(bytes).map(|_| ()),
             Entry::Mutate { writes } => self.validate_mutation(writes),
-            Entry::Mutations { batch } => batch.iter().try_for_each(|writes| self.validate_mutation(writes)),
+            Entry::Batch { entries } => entries.iter().try_for_each(|entry| match entry {
+                Entry::Batch { .. } => Err(nested_batch()),
+                single => self.validate(single),
+            }),
             Entry::Release { domain, goal } => {
                 let d = self.domain_id(domain)?;
                 if let Some(g) = goal {

@@ -60,6 +60,9 @@ enum Op {
     Batch(Vec<(usize, i64, bool)>),
     /// The leader does the `n`th thing it could do now.
     Lead(usize),
+    /// The leader does everything it could do now, as one batch (with a
+    /// nested batch thrown in when `nested`).
+    LeadAll(bool),
     /// The worker answers the `n`th in-flight effect.
     Answer(usize, Option<i64>),
     /// Garbage the leader should never propose (must be harmless).
@@ -84,10 +87,23 @@ fn op() -> impl Strategy<Value = Op> {
         3 => set().prop_map(|(f, v, b)| Op::Set(f, v, b)),
         1 => proptest::collection::vec(set(), 2..6).prop_map(Op::Batch),
         8 => (0usize..4).prop_map(Op::Lead),
+        2 => proptest::bool::weighted(0.1).prop_map(Op::LeadAll),
         3 => (0usize..2, proptest::option::weighted(0.8, 0i64..60)).prop_map(|(n, v)| Op::Answer(n, v)),
         1 => (0u8..4, 0u64..40).prop_map(|(k, n)| Op::Junk(k, n)),
         1 => any::<bool>().prop_map(Op::Operator),
     ]
+}
+
+/// Everything the leader could propose now: steps, dispatches, timers.
+fn leader_options(pending: &lexum_engine::Pending) -> Vec<Entry> {
+    let mut options: Vec<Entry> = pending.steps.iter().map(|s| Entry::RunStep { step: s.step }).collect();
+    options.extend(pending.effects.iter().filter(|e| e.in_flight.is_none()).map(|e| Entry::Dispatched {
+        effect: e.key,
+        attempt: e.attempt,
+        worker: "w".into(),
+    }));
+    options.extend(pending.timers.iter().map(|t| Entry::TimerFired { timer: t.timer }));
+    options
 }
 
 /// Turns an op into an entry using the engine's current pending work.
@@ -95,20 +111,23 @@ fn entry_for(engine: &Engine, op: &Op) -> Entry {
     let pending = engine.pending();
     match op {
         Op::Set(f, v, wrong) => Entry::Mutate { writes: writes(&(*f, *v, *wrong)) },
-        Op::Batch(sets) => Entry::Mutations { batch: sets.iter().map(writes).collect() },
+        Op::Batch(sets) => {
+            Entry::Batch { entries: sets.iter().map(|set| Entry::Mutate { writes: writes(set) }).collect() }
+        }
         Op::Lead(n) => {
-            let mut options: Vec<Entry> = pending.steps.iter().map(|s| Entry::RunStep { step: s.step }).collect();
-            options.extend(pending.effects.iter().filter(|e| e.in_flight.is_none()).map(|e| Entry::Dispatched {
-                effect: e.key,
-                attempt: e.attempt,
-                worker: "w".into(),
-            }));
-            options.extend(pending.timers.iter().map(|t| Entry::TimerFired { timer: t.timer }));
+            let options = leader_options(&pending);
             if options.is_empty() {
                 Entry::Noop
             } else {
                 options[n % options.len()].clone()
             }
+        }
+        Op::LeadAll(nested) => {
+            let mut entries = leader_options(&pending);
+            if *nested {
+                entries.push(Entry::Batch { entries: vec![Entry::Noop] });
+            }
+            Entry::Batch { entries }
         }
         Op::Answer(n, v) => {
             let in_flight: Vec<_> = pending.effects.iter().filter(|e| e.in_flight.is_some()).collect();
@@ -195,7 +214,8 @@ proptest! {
         let config = base.engine.config().clone();
         let batch: Vec<Vec<FieldWrite>> = sets.iter().map(writes).collect();
         let mut batched = Sim::replay(config.clone(), &base.log);
-        let applied = batched.propose(Entry::Mutations { batch: batch.clone() });
+        let entries = batch.iter().map(|writes| Entry::Mutate { writes: writes.clone() }).collect();
+        let applied = batched.propose(Entry::Batch { entries });
         let mut single = Sim::replay(config.clone(), &base.log);
         let outcomes: Vec<_> = batch.into_iter().map(|writes| single.propose(Entry::Mutate { writes }).outcome).collect();
         prop_assert_eq!(applied.outcome, Ok(()));
@@ -239,4 +259,21 @@ fn garbage_snapshots_and_programs_are_errors_not_panics() {
     let mut bytes = program_bytes(PROGRAM);
     bytes.truncate(bytes.len() - 3);
     assert_eq!(engine.apply(1, &Entry::SubmitProgram { bytes }).outcome.map_err(|r| r.code), Err("E014".into()));
+}
+
+#[test]
+fn a_batch_reports_each_part_and_refuses_a_batch_inside() {
+    let mut sim = Sim::new(PROGRAM);
+    let set = |v| Entry::Mutate {
+        writes: vec![FieldWrite { domain: "Room".into(), field: "temp".into(), value: Value::Int(v) }],
+    };
+    let applied = sim.propose(Entry::Batch {
+        entries: vec![Entry::Noop, Entry::Batch { entries: vec![set(30)] }, set(21), set(500)],
+    });
+    assert_eq!(applied.outcome, Ok(()));
+    let codes: Vec<Option<String>> = applied.parts.iter().map(|p| p.as_ref().err().map(|r| r.code.clone())).collect();
+    assert_eq!(codes, [None, Some("E015".into()), None, Some("E011".into())]);
+    assert_eq!(sim.engine.read("Room", "temp"), Some(Value::Int(21)), "only the valid write applied");
+    let replica = Sim::replay(sim.engine.config().clone(), &sim.log);
+    assert_eq!(replica.engine.state_hash(), sim.engine.state_hash());
 }

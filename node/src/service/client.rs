@@ -27,21 +27,22 @@ pub const MAX_PROGRAM_BYTES: usize = 1024 * 1024;
 /// The client API of one node.
 pub struct ClientApi {
     cluster: Cluster,
-    mutations: GroupCommit,
+    commits: GroupCommit,
     store: crate::store::log_store::LogStore,
     sm: crate::store::state_machine::StateMachine,
     compile_options: CompileOptions,
 }
 
 impl ClientApi {
-    /// Serves `cluster`; `store` and `sm` are read by `Replay`.
+    /// Serves `cluster`, committing mutations through `commits`; `store`
+    /// and `sm` are read by `Replay`.
     pub fn new(
         cluster: Cluster,
+        commits: GroupCommit,
         store: crate::store::log_store::LogStore,
         sm: crate::store::state_machine::StateMachine,
     ) -> ClientApi {
-        let mutations = GroupCommit::start(cluster.clone());
-        ClientApi { cluster, mutations, store, sm, compile_options: CompileOptions::default() }
+        ClientApi { cluster, commits, store, sm, compile_options: CompileOptions::default() }
     }
 
     fn compile_request(&self, request: pb::SubmitProgramRequest) -> Result<(Vec<u8>, Vec<String>), Status> {
@@ -187,7 +188,7 @@ impl Lexum for ClientApi {
             })
             .collect::<Result<Vec<_>, Status>>()?;
         self.cluster.admit(|engine| engine.validate_mutation(&writes)).await.map_err(propose_error_to_status)?;
-        let index = self.mutations.commit(writes, bytes).await.map_err(propose_error_to_status)?;
+        let index = self.commits.commit(Entry::Mutate { writes }, bytes).await.map_err(propose_error_to_status)?;
         Ok(Response::new(pb::MutateResponse { index }))
     }
 
