@@ -195,21 +195,27 @@ async fn throughput(addr: &str, clients: usize, period: Duration) -> anyhow::Res
     Ok(total)
 }
 
-/// Sets `want` of every fleet domain in one mutation and times how long
-/// until every goal holds again (a worker answers each effect at once).
-async fn fleet_repair(cluster: &LocalCluster, size: usize) -> anyhow::Result<Duration> {
+/// Starts a worker that answers every `Bench.Apply` at once with its
+/// `value`, taking up to `concurrency` tasks; send `true` to stop it.
+fn start_echo_worker(
+    cluster: &LocalCluster,
+    id: &str,
+    concurrency: u32,
+) -> (Arc<Mutex<WorkerLog>>, tokio::sync::watch::Sender<bool>) {
     let endpoints: Vec<String> = cluster.nodes.values().map(|n| n.addr.clone()).collect();
     let log = Arc::new(Mutex::new(WorkerLog::default()));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let handler: lexum_jepsen::worker::Handler = Arc::new(|task| Ok(int_arg(task, "value").map(int_value)));
-    let worker = TestWorker {
-        id: "fleet-worker".into(),
-        effects: vec!["Bench.Apply".into()],
-        delay: Duration::ZERO,
-        handler,
-        concurrency: 1024,
-    };
-    tokio::spawn(worker.run(endpoints, log, stop_rx, Duration::from_secs(600)));
+    let worker =
+        TestWorker { id: id.into(), effects: vec!["Bench.Apply".into()], delay: Duration::ZERO, handler, concurrency };
+    tokio::spawn(worker.run(endpoints, log.clone(), stop_rx, Duration::from_secs(600)));
+    (log, stop_tx)
+}
+
+/// Sets `want` of every fleet domain in one mutation and times how long
+/// until every goal holds again (a worker answers each effect at once).
+async fn fleet_repair(cluster: &LocalCluster, size: usize) -> anyhow::Result<Duration> {
+    let (_log, stop_tx) = start_echo_worker(cluster, "fleet-worker", 1024);
     let leader = cluster.wait_for_leader(Duration::from_secs(30)).await?;
     let mut client = cluster.client(leader).await?;
     // Let the worker register before the clock starts.
@@ -238,18 +244,7 @@ async fn fleet_repair(cluster: &LocalCluster, size: usize) -> anyhow::Result<Dur
 
 /// Sets `React.want` and times how long the worker takes to get the task.
 async fn reaction_latency(cluster: &LocalCluster, samples: usize) -> anyhow::Result<Vec<Duration>> {
-    let endpoints: Vec<String> = cluster.nodes.values().map(|n| n.addr.clone()).collect();
-    let log = Arc::new(Mutex::new(WorkerLog::default()));
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let handler: lexum_jepsen::worker::Handler = Arc::new(|task| Ok(int_arg(task, "value").map(int_value)));
-    let worker = TestWorker {
-        id: "bench-worker".into(),
-        effects: vec!["Bench.Apply".into()],
-        delay: Duration::ZERO,
-        handler,
-        concurrency: 4,
-    };
-    tokio::spawn(worker.run(endpoints, log.clone(), stop_rx, Duration::from_secs(600)));
+    let (log, stop_tx) = start_echo_worker(cluster, "bench-worker", 4);
     let leader = cluster.wait_for_leader(Duration::from_secs(30)).await?;
     let mut client = cluster.client(leader).await?;
     let mut latencies = Vec::new();
