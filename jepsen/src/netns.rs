@@ -11,7 +11,8 @@
 //! node, so an isolated old leader is still asked to serve.
 //!
 //! Needs root (CAP_SYS_ADMIN and CAP_NET_ADMIN) and the `ip` command
-//! (iproute2), with veth and bridge support in the kernel.
+//! (iproute2), with veth and bridge support in the kernel; [`available`]
+//! checks all of that by building a throwaway network.
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
@@ -60,11 +61,19 @@ pub struct Network {
     cut: BTreeSet<(u64, u64)>,
 }
 
-/// Whether this process may create network namespaces (it runs as root).
-pub fn available() -> bool {
+/// Whether this process can build a [`Network`] here: it runs as root,
+/// `ip` exists, and a throwaway network (namespaces, bridge, veth pairs)
+/// can be created and deleted. A container without the capabilities or the
+/// kernel support fails the last step. `Err` says why not.
+pub fn available() -> Result<(), String> {
     // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    root && Command::new("ip").arg("-V").output().is_ok_and(|o| o.status.success())
+    if unsafe { libc::geteuid() } != 0 {
+        return Err("not running as root".into());
+    }
+    if !Command::new("ip").arg("-V").output().is_ok_and(|o| o.status.success()) {
+        return Err("the `ip` command (iproute2) is missing".into());
+    }
+    Network::create(&[1]).map(drop).map_err(|e| e.to_string())
 }
 
 /// Runs `ip ARGS`; fails with its stderr.
@@ -232,8 +241,8 @@ mod tests {
 
     #[test]
     fn namespaces_are_created_cut_healed_and_deleted() {
-        if !available() {
-            eprintln!("skipped: creating network namespaces needs root and `ip`");
+        if let Err(why) = available() {
+            eprintln!("skipped: no network namespaces here ({why})");
             return;
         }
         let mut network = Network::create(&[1, 2]).expect("namespaces");
