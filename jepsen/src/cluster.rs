@@ -286,10 +286,7 @@ impl LocalCluster {
     /// requests need [`LocalCluster::authorize`] when it uses a token).
     pub async fn client(&self, id: u64) -> anyhow::Result<LexumClient<Channel>> {
         let node = self.nodes.get(&id).context("no such node")?;
-        match &self.options.tls {
-            Some(tls) => connect_tls(&node.addr, tls).await,
-            None => connect(&node.addr).await,
-        }
+        connect_with(&node.addr, self.options.tls.as_ref()).await
     }
 
     /// Adds the cluster's token, if any, to `request`.
@@ -398,29 +395,27 @@ impl Drop for LocalCluster {
     }
 }
 
-/// Connects to one node over TLS with the cluster's identity (bounded).
-async fn connect_tls(addr: &str, tls: &TlsFiles) -> anyhow::Result<LexumClient<Channel>> {
-    use tonic::transport::{Certificate, ClientTlsConfig, Identity};
-    let (ca, cert, key) = (std::fs::read(&tls.ca)?, std::fs::read(&tls.cert)?, std::fs::read(&tls.key)?);
-    let config = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(ca))
-        .identity(Identity::from_pem(cert, key))
-        .domain_name("127.0.0.1");
-    let channel = tonic::transport::Endpoint::from_shared(format!("https://{addr}"))?
-        .tls_config(config)?
-        .connect_timeout(Duration::from_millis(500))
-        .timeout(Duration::from_secs(15))
-        .connect()
-        .await?;
+/// Connects to one node (bounded), over TLS with the cluster's identity
+/// when `tls` is given.
+async fn connect_with(addr: &str, tls: Option<&TlsFiles>) -> anyhow::Result<LexumClient<Channel>> {
+    use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+    let endpoint = match tls {
+        Some(tls) => {
+            let (ca, cert, key) = (std::fs::read(&tls.ca)?, std::fs::read(&tls.cert)?, std::fs::read(&tls.key)?);
+            let config = ClientTlsConfig::new()
+                .ca_certificate(Certificate::from_pem(ca))
+                .identity(Identity::from_pem(cert, key))
+                .domain_name("127.0.0.1");
+            Endpoint::from_shared(format!("https://{addr}"))?.tls_config(config)?
+        }
+        None => Endpoint::from_shared(format!("http://{addr}"))?,
+    };
+    let channel =
+        endpoint.connect_timeout(Duration::from_millis(500)).timeout(Duration::from_secs(15)).connect().await?;
     Ok(LexumClient::new(channel))
 }
 
-/// Connects to one node (bounded).
+/// Connects to one node over plain HTTP/2 (bounded).
 pub async fn connect(addr: &str) -> anyhow::Result<LexumClient<Channel>> {
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
-        .connect_timeout(Duration::from_millis(500))
-        .timeout(Duration::from_secs(15))
-        .connect()
-        .await?;
-    Ok(LexumClient::new(channel))
+    connect_with(addr, None).await
 }

@@ -262,15 +262,9 @@ impl Dispatcher {
     /// Enqueues one round's proposals into Raft as one entry (an
     /// [`Entry::Batch`] when there are several: one append and one WAL sync
     /// for all of them), then handles each one's outcome in the background.
-    async fn submit(self: &Arc<Self>, mut group: Vec<(Entry, Completion)>) {
-        let (entry, completions): (Entry, Vec<Completion>) = if group.len() == 1 {
-            let Some((entry, completion)) = group.pop() else { return };
-            (entry, vec![completion])
-        } else {
-            let (entries, completions) = group.into_iter().unzip();
-            (Entry::Batch { entries }, completions)
-        };
-        let receiver = match self.cluster.raft.client_write_ff(entry).await {
+    async fn submit(self: &Arc<Self>, group: Vec<(Entry, Completion)>) {
+        let (entries, completions): (Vec<Entry>, Vec<Completion>) = group.into_iter().unzip();
+        let receiver = match self.cluster.raft.client_write_ff(Entry::grouped(entries)).await {
             Ok(receiver) => receiver,
             Err(_) => {
                 for completion in completions {
@@ -282,14 +276,7 @@ impl Dispatcher {
         let this = self.clone();
         tokio::spawn(async move {
             let indexes: Vec<Option<u64>> = match receiver.await {
-                Ok(Ok(response)) => {
-                    let index = response.log_id.index;
-                    if response.data.parts.is_empty() {
-                        vec![response.data.outcome.is_ok().then_some(index)]
-                    } else {
-                        response.data.parts.iter().map(|part| part.is_ok().then_some(index)).collect()
-                    }
-                }
+                Ok(Ok(response)) => response.data.outcomes(completions.len()).into_iter().map(Result::ok).collect(),
                 _ => Vec::new(),
             };
             for (i, completion) in completions.into_iter().enumerate() {

@@ -86,27 +86,14 @@ async fn propose_batches(cluster: Cluster, mut waiting: mpsc::Receiver<Queued>) 
 /// Proposes one batch and answers each of its callers.
 async fn propose(cluster: &Cluster, batch: Vec<Queued>) {
     cluster.replica.metrics().requests_per_entry.observe(batch.len() as f64);
-    let (mut entries, callers): (Vec<Entry>, Vec<_>) = batch.into_iter().map(|q| (q.entry, q.done)).unzip();
-    let entry = match entries.len() {
-        1 => entries.pop().unwrap_or(Entry::Noop),
-        _ => Entry::Batch { entries },
-    };
-    match cluster.propose(entry).await {
-        Err(error) => {
-            for caller in callers {
-                let _ = caller.send(Err(error.clone()));
-            }
-        }
-        Ok(response) if response.parts.is_empty() => {
-            let outcome = response.outcome.map(|()| response.index).map_err(ProposeError::Rejected);
-            for caller in callers {
-                let _ = caller.send(outcome.clone());
-            }
-        }
+    let (entries, callers): (Vec<Entry>, Vec<_>) = batch.into_iter().map(|q| (q.entry, q.done)).unzip();
+    let outcomes: Vec<Result<u64, ProposeError>> = match cluster.propose(Entry::grouped(entries)).await {
         Ok(response) => {
-            for (caller, part) in callers.into_iter().zip(response.parts) {
-                let _ = caller.send(part.map(|()| response.index).map_err(ProposeError::Rejected));
-            }
+            response.outcomes(callers.len()).into_iter().map(|o| o.map_err(ProposeError::Rejected)).collect()
         }
+        Err(error) => vec![Err(error); callers.len()],
+    };
+    for (caller, outcome) in callers.into_iter().zip(outcomes) {
+        let _ = caller.send(outcome);
     }
 }

@@ -17,6 +17,20 @@ pub struct ApplyResponse {
     pub parts: Vec<Result<(), Rejection>>,
 }
 
+impl ApplyResponse {
+    /// The outcome of each of the `count` entries that [`Entry::grouped`]
+    /// put into the applied entry, in order: each part's for a batch, the
+    /// entry's own for a lone entry.
+    pub fn outcomes(&self, count: usize) -> Vec<Result<u64, Rejection>> {
+        let at_index = |outcome: &Result<(), Rejection>| outcome.clone().map(|()| self.index);
+        if self.parts.is_empty() {
+            vec![at_index(&self.outcome); count]
+        } else {
+            self.parts.iter().map(at_index).collect()
+        }
+    }
+}
+
 openraft::declare_raft_types!(
     /// Lexum's Raft types: engine entries in, apply outcomes out.
     pub TypeConfig:
@@ -41,3 +55,21 @@ pub type StorageError = openraft::StorageError<NodeId>;
 pub type StoredMembership = openraft::StoredMembership<NodeId, openraft::BasicNode>;
 /// A snapshot's metadata.
 pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, openraft::BasicNode>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_grouped_entry_gets_its_own_outcome_at_the_shared_index() {
+        assert!(matches!(Entry::grouped(vec![Entry::Noop]), Entry::Noop));
+        assert!(
+            matches!(Entry::grouped(vec![Entry::Noop, Entry::Noop]), Entry::Batch { entries } if entries.len() == 2)
+        );
+        let refused = Rejection { code: "E011".into(), message: "no".into() };
+        let batch = ApplyResponse { index: 7, outcome: Ok(()), parts: vec![Ok(()), Err(refused.clone())] };
+        assert_eq!(batch.outcomes(2), vec![Ok(7), Err(refused.clone())]);
+        let lone = ApplyResponse { index: 8, outcome: Err(refused.clone()), parts: Vec::new() };
+        assert_eq!(lone.outcomes(1), vec![Err(refused)]);
+    }
+}

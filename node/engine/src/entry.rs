@@ -127,3 +127,14 @@ pub enum Entry {
         entries: Vec<Entry>,
     },
 }
+
+impl Entry {
+    /// `entries` as one entry to propose: a lone entry as itself, several
+    /// as an [`Entry::Batch`].
+    pub fn grouped(entries: Vec<Entry>) -> Entry {
+        match <[Entry; 1]>::try_from(entries) {
+            Ok([only]) => only,
+            Err(entries) => Entry::Batch { entries },
+        }
+    }
+}
