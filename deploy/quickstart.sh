@@ -26,11 +26,27 @@ if [ -n "${LEXUM_BIN_DIR:-}" ] && [ -x "$LEXUM_BIN_DIR/lexumd" ] && [ -x "$LEXUM
   bin="$LEXUM_BIN_DIR"
 else
   say "Building lexumd, lexumctl and the example worker ($profile)"
+  if [ ! -x "$CARGO_TARGET_DIR/$profile/lexumd" ]; then
+    echo "This is the first build in $CARGO_TARGET_DIR: it compiles RocksDB from source,"
+    echo "which takes about 15 minutes on two cores (later runs take seconds)."
+  fi
+  # Cargo draws a progress bar on a terminal; elsewhere (a log, CI) a line a
+  # minute shows that the long RocksDB step is still going.
+  ticker=""
+  if [ ! -t 2 ]; then
+    (start=$SECONDS; while sleep 60; do echo "  still building ($(((SECONDS - start) / 60)) min)"; done) &
+    ticker=$!
+    trap 'kill "$ticker" 2>/dev/null || true' EXIT
+  fi
   if [ "$profile" = "release" ]; then
     cargo build --release -p lexum-node -p lexum-client --bins --examples
   else
     # The same selection as deploy/test.sh, so a tested tree rebuilds nothing.
     cargo build --workspace --all-targets
+  fi
+  if [ -n "$ticker" ]; then
+    kill "$ticker" 2>/dev/null || true
+    trap - EXIT
   fi
   bin="$CARGO_TARGET_DIR/$profile"
 fi

@@ -1,31 +1,105 @@
 #!/usr/bin/env bash
-# Installs what a fresh Debian/Ubuntu machine lacks to build Lexum:
-# a C/C++ toolchain and libclang (RocksDB is compiled from source and its
-# bindings are generated with bindgen), openssl (the TLS test makes its
-# certificates with it) and iproute2 (the partition test puts nodes in
-# network namespaces with `ip`). Rust itself must already be installed.
-# Safe to re-run: it installs only what is missing.
+# Installs what a fresh Debian/Ubuntu machine lacks to build and test Lexum:
+# - a C and C++ compiler and make (RocksDB is compiled from source),
+# - libclang as bindgen loads it, with clang's own headers (RocksDB's Rust
+#   bindings are generated at build time),
+# - openssl (the TLS tests make their certificates with it),
+# - iproute2 (the partition tests put nodes in network namespaces with `ip`).
+# Rust itself must already be installed. Safe to re-run: it installs only
+# what is missing.
+#
+#   deploy/setup.sh              detect and install what is missing
+#   deploy/setup.sh --dry-run    print the packages it would install, one a line
+#
+# Each check looks for what the build actually uses, not for a package name:
+# a machine may have a package that looks right (libclang-cpp14) and still
+# lack the library bindgen loads. LEXUM_SETUP_ROOT makes every file check
+# look under another root, so a test can run the detection against a fake
+# machine layout (with PATH pointing at the fake machine's commands and a
+# stub apt-get).
 set -euo pipefail
 
+root="${LEXUM_SETUP_ROOT:-}"
+dry_run=0
+case "${1:-}" in
+  --dry-run) dry_run=1 ;;
+  "") ;;
+  *) echo "usage: deploy/setup.sh [--dry-run]" >&2; exit 2 ;;
+esac
+
+shopt -s nullglob
+
+# True when one of the directories holds a libclang that clang-sys (bindgen's
+# loader) accepts: libclang.so, libclang-*.so, libclang.so.* or
+# libclang-*.so.*, but never libclang-cpp (the C++ interface library, which
+# clang-sys skips and which cannot serve bindgen).
+libclang_in() {
+  local dir file name
+  for dir in "$@"; do
+    [ -d "$dir" ] || continue
+    for file in "$dir"/libclang.so "$dir"/libclang-*.so "$dir"/libclang.so.* "$dir"/libclang-*.so.*; do
+      name="${file##*/}"
+      case "$name" in *-cpp.*) continue ;; esac
+      [ -e "$file" ] && return 0
+    done
+  done
+  return 1
+}
+
+# The directories clang-sys searches on Linux: LIBCLANG_PATH, the library
+# paths from the environment, then its fixed patterns.
+have_libclang_library() {
+  local -a dirs=()
+  local var part
+  for var in LIBCLANG_PATH LD_LIBRARY_PATH LIBRARY_PATH; do
+    local value="${!var:-}"
+    [ -n "$value" ] || continue
+    IFS=: read -r -a parts <<<"$value"
+    for part in "${parts[@]}"; do [ -n "$part" ] && dirs+=("$part"); done
+  done
+  dirs+=("$root"/usr/local/llvm*/lib* "$root"/usr/local/lib*/*/* "$root"/usr/local/lib*/* "$root"/usr/local/lib*)
+  dirs+=("$root"/usr/lib*/*/* "$root"/usr/lib*/* "$root"/usr/lib*)
+  libclang_in "${dirs[@]}"
+}
+
+# Clang's builtin headers (stddef.h and friends): libclang cannot parse
+# RocksDB's C header without them, and only libclang-dev brings them in
+# (through libclang-common-N-dev); the runtime package libclang1-N does not.
+have_clang_headers() {
+  local header
+  for header in "$root"/usr/lib/llvm-*/lib/clang/*/include/stddef.h "$root"/usr/lib/clang/*/include/stddef.h \
+      "$root"/usr/local/lib/clang/*/include/stddef.h "$root"/usr/local/llvm*/lib/clang/*/include/stddef.h; do
+    [ -f "$header" ] && return 0
+  done
+  return 1
+}
+
+have() { command -v "$1" >/dev/null 2>&1; }
+
 missing=()
-command -v cc >/dev/null 2>&1 || missing+=(build-essential)
-command -v c++ >/dev/null 2>&1 || missing+=(g++)
-command -v make >/dev/null 2>&1 || missing+=(make)
-command -v openssl >/dev/null 2>&1 || missing+=(openssl)
-command -v ip >/dev/null 2>&1 || missing+=(iproute2)
-if ! ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 && ! ls /usr/lib/*/libclang*.so* >/dev/null 2>&1; then
+have cc || missing+=(build-essential)
+have c++ || missing+=(g++)
+have make || missing+=(make)
+have openssl || missing+=(openssl)
+have ip || missing+=(iproute2)
+if ! have_libclang_library || ! have_clang_headers; then
   missing+=(libclang-dev)
 fi
 
-if [ "${#missing[@]}" -gt 0 ]; then
-  sudo=""
-  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
-  echo "installing: ${missing[*]}"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+if [ "$dry_run" = 1 ]; then
+  for package in "${missing[@]}"; do echo "$package"; done
+  exit 0
 fi
 
-if ! command -v cargo >/dev/null 2>&1; then
+if [ "${#missing[@]}" -gt 0 ]; then
+  sudo=()
+  if [ "$EUID" -ne 0 ]; then sudo=(sudo); fi
+  echo "installing: ${missing[*]}"
+  "${sudo[@]}" apt-get update -qq
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if ! have cargo; then
   echo "cargo not found: install Rust (rustup) first" >&2
   exit 1
 fi
