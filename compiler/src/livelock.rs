@@ -25,6 +25,9 @@ use std::collections::{BTreeMap, HashMap};
 pub const MAX_TERMS: usize = 64;
 /// Largest constant magnitude handed to the solver (beyond it: "unknown").
 const MAX_SOLVER_CONST: i128 = 1_000_000_000;
+/// Branch-and-bound nodes one satisfiability question may explore: the
+/// deterministic bound on the solver's work.
+pub const SOLVER_NODE_LIMIT: u64 = 2_000;
 
 /// A variable of the constraint system.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -328,7 +331,6 @@ impl<'p> Analyzer<'p> {
             return true;
         }
         let mut problem = Problem::new(OptimizationDirection::Minimize);
-        problem.set_time_limit(std::time::Duration::from_millis(200));
         let mut vars = HashMap::new();
         for (l, _) in lins {
             for v in l.coeffs.keys() {
@@ -349,7 +351,12 @@ impl<'p> Analyzer<'p> {
             let op = if *is_eq { ComparisonOp::Eq } else { ComparisonOp::Le };
             problem.add_constraint(e, op, -(l.konst as f64));
         }
-        !matches!(problem.solve(), Err(microlp::Error::Infeasible))
+        // A budget of branch-and-bound nodes, not of time: the same verdict
+        // on every machine. A search cut short counts as satisfiable (the
+        // analysis stays conservative).
+        let mut options = microlp::SolveOptions::default();
+        options.node_limit = Some(SOLVER_NODE_LIMIT);
+        !matches!(problem.solve_with(options), Err(microlp::Error::Infeasible))
     }
 
     /// Whether some conjunction of `a` and some of `b` can hold together.
