@@ -67,9 +67,10 @@ fn program(goals: u32) -> Program {
 }
 
 fn mutation(domain: u32, value: i64) -> Entry {
-    Entry::Mutate {
-        writes: vec![FieldWrite { domain: format!("D{domain}"), field: "x".into(), value: Value::Int(value) }],
-    }
+    Entry::mutation(
+        vec![FieldWrite { domain: format!("D{domain}"), field: "x".into(), value: Value::Int(value) }],
+        "bench",
+    )
 }
 
 fn bench(c: &mut Criterion) {

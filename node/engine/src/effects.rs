@@ -35,6 +35,8 @@ impl Engine {
         }
         record.attempts = attempt;
         record.state = EffectState::InFlight { token: cx.index };
+        let idempotency_key = record.idempotency_key.clone();
+        self.remember_worker(&idempotency_key, worker);
         cx.event(
             "effect_dispatched",
             domain,
@@ -182,6 +184,8 @@ impl Engine {
                     }
                 }
             }
+            TimerKind::Damping { goal } => self.damping_decayed(cx, timer.0, goal),
+            TimerKind::DominanceExpiry { higher, lower } => self.dominance_expired(cx, timer.0, higher, lower),
             TimerKind::CycleBackoff { goal } => {
                 if let Some(gs) = self.goal_states.get_mut(goal.index()) {
                     if gs.backoff == Some(timer.0) {

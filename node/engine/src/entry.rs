@@ -61,6 +61,13 @@ pub enum Entry {
     Mutate {
         /// The writes.
         writes: Vec<FieldWrite>,
+        /// Who wrote them: the authenticated identity, and a name the client
+        /// may add (`lexumctl --as hpa-bridge` gives `token/hpa-bridge`).
+        principal: String,
+        /// Idempotency keys of the effects whose outcome these writes
+        /// observe (SPEC §3.7): the writes are then attributed to the cycles
+        /// that issued those effects.
+        caused_by: Vec<String>,
     },
     /// Run an internal step from the ready queue (a slice, a delivery).
     RunStep {
@@ -129,6 +136,11 @@ pub enum Entry {
 }
 
 impl Entry {
+    /// A client mutation by `principal` that observed no effect.
+    pub fn mutation(writes: Vec<FieldWrite>, principal: impl Into<String>) -> Entry {
+        Entry::Mutate { writes, principal: principal.into(), caused_by: Vec::new() }
+    }
+
     /// `entries` as one entry to propose: a lone entry as itself, several
     /// as an [`Entry::Batch`].
     pub fn grouped(entries: Vec<Entry>) -> Entry {

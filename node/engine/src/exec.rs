@@ -6,12 +6,18 @@
 use lexum_compiler::program::{DomainId, Priority, Program, RetryPolicy, Value};
 
 use crate::eval::{self, Plan};
+use crate::provenance::{Cause, CycleTag, EffectOrigin, WriteCause};
 use crate::state::{EffectRecord, EffectState, Message, Step, StepKind};
 use crate::{codes, Cx, Engine, Rejection, StepId};
 
 /// Where a plan came from, for attribution and idempotency keys.
 struct Origin {
+    /// The open cycle waiting for what the plan causes.
     cycle: Option<u64>,
+    /// The cycle the plan's writes, messages and effects are attributed to.
+    tag: Option<CycleTag>,
+    /// The slice or handler, for write causes.
+    step: String,
     from_slice: bool,
     priority: Priority,
     since: u64,
@@ -67,6 +73,8 @@ impl Engine {
         c.next_slice += 1;
         let origin = Origin {
             cycle: Some(cycle_id),
+            tag: Some(c.tag(cycle_id)),
+            step: slice.name.clone(),
             from_slice: true,
             priority: c.priority,
             since: self.goal_states[c.goal.index()].violated_since,
@@ -137,6 +145,8 @@ impl Engine {
         };
         let origin = Origin {
             cycle,
+            tag: message.tag,
+            step: format!("{domain}.{}", handler.name),
             from_slice: false,
             priority: message.priority,
             since,
@@ -147,21 +157,35 @@ impl Engine {
             Err(e) => Err(Rejection::new(codes::EVALUATION, format!("handler {domain}.{}: {e}", handler.name))),
             Ok(()) => self.commit_plan(cx, &program, plan, &origin),
         };
-        match outcome {
-            Ok(()) => cx.event("message", Some(domain), None, None, format!("{} delivered", handler.name)),
-            Err(r) => cx.event(
-                "rejected",
-                Some(domain),
-                None,
-                Some(&r.code),
-                format!("message {} dropped: {}", handler.name, r.message),
-            ),
-        }
+        let failure = match outcome {
+            Ok(()) => {
+                cx.event("message", Some(domain), None, None, format!("{} delivered", handler.name));
+                None
+            }
+            Err(r) => {
+                let message = format!("handler {domain}.{} of a message it sent: {}", handler.name, r.message);
+                cx.event(
+                    "rejected",
+                    Some(domain),
+                    None,
+                    Some(&r.code),
+                    format!("message {} dropped: {}", handler.name, r.message),
+                );
+                Some((r.code, message))
+            }
+        };
         if let Some(id) = cycle {
             if let Some(c) = self.cycles.get_mut(&id) {
                 c.outstanding = c.outstanding.saturating_sub(1);
             }
-            self.maybe_close(cx, id);
+        }
+        // A handler that breaks an invariant or fails to evaluate fails the
+        // cycle that sent its message (E011, E012), with the cause kept.
+        match (failure, cycle, message.tag) {
+            (Some((code, message)), Some(id), _) => self.fail_cycle(cx, id, &code, message),
+            (Some((code, message)), None, Some(tag)) => self.fail_goal(cx, tag.goal, &code, message),
+            (None, Some(id), _) => self.maybe_close(cx, id),
+            _ => {}
         }
     }
 
@@ -169,8 +193,15 @@ impl Engine {
     /// writes, effect intents and messages.
     fn commit_plan(&mut self, cx: &mut Cx, program: &Program, plan: Plan, origin: &Origin) -> Result<(), Rejection> {
         self.check_invariants(&plan.writes)?;
+        let cause = match origin.tag {
+            Some(tag) => self.cycle_write_cause(program, tag, origin.step.clone()),
+            None => WriteCause {
+                author: crate::provenance::Author::Untracked,
+                cause: Cause::Handler { handler: origin.step.clone() },
+            },
+        };
         for (f, v) in plan.writes {
-            self.write_field(cx, f, v, origin.cycle);
+            self.write_field(cx, f, v, &cause);
         }
         let hash8: String = self.program_hash.as_deref().unwrap_or("").chars().take(8).collect();
         for (n, (effect, args, bind)) in plan.effects.into_iter().enumerate() {
@@ -185,6 +216,10 @@ impl Engine {
                 None,
                 format!("{name} planned as effect {key} ({idempotency_key})"),
             );
+            if let Some(tag) = origin.tag {
+                let remembered = EffectOrigin { tag, effect: name.clone(), worker: None };
+                self.remember_effect(idempotency_key.clone(), remembered);
+            }
             self.effects.insert(
                 key,
                 EffectRecord {
@@ -212,7 +247,8 @@ impl Engine {
         for (handler, args) in plan.sends {
             let Some(target) = program.handlers.get(handler.index()).map(|h| h.domain) else { continue };
             let id = self.fresh_id();
-            self.messages.insert(id, Message { handler, args, cycle: origin.cycle, priority: origin.priority });
+            let message = Message { handler, args, cycle: origin.cycle, tag: origin.tag, priority: origin.priority };
+            self.messages.insert(id, message);
             let goal = origin.cycle.and_then(|c| self.cycles.get(&c)).map(|c| c.goal);
             self.queue_delivery(id, target, goal, origin.priority, origin.since);
             if let Some(c) = origin.cycle.and_then(|id| self.cycles.get_mut(&id)) {

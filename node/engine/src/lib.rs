@@ -34,26 +34,31 @@
 //! (a slice, a delivery) is its own entry, so state is re-evaluated after
 //! each and a crash between slices resumes at the next slice.
 //!
-//! # Cycles and verdicts
+//! - `provenance.rs`: the cause of every write ([`Cause`]), field write
+//!   histories ([`Engine::why`]) and effect keys → cycles for `caused_by`.
+//! - `explain.rs`: [`Engine::explain`].
 //!
-//! A cycle is one transition instance plus the messages it sent, their
-//! handlers and every effect it caused; it is judged once all of them are
-//! applied. A cycle makes *progress* when its goal's inputs (the values of
-//! the goal's read set) end at a value not seen since the goal last held.
-//! Ten cycles in a row without progress (configurable) trap the goal with
-//! E005; a transition the compiler found cannot reach its goal
-//! (`reaches_goal == false`) traps at the first such cycle. A cycle that
-//! leaves the inputs unchanged arms a backoff timer before the next.
+//! # Causes and verdicts
 //!
-//! A cycle *undoes* a goal that held before the cycle's first write to its
-//! inputs and no longer holds when the cycle is judged. Equal-priority goals
-//! undoing each other are a tug-of-war: trapped together at the tenth
-//! round, or at once when the contested state (both goals' inputs and their
-//! transitions' write sets) recurs with no outside input (client mutation,
-//! program, release, retry) in between. A lower-priority cycle undoing a
-//! higher goal is dominance evidence: the lower goal is DOMINATED (no E005)
-//! while the higher holds, as it is for the compiler's static
-//! [`Program::dominance`] pairs.
+//! Every write has a cause: a cycle (its slice, the handler of a message it
+//! sent, or an observer that named one of its effects in `caused_by`) or an
+//! outside principal. When a write makes a goal stop holding, its author
+//! decides the verdict: an equal-priority goal's cycle is a tug-of-war
+//! round (trapped at the tenth round, or at once when the contested state
+//! recurs with no outside input in between), a lower goal's cycle teaches
+//! dominance (the lower goal is DOMINATED while the higher holds, until
+//! the pair expires), and an outside principal is contention (damped,
+//! CONTESTED `E016` above a threshold). An outside write never traps.
+//!
+//! A cycle is one transition instance plus what it caused; it is judged once
+//! all of it is applied. A cycle makes *progress* when its goal's inputs end
+//! at a value not seen since the goal last held. Ten cycles in a row without
+//! progress (configurable) trap the goal with E005; a transition that cannot
+//! reach its goal (`reaches_goal == false`) traps at the first such cycle;
+//! a goal that has not held for the non-convergence bound (100) of its own
+//! cycles traps whatever its orbit. A cycle that leaves the inputs unchanged
+//! arms a backoff timer before the next. Static [`Program::dominance`]
+//! pairs suppress the lower goal from the start.
 //!
 //! ```
 //! use lexum_engine::{Engine, EngineConfig, Entry};
@@ -69,8 +74,10 @@ mod effects;
 pub mod entry;
 pub mod eval;
 mod exec;
+mod explain;
 mod hash;
 mod oscillation;
+pub mod provenance;
 mod report;
 mod schedule;
 mod state;
@@ -82,9 +89,13 @@ use lexum_compiler::program::{DomainId, FieldId, GoalId, Priority, Program, Valu
 use serde::{Deserialize, Serialize};
 
 pub use entry::{EffectKey, EffectOutcome, Entry, FieldWrite, StepId, TimerId};
-pub use report::{CycleRecord, FieldDelta, GoalReport, GoalStatus};
+pub use provenance::{Cause, CycleCause, ObservedEffect, WriteRecord};
+pub use report::{
+    ContentionReport, CycleRecord, Explanation, FieldDelta, GoalReport, GoalStatus, VectorEntry, Waiting,
+};
 
-use state::{Cycle, EffectRecord, GoalState, Index, Message, Step, Timer, TugState};
+use provenance::{Author, EffectOrigin};
+use state::{Cycle, EffectRecord, GoalState, Index, LearntDominance, Message, Step, Timer, TugState, VectorPoint};
 
 /// Diagnostic codes the engine produces besides those of SPEC §2.3.
 pub mod codes {
@@ -106,6 +117,9 @@ pub mod codes {
     pub const PROGRAM: &str = "E014";
     /// An entry index not greater than the last applied one.
     pub const ORDER: &str = "E015";
+    /// Outside contention: a goal undone again and again by the same
+    /// outside principal; its repairs are damped.
+    pub const CONTESTED: &str = "E016";
 }
 
 /// Engine tunables; part of the replicated state (every replica must use
@@ -120,11 +134,38 @@ pub struct EngineConfig {
     /// How long the leader waits for an effect result before reporting
     /// `Failed { "timed out" }`.
     pub effect_timeout_ms: u64,
+    /// A goal that has not held for this many of its own cycles traps
+    /// E005, whatever the orbit of its inputs (SPEC §3.7).
+    pub non_convergence_bound: u32,
+    /// Writes kept per field for `why` (older ones are forgotten).
+    pub write_history: u32,
+    /// Half-life of a CONTESTED goal's damping penalty.
+    pub damping_half_life_ms: u64,
 }
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        EngineConfig { oscillation_threshold: 10, effect_timeout_ms: 10_000 }
+        EngineConfig {
+            oscillation_threshold: 10,
+            effect_timeout_ms: 10_000,
+            non_convergence_bound: 100,
+            write_history: 16,
+            damping_half_life_ms: 30_000,
+        }
+    }
+}
+
+impl EngineConfig {
+    /// The same settings with zeroes raised to 1 (every setting counts at
+    /// least one cycle, write or millisecond).
+    pub fn normalized(&self) -> EngineConfig {
+        EngineConfig {
+            oscillation_threshold: self.oscillation_threshold.max(1),
+            effect_timeout_ms: self.effect_timeout_ms.max(1),
+            non_convergence_bound: self.non_convergence_bound.max(1),
+            write_history: self.write_history.max(1),
+            damping_half_life_ms: self.damping_half_life_ms.max(1),
+        }
     }
 }
 
@@ -151,7 +192,9 @@ pub struct Event {
     pub index: u64,
     /// `goal_status`, `mutation`, `effect_planned`, `effect_dispatched`,
     /// `effect_succeeded`, `effect_failed`, `message`, `cycle`, `trap`,
-    /// `dominated`, `rejected`, `stale`, `program`, `release`, `retry`, ...
+    /// `dominated`, `dominance`, `dominance_expired`, `contested`,
+    /// `contest_ended`, `suspended`, `resumed`, `rejected`, `stale`,
+    /// `program`, `release`, `retry`, ...
     pub kind: String,
     /// Domain concerned, if any.
     pub domain: Option<String>,
@@ -274,12 +317,19 @@ pub struct Engine {
     pub(crate) next_id: u64,
     /// Bumped by every outside input (client mutation, program, release, retry).
     pub(crate) epoch: u64,
-    /// Oscillation vectors: field → signed changes per writer goal (bounded).
-    pub(crate) vectors: BTreeMap<u32, VecDeque<(u32, i64)>>,
+    /// Oscillation vectors: field → signed changes of attributed writes,
+    /// with the writing goal and the index (bounded).
+    pub(crate) vectors: BTreeMap<u32, VecDeque<VectorPoint>>,
     /// Tug-of-war evidence per pair of equal-priority goals.
     pub(crate) tugs: BTreeMap<(u32, u32), TugState>,
-    /// Dominance learnt at runtime: (higher, lower).
-    pub(crate) runtime_dominance: BTreeSet<(u32, u32)>,
+    /// Dominance learnt from attributed cycles: (higher, lower).
+    pub(crate) runtime_dominance: BTreeMap<(u32, u32), LearntDominance>,
+    /// Recent writes per `Domain.field` with their causes (bounded).
+    pub(crate) write_log: BTreeMap<String, VecDeque<WriteRecord>>,
+    /// Effects by idempotency key: the cycles observers' writes are
+    /// attributed to (bounded, oldest forgotten first).
+    pub(crate) effect_origins: BTreeMap<String, EffectOrigin>,
+    pub(crate) effect_origin_order: VecDeque<String>,
     #[serde(skip)]
     pub(crate) program: Option<Arc<Program>>,
     #[serde(skip)]
@@ -290,8 +340,8 @@ pub struct Engine {
 pub(crate) struct Cx {
     pub(crate) index: u64,
     pub(crate) events: Vec<Event>,
-    /// Fields written and not yet re-evaluated.
-    pub(crate) touched: BTreeSet<FieldId>,
+    /// Fields written and not yet re-evaluated, with their last author.
+    pub(crate) touched: BTreeMap<FieldId, Author>,
     /// Goals whose status may have changed.
     pub(crate) status_dirty: BTreeSet<GoalId>,
     /// Domains that may need arming or preemption.
@@ -342,7 +392,10 @@ impl Engine {
             epoch: 0,
             vectors: BTreeMap::new(),
             tugs: BTreeMap::new(),
-            runtime_dominance: BTreeSet::new(),
+            runtime_dominance: BTreeMap::new(),
+            write_log: BTreeMap::new(),
+            effect_origins: BTreeMap::new(),
+            effect_origin_order: VecDeque::new(),
             program: None,
             index: Arc::new(Index::default()),
         }
@@ -355,7 +408,7 @@ impl Engine {
         let mut cx = Cx {
             index,
             events: Vec::new(),
-            touched: BTreeSet::new(),
+            touched: BTreeMap::new(),
             status_dirty: BTreeSet::new(),
             dirty_domains: BTreeSet::new(),
         };
@@ -409,7 +462,7 @@ impl Engine {
                 self.install(cx, program, bytes.clone());
                 Ok(())
             }
-            Entry::Mutate { writes } => self.mutate(cx, writes),
+            Entry::Mutate { writes, principal, caused_by } => self.mutate(cx, writes, principal, caused_by),
             // `apply` splits a batch into its parts.
             Entry::Batch { .. } => Ok(()),
             Entry::RunStep { step } => {
@@ -434,18 +487,21 @@ impl Engine {
 
     /// Installs new settings (zeroes become 1) and reports them.
     fn configure(&mut self, cx: &mut Cx, config: &EngineConfig) {
-        self.config = EngineConfig {
-            oscillation_threshold: config.oscillation_threshold.max(1),
-            effect_timeout_ms: config.effect_timeout_ms.max(1),
-        };
+        self.config = config.normalized();
+        let c = &self.config;
         cx.event(
             "configured",
             None,
             None,
             None,
             format!(
-                "oscillation threshold {} cycles, effect timeout {} ms",
-                self.config.oscillation_threshold, self.config.effect_timeout_ms
+                "oscillation threshold {} cycles, effect timeout {} ms, non-convergence bound {} cycles, \
+                 {} writes kept per field, damping half-life {} ms",
+                c.oscillation_threshold,
+                c.effect_timeout_ms,
+                c.non_convergence_bound,
+                c.write_history,
+                c.damping_half_life_ms
             ),
         );
     }
@@ -455,7 +511,7 @@ impl Engine {
     pub fn validate(&self, entry: &Entry) -> Result<(), Rejection> {
         match entry {
             Entry::SubmitProgram { bytes } => state::decode_program(bytes).map(|_| ()),
-            Entry::Mutate { writes } => self.validate_mutation(writes),
+            Entry::Mutate { writes, .. } => self.validate_mutation(writes),
             Entry::Batch { entries } => entries.iter().try_for_each(|entry| match entry {
                 Entry::Batch { .. } => Err(nested_batch()),
                 single => self.validate(single),
@@ -480,7 +536,7 @@ impl Engine {
         }
     }
 
-    /// Dry run of one mutation (`Entry::Mutate { writes }`), without
+    /// Dry run of one mutation (the writes of an `Entry::Mutate`), without
     /// building the entry.
     pub fn validate_mutation(&self, writes: &[FieldWrite]) -> Result<(), Rejection> {
         self.check_mutation(writes).map(|_| ())

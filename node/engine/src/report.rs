@@ -24,6 +24,9 @@ pub enum GoalStatus {
     Dominated,
     /// Oscillation detected (E005); no dispatching until released.
     Trapped,
+    /// Undone again and again by the same outside principal (E016): its
+    /// repairs are damped until the penalty decays.
+    Contested,
 }
 
 impl fmt::Display for GoalStatus {
@@ -35,6 +38,7 @@ impl fmt::Display for GoalStatus {
             GoalStatus::Failed => "FAILED",
             GoalStatus::Dominated => "DOMINATED",
             GoalStatus::Trapped => "TRAPPED",
+            GoalStatus::Contested => "CONTESTED",
         })
     }
 }
@@ -60,6 +64,101 @@ pub struct GoalReport {
     pub since_index: u64,
     /// Cycles judged since the program version or the last release.
     pub cycles: u32,
+}
+
+/// One signed change of an oscillation vector: an attributed write.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VectorEntry {
+    /// `Domain.field`.
+    pub field: String,
+    /// `Domain.Goal` whose cycle wrote (directly or through `caused_by`).
+    pub writer: String,
+    /// Signed change (1 for a change of a non-int field).
+    pub delta: i64,
+    /// Index of the write.
+    pub index: u64,
+}
+
+/// Outside contention of a goal by one principal.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContentionReport {
+    /// The outside principal.
+    pub principal: String,
+    /// Times its writes undid the goal.
+    pub undos: u32,
+    /// `Domain.field`s it wrote when it did.
+    pub fields: Vec<String>,
+    /// Current damping penalty (1000 per undo, halved every half-life).
+    pub penalty: u32,
+    /// Whether the goal's repairs are suspended because of it.
+    pub suppressing: bool,
+    /// Index of its last undo.
+    pub last_index: u64,
+}
+
+/// What a violated goal's repair waits for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Waiting {
+    /// Nothing: the goal holds.
+    Nothing,
+    /// Trapped (E005) until `lexumctl release` or a new version.
+    Trap,
+    /// Failed (E010, E011, E012) until its inputs change or `lexumctl retry`.
+    Failure,
+    /// Damped by outside contention (E016) until the penalty decays.
+    Damping {
+        /// The principal.
+        principal: String,
+    },
+    /// Suppressed while a higher-priority goal holds.
+    Dominance {
+        /// `Domain.Goal` of the higher goal.
+        higher: String,
+    },
+    /// A cycle backoff timer (inputs unchanged by the last cycle).
+    Backoff {
+        /// Delay of the armed timer.
+        delay_ms: u64,
+    },
+    /// Its cycle runs: the next step, an effect, or a free worker.
+    Cycle {
+        /// Cycle id.
+        cycle: u64,
+        /// Transition.
+        transition: String,
+        /// Next slice to run (0-based).
+        next_slice: u32,
+        /// Effects of the current slice not yet succeeded, as `Namespace.Name`.
+        effects: Vec<String>,
+        /// Preempted by a higher-priority goal of its domain.
+        suspended: bool,
+    },
+    /// Its domain runs another goal's cycle.
+    Domain {
+        /// `Domain.Goal` being repaired there.
+        busy_with: String,
+    },
+    /// No transition's `when` holds.
+    NoTransition,
+}
+
+/// Why a goal is in its status (`lexumctl explain`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Explanation {
+    /// The goal's report.
+    pub goal: GoalReport,
+    /// The latest writes of its inputs, oldest first: what violated it.
+    pub writes: Vec<crate::WriteRecord>,
+    /// The transition that would run (first whose `when` holds), if any.
+    pub armed_transition: Option<String>,
+    /// What it waits for.
+    pub waiting: Waiting,
+    /// Outside principals contending it.
+    pub contention: Vec<ContentionReport>,
+    /// The oscillation vector over its inputs (attributed writes only).
+    pub vector: Vec<VectorEntry>,
+    /// Higher-priority goals that dominate it (static and learnt).
+    pub dominated_by: Vec<String>,
 }
 
 /// A field change attributed to a cycle.
@@ -118,7 +217,7 @@ impl Engine {
         self.report(program, program.goal_by_name(d, goal)?)
     }
 
-    fn report(&self, program: &Program, id: GoalId) -> Option<GoalReport> {
+    pub(crate) fn report(&self, program: &Program, id: GoalId) -> Option<GoalReport> {
         let g = program.goals.get(id.index())?;
         let s = self.goal_states.get(id.index())?;
         Some(GoalReport {

@@ -18,6 +18,7 @@ impl Engine {
             && !gs.failed
             && gs.open_cycle.is_none()
             && gs.backoff.is_none()
+            && gs.suppressed_by.is_none()
             && self.dominator(g).is_none()
     }
 
@@ -50,20 +51,88 @@ impl Engine {
         None
     }
 
-    /// Arms the best goal of a free domain, or preempts a lower-level
-    /// instance that sits at a slice boundary.
+    /// The suspended cycle of a domain to resume first: highest level, then
+    /// oldest. Suspended cycles whose goal holds by now are dropped.
+    fn best_suspended(&mut self, cx: &mut Cx, d: DomainId) -> Option<(u64, lexum_compiler::program::Priority)> {
+        let suspended: Vec<(u64, GoalId)> =
+            self.cycles.iter().filter(|(_, c)| c.suspended && c.domain == d).map(|(id, c)| (*id, c.goal)).collect();
+        let mut best = None;
+        for (id, g) in suspended {
+            if self.goal_states[g.index()].holds {
+                self.abort_cycle(cx, id, "dropped", None);
+                continue;
+            }
+            let waits = self.goal_states[g.index()].suppressed_by.is_some() || self.dominator(g).is_some();
+            let Some(c) = self.cycles.get(&id) else { continue };
+            let key = (c.priority, Reverse(c.start_index));
+            if !waits && best.as_ref().is_none_or(|(_, k)| key > *k) {
+                best = Some((id, key));
+            }
+        }
+        best.map(|(id, (priority, _))| (id, priority))
+    }
+
+    /// Arms the best goal of a free domain or resumes a suspended cycle
+    /// there (whichever ranks higher; a tie resumes), or suspends a
+    /// lower-level instance that sits at a slice boundary.
     pub(crate) fn schedule_domain(&mut self, cx: &mut Cx, d: DomainId) {
         let Some(program) = self.program.clone() else { return };
-        let Some((g, t, slots)) = self.best_armable(&program, d) else { return };
+        let candidate = self.best_armable(&program, d);
         if let Some(&running) = self.running.get(&d.0) {
+            let Some((g, _, _)) = &candidate else { return };
             let Some(c) = self.cycles.get(&running) else { return };
             let at_boundary = c.waiting.is_empty() && c.step.is_some();
             if !(at_boundary && program.goals[g.index()].priority > c.priority) {
                 return;
             }
-            self.abort_cycle(cx, running, "preempted", None);
+            self.suspend(cx, &program, running);
         }
-        self.arm(cx, &program, g, t, slots);
+        let resume = self.best_suspended(cx, d);
+        match (candidate, resume) {
+            (Some((g, t, slots)), Some((_, priority))) if program.goals[g.index()].priority > priority => {
+                self.arm(cx, &program, g, t, slots)
+            }
+            (_, Some((cycle, _))) => self.resume(cx, &program, cycle),
+            (Some((g, t, slots)), None) => self.arm(cx, &program, g, t, slots),
+            (None, None) => {}
+        }
+    }
+
+    /// Preemption (SPEC §3.3, §3.7): the running cycle stops at its slice
+    /// boundary and keeps its slots, next slice and idempotency keys.
+    fn suspend(&mut self, cx: &mut Cx, program: &Program, id: u64) {
+        let Some(c) = self.cycles.get_mut(&id) else { return };
+        if let Some(step) = c.step.take() {
+            self.steps.remove(&step);
+        }
+        c.suspended = true;
+        let (domain, goal, next) = (c.domain, c.goal, c.next_slice);
+        if self.running.get(&domain.0) == Some(&id) {
+            self.running.remove(&domain.0);
+        }
+        cx.event(
+            "suspended",
+            Some(program.domains[domain.index()].name.clone()),
+            Some(program.goals[goal.index()].name.clone()),
+            None,
+            format!("cycle {id} preempted before slice {}; it resumes there", next + 1),
+        );
+    }
+
+    /// Resumes a suspended cycle at its next slice.
+    fn resume(&mut self, cx: &mut Cx, program: &Program, id: u64) {
+        let Some(c) = self.cycles.get_mut(&id) else { return };
+        c.suspended = false;
+        let (domain, goal, next) = (c.domain, c.goal, c.next_slice);
+        self.running.insert(domain.0, id);
+        cx.event(
+            "resumed",
+            Some(program.domains[domain.index()].name.clone()),
+            Some(program.goals[goal.index()].name.clone()),
+            None,
+            format!("cycle {id} resumes at slice {}", next + 1),
+        );
+        self.queue_slice(id);
     }
 
     fn arm(&mut self, cx: &mut Cx, program: &Program, g: GoalId, t: TransitionId, slots: Slots) {
@@ -85,6 +154,7 @@ impl Engine {
             step: None,
             outstanding: 0,
             slices_done: false,
+            suspended: false,
         };
         self.cycles.insert(id, cycle);
         self.running.insert(goal.domain.0, id);

@@ -12,6 +12,7 @@ use lexum_compiler::program::{
 use serde::{Deserialize, Serialize};
 
 use crate::eval::{self, Overlay, Slots};
+use crate::provenance::{Author, CycleTag, WriteCause};
 use crate::{codes, Cx, Engine, FieldWrite, GoalStatus, Rejection};
 
 /// Runtime state of one goal.
@@ -47,6 +48,28 @@ pub(crate) struct GoalState {
     pub open_cycle: Option<u64>,
     /// Whether it was reported DOMINATED (evidence already recorded).
     pub dominated_by: Option<u32>,
+    /// Own cycles judged since the goal last held (the non-convergence bound).
+    pub unheld_cycles: u32,
+    /// Outside principals that undid it, with their damping penalties.
+    pub contention: BTreeMap<String, Contention>,
+    /// The principal whose writes suspend its repairs (CONTESTED), if any.
+    pub suppressed_by: Option<String>,
+    /// The timer that halves the damping penalties, if armed.
+    pub damping_timer: Option<u64>,
+}
+
+/// Outside contention of one goal by one principal (SPEC §3.7).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub(crate) struct Contention {
+    /// Times this principal's writes undid the goal.
+    pub undos: u32,
+    /// Damping penalty: grows by a fixed amount per undo, halves every
+    /// half-life.
+    pub penalty: u32,
+    /// Fields the principal wrote when it undid the goal.
+    pub fields: BTreeSet<FieldId>,
+    /// Index of the last undo.
+    pub last_index: u64,
 }
 
 impl GoalState {
@@ -67,6 +90,10 @@ impl GoalState {
             backoff: None,
             open_cycle: None,
             dominated_by: None,
+            unheld_cycles: 0,
+            contention: BTreeMap::new(),
+            suppressed_by: None,
+            damping_timer: None,
         }
     }
 }
@@ -99,6 +126,16 @@ pub(crate) struct Cycle {
     pub outstanding: u32,
     /// All slices ran.
     pub slices_done: bool,
+    /// Preempted at a slice boundary: resumes at `next_slice`, with the
+    /// same idempotency keys, once its domain is free.
+    pub suspended: bool,
+}
+
+impl Cycle {
+    /// The tag that attributes the cycle's writes, messages and effects.
+    pub(crate) fn tag(&self, id: u64) -> CycleTag {
+        CycleTag { cycle: id, goal: self.goal, started_at: self.start_index }
+    }
 }
 
 /// Where a queued step leads.
@@ -126,8 +163,11 @@ pub(crate) struct Step {
 pub(crate) struct Message {
     pub handler: HandlerId,
     pub args: Vec<Value>,
-    /// The cycle it is attributed to.
+    /// The open cycle waiting for it, if any.
     pub cycle: Option<u64>,
+    /// The cycle its handler's writes are attributed to (also after that
+    /// cycle ended).
+    pub tag: Option<CycleTag>,
     pub priority: Priority,
 }
 
@@ -151,6 +191,7 @@ pub(crate) struct EffectRecord {
     /// Attempts dispatched so far.
     pub attempts: u32,
     pub state: EffectState,
+    /// The open cycle waiting for it, if any.
     pub cycle: Option<u64>,
     /// Emitted by a slice (the cycle waits for it) rather than a handler.
     pub from_slice: bool,
@@ -168,6 +209,33 @@ pub(crate) enum TimerKind {
     EffectRetry { effect: u64 },
     /// A goal may start its next cycle.
     CycleBackoff { goal: GoalId },
+    /// A CONTESTED goal's damping penalties halve.
+    Damping { goal: GoalId },
+    /// Learnt dominance of `higher` over `lower` expires.
+    DominanceExpiry { higher: GoalId, lower: GoalId },
+}
+
+/// One signed change of an oscillation vector.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct VectorPoint {
+    /// The goal whose cycle wrote.
+    pub goal: u32,
+    /// Signed change (1 for a change of a non-int field).
+    pub delta: i64,
+    /// Index of the write.
+    pub index: u64,
+}
+
+/// Dominance learnt from attributed cycles.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub(crate) struct LearntDominance {
+    /// Times the lower goal's cycles undid the higher one (the expiry
+    /// delay doubles with each).
+    pub times: u32,
+    /// In force (suppressing the lower goal) until its expiry timer fires.
+    pub active: bool,
+    /// The expiry timer.
+    pub timer: Option<u64>,
 }
 
 /// An armed timer.
@@ -300,11 +368,9 @@ impl Engine {
             }
             index.dominators = vec![Vec::new(); p.goals.len()];
             index.dominates = vec![Vec::new(); p.goals.len()];
-            let pairs = p
-                .dominance
-                .iter()
-                .map(|d| (d.higher, d.lower))
-                .chain(self.runtime_dominance.iter().map(|&(h, l)| (GoalId(h), GoalId(l))));
+            let pairs = p.dominance.iter().map(|d| (d.higher, d.lower)).chain(
+                self.runtime_dominance.iter().filter(|(_, d)| d.active).map(|(&(h, l), _)| (GoalId(h), GoalId(l))),
+            );
             for (h, l) in pairs {
                 if h.index() < p.goals.len() && l.index() < p.goals.len() && !index.dominators[l.index()].contains(&h) {
                     index.dominators[l.index()].push(h);
@@ -348,6 +414,8 @@ impl Engine {
         self.vectors.clear();
         self.tugs.clear();
         self.runtime_dominance.clear();
+        self.effect_origins.clear();
+        self.effect_origin_order.clear();
         self.program = Some(Arc::new(program));
         self.rebuild_index();
         let program = self.program.clone();
@@ -448,34 +516,53 @@ impl Engine {
         Ok(())
     }
 
-    pub(crate) fn mutate(&mut self, cx: &mut Cx, writes: &[FieldWrite]) -> Result<(), Rejection> {
+    pub(crate) fn mutate(
+        &mut self,
+        cx: &mut Cx,
+        writes: &[FieldWrite],
+        principal: &str,
+        caused_by: &[String],
+    ) -> Result<(), Rejection> {
         let resolved = self.check_mutation(writes)?;
-        self.epoch += 1;
+        let Some(program) = self.program.clone() else { return Ok(()) };
+        let cause = self.client_write_cause(&program, principal, caused_by);
+        // Only input from outside the program breaks a closed loop: a write
+        // that observed a cycle's effect is that cycle's doing.
+        if matches!(cause.author, Author::Outside(_)) {
+            self.epoch += 1;
+        }
         let summary: Vec<String> = writes.iter().map(|w| format!("{}.{} = {}", w.domain, w.field, w.value)).collect();
         let domain = writes.first().map(|w| w.domain.clone());
-        cx.event("mutation", domain, None, None, summary.join(", "));
+        cx.event("mutation", domain, None, None, format!("{} by {principal}", summary.join(", ")));
         for (f, v) in resolved {
-            self.write_field(cx, f, v, None);
+            self.write_field(cx, f, v, &cause);
         }
         Ok(())
     }
 
-    /// Writes one field (already checked), attributing it to `cycle`.
-    pub(crate) fn write_field(&mut self, cx: &mut Cx, field: FieldId, value: Value, cycle: Option<u64>) {
+    /// Writes one field (already checked) with its cause: recorded in the
+    /// field's history, the cycle's before-values and, for attributed
+    /// writes, the field's oscillation vector.
+    pub(crate) fn write_field(&mut self, cx: &mut Cx, field: FieldId, value: Value, cause: &WriteCause) {
+        let Some(program) = self.program.clone() else { return };
         let Some(slot) = self.values.get_mut(field.index()) else { return };
         if *slot == value {
             return;
         }
-        let old = std::mem::replace(slot, value);
-        if let Some(c) = cycle.and_then(|id| self.cycles.get_mut(&id)) {
-            c.before_values.entry(field).or_insert(old);
-            for g in self.index.field_goals.get(field.index()).map(Vec::as_slice).unwrap_or(&[]) {
-                if let Some(gs) = self.goal_states.get(g.index()) {
-                    c.held_before.entry(*g).or_insert(gs.holds);
+        let old = std::mem::replace(slot, value.clone());
+        if let Author::Cycle(tag) = &cause.author {
+            if let Some(c) = self.cycles.get_mut(&tag.cycle) {
+                c.before_values.entry(field).or_insert_with(|| old.clone());
+                for g in self.index.field_goals.get(field.index()).map(Vec::as_slice).unwrap_or(&[]) {
+                    if let Some(gs) = self.goal_states.get(g.index()) {
+                        c.held_before.entry(*g).or_insert(gs.holds);
+                    }
                 }
             }
+            self.push_vector(field, tag.goal, &old, &value, cx.index);
         }
-        cx.touched.insert(field);
+        self.log_write(&program, cx.index, field, old, value, cause.cause.clone());
+        cx.touched.insert(field, cause.author.clone());
     }
 
     /// Re-evaluates the goals reading the fields written since the last
@@ -488,11 +575,12 @@ impl Engine {
         let index = self.index.clone();
         let touched = std::mem::take(&mut cx.touched);
         let mut goals = BTreeSet::new();
-        for f in &touched {
+        for f in touched.keys() {
             goals.extend(index.field_goals.get(f.index()).into_iter().flatten().copied());
             // A guard may now hold: those domains may arm.
             cx.dirty_domains.extend(index.field_guards.get(f.index()).into_iter().flatten().copied());
         }
+        let (mut became_true, mut undone) = (Vec::new(), Vec::new());
         for g in goals {
             let goal = &program.goals[g.index()];
             let holds = eval::holds(&goal.predicate, goal.slots, &self.values).unwrap_or(false);
@@ -514,13 +602,17 @@ impl Engine {
                 if holds {
                     gs.no_progress = 0;
                     gs.unchanged = 0;
+                    gs.unheld_cycles = 0;
                     gs.seen_inputs.clear();
+                    became_true.push(g);
                 } else {
                     gs.violated_since = cx.index;
+                    undone.push(g);
                 }
                 cx.status_dirty.extend(index.dominates[g.index()].iter().copied());
             }
         }
+        self.judge_writes(cx, &program, &touched, &became_true, &undone);
     }
 
     /// The status a goal should have now.
@@ -532,6 +624,8 @@ impl Engine {
             GoalStatus::Satisfied
         } else if gs.failed {
             GoalStatus::Failed
+        } else if gs.suppressed_by.is_some() {
+            GoalStatus::Contested
         } else if gs.open_cycle.is_some() {
             GoalStatus::Repairing
         } else if self.dominator(g).is_some() {
@@ -588,6 +682,7 @@ impl Engine {
         gs.no_progress = 0;
         gs.unchanged = 0;
         gs.cycles = 0;
+        gs.unheld_cycles = 0;
         gs.seen_inputs.clear();
         let g32 = g.0;
         self.tugs.retain(|(a, b), _| *a != g32 && *b != g32);
@@ -602,6 +697,8 @@ impl Engine {
         };
         self.epoch += 1;
         for g in targets {
+            self.forget_dominance(cx, g);
+            self.end_damping(cx, g);
             if self.goal_states[g.index()].trapped {
                 self.clear_trap(cx, g);
                 let name = self.program.as_ref().map(|p| p.goals[g.index()].name.clone());
@@ -616,6 +713,8 @@ impl Engine {
         let d = self.domain_id(domain)?;
         let g = self.goal_id(d, goal)?;
         self.epoch += 1;
+        self.forget_dominance(cx, g);
+        self.end_damping(cx, g);
         let gs = &mut self.goal_states[g.index()];
         if gs.failed {
             gs.failed = false;

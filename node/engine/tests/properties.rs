@@ -69,6 +69,9 @@ enum Op {
     Junk(u8, u64),
     /// Release or retry a goal.
     Operator(bool),
+    /// A write by one of three principals naming as its cause the `n`th
+    /// effect pending now (or, past the end, a key nobody issued).
+    Observe((usize, i64, bool), usize, Option<usize>),
 }
 
 /// A write of field `FIELDS[f]`: `v`, or a value of the wrong type.
@@ -91,6 +94,7 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (0usize..2, proptest::option::weighted(0.8, 0i64..60)).prop_map(|(n, v)| Op::Answer(n, v)),
         1 => (0u8..4, 0u64..40).prop_map(|(k, n)| Op::Junk(k, n)),
         1 => any::<bool>().prop_map(Op::Operator),
+        3 => (set(), 0usize..3, proptest::option::weighted(0.7, 0usize..3)).prop_map(|(w, p, n)| Op::Observe(w, p, n)),
     ]
 }
 
@@ -110,9 +114,17 @@ fn leader_options(pending: &lexum_engine::Pending) -> Vec<Entry> {
 fn entry_for(engine: &Engine, op: &Op) -> Entry {
     let pending = engine.pending();
     match op {
-        Op::Set(f, v, wrong) => Entry::Mutate { writes: writes(&(*f, *v, *wrong)) },
+        Op::Set(f, v, wrong) => Entry::mutation(writes(&(*f, *v, *wrong)), "test"),
+        Op::Observe(set, principal, effect) => {
+            let caused_by = effect
+                .map(|n| pending.effects.get(n).map_or_else(|| format!("unknown-{n}"), |e| e.idempotency_key.clone()))
+                .into_iter()
+                .collect();
+            let principal = ["token/hpa", "token/gitops", "anonymous"][*principal].to_string();
+            Entry::Mutate { writes: writes(set), principal, caused_by }
+        }
         Op::Batch(sets) => {
-            Entry::Batch { entries: sets.iter().map(|set| Entry::Mutate { writes: writes(set) }).collect() }
+            Entry::Batch { entries: sets.iter().map(|set| Entry::mutation(writes(set), "test")).collect() }
         }
         Op::Lead(n) => {
             let options = leader_options(&pending);
@@ -214,10 +226,10 @@ proptest! {
         let config = base.engine.config().clone();
         let batch: Vec<Vec<FieldWrite>> = sets.iter().map(writes).collect();
         let mut batched = Sim::replay(config.clone(), &base.log);
-        let entries = batch.iter().map(|writes| Entry::Mutate { writes: writes.clone() }).collect();
+        let entries = batch.iter().map(|writes| Entry::mutation(writes.clone(), "test")).collect();
         let applied = batched.propose(Entry::Batch { entries });
         let mut single = Sim::replay(config.clone(), &base.log);
-        let outcomes: Vec<_> = batch.into_iter().map(|writes| single.propose(Entry::Mutate { writes }).outcome).collect();
+        let outcomes: Vec<_> = batch.into_iter().map(|writes| single.propose(Entry::mutation(writes, "test")).outcome).collect();
         prop_assert_eq!(applied.outcome, Ok(()));
         prop_assert_eq!(applied.parts, outcomes);
         prop_assert_eq!(observable(&batched.engine), observable(&single.engine));
@@ -264,8 +276,8 @@ fn garbage_snapshots_and_programs_are_errors_not_panics() {
 #[test]
 fn a_batch_reports_each_part_and_refuses_a_batch_inside() {
     let mut sim = Sim::new(PROGRAM);
-    let set = |v| Entry::Mutate {
-        writes: vec![FieldWrite { domain: "Room".into(), field: "temp".into(), value: Value::Int(v) }],
+    let set = |v| {
+        Entry::mutation(vec![FieldWrite { domain: "Room".into(), field: "temp".into(), value: Value::Int(v) }], "test")
     };
     let applied = sim.propose(Entry::Batch {
         entries: vec![Entry::Noop, Entry::Batch { entries: vec![set(30)] }, set(21), set(500)],

@@ -91,9 +91,8 @@ fn run(sim: &mut Option<Sim>, block: &Block) -> Vec<String> {
     match words.as_slice() {
         ["set", path, v] => {
             let (domain, field) = path.split_once('.').expect("Domain.field");
-            outcome(&sim.propose(Entry::Mutate {
-                writes: vec![FieldWrite { domain: domain.into(), field: field.into(), value: value(v) }],
-            }))
+            let write = FieldWrite { domain: domain.into(), field: field.into(), value: value(v) };
+            outcome(&sim.propose(Entry::mutation(vec![write], "test")))
         }
         ["drive", worker] => {
             let mut w: Worker = match *worker {

@@ -72,30 +72,46 @@ impl Sim {
 
     /// A client observation write.
     pub fn set(&mut self, domain: &str, field: &str, value: Value) -> Applied {
-        self.propose(Entry::Mutate { writes: vec![FieldWrite { domain: domain.into(), field: field.into(), value }] })
+        self.set_as(domain, field, value, "test", &[])
+    }
+
+    /// A client write by `principal` that observed the effects `caused_by`.
+    pub fn set_as(&mut self, domain: &str, field: &str, value: Value, principal: &str, caused_by: &[&str]) -> Applied {
+        let writes = vec![FieldWrite { domain: domain.into(), field: field.into(), value }];
+        let caused_by = caused_by.iter().map(|k| k.to_string()).collect();
+        self.propose(Entry::Mutate { writes, principal: principal.into(), caused_by })
     }
 
     /// Acts as the leader until nothing is pending or `max` entries were
     /// proposed: steps first, then dispatches, then results, then timers
     /// (time passes instantly). Returns the number of entries proposed.
     pub fn drive(&mut self, max: usize, worker: &mut Worker) -> usize {
-        for n in 0..max {
-            let pending = self.engine.pending();
-            let entry = if let Some(step) = pending.steps.first() {
-                Entry::RunStep { step: step.step }
-            } else if let Some(e) = pending.effects.iter().find(|e| e.in_flight.is_none()) {
-                Entry::Dispatched { effect: e.key, attempt: e.attempt, worker: "w1".into() }
-            } else if let Some(e) = pending.effects.first() {
-                let fencing = e.in_flight.unwrap_or_default();
-                Entry::EffectResult { effect: e.key, fencing, outcome: worker(e) }
-            } else if let Some(t) = pending.timers.first() {
-                Entry::TimerFired { timer: t.timer }
-            } else {
-                return n;
-            };
-            self.propose(entry);
-        }
-        max
+        (0..max).find(|_| !self.step(worker, true)).unwrap_or(max)
+    }
+
+    /// Like [`Sim::drive`], but no timer fires (no time passes).
+    pub fn drive_without_timers(&mut self, max: usize, worker: &mut Worker) -> usize {
+        (0..max).find(|_| !self.step(worker, false)).unwrap_or(max)
+    }
+
+    /// Proposes the one entry the leader would propose next (timers only
+    /// when `timers`); false when there is nothing to do.
+    pub fn step(&mut self, worker: &mut Worker, timers: bool) -> bool {
+        let pending = self.engine.pending();
+        let entry = if let Some(step) = pending.steps.first() {
+            Entry::RunStep { step: step.step }
+        } else if let Some(e) = pending.effects.iter().find(|e| e.in_flight.is_none()) {
+            Entry::Dispatched { effect: e.key, attempt: e.attempt, worker: "w1".into() }
+        } else if let Some(e) = pending.effects.first() {
+            let fencing = e.in_flight.unwrap_or_default();
+            Entry::EffectResult { effect: e.key, fencing, outcome: worker(e) }
+        } else if let Some(t) = pending.timers.first().filter(|_| timers) {
+            Entry::TimerFired { timer: t.timer }
+        } else {
+            return false;
+        };
+        self.propose(entry);
+        true
     }
 
     /// The report of one goal.
