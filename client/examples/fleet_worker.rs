@@ -52,7 +52,7 @@ impl Sim {
             cloud.pools.get(&pool).copied().unwrap_or(count)
         };
         println!("pool {pool}: {nodes} nodes (task {} attempt {})", task.effect_id, task.attempt);
-        self.observe(vec![FieldWrite::new("Pool", "nodes", Value::Int(nodes))]).await?;
+        self.observe(&task, vec![FieldWrite::new("Pool", "nodes", Value::Int(nodes))]).await?;
         // Also answer with the count, for programs that declare `-> int`
         // and record it themselves (examples/fleet.lxm).
         Ok(EffectOutput::value(Value::Int(nodes)))
@@ -71,14 +71,15 @@ impl Sim {
         };
         println!("firewall: applied {rule:?} ({} rules)", applied.len());
         let list = Value::List(applied.into_iter().map(Value::Str).collect());
-        self.observe(vec![FieldWrite::new("Firewall", "applied", list)]).await?;
+        self.observe(&task, vec![FieldWrite::new("Firewall", "applied", list)]).await?;
         Ok(EffectOutput::value(Value::Bool(true)))
     }
 
-    /// Writes observations; a failure fails the task so the cluster retries.
-    async fn observe(&self, writes: Vec<FieldWrite>) -> Result<(), EffectError> {
-        self.client
-            .mutate(&writes)
+    /// Writes observations caused by `task`'s effect (the cluster attributes
+    /// them to the cycle that issued it); a failure fails the task so the
+    /// cluster retries.
+    async fn observe(&self, task: &EffectTask, writes: Vec<FieldWrite>) -> Result<(), EffectError> {
+        task.observe(&self.client, &writes)
             .await
             .map(|_| ())
             .map_err(|e| EffectError::new(format!("reporting observation: {e}")))

@@ -12,6 +12,7 @@
 //! `SubmitProgram` may install the same program as two versions.
 
 use crate::error::{is_transient, ClientError};
+use crate::provenance::{Explanation, WriteRecord};
 use crate::value::{self, Value};
 use lexum_proto::v1 as pb;
 use lexum_proto::v1::lexum_client::LexumClient;
@@ -79,6 +80,9 @@ pub struct ClientConfig {
     pub deadline: Duration,
     /// Retry behaviour.
     pub retry: RetryPolicy,
+    /// A name added to the authenticated identity in the cause of every
+    /// write (`lexumctl --as hpa-bridge`).
+    pub as_name: Option<String>,
 }
 
 impl ClientConfig {
@@ -97,7 +101,14 @@ impl ClientConfig {
             request_timeout: Duration::from_secs(5),
             deadline: Duration::from_secs(15),
             retry: RetryPolicy::default(),
+            as_name: None,
         }
+    }
+
+    /// Names this client in the causes of its writes (`token/NAME`).
+    pub fn with_as_name(mut self, name: impl Into<String>) -> ClientConfig {
+        self.as_name = Some(name.into());
+        self
     }
 
     /// Sets the bearer token.
@@ -197,7 +208,7 @@ pub struct Goal {
     pub goal: String,
     /// `critical` .. `background`.
     pub priority: String,
-    /// `SATISFIED`, `VIOLATED`, `REPAIRING`, `FAILED`, `DOMINATED`, `TRAPPED`.
+    /// `SATISFIED`, `VIOLATED`, `REPAIRING`, `FAILED`, `DOMINATED`, `TRAPPED`, `CONTESTED`.
     pub status: String,
     /// Diagnostic code (`E005`, `E010`), if any.
     pub code: Option<String>,
@@ -322,6 +333,30 @@ fn endpoint_uri(address: &str, tls: bool) -> String {
 
 fn non_empty(s: String) -> Option<String> {
     (!s.is_empty()).then_some(s)
+}
+
+/// A goal from the wire.
+pub(crate) fn goal_from_wire(g: pb::GoalInfo) -> Goal {
+    Goal {
+        domain: g.domain,
+        goal: g.goal,
+        priority: g.priority,
+        status: g.status,
+        code: non_empty(g.code),
+        evidence: non_empty(g.evidence),
+        since_index: g.since_index,
+        cycles: g.cycles,
+    }
+}
+
+/// How a mutation names its causes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WriteOptions {
+    /// A name added to this client's identity (`hpa-bridge`), overriding
+    /// [`ClientConfig::with_as_name`].
+    pub as_name: Option<String>,
+    /// Idempotency keys of the effects whose outcome the writes observe.
+    pub caused_by: Vec<String>,
 }
 
 impl Client {
@@ -550,6 +585,12 @@ impl Client {
     /// Writes observations atomically; returns the log index of the entry
     /// that carried them (mutations committed together share one).
     pub async fn mutate(&self, writes: &[FieldWrite]) -> Result<u64, ClientError> {
+        self.mutate_with(writes, &WriteOptions::default()).await
+    }
+
+    /// Like [`Client::mutate`], with the name added to this client's
+    /// identity and the effects the writes observe (their causes).
+    pub async fn mutate_with(&self, writes: &[FieldWrite], options: &WriteOptions) -> Result<u64, ClientError> {
         let writes = writes
             .iter()
             .map(|w| pb::FieldWrite {
@@ -558,10 +599,25 @@ impl Client {
                 value: Some(value::to_wire(&w.value)),
             })
             .collect();
-        let r = self
-            .call(Target::Leader, pb::MutateRequest { writes }, |mut c, r| async move { c.mutate(r).await })
-            .await?;
+        let as_name = options.as_name.clone().or_else(|| self.config().as_name.clone()).unwrap_or_default();
+        let request = pb::MutateRequest { writes, as_name, caused_by: options.caused_by.clone() };
+        let r = self.call(Target::Leader, request, |mut c, r| async move { c.mutate(r).await }).await?;
         Ok(r.index)
+    }
+
+    /// The latest `last` writes of `Domain.field` with their causes, oldest
+    /// first (0: every write the cluster keeps).
+    pub async fn why(&self, domain: &str, field: &str, last: u32) -> Result<Vec<WriteRecord>, ClientError> {
+        let request = pb::WhyRequest { domain: domain.to_string(), field: field.to_string(), last };
+        let r = self.call(Target::Leader, request, |mut c, r| async move { c.why(r).await }).await?;
+        Ok(r.writes.into_iter().map(crate::provenance::write_from_wire).collect())
+    }
+
+    /// Why `Domain.Goal` is in its status and what its repair waits for.
+    pub async fn explain(&self, domain: &str, goal: &str) -> Result<Explanation, ClientError> {
+        let request = pb::ExplainRequest { domain: domain.to_string(), goal: goal.to_string() };
+        let r = self.call(Target::Leader, request, |mut c, r| async move { c.explain(r).await }).await?;
+        Ok(crate::provenance::explanation_from_wire(r))
     }
 
     /// Writes one observation; returns the log index.
@@ -580,19 +636,7 @@ impl Client {
     pub async fn goals(&self) -> Result<Vec<Goal>, ClientError> {
         let r =
             self.call(Target::Leader, pb::ListGoalsRequest {}, |mut c, r| async move { c.list_goals(r).await }).await?;
-        Ok(r.goals
-            .into_iter()
-            .map(|g| Goal {
-                domain: g.domain,
-                goal: g.goal,
-                priority: g.priority,
-                status: g.status,
-                code: non_empty(g.code),
-                evidence: non_empty(g.evidence),
-                since_index: g.since_index,
-                cycles: g.cycles,
-            })
-            .collect())
+        Ok(r.goals.into_iter().map(goal_from_wire).collect())
     }
 
     /// The last `limit` cycle records (0: the node's default), oldest first,

@@ -33,13 +33,15 @@
 
 pub mod client;
 pub mod error;
+pub mod provenance;
 pub mod value;
 pub mod worker;
 
 pub use client::{
     Client, ClientConfig, ClusterStatus, DomainState, Event, EventStream, FieldWrite, Goal, Member, MemberStatus,
-    Membership, NodeInfo, ReplayReport, RetryPolicy, Submitted, TlsOptions, DEFAULT_ENDPOINTS,
+    Membership, NodeInfo, ReplayReport, RetryPolicy, Submitted, TlsOptions, WriteOptions, DEFAULT_ENDPOINTS,
 };
 pub use error::ClientError;
+pub use provenance::{Cause, Explanation, WriteRecord};
 pub use value::{parse_assignment, parse_value, Assignment, ParseError, Value};
 pub use worker::{EffectError, EffectOutput, EffectTask, Worker, WorkerOptions, WorkerStats};

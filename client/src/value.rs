@@ -182,6 +182,11 @@ pub fn display(value: &Value) -> String {
     value.to_string()
 }
 
+/// Serializes a value as plain JSON (for `#[serde(serialize_with)]`).
+pub fn serialize_plain<S: serde::Serializer>(value: &Value, serializer: S) -> Result<S::Ok, S::Error> {
+    serde::Serialize::serialize(&to_json(value), serializer)
+}
+
 /// A value as plain JSON (`5`, `true`, `"web"`, `[1, 2]`).
 pub fn to_json(value: &Value) -> serde_json::Value {
     match value {

@@ -85,6 +85,14 @@ impl EffectTask {
         }
     }
 
+    /// Writes what the handler observed in the world, naming this task's
+    /// effect as the cause (`caused_by` its idempotency key): the cluster
+    /// then attributes the writes to the cycle that issued the effect.
+    pub async fn observe(&self, client: &crate::Client, writes: &[crate::FieldWrite]) -> Result<u64, ClientError> {
+        let options = crate::WriteOptions { as_name: None, caused_by: vec![self.idempotency_key.clone()] };
+        client.mutate_with(writes, &options).await
+    }
+
     fn from_wire(task: pb::Task) -> EffectTask {
         let timeout = (task.timeout_ms > 0).then(|| Duration::from_millis(task.timeout_ms));
         EffectTask {

@@ -310,6 +310,31 @@ fn operator_workflow() {
     assert_eq!(pool["paused"], true);
     cluster.check(&["set", "Pool.paused=false", "Pool.tags=[]"], 0);
 
+    // why: each write with its cause; --as names the writer, --caused-by
+    // the effects it observed (here one the cluster never issued)
+    cluster.check(&["--as", "hpa-bridge", "set", "--caused-by", "never-issued", "Pool.want=6"], 0);
+    let writes = cluster.json(&["why", "Pool.want", "--last", "2"]);
+    let writes = writes.as_array().expect("why is an array");
+    assert_eq!(writes.len(), 2, "{writes:?}");
+    let last = &writes[1];
+    assert_eq!((last["old"].clone(), last["new"].clone()), (Json::from(5), Json::from(6)), "{last}");
+    assert_eq!(last["cause"]["kind"], "client");
+    assert_eq!(last["cause"]["principal"], "anonymous/hpa-bridge");
+    assert_eq!(last["cause"]["caused_by"], serde_json::json!(["never-issued"]));
+    assert_eq!(last["cause"]["observed"], serde_json::json!([]));
+    let table = cluster.check(&["why", "Pool.want"], 0);
+    assert!(table.contains("anonymous/hpa-bridge") && table.contains("5 → 6"), "{table}");
+    cluster.check(&["set", "Pool.want=5"], 0);
+    // explain: status, the transition that would run, what it waits for
+    let explained = cluster.json(&["explain", "Stuck.Positive"]);
+    assert_eq!(explained["goal"]["goal"], "Positive", "{explained}");
+    assert!(explained["waiting"]["kind"].is_string(), "{explained}");
+    let text = cluster.check(&["explain", "Pool.Sized"], 0);
+    assert!(text.starts_with("Pool.Sized is ") && text.contains("waits for:"), "{text}");
+    cluster.check_error(&["why", "Pool.nope"], 1, "E002");
+    cluster.check_error(&["explain", "Pool.Nope"], 1, "E002");
+    cluster.check_error(&["why", "Pool"], 1, "malformed");
+
     // goals JSON shape
     let goals = cluster.json(&["goals"]);
     let goals = goals.as_array().expect("goals is an array");

@@ -123,8 +123,11 @@ async fn run_client(id: usize, addrs: Vec<String>, start: Instant, stop: Instant
             let value = (id as i64 + 1) * 1_000_000 + written;
             let write = pb::FieldWrite { domain: "Reg".into(), field: KEYS[key].into(), value: Some(int_value(value)) };
             let invoke = nanos_since(start);
-            let answer =
-                tokio::time::timeout(OP_TIMEOUT, client.mutate(pb::MutateRequest { writes: vec![write] })).await;
+            let answer = tokio::time::timeout(
+                OP_TIMEOUT,
+                client.mutate(pb::MutateRequest { writes: vec![write], ..Default::default() }),
+            )
+            .await;
             let complete = nanos_since(start);
             let kind = OpKind::Write(value);
             match answer {

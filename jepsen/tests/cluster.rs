@@ -71,7 +71,7 @@ async fn set(
     n: i64,
 ) -> Result<u64, tonic::Status> {
     let write = pb::FieldWrite { domain: domain.into(), field: field.into(), value: int(n) };
-    client.mutate(pb::MutateRequest { writes: vec![write] }).await.map(|r| r.into_inner().index)
+    client.mutate(pb::MutateRequest { writes: vec![write], ..Default::default() }).await.map(|r| r.into_inner().index)
 }
 
 /// Writes through whichever node leads, following a leader change (a
@@ -247,7 +247,10 @@ async fn bad_input_is_refused_and_nothing_is_committed() {
         field: "want".into(),
         value: Some(pb::Value { kind: Some(pb::value::Kind::Str("three".into())) }),
     };
-    let status = client.mutate(pb::MutateRequest { writes: vec![wrong_type] }).await.expect_err("wrong type");
+    let status = client
+        .mutate(pb::MutateRequest { writes: vec![wrong_type], ..Default::default() })
+        .await
+        .expect_err("wrong type");
     assert!(status.message().contains("E003"), "{}", status.message());
     let bad_program = pb::SubmitProgramRequest {
         program: Some(pb::submit_program_request::Program::Source("domain {".into())),

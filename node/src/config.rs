@@ -110,6 +110,12 @@ pub struct EngineSection {
     pub oscillation_threshold: u32,
     /// How long a worker may take on one attempt.
     pub effect_timeout_ms: u64,
+    /// Cycles a goal may go without holding before E005, whatever its orbit.
+    pub non_convergence_bound: u32,
+    /// Writes kept per field for `lexumctl why`.
+    pub write_history: u32,
+    /// Half-life of a CONTESTED goal's damping penalty.
+    pub damping_half_life_ms: u64,
 }
 
 impl Default for EngineSection {
@@ -118,6 +124,9 @@ impl Default for EngineSection {
         EngineSection {
             oscillation_threshold: defaults.oscillation_threshold,
             effect_timeout_ms: defaults.effect_timeout_ms,
+            non_convergence_bound: defaults.non_convergence_bound,
+            write_history: defaults.write_history,
+            damping_half_life_ms: defaults.damping_half_life_ms,
         }
     }
 }
@@ -216,8 +225,14 @@ impl Settings {
         {
             bail!("raft timeouts must satisfy heartbeat < election_timeout_min < election_timeout_max");
         }
-        if file.engine.oscillation_threshold == 0 || file.engine.effect_timeout_ms == 0 {
-            bail!("engine.oscillation_threshold and engine.effect_timeout_ms must be positive");
+        let e = &file.engine;
+        if e.oscillation_threshold == 0
+            || e.effect_timeout_ms == 0
+            || e.non_convergence_bound == 0
+            || e.write_history == 0
+            || e.damping_half_life_ms == 0
+        {
+            bail!("every [engine] setting must be positive");
         }
         Ok(Settings {
             id,
@@ -255,6 +270,9 @@ impl Settings {
         lexum_engine::EngineConfig {
             oscillation_threshold: self.engine.oscillation_threshold,
             effect_timeout_ms: self.engine.effect_timeout_ms,
+            non_convergence_bound: self.engine.non_convergence_bound,
+            write_history: self.engine.write_history,
+            damping_half_life_ms: self.engine.damping_half_life_ms,
         }
     }
 }

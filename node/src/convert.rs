@@ -94,3 +94,99 @@ mod tests {
         assert!(value_from_wire(&deep).is_err());
     }
 }
+
+/// A goal report to the wire.
+pub fn goal_to_wire(g: lexum_engine::GoalReport) -> pb::GoalInfo {
+    pb::GoalInfo {
+        domain: g.domain,
+        goal: g.goal,
+        priority: g.priority.to_string(),
+        status: g.status.to_string(),
+        code: g.code.unwrap_or_default(),
+        evidence: g.evidence.unwrap_or_default(),
+        since_index: g.since_index,
+        cycles: g.cycles,
+    }
+}
+
+fn cycle_ref(c: &lexum_engine::CycleCause) -> pb::CycleRef {
+    pb::CycleRef { cycle: c.cycle, goal: c.goal.clone(), started_at: c.started_at }
+}
+
+/// A field write and its cause to the wire.
+pub fn write_record_to_wire(w: &lexum_engine::WriteRecord) -> pb::WriteRecord {
+    use lexum_engine::Cause;
+    let kind = match &w.cause {
+        Cause::Cycle { cycle, step } => {
+            pb::cause::Kind::Cycle(pb::CycleWriteCause { cycle: Some(cycle_ref(cycle)), step: step.clone() })
+        }
+        Cause::Handler { handler } => pb::cause::Kind::Handler(handler.clone()),
+        Cause::Client { principal, caused_by, observed } => pb::cause::Kind::Client(pb::ClientCause {
+            principal: principal.clone(),
+            caused_by: caused_by.clone(),
+            observed: observed
+                .iter()
+                .map(|o| pb::ObservedEffect {
+                    idempotency_key: o.idempotency_key.clone(),
+                    effect: o.effect.clone(),
+                    cycle: Some(cycle_ref(&o.cycle)),
+                    worker: o.worker.clone().unwrap_or_default(),
+                })
+                .collect(),
+        }),
+    };
+    pb::WriteRecord {
+        index: w.index,
+        field: w.field.clone(),
+        old: Some(value_to_wire(&w.old)),
+        new: Some(value_to_wire(&w.new)),
+        cause: Some(pb::Cause { kind: Some(kind) }),
+    }
+}
+
+fn waiting_to_wire(waiting: lexum_engine::Waiting) -> pb::Waiting {
+    use lexum_engine::Waiting;
+    let of = |kind: &str| pb::Waiting { kind: kind.to_string(), ..Default::default() };
+    match waiting {
+        Waiting::Nothing => of("nothing"),
+        Waiting::Trap => of("trap"),
+        Waiting::Failure => of("failure"),
+        Waiting::Damping { principal } => pb::Waiting { detail: principal, ..of("damping") },
+        Waiting::Dominance { higher } => pb::Waiting { detail: higher, ..of("dominance") },
+        Waiting::Backoff { delay_ms } => pb::Waiting { delay_ms, ..of("backoff") },
+        Waiting::Cycle { cycle, transition, next_slice, effects, suspended } => {
+            pb::Waiting { cycle, transition, next_slice, effects, suspended, ..of("cycle") }
+        }
+        Waiting::Domain { busy_with } => pb::Waiting { detail: busy_with, ..of("domain") },
+        Waiting::NoTransition => of("no_transition"),
+    }
+}
+
+/// An explanation to the wire.
+pub fn explanation_to_wire(index: u64, e: lexum_engine::Explanation) -> pb::ExplainResponse {
+    pb::ExplainResponse {
+        index,
+        goal: Some(goal_to_wire(e.goal)),
+        writes: e.writes.iter().map(write_record_to_wire).collect(),
+        armed_transition: e.armed_transition.unwrap_or_default(),
+        waiting: Some(waiting_to_wire(e.waiting)),
+        contention: e
+            .contention
+            .into_iter()
+            .map(|c| pb::Contention {
+                principal: c.principal,
+                undos: c.undos,
+                fields: c.fields,
+                penalty: c.penalty,
+                suppressing: c.suppressing,
+                last_index: c.last_index,
+            })
+            .collect(),
+        vector: e
+            .vector
+            .into_iter()
+            .map(|v| pb::VectorEntry { field: v.field, writer: v.writer, delta: v.delta, index: v.index })
+            .collect(),
+        dominated_by: e.dominated_by,
+    }
+}

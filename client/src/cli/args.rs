@@ -30,6 +30,10 @@ pub struct GlobalFlags {
     /// Bearer token for the cluster.
     #[arg(long, global = true, env = "LEXUM_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// A name added to this client's identity in the cause of its writes
+    /// (e.g. `--as hpa-bridge` records `token/hpa-bridge`).
+    #[arg(long = "as", global = true, env = "LEXUM_AS", value_name = "NAME")]
+    pub as_name: Option<String>,
     /// Config file (TOML: endpoints, token, timeout, [tls]); default
     /// `$XDG_CONFIG_HOME/lexum/lexumctl.toml` or `~/.config/lexum/lexumctl.toml` if present.
     #[arg(long, global = true, env = "LEXUM_CONFIG")]
@@ -100,6 +104,24 @@ pub enum Command {
         /// `Domain.field=value` assignments.
         #[arg(required = true, allow_hyphen_values = true)]
         assignments: Vec<String>,
+        /// Idempotency key of an effect whose outcome these writes observe
+        /// (repeat for several; give it before the assignments): the writes
+        /// are attributed to its cycle.
+        #[arg(long = "caused-by", value_name = "KEY")]
+        caused_by: Vec<String>,
+    },
+    /// Show the latest writes of a field with their causes.
+    Why {
+        /// `Domain.field`.
+        target: String,
+        /// How many of the latest writes.
+        #[arg(long, default_value_t = 10)]
+        last: u32,
+    },
+    /// Say why a goal is in its status and what its repair waits for.
+    Explain {
+        /// `Domain.Goal`.
+        target: String,
     },
     /// Show a domain's state.
     Get {

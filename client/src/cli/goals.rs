@@ -141,7 +141,7 @@ pub async fn history(settings: &Settings, client: &Client, limit: u32) -> Result
 }
 
 /// `Domain` or `Domain.Goal`.
-fn parse_target(text: &str, goal_required: bool) -> Result<(String, Option<String>), Failure> {
+pub(super) fn parse_target(text: &str, goal_required: bool) -> Result<(String, Option<String>), Failure> {
     let (domain, goal) = match text.split_once('.') {
         Some((d, g)) => (d, Some(g)),
         None => (text, None),

@@ -7,6 +7,7 @@ mod check;
 mod cluster;
 mod goals;
 mod output;
+mod provenance;
 mod settings;
 mod sim_worker;
 mod state;
@@ -87,7 +88,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
         let client = Client::new_lazy(settings.client.clone())?;
         match cli.command {
             Command::Submit { file } => state::submit(&settings, &client, &file).await,
-            Command::Set { assignments } => state::set(&settings, &client, &assignments).await,
+            Command::Set { assignments, caused_by } => state::set(&settings, &client, &assignments, caused_by).await,
+            Command::Why { target, last } => provenance::why(&settings, &client, &target, last).await,
+            Command::Explain { target } => provenance::explain(&settings, &client, &target).await,
             Command::Get { domain } => state::get(&settings, &client, &domain).await,
             Command::Goals => goals::list(&settings, &client).await,
             Command::Watch { from, count, duration } => goals::watch(&settings, &client, from, count, duration).await,

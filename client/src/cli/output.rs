@@ -46,7 +46,7 @@ pub fn status_color(status: &str) -> Option<&'static str> {
         "SATISFIED" => Some("\x1b[32m"),
         "VIOLATED" | "REPAIRING" => Some("\x1b[33m"),
         "FAILED" | "TRAPPED" => Some("\x1b[31;1m"),
-        "DOMINATED" => Some("\x1b[35m"),
+        "DOMINATED" | "CONTESTED" => Some("\x1b[35m"),
         _ => None,
     }
 }

@@ -70,6 +70,7 @@ impl Settings {
         }
         let mut client = ClientConfig::new(endpoints);
         client.token = flags.token.clone().or(file.token).filter(|t| !t.is_empty());
+        client.as_name = flags.as_name.clone().filter(|n| !n.is_empty());
         if let Some(timeout) = flags.timeout.as_deref().or(file.timeout.as_deref()) {
             let deadline = parse_duration(timeout).map_err(|e| Failure::User(format!("--timeout: {e}")))?;
             if deadline.is_zero() {

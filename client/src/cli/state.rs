@@ -4,7 +4,7 @@ use super::check::{compile_file, read_source};
 use super::output;
 use super::settings::Settings;
 use super::Failure;
-use lexum_client::{parse_assignment, value, Client, FieldWrite};
+use lexum_client::{parse_assignment, value, Client, FieldWrite, WriteOptions};
 use lexum_compiler::{render, to_json, Diagnostic, Severity};
 use std::path::Path;
 
@@ -45,7 +45,12 @@ pub async fn submit(settings: &Settings, client: &Client, path: &Path) -> Result
 
 /// Parses every assignment first (nothing is sent if one is malformed),
 /// then writes them in one atomic mutation.
-pub async fn set(settings: &Settings, client: &Client, assignments: &[String]) -> Result<(), Failure> {
+pub async fn set(
+    settings: &Settings,
+    client: &Client,
+    assignments: &[String],
+    caused_by: Vec<String>,
+) -> Result<(), Failure> {
     let writes = assignments
         .iter()
         .map(|text| {
@@ -53,7 +58,7 @@ pub async fn set(settings: &Settings, client: &Client, assignments: &[String]) -
             Ok(FieldWrite::new(a.domain, a.field, a.value))
         })
         .collect::<Result<Vec<_>, Failure>>()?;
-    let index = client.mutate(&writes).await?;
+    let index = client.mutate_with(&writes, &WriteOptions { as_name: None, caused_by }).await?;
     if settings.json() {
         output::json(&serde_json::json!({ "index": index }));
     } else {

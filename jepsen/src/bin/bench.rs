@@ -159,6 +159,7 @@ async fn connect(addr: &str) -> anyhow::Result<LexumClient<Channel>> {
 fn write(value: i64) -> pb::MutateRequest {
     pb::MutateRequest {
         writes: vec![pb::FieldWrite { domain: "Load".into(), field: "n".into(), value: Some(int_value(value)) }],
+        ..Default::default()
     }
 }
 
@@ -224,7 +225,7 @@ async fn fleet_repair(cluster: &LocalCluster, size: usize) -> anyhow::Result<Dur
         .map(|i| pb::FieldWrite { domain: format!("Fleet{i}"), field: "want".into(), value: Some(int_value(1)) })
         .collect();
     let started = Instant::now();
-    client.mutate(pb::MutateRequest { writes }).await.context("fleet mutation")?;
+    client.mutate(pb::MutateRequest { writes, ..Default::default() }).await.context("fleet mutation")?;
     let deadline = started + Duration::from_secs(120);
     loop {
         let goals = client.list_goals(pb::ListGoalsRequest {}).await?.into_inner().goals;
@@ -253,6 +254,7 @@ async fn reaction_latency(cluster: &LocalCluster, samples: usize) -> anyhow::Res
         let started = Instant::now();
         let request = pb::MutateRequest {
             writes: vec![pb::FieldWrite { domain: "React".into(), field: "want".into(), value: Some(int_value(n)) }],
+            ..Default::default()
         };
         client.mutate(request).await.context("reaction mutation")?;
         let deadline = started + Duration::from_secs(10);

@@ -2,6 +2,7 @@
 //! events, status, membership and replay.
 
 use crate::cluster::{Cluster, ProposeError};
+use crate::convert::{explanation_to_wire, goal_to_wire, write_record_to_wire};
 use crate::convert::{named_to_wire, propose_error_to_status, value_from_wire};
 use crate::group_commit::GroupCommit;
 use crate::replay;
@@ -169,7 +170,10 @@ impl Lexum for ClientApi {
     }
 
     async fn mutate(&self, request: Request<pb::MutateRequest>) -> Result<Response<pb::MutateResponse>, Status> {
+        let identity = super::Identity::of(&request);
         let request = request.into_inner();
+        let principal = principal(identity, &request.as_name)?;
+        let caused_by = checked_caused_by(request.caused_by.clone())?;
         let bytes = prost::Message::encoded_len(&request);
         if request.writes.is_empty() {
             return Err(Status::invalid_argument("no writes given"));
@@ -188,8 +192,32 @@ impl Lexum for ClientApi {
             })
             .collect::<Result<Vec<_>, Status>>()?;
         self.cluster.admit(|engine| engine.validate_mutation(&writes)).await.map_err(propose_error_to_status)?;
-        let index = self.commits.commit(Entry::Mutate { writes }, bytes).await.map_err(propose_error_to_status)?;
+        let entry = Entry::Mutate { writes, principal, caused_by };
+        let index = self.commits.commit(entry, bytes).await.map_err(propose_error_to_status)?;
         Ok(Response::new(pb::MutateResponse { index }))
+    }
+
+    async fn why(&self, request: Request<pb::WhyRequest>) -> Result<Response<pb::WhyResponse>, Status> {
+        let request = request.into_inner();
+        let last = match request.last {
+            0 => usize::MAX,
+            n => n as usize,
+        };
+        self.cluster.linearize().await.map_err(propose_error_to_status)?;
+        let (index, writes) =
+            self.cluster.replica.with_engine(|e| (e.last_applied(), e.why(&request.domain, &request.field, last)));
+        let writes = writes.ok_or_else(|| unknown(format!("unknown field `{}.{}`", request.domain, request.field)))?;
+        Ok(Response::new(pb::WhyResponse { index, writes: writes.iter().map(write_record_to_wire).collect() }))
+    }
+
+    async fn explain(&self, request: Request<pb::ExplainRequest>) -> Result<Response<pb::ExplainResponse>, Status> {
+        let request = request.into_inner();
+        self.cluster.linearize().await.map_err(propose_error_to_status)?;
+        let (index, explanation) =
+            self.cluster.replica.with_engine(|e| (e.last_applied(), e.explain(&request.domain, &request.goal)));
+        let explanation =
+            explanation.ok_or_else(|| unknown(format!("unknown goal `{}.{}`", request.domain, request.goal)))?;
+        Ok(Response::new(explanation_to_wire(index, explanation)))
     }
 
     async fn read(&self, request: Request<pb::ReadRequest>) -> Result<Response<pb::ReadResponse>, Status> {
@@ -207,19 +235,7 @@ impl Lexum for ClientApi {
     async fn list_goals(&self, _: Request<pb::ListGoalsRequest>) -> Result<Response<pb::ListGoalsResponse>, Status> {
         self.cluster.linearize().await.map_err(propose_error_to_status)?;
         let (index, goals) = self.cluster.replica.with_engine(|e| (e.last_applied(), e.goals()));
-        let goals = goals
-            .into_iter()
-            .map(|g| pb::GoalInfo {
-                domain: g.domain,
-                goal: g.goal,
-                priority: g.priority.to_string(),
-                status: g.status.to_string(),
-                code: g.code.unwrap_or_default(),
-                evidence: g.evidence.unwrap_or_default(),
-                since_index: g.since_index,
-                cycles: g.cycles,
-            })
-            .collect();
+        let goals = goals.into_iter().map(goal_to_wire).collect();
         Ok(Response::new(pb::ListGoalsResponse { index, goals }))
     }
 
@@ -398,4 +414,42 @@ impl From<ProposeError> for Status {
     fn from(err: ProposeError) -> Status {
         propose_error_to_status(err)
     }
+}
+
+/// Longest name a client may add to its identity (`--as`).
+const MAX_AS_NAME: usize = 128;
+/// Most effect keys one mutation may name in `caused_by`.
+const MAX_CAUSED_BY: usize = 16;
+/// Longest effect key accepted in `caused_by`.
+const MAX_CAUSED_BY_KEY: usize = 512;
+
+/// The principal of a client's writes: its authenticated identity, and the
+/// name it added (`token/hpa-bridge`).
+fn principal(identity: &str, as_name: &str) -> Result<String, Status> {
+    if as_name.is_empty() {
+        return Ok(identity.to_string());
+    }
+    if as_name.len() > MAX_AS_NAME || as_name.chars().any(|c| c.is_control() || c == '/') {
+        return Err(Status::invalid_argument(format!(
+            "`as` name must be at most {MAX_AS_NAME} bytes without `/` or control characters"
+        )));
+    }
+    Ok(format!("{identity}/{as_name}"))
+}
+
+fn checked_caused_by(keys: Vec<String>) -> Result<Vec<String>, Status> {
+    if keys.len() > MAX_CAUSED_BY {
+        return Err(Status::invalid_argument(format!("more than {MAX_CAUSED_BY} keys in caused_by")));
+    }
+    if keys.iter().any(|k| k.is_empty() || k.len() > MAX_CAUSED_BY_KEY) {
+        return Err(Status::invalid_argument(format!("caused_by keys must be 1 to {MAX_CAUSED_BY_KEY} bytes")));
+    }
+    Ok(keys)
+}
+
+/// NOT_FOUND with the E002 code.
+fn unknown(message: String) -> Status {
+    let mut status = Status::not_found(format!("E002: {message}"));
+    status.metadata_mut().insert(crate::convert::CODE_METADATA_KEY, "E002".parse().expect("ascii"));
+    status
 }

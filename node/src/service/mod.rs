@@ -23,11 +23,27 @@ impl TokenCheck {
     }
 }
 
+/// The authenticated identity of a request, recorded as the principal of
+/// the writes it makes: `token` when the node checks a token, `anonymous`
+/// when it does not.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity(pub &'static str);
+
+impl Identity {
+    /// The identity a request carries (`anonymous` when none was set).
+    pub fn of<T>(request: &Request<T>) -> &'static str {
+        request.extensions().get::<Identity>().map_or("anonymous", |i| i.0)
+    }
+}
+
 impl tonic::service::Interceptor for TokenCheck {
-    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
         let Some(expected) = &self.expected else { return Ok(request) };
         match request.metadata().get(lexum_proto::AUTH_METADATA_KEY).map(|v| v.as_bytes()) {
-            Some(given) if constant_time_eq(given, expected.as_bytes()) => Ok(request),
+            Some(given) if constant_time_eq(given, expected.as_bytes()) => {
+                request.extensions_mut().insert(Identity("token"));
+                Ok(request)
+            }
             Some(_) => Err(Status::unauthenticated("invalid token")),
             None => Err(Status::unauthenticated("missing token")),
         }
