@@ -4,7 +4,6 @@
 //! an observer's write (`caused_by`) is attributed to the cycle whose
 //! effect it observed.
 
-
 use lexum_compiler::program::{FieldId, GoalId, Program, Value};
 use serde::{Deserialize, Serialize};
 
