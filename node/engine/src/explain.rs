@@ -21,11 +21,8 @@ impl Engine {
         let report = self.report(program, g)?;
         let gs = self.goal_states.get(g.index())?;
         let decl = &program.goals[g.index()];
-        let mut writes: Vec<crate::WriteRecord> = decl
-            .read_set
-            .iter()
-            .flat_map(|f| self.write_log.get(&program.field_path(*f)).into_iter().flatten().cloned())
-            .collect();
+        let mut writes: Vec<crate::WriteRecord> =
+            decl.read_set.iter().flat_map(|f| self.field_writes(program, *f)).collect();
         writes.sort_by_key(|w| w.index);
         let skip = writes.len().saturating_sub(EXPLAIN_WRITES);
         let writes = writes.into_iter().skip(skip).collect();

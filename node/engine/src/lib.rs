@@ -94,7 +94,7 @@ pub use report::{
     ContentionReport, CycleRecord, Explanation, FieldDelta, GoalReport, GoalStatus, VectorEntry, Waiting,
 };
 
-use provenance::{Author, EffectOrigin};
+use provenance::{Author, EffectOrigin, LoggedWrite};
 use state::{Cycle, EffectRecord, GoalState, Index, LearntDominance, Message, Step, Timer, TugState, VectorPoint};
 
 /// Diagnostic codes the engine produces besides those of SPEC §2.3.
@@ -324,8 +324,8 @@ pub struct Engine {
     pub(crate) tugs: BTreeMap<(u32, u32), TugState>,
     /// Dominance learnt from attributed cycles: (higher, lower).
     pub(crate) runtime_dominance: BTreeMap<(u32, u32), LearntDominance>,
-    /// Recent writes per `Domain.field` with their causes (bounded).
-    pub(crate) write_log: BTreeMap<String, VecDeque<WriteRecord>>,
+    /// Recent writes per field with their causes (bounded).
+    pub(crate) write_log: BTreeMap<u32, VecDeque<LoggedWrite>>,
     /// Effects by idempotency key: the cycles observers' writes are
     /// attributed to (bounded, oldest forgotten first).
     pub(crate) effect_origins: BTreeMap<String, EffectOrigin>,

@@ -4,6 +4,8 @@
 //! an observer's write (`caused_by`) is attributed to the cycle whose
 //! effect it observed.
 
+use std::collections::BTreeMap;
+
 use lexum_compiler::program::{FieldId, GoalId, Program, Value};
 use serde::{Deserialize, Serialize};
 
@@ -105,6 +107,15 @@ pub struct WriteRecord {
     pub cause: Cause,
 }
 
+/// One kept write of a field (the field is the key of its history).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct LoggedWrite {
+    pub index: u64,
+    pub old: Value,
+    pub new: Value,
+    pub cause: Cause,
+}
+
 /// Where an effect came from, kept by idempotency key.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct EffectOrigin {
@@ -183,34 +194,46 @@ impl Engine {
     }
 
     /// Appends a write to the field's bounded history.
-    pub(crate) fn log_write(
-        &mut self,
-        program: &Program,
-        index: u64,
-        field: FieldId,
-        old: Value,
-        new: Value,
-        cause: Cause,
-    ) {
-        let path = program.field_path(field);
+    pub(crate) fn log_write(&mut self, index: u64, field: FieldId, old: Value, new: Value, cause: Cause) {
         let limit = self.config.write_history.max(1) as usize;
-        let log = self.write_log.entry(path.clone()).or_default();
-        log.push_back(WriteRecord { index, field: path, old, new, cause });
+        let log = self.write_log.entry(field.0).or_default();
+        log.push_back(LoggedWrite { index, old, new, cause });
         while log.len() > limit {
             log.pop_front();
         }
     }
 
+    /// The kept writes of a field as records, oldest first.
+    pub(crate) fn field_writes(&self, program: &Program, field: FieldId) -> Vec<WriteRecord> {
+        let path = program.field_path(field);
+        let log = self.write_log.get(&field.0).into_iter().flatten();
+        log.map(|w| WriteRecord {
+            index: w.index,
+            field: path.clone(),
+            old: w.old.clone(),
+            new: w.new.clone(),
+            cause: w.cause.clone(),
+        })
+        .collect()
+    }
+
     /// The latest `last` writes of `Domain.field`, oldest first (`None` for
     /// an unknown field).
     pub fn why(&self, domain: &str, field: &str, last: usize) -> Option<Vec<WriteRecord>> {
+        let program = self.program.as_ref()?;
         let d = *self.index.domains.get(domain)?;
-        self.index.fields.get(d.index())?.get(field)?;
-        let records = self.write_log.get(&format!("{domain}.{field}"));
-        let records = records.map(|log| {
-            let skip = log.len().saturating_sub(last);
-            log.iter().skip(skip).cloned().collect()
-        });
-        Some(records.unwrap_or_default())
+        let f = *self.index.fields.get(d.index())?.get(field)?;
+        let mut records = self.field_writes(program, f);
+        let skip = records.len().saturating_sub(last);
+        records.drain(..skip);
+        Some(records)
+    }
+
+    /// Carries the write histories over a new program version: a field
+    /// keeps its history when the new version keeps the field (same
+    /// domain, name and type), like its value.
+    pub(crate) fn migrate_write_log(&mut self, moved: &BTreeMap<u32, u32>) {
+        let old = std::mem::take(&mut self.write_log);
+        self.write_log = old.into_iter().filter_map(|(f, log)| Some((*moved.get(&f)?, log))).collect();
     }
 }

@@ -386,19 +386,27 @@ impl Engine {
     /// flight is dropped and traps are cleared.
     pub(crate) fn install(&mut self, cx: &mut Cx, program: Program, bytes: Vec<u8>) {
         let mut values = Vec::with_capacity(program.fields.len());
-        for f in &program.fields {
+        let mut moved = BTreeMap::new();
+        for (new_id, f) in program.fields.iter().enumerate() {
             let domain = &program.domains[f.domain.index()].name;
-            let old =
-                self.index.domains.get(domain).and_then(|d| self.index.fields.get(d.index())?.get(&f.name)).and_then(
-                    |id| {
-                        let old_program = self.program.as_ref()?;
-                        let old_field = old_program.fields.get(id.index())?;
-                        (old_field.ty == f.ty).then(|| self.values.get(id.index()).cloned()).flatten()
-                    },
-                );
+            let kept = self
+                .index
+                .domains
+                .get(domain)
+                .and_then(|d| self.index.fields.get(d.index())?.get(&f.name))
+                .filter(|id| {
+                    let old_field = self.program.as_ref().and_then(|p| p.fields.get(id.index()));
+                    old_field.is_some_and(|old| old.ty == f.ty)
+                })
+                .copied();
+            let old = kept.and_then(|id| self.values.get(id.index()).cloned());
+            if let Some(id) = kept {
+                moved.insert(id.0, new_id as u32);
+            }
             values.push(old.unwrap_or_else(|| f.default.clone()));
         }
         self.values = values;
+        self.migrate_write_log(&moved);
         let hash = program.hash().to_hex();
         self.version += 1;
         self.epoch += 1;
@@ -544,7 +552,6 @@ impl Engine {
     /// field's history, the cycle's before-values and, for attributed
     /// writes, the field's oscillation vector.
     pub(crate) fn write_field(&mut self, cx: &mut Cx, field: FieldId, value: Value, cause: &WriteCause) {
-        let Some(program) = self.program.clone() else { return };
         let Some(slot) = self.values.get_mut(field.index()) else { return };
         if *slot == value {
             return;
@@ -561,7 +568,7 @@ impl Engine {
             }
             self.push_vector(field, tag.goal, &old, &value, cx.index);
         }
-        self.log_write(&program, cx.index, field, old, value, cause.cause.clone());
+        self.log_write(cx.index, field, old, value, cause.cause.clone());
         cx.touched.insert(field, cause.author.clone());
     }
 

@@ -488,3 +488,22 @@ fn why_lists_writes_with_their_cause_chains() {
     }
     assert!(sim.engine.why("World", "nope", 10).is_none());
 }
+
+#[test]
+fn write_histories_are_bounded_and_follow_a_field_into_a_new_version() {
+    let mut sim = Sim::new(CONTESTED);
+    for n in 0..20 {
+        sim.set_as("Pool", "replicas", Value::Int(100 + n), "token/ops", &[]);
+    }
+    let writes = sim.engine.why("Pool", "replicas", 100).expect("known field");
+    assert_eq!(writes.len(), 16, "the default bound");
+    assert_eq!(writes.last().map(|w| w.new.clone()), Some(Value::Int(119)));
+    // A new version that keeps the field keeps its history; one that drops it does not.
+    let kept = CONTESTED.replace("goal Enough", "state { extra: int = 0 }\n  goal Enough");
+    sim.propose(Entry::SubmitProgram { bytes: common::program_bytes(&kept) });
+    assert_eq!(sim.engine.why("Pool", "replicas", 100).map(|w| w.len()), Some(16));
+    let renamed = CONTESTED.replace("replicas", "count");
+    sim.propose(Entry::SubmitProgram { bytes: common::program_bytes(&renamed) });
+    assert_eq!(sim.engine.why("Pool", "count", 100).map(|w| w.len()), Some(0));
+    assert!(sim.engine.why("Pool", "replicas", 100).is_none());
+}
