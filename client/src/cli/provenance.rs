@@ -38,7 +38,8 @@ fn print_writes(writes: &[WriteRecord]) {
     output::table(&["INDEX", "FIELD", "CHANGE", "CAUSE"], &rows, |_, _| None);
 }
 
-/// `principal`, or `goal cycle N (slice) → effect key → worker`.
+/// `Goal cycle N (slice)`, or `principal; observing Effect KEY of Goal
+/// cycle N on worker W`.
 fn cause_chain(cause: &Cause) -> String {
     match cause {
         Cause::Cycle { cycle, step } => format!("{} cycle {} ({step})", cycle.goal, cycle.cycle),
@@ -46,10 +47,10 @@ fn cause_chain(cause: &Cause) -> String {
         Cause::Client { principal, caused_by, observed } => {
             let mut chain = vec![principal.clone()];
             for o in observed {
-                let worker = o.worker.as_deref().map(|w| format!(" → worker {w}")).unwrap_or_default();
+                let worker = o.worker.as_deref().map(|w| format!(" on worker {w}")).unwrap_or_default();
                 chain.push(format!(
-                    "observed {} → {} cycle {} → effect {} {}{worker}",
-                    o.idempotency_key, o.cycle.goal, o.cycle.cycle, o.effect, o.idempotency_key
+                    "observing {} {} of {} cycle {}{worker}",
+                    o.effect, o.idempotency_key, o.cycle.goal, o.cycle.cycle
                 ));
             }
             let unknown: Vec<&String> =
@@ -108,7 +109,9 @@ pub async fn explain(settings: &Settings, client: &Client, target: &str) -> Resu
     if let Some(evidence) = &e.goal.evidence {
         println!("  evidence: {evidence}");
     }
-    println!("  armed transition: {}", e.armed_transition.as_deref().unwrap_or("none (no `when` holds)"));
+    if let Some(transition) = &e.armed_transition {
+        println!("  armed transition: {transition}");
+    }
     println!("  waits for: {}", waiting_text(&e.waiting));
     for c in &e.contention {
         println!(

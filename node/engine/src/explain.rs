@@ -43,7 +43,7 @@ impl Engine {
         Some(Explanation {
             goal: report,
             writes,
-            armed_transition: self.armed_transition(program, g),
+            armed_transition: if gs.holds { None } else { self.armed_transition(program, g) },
             waiting: self.waiting(program, g),
             contention,
             vector: self.vector_entries(program, &decl.read_set),
@@ -51,7 +51,8 @@ impl Engine {
         })
     }
 
-    /// The first transition of the goal whose `when` holds now.
+    /// The first transition of the goal whose `when` holds now (the one a
+    /// violated goal arms).
     fn armed_transition(&self, program: &Program, g: GoalId) -> Option<String> {
         program.goals[g.index()].transitions.iter().find_map(|t| {
             let transition = &program.transitions[t.index()];

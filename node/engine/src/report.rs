@@ -149,7 +149,8 @@ pub struct Explanation {
     pub goal: GoalReport,
     /// The latest writes of its inputs, oldest first: what violated it.
     pub writes: Vec<crate::WriteRecord>,
-    /// The transition that would run (first whose `when` holds), if any.
+    /// For a violated goal, the transition that would run (the first whose
+    /// `when` holds), if any.
     pub armed_transition: Option<String>,
     /// What it waits for.
     pub waiting: Waiting,
