@@ -30,6 +30,7 @@
 
 #![warn(missing_docs)]
 
+pub mod bounds;
 pub mod check;
 pub mod cost;
 pub mod diagnostic;
@@ -87,6 +88,9 @@ pub fn compile(file_name: &str, source: &str, options: &CompileOptions) -> Compi
     drop(syms);
     let clean = !diags.iter().any(Diagnostic::is_error);
     lower::fill_sets(&mut program, &map, clean, &mut diags);
+    if clean {
+        bounds::diagnose(&program, &map, &mut diags);
+    }
     if !diags.iter().any(Diagnostic::is_error) {
         livelock::analyse(&mut program, &map, &mut diags);
     }

@@ -110,7 +110,7 @@ id_type!(
 );
 
 /// A static type.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
 pub enum Type {
     /// 64-bit signed integer.
     Int,
@@ -134,7 +134,7 @@ impl fmt::Display for Type {
 }
 
 /// A runtime value.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub enum Value {
     /// An `int`.
     Int(i64),
@@ -470,7 +470,7 @@ pub enum Quantifier {
 }
 
 /// A typed, resolved expression.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub enum Expr {
     /// A literal.
     Lit(Value),
@@ -520,7 +520,7 @@ pub enum Place {
 }
 
 /// A resolved statement of a slice or handler.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub enum Stmt {
     /// `let slot = value`.
     Let {
@@ -747,5 +747,107 @@ mod tests {
         assert!(Priority::Low > Priority::Background);
         assert_eq!(Priority::from_keyword("normal"), Some(Priority::Normal));
         assert_eq!(Priority::from_keyword("urgent"), None);
+    }
+}
+
+/// Decoding of the recursive types: each level is counted by a
+/// [`NestingGuard`](crate::bounds::NestingGuard), so hostile bytes cannot
+/// nest deeper than the decoder's bound and exhaust the stack. The `Repr`
+/// enums mirror the derived layout of the real ones variant for variant.
+mod nested_decode {
+    use super::*;
+    use crate::bounds::NestingGuard;
+    use serde::Deserializer;
+
+    #[derive(Deserialize)]
+    enum TypeRepr {
+        Int,
+        Bool,
+        String,
+        List(Box<Type>),
+    }
+
+    impl<'de> Deserialize<'de> for Type {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Type, D::Error> {
+            let _level = NestingGuard::enter::<D::Error>()?;
+            Ok(match TypeRepr::deserialize(d)? {
+                TypeRepr::Int => Type::Int,
+                TypeRepr::Bool => Type::Bool,
+                TypeRepr::String => Type::String,
+                TypeRepr::List(inner) => Type::List(inner),
+            })
+        }
+    }
+
+    #[derive(Deserialize)]
+    enum ValueRepr {
+        Int(i64),
+        Bool(bool),
+        Str(String),
+        List(Vec<Value>),
+    }
+
+    impl<'de> Deserialize<'de> for Value {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Value, D::Error> {
+            let _level = NestingGuard::enter::<D::Error>()?;
+            Ok(match ValueRepr::deserialize(d)? {
+                ValueRepr::Int(n) => Value::Int(n),
+                ValueRepr::Bool(b) => Value::Bool(b),
+                ValueRepr::Str(s) => Value::Str(s),
+                ValueRepr::List(items) => Value::List(items),
+            })
+        }
+    }
+
+    #[derive(Deserialize)]
+    enum ExprRepr {
+        Lit(Value),
+        Field(FieldId),
+        Slot(SlotId),
+        List(Vec<Expr>),
+        Unary(UnaryOp, Box<Expr>),
+        Binary(BinaryOp, Box<Expr>, Box<Expr>),
+        Call(Builtin, Vec<Expr>),
+        Quantified { kind: Quantifier, slot: SlotId, list: Box<Expr>, body: Box<Expr> },
+    }
+
+    impl<'de> Deserialize<'de> for Expr {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Expr, D::Error> {
+            let _level = NestingGuard::enter::<D::Error>()?;
+            Ok(match ExprRepr::deserialize(d)? {
+                ExprRepr::Lit(v) => Expr::Lit(v),
+                ExprRepr::Field(f) => Expr::Field(f),
+                ExprRepr::Slot(s) => Expr::Slot(s),
+                ExprRepr::List(items) => Expr::List(items),
+                ExprRepr::Unary(op, a) => Expr::Unary(op, a),
+                ExprRepr::Binary(op, a, b) => Expr::Binary(op, a, b),
+                ExprRepr::Call(f, args) => Expr::Call(f, args),
+                ExprRepr::Quantified { kind, slot, list, body } => Expr::Quantified { kind, slot, list, body },
+            })
+        }
+    }
+
+    #[derive(Deserialize)]
+    enum StmtRepr {
+        Let { slot: SlotId, value: Expr },
+        Assign { place: Place, op: AssignOp, value: Expr },
+        If { cond: Expr, then: Vec<Stmt>, otherwise: Vec<Stmt> },
+        For { slot: SlotId, list: Expr, body: Vec<Stmt> },
+        Emit { effect: EffectId, args: Vec<Expr>, bind: Option<SlotId> },
+        Send { handler: HandlerId, args: Vec<Expr> },
+    }
+
+    impl<'de> Deserialize<'de> for Stmt {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Stmt, D::Error> {
+            let _level = NestingGuard::enter::<D::Error>()?;
+            Ok(match StmtRepr::deserialize(d)? {
+                StmtRepr::Let { slot, value } => Stmt::Let { slot, value },
+                StmtRepr::Assign { place, op, value } => Stmt::Assign { place, op, value },
+                StmtRepr::If { cond, then, otherwise } => Stmt::If { cond, then, otherwise },
+                StmtRepr::For { slot, list, body } => Stmt::For { slot, list, body },
+                StmtRepr::Emit { effect, args, bind } => Stmt::Emit { effect, args, bind },
+                StmtRepr::Send { handler, args } => Stmt::Send { handler, args },
+            })
+        }
     }
 }

@@ -258,6 +258,18 @@ async fn bad_input_is_refused_and_nothing_is_committed() {
     };
     let status = client.submit_program(bad_program).await.expect_err("bad program");
     assert!(status.message().contains("E001"), "{}", status.message());
+    // A compiled program claiming u32::MAX local slots once passed this
+    // check and aborted every replica at apply, and again at every restart.
+    let compiled = lexum_compiler::compile("c.lxm", CONVERGING, &Default::default()).program.expect("compiles");
+    let mut hostile = compiled.clone();
+    hostile.goals[0].slots = u32::MAX;
+    let request = pb::SubmitProgramRequest {
+        program: Some(pb::submit_program_request::Program::Compiled(hostile.encode())),
+        file_name: String::new(),
+    };
+    let status = client.submit_program(request).await.expect_err("hostile program");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains("E014") && status.message().contains("slots"), "{}", status.message());
     let after = client.node_info(pb::NodeInfoRequest {}).await.expect("info").into_inner().applied_index;
     assert_eq!(before, after, "rejected requests committed nothing");
 }

@@ -24,6 +24,8 @@ pub struct SourceMap {
     pub invariants: Vec<Span>,
     /// Transition names, by transition index.
     pub transitions: Vec<Span>,
+    /// Handler names, by handler index.
+    pub handlers: Vec<Span>,
 }
 
 /// Names that ask for a clock, randomness or I/O (E006), lowercase.
@@ -201,6 +203,7 @@ pub fn check(
         append(&mut map.goals, part.map.goals);
         append(&mut map.invariants, part.map.invariants);
         append(&mut map.transitions, part.map.transitions);
+        append(&mut map.handlers, part.map.handlers);
         append(diags, part.diags);
     }
     (p, map)
@@ -492,6 +495,7 @@ fn check_domains(
             let body = b.stmts(&h.body, false);
             let slots = b.slots;
             dom.handlers.push(HandlerId(hid as u32));
+            map.handlers.push(h.name.span);
             p.handlers.push(Handler {
                 name: h.name.text.to_string(),
                 domain: DomainId(di32),

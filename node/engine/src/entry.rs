@@ -50,7 +50,7 @@ pub enum EffectOutcome {
 }
 
 /// A committed log entry, applied in order by every replica.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub enum Entry {
     /// Install a compiled program (bytes of `Program::encode`).
     SubmitProgram {
@@ -147,6 +147,52 @@ impl Entry {
         match <[Entry; 1]>::try_from(entries) {
             Ok([only]) => only,
             Err(entries) => Entry::Batch { entries },
+        }
+    }
+}
+
+/// Decoding counts each level of [`Entry::Batch`] nesting, so hostile Raft
+/// payloads cannot nest batches until the stack runs out. `EntryRepr`
+/// mirrors the derived layout of [`Entry`] variant for variant.
+mod nested_decode {
+    use super::*;
+    use lexum_compiler::bounds::NestingGuard;
+    use serde::Deserializer;
+
+    #[derive(Deserialize)]
+    enum EntryRepr {
+        SubmitProgram { bytes: Vec<u8> },
+        Mutate { writes: Vec<FieldWrite>, principal: String, caused_by: Vec<String> },
+        RunStep { step: StepId },
+        Dispatched { effect: EffectKey, attempt: u32, worker: String },
+        EffectResult { effect: EffectKey, fencing: u64, outcome: EffectOutcome },
+        TimerFired { timer: TimerId },
+        Release { domain: String, goal: Option<String> },
+        Retry { domain: String, goal: String },
+        Noop,
+        Configure { config: crate::EngineConfig },
+        Batch { entries: Vec<Entry> },
+    }
+
+    impl<'de> Deserialize<'de> for Entry {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Entry, D::Error> {
+            // An entry, a batch, its parts: deeper is never valid.
+            let _level = NestingGuard::enter_within::<D::Error>(4)?;
+            Ok(match EntryRepr::deserialize(d)? {
+                EntryRepr::SubmitProgram { bytes } => Entry::SubmitProgram { bytes },
+                EntryRepr::Mutate { writes, principal, caused_by } => Entry::Mutate { writes, principal, caused_by },
+                EntryRepr::RunStep { step } => Entry::RunStep { step },
+                EntryRepr::Dispatched { effect, attempt, worker } => Entry::Dispatched { effect, attempt, worker },
+                EntryRepr::EffectResult { effect, fencing, outcome } => {
+                    Entry::EffectResult { effect, fencing, outcome }
+                }
+                EntryRepr::TimerFired { timer } => Entry::TimerFired { timer },
+                EntryRepr::Release { domain, goal } => Entry::Release { domain, goal },
+                EntryRepr::Retry { domain, goal } => Entry::Retry { domain, goal },
+                EntryRepr::Noop => Entry::Noop,
+                EntryRepr::Configure { config } => Entry::Configure { config },
+                EntryRepr::Batch { entries } => Entry::Batch { entries },
+            })
         }
     }
 }

@@ -321,7 +321,9 @@ pub(crate) fn check_program(p: &Program) -> Result<(), String> {
     for d in &p.dominance {
         ok(d.higher.index() < ng && d.lower.index() < ng, "dominance")?;
     }
-    Ok(())
+    // Slot counts, slot references, depths and list bounds: a program made
+    // by hand can claim anything, and evaluation allocates from them.
+    lexum_compiler::bounds::validate(p)
 }
 
 /// Decodes and checks program bytes (E014 when they are not a usable program).

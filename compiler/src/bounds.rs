@@ -1,0 +1,206 @@
+//! Bounds a compiled program must keep, whoever produced its bytes: the
+//! compiler guarantees them, and [`validate`] checks them again on every
+//! program a node decodes (a hand-made program can claim anything). The
+//! decoder itself refuses nesting deeper than [`MAX_DECODE_NESTING`] before
+//! it can exhaust the stack ([`NestingGuard`]).
+
+use std::cell::Cell;
+
+use crate::check::SourceMap;
+use crate::diagnostic::{Code, Diagnostic, Span};
+use crate::program::{Expr, Place, Program, SlotId, Stmt};
+
+/// Deepest nesting of expressions, statements, values and types the decoder
+/// accepts, counted together along one path.
+pub const MAX_DECODE_NESTING: u32 = 1024;
+/// Deepest expression the compiler produces (E008 beyond).
+pub const MAX_EXPR_DEPTH: u32 = 512;
+/// Deepest statement nesting (`if`, `for`) of a body.
+pub const MAX_STMT_DEPTH: u32 = 256;
+/// Most local slots of one body.
+pub const MAX_SLOTS: u32 = 4096;
+/// Longest declared list bound (`list<T, N>`).
+pub const MAX_LIST_BOUND: u32 = 1 << 20;
+
+thread_local! {
+    static NESTING: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Counts one level of nesting while a recursive value is decoded; fails
+/// past [`MAX_DECODE_NESTING`]. The level is released when the guard drops.
+pub struct NestingGuard(());
+
+impl NestingGuard {
+    /// Enters one level.
+    pub fn enter<E: serde::de::Error>() -> Result<NestingGuard, E> {
+        NestingGuard::enter_within(MAX_DECODE_NESTING)
+    }
+
+    /// Enters one level of a type that nests no deeper than `limit` (an
+    /// entry holds a batch, which holds entries: a few levels at most).
+    pub fn enter_within<E: serde::de::Error>(limit: u32) -> Result<NestingGuard, E> {
+        NESTING.with(|n| {
+            let level = n.get() + 1;
+            if level > limit.min(MAX_DECODE_NESTING) {
+                return Err(E::custom(format!("nested deeper than {limit} levels")));
+            }
+            n.set(level);
+            Ok(NestingGuard(()))
+        })
+    }
+}
+
+impl Drop for NestingGuard {
+    fn drop(&mut self) {
+        NESTING.with(|n| n.set(n.get().saturating_sub(1)));
+    }
+}
+
+/// Depth of an expression tree (a leaf is 1).
+pub fn expr_depth(e: &Expr) -> u32 {
+    let children: Vec<&Expr> = match e {
+        Expr::Lit(_) | Expr::Field(_) | Expr::Slot(_) => Vec::new(),
+        Expr::List(items) | Expr::Call(_, items) => items.iter().collect(),
+        Expr::Unary(_, a) => vec![a],
+        Expr::Binary(_, a, b) => vec![a, b],
+        Expr::Quantified { list, body, .. } => vec![list, body],
+    };
+    1 + children.into_iter().map(expr_depth).max().unwrap_or(0)
+}
+
+/// Visits every expression and statement of a body with its statement depth.
+fn visit_stmts<'p>(stmts: &'p [Stmt], depth: u32, f: &mut dyn FnMut(Option<&'p Expr>, &'p Stmt, u32)) {
+    for s in stmts {
+        match s {
+            Stmt::Let { value, .. } | Stmt::Assign { value, .. } => f(Some(value), s, depth),
+            Stmt::If { cond, then, otherwise } => {
+                f(Some(cond), s, depth);
+                visit_stmts(then, depth + 1, f);
+                visit_stmts(otherwise, depth + 1, f);
+            }
+            Stmt::For { list, body, .. } => {
+                f(Some(list), s, depth);
+                visit_stmts(body, depth + 1, f);
+            }
+            Stmt::Emit { args, .. } | Stmt::Send { args, .. } => {
+                f(None, s, depth);
+                for a in args {
+                    f(Some(a), s, depth);
+                }
+            }
+        }
+    }
+}
+
+/// Every slot an expression reads or binds.
+fn expr_slots(e: &Expr, out: &mut Vec<SlotId>) {
+    match e {
+        Expr::Slot(s) => out.push(*s),
+        Expr::Lit(_) | Expr::Field(_) => {}
+        Expr::List(items) | Expr::Call(_, items) => items.iter().for_each(|i| expr_slots(i, out)),
+        Expr::Unary(_, a) => expr_slots(a, out),
+        Expr::Binary(_, a, b) => {
+            expr_slots(a, out);
+            expr_slots(b, out);
+        }
+        Expr::Quantified { slot, list, body, .. } => {
+            out.push(*slot);
+            expr_slots(list, out);
+            expr_slots(body, out);
+        }
+    }
+}
+
+/// Checks one body: its slot count, every slot it names, and its depths.
+fn check_body(what: &str, slots: u32, exprs: &[&Expr], stmts: &[Stmt]) -> Result<(), String> {
+    if slots > MAX_SLOTS {
+        return Err(format!("{what} declares {slots} local slots, over {MAX_SLOTS}"));
+    }
+    let mut all: Vec<&Expr> = exprs.to_vec();
+    let mut named = Vec::new();
+    let mut deepest = 0;
+    visit_stmts(stmts, 1, &mut |e, s, depth| {
+        deepest = deepest.max(depth);
+        all.extend(e);
+        match s {
+            Stmt::Let { slot, .. } | Stmt::For { slot, .. } => named.push(*slot),
+            Stmt::Assign { place: Place::Slot(slot), .. } => named.push(*slot),
+            Stmt::Emit { bind: Some(slot), .. } => named.push(*slot),
+            _ => {}
+        }
+    });
+    if deepest > MAX_STMT_DEPTH {
+        return Err(format!("{what} nests statements deeper than {MAX_STMT_DEPTH}"));
+    }
+    for e in all {
+        if expr_depth(e) > MAX_EXPR_DEPTH {
+            return Err(format!("{what} has an expression deeper than {MAX_EXPR_DEPTH}"));
+        }
+        expr_slots(e, &mut named);
+    }
+    match named.iter().find(|s| s.0 >= slots) {
+        Some(s) => Err(format!("{what} names local slot {} of {slots}", s.0)),
+        None => Ok(()),
+    }
+}
+
+/// Checks every bound a compiled program must keep (see the module docs).
+pub fn validate(p: &Program) -> Result<(), String> {
+    for f in &p.fields {
+        if f.max_len.is_some_and(|n| n > MAX_LIST_BOUND) {
+            return Err(format!("field `{}` declares a list bound over {MAX_LIST_BOUND}", f.name));
+        }
+    }
+    for g in &p.goals {
+        check_body(&format!("goal `{}`", g.name), g.slots, &[&g.predicate], &[])?;
+    }
+    for i in &p.invariants {
+        check_body(&format!("invariant `{}`", i.name), i.slots, &[&i.predicate], &[])?;
+    }
+    for t in &p.transitions {
+        let guard: Vec<&Expr> = t.when.iter().collect();
+        check_body(&format!("transition `{}`", t.name), t.slots, &guard, &[])?;
+        for s in &t.slices {
+            check_body(&format!("slice `{}.{}`", t.name, s.name), t.slots, &[], &s.body)?;
+        }
+    }
+    for h in &p.handlers {
+        if (h.params.len() as u64) > u64::from(h.slots) {
+            return Err(format!("handler `{}` has more parameters than slots", h.name));
+        }
+        check_body(&format!("handler `{}`", h.name), h.slots, &[], &h.body)?;
+    }
+    Ok(())
+}
+
+/// E008 for each body of a compiled program over a bound (too deep an
+/// expression or statement nesting, too many locals): what [`validate`]
+/// would refuse, reported where it was written.
+pub fn diagnose(p: &Program, map: &SourceMap, diags: &mut Vec<Diagnostic>) {
+    let mut report = |result: Result<(), String>, span: Option<&Span>| {
+        if let Err(message) = result {
+            diags.push(
+                Diagnostic::new(Code::E008, span.copied().unwrap_or_default(), message)
+                    .with_hint("split the expression with `let`, or the body into smaller slices"),
+            );
+        }
+    };
+    for (i, g) in p.goals.iter().enumerate() {
+        report(check_body(&format!("goal `{}`", g.name), g.slots, &[&g.predicate], &[]), map.goals.get(i));
+    }
+    for (i, inv) in p.invariants.iter().enumerate() {
+        let result = check_body(&format!("invariant `{}`", inv.name), inv.slots, &[&inv.predicate], &[]);
+        report(result, map.invariants.get(i));
+    }
+    for (i, t) in p.transitions.iter().enumerate() {
+        let guard: Vec<&Expr> = t.when.iter().collect();
+        let mut result = check_body(&format!("transition `{}`", t.name), t.slots, &guard, &[]);
+        for s in &t.slices {
+            result = result.and_then(|()| check_body(&format!("slice `{}.{}`", t.name, s.name), t.slots, &[], &s.body));
+        }
+        report(result, map.transitions.get(i));
+    }
+    for (i, h) in p.handlers.iter().enumerate() {
+        report(check_body(&format!("handler `{}`", h.name), h.slots, &[], &h.body), map.handlers.get(i));
+    }
+}
