@@ -349,6 +349,28 @@ pub(crate) fn goal_from_wire(g: pb::GoalInfo) -> Goal {
     }
 }
 
+/// Which goals [`Client::goals_page`] lists.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GoalFilter {
+    /// A singleton, an instance (`Pool[web]`) or a kind (every instance).
+    pub domain: Option<String>,
+    /// One status (`TRAPPED`, ...).
+    pub status: Option<String>,
+    /// At most this many (0: all).
+    pub limit: u32,
+    /// Matches skipped first.
+    pub offset: u64,
+}
+
+/// One page of goals.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GoalPage {
+    /// The goals, in program order.
+    pub goals: Vec<Goal>,
+    /// How many goals match the filter in all.
+    pub total: u64,
+}
+
 /// How a mutation names its causes.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct WriteOptions {
@@ -634,9 +656,50 @@ impl Client {
 
     /// Every goal with its status (linearizable).
     pub async fn goals(&self) -> Result<Vec<Goal>, ClientError> {
-        let r =
-            self.call(Target::Leader, pb::ListGoalsRequest {}, |mut c, r| async move { c.list_goals(r).await }).await?;
-        Ok(r.goals.into_iter().map(goal_from_wire).collect())
+        Ok(self.goals_page(&GoalFilter::default()).await?.goals)
+    }
+
+    /// The goals a filter selects, one page (linearizable).
+    pub async fn goals_page(&self, filter: &GoalFilter) -> Result<GoalPage, ClientError> {
+        let request = pb::ListGoalsRequest {
+            domain: filter.domain.clone().unwrap_or_default(),
+            status: filter.status.clone().unwrap_or_default(),
+            limit: filter.limit,
+            offset: filter.offset,
+        };
+        let r = self.call(Target::Leader, request, |mut c, r| async move { c.list_goals(r).await }).await?;
+        Ok(GoalPage { goals: r.goals.into_iter().map(goal_from_wire).collect(), total: r.total })
+    }
+
+    /// Creates instances of a kind, each with initial values (all or none);
+    /// with `upsert`, writes the values of those that exist instead.
+    pub async fn create_instances(
+        &self,
+        kind: &str,
+        instances: &[(String, Vec<(String, Value)>)],
+        upsert: bool,
+    ) -> Result<u64, ClientError> {
+        let instances = instances
+            .iter()
+            .map(|(key, values)| pb::InstanceSpec {
+                key: key.clone(),
+                values: values
+                    .iter()
+                    .map(|(name, v)| pb::NamedValue { name: name.clone(), value: Some(value::to_wire(v)) })
+                    .collect(),
+            })
+            .collect();
+        let as_name = self.config().as_name.clone().unwrap_or_default();
+        let request = pb::CreateInstancesRequest { kind: kind.to_string(), instances, upsert, as_name };
+        let r = self.call(Target::Leader, request, |mut c, r| async move { c.create_instances(r).await }).await?;
+        Ok(r.index)
+    }
+
+    /// Deletes instances of a kind: their work is cancelled, their history kept.
+    pub async fn delete_instances(&self, kind: &str, keys: &[String]) -> Result<u64, ClientError> {
+        let request = pb::DeleteInstancesRequest { kind: kind.to_string(), keys: keys.to_vec() };
+        let r = self.call(Target::Leader, request, |mut c, r| async move { c.delete_instances(r).await }).await?;
+        Ok(r.index)
     }
 
     /// The last `limit` cycle records (0: the node's default), oldest first,

@@ -58,14 +58,59 @@ pub struct Assignment {
 /// assert!(parse_assignment("Pool.nodes").is_err());
 /// ```
 pub fn parse_assignment(text: &str) -> Result<Assignment, ParseError> {
-    let malformed = || ParseError(format!("malformed assignment `{text}`: expected Domain.field=value"));
+    let malformed =
+        || ParseError(format!("malformed assignment `{text}`: expected Domain.field=value or Kind[key].field=value"));
     let (target, value) = text.split_once('=').ok_or_else(malformed)?;
-    let (domain, field) = target.trim().split_once('.').ok_or_else(malformed)?;
-    if !is_ident(domain) || !is_ident(field) {
+    let (domain, field) = split_target(target.trim()).ok_or_else(malformed)?;
+    if !is_domain_name(domain) || !is_ident(field) {
         return Err(malformed());
     }
     let value = parse_value(value).map_err(|e| ParseError(format!("bad value in `{text}`: {e}")))?;
     Ok(Assignment { domain: domain.to_string(), field: field.to_string(), value })
+}
+
+/// `Domain.rest` or `Kind[key].rest` split after the domain (a key may
+/// contain dots).
+pub fn split_target(text: &str) -> Option<(&str, &str)> {
+    match text.find('[') {
+        Some(open) if text[..open].find('.').is_none() => {
+            let close = open + text[open..].find(']')?;
+            let rest = text[close + 1..].strip_prefix('.')?;
+            Some((&text[..=close], rest))
+        }
+        _ => text.split_once('.'),
+    }
+}
+
+/// Whether `s` names a domain: `Domain`, or an instance `Kind[key]`.
+pub fn is_domain_name(s: &str) -> bool {
+    match s.strip_suffix(']').and_then(|s| s.split_once('[')) {
+        Some((kind, key)) => is_ident(kind) && is_key(key),
+        None => is_ident(s),
+    }
+}
+
+/// Whether `s` may be an instance key: 1 to 128 letters, digits or `-_.:`.
+pub fn is_key(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+}
+
+/// Parses `Kind/key` (an instance on the command line).
+///
+/// ```
+/// use lexum_client::value::parse_instance;
+/// assert_eq!(parse_instance("Pool/web").unwrap(), ("Pool".to_string(), "web".to_string()));
+/// assert!(parse_instance("Pool").is_err());
+/// ```
+pub fn parse_instance(text: &str) -> Result<(String, String), ParseError> {
+    let malformed = || ParseError(format!("malformed instance `{text}`: expected Kind/key"));
+    let (kind, key) = text.split_once('/').ok_or_else(malformed)?;
+    if !is_ident(kind) || !is_key(key) {
+        return Err(malformed());
+    }
+    Ok((kind.to_string(), key.to_string()))
 }
 
 /// Whether `s` is a Lexum identifier.

@@ -467,6 +467,70 @@ fn operator_workflow() {
 /// The leader dies: a watch resumes on another node without losing or
 /// repeating events, the worker reconnects to the new leader, and the CLI
 /// finds it.
+const KINDS: &str = r#"
+effect Cloud.SetNodeCount(pool: string, count: int) -> int
+
+domain Pool[name] {
+  state {
+    nodes: int = 1
+    want: int = 3
+  }
+  invariant Sane { want >= 0 && want <= 100 }
+  goal Sized { nodes == want }
+  transition Resize for Sized retry 3 backoff 100ms..200ms {
+    slice call { emit Cloud.SetNodeCount(pool: key, count: want) -> got }
+    slice record { nodes = got }
+  }
+}
+"#;
+
+/// `Domain.Goal` of every listed goal.
+fn goal_names(goals: &Json) -> Vec<String> {
+    let goals = goals.as_array().expect("goals is an array");
+    goals
+        .iter()
+        .map(|g| format!("{}.{}", g["domain"].as_str().unwrap_or(""), g["goal"].as_str().unwrap_or("")))
+        .collect()
+}
+
+#[test]
+fn kinds_workflow() {
+    let cluster = Cluster::start();
+    let program = write_program(&cluster, "kinds.lxm", KINDS);
+    cluster.check(&["submit", &program], 0);
+    assert_eq!(goal_names(&cluster.json(&["goals"])), Vec::<String>::new(), "a kind alone has no goals");
+    // create: several instances with initial values, one request per kind
+    let out = cluster.check(&["create", "Pool/web", "want=5", "Pool/db"], 0);
+    assert!(out.contains("created Pool[web], Pool[db]"), "{out}");
+    assert_eq!(goal_names(&cluster.json(&["goals", "Pool"])), ["Pool[web].Sized", "Pool[db].Sized"]);
+    assert_eq!(goal_names(&cluster.json(&["goals", "Pool/db"])), ["Pool[db].Sized"]);
+    assert_eq!(cluster.field("Pool[web]", "want"), 5);
+    // set an instance's field; --create makes a missing one with the values
+    cluster.check(&["set", "Pool[web].want=7"], 0);
+    assert_eq!(cluster.field("Pool[web]", "want"), 7);
+    cluster.check(&["set", "--create", "Pool[cache].want=2"], 0);
+    assert_eq!(cluster.field("Pool[cache]", "want"), 2);
+    // filters and pages
+    let violated = cluster.json(&["goals", "--status", "repairing", "--limit", "2"]);
+    assert_eq!(goal_names(&violated).len(), 2, "{violated}");
+    let rest = cluster.json(&["goals", "--status", "REPAIRING", "--offset", "2"]);
+    assert_eq!(goal_names(&rest).len(), 1, "{rest}");
+    // delete: gone from the listing, its history kept for why
+    cluster.check(&["delete", "Pool/db"], 0);
+    assert_eq!(goal_names(&cluster.json(&["goals", "Pool"])), ["Pool[web].Sized", "Pool[cache].Sized"]);
+    let history = cluster.json(&["why", "Pool[web].want"]);
+    assert_eq!(history.as_array().map(Vec::len), Some(2), "{history}");
+    // bad input: one line, exit 1, nothing changed
+    cluster.check_error(&["create", "Pool/web"], 1, "exists");
+    cluster.check_error(&["create", "Pool/x", "want=500"], 1, "E011");
+    cluster.check_error(&["set", "Pool.want=1"], 1, "is a kind");
+    cluster.check_error(&["set", "Pool[db].want=1"], 1, "deleted");
+    cluster.check_error(&["create", "Nope/x"], 1, "unknown kind");
+    cluster.check_error(&["create", "want=1"], 1, "before any Kind/key");
+    cluster.check(&["release", "Pool"], 0);
+    cluster.check(&["release", "Pool/web"], 0);
+}
+
 #[test]
 fn failover_keeps_watch_and_worker_going() {
     let mut cluster = Cluster::start();

@@ -59,7 +59,7 @@ impl Drop for NestingGuard {
 /// Depth of an expression tree (a leaf is 1).
 pub fn expr_depth(e: &Expr) -> u32 {
     let children: Vec<&Expr> = match e {
-        Expr::Lit(_) | Expr::Field(_) | Expr::Slot(_) => Vec::new(),
+        Expr::Lit(_) | Expr::Field(_) | Expr::Slot(_) | Expr::Key => Vec::new(),
         Expr::List(items) | Expr::Call(_, items) => items.iter().collect(),
         Expr::Unary(_, a) => vec![a],
         Expr::Binary(_, a, b) => vec![a, b],
@@ -96,7 +96,7 @@ fn visit_stmts<'p>(stmts: &'p [Stmt], depth: u32, f: &mut dyn FnMut(Option<&'p E
 fn expr_slots(e: &Expr, out: &mut Vec<SlotId>) {
     match e {
         Expr::Slot(s) => out.push(*s),
-        Expr::Lit(_) | Expr::Field(_) => {}
+        Expr::Lit(_) | Expr::Field(_) | Expr::Key => {}
         Expr::List(items) | Expr::Call(_, items) => items.iter().for_each(|i| expr_slots(i, out)),
         Expr::Unary(_, a) => expr_slots(a, out),
         Expr::Binary(_, a, b) => {

@@ -11,7 +11,7 @@ use crate::program::*;
 /// Every field an expression may read, appended to `out`.
 pub fn expr_fields(e: &Expr, out: &mut Vec<FieldId>) {
     match e {
-        Expr::Lit(_) | Expr::Slot(_) => {}
+        Expr::Lit(_) | Expr::Slot(_) | Expr::Key => {}
         Expr::Field(f) => out.push(*f),
         Expr::List(items) | Expr::Call(_, items) => items.iter().for_each(|i| expr_fields(i, out)),
         Expr::Unary(_, x) => expr_fields(x, out),

@@ -11,7 +11,7 @@ use std::fmt;
 /// Leading bytes of every encoded program.
 pub const MAGIC: [u8; 4] = *b"LXMP";
 /// Version of the binary layout; bumped on any incompatible change.
-pub const FORMAT_VERSION: u16 = 1;
+pub const FORMAT_VERSION: u16 = 2;
 /// Bytes before the payload: magic, format version, payload length.
 const HEADER_LEN: usize = 4 + 2 + 8;
 
@@ -244,6 +244,9 @@ pub struct Param {
 pub struct Domain {
     /// Domain name.
     pub name: String,
+    /// For a kind (`domain Pool[name]`), what its key names: the domain is
+    /// then a template, and its instances are created at run time.
+    pub key: Option<String>,
     /// The domain's level, inherited by goals without their own.
     pub priority: Priority,
     /// Domains declared with `reads`.
@@ -497,6 +500,8 @@ pub enum Expr {
         /// The predicate.
         body: Box<Expr>,
     },
+    /// `key`: the key of the instance evaluating (a string; only in kinds).
+    Key,
 }
 
 /// Assignment operators.
@@ -697,6 +702,7 @@ mod tests {
         Program {
             effects: vec![],
             domains: vec![Domain {
+                key: None,
                 name: "Pool".into(),
                 priority: Priority::Normal,
                 reads: vec![],
@@ -809,6 +815,7 @@ mod nested_decode {
         Binary(BinaryOp, Box<Expr>, Box<Expr>),
         Call(Builtin, Vec<Expr>),
         Quantified { kind: Quantifier, slot: SlotId, list: Box<Expr>, body: Box<Expr> },
+        Key,
     }
 
     impl<'de> Deserialize<'de> for Expr {
@@ -823,6 +830,7 @@ mod nested_decode {
                 ExprRepr::Binary(op, a, b) => Expr::Binary(op, a, b),
                 ExprRepr::Call(f, args) => Expr::Call(f, args),
                 ExprRepr::Quantified { kind, slot, list, body } => Expr::Quantified { kind, slot, list, body },
+                ExprRepr::Key => Expr::Key,
             })
         }
     }

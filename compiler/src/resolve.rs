@@ -92,6 +92,8 @@ pub struct DomainSyms {
     pub handlers: HashMap<String, u32>,
     /// Domains read (indices, deduplicated, in order).
     pub reads: Vec<u32>,
+    /// A kind: instances are created at run time, each with its own state.
+    pub kind: bool,
 }
 
 /// All declarations of a file.
@@ -182,7 +184,15 @@ pub fn declare(file: &ast::File, default_list_max: u32, diags: &mut Vec<Diagnost
         }
     }
     for (di, d) in file.domains.iter().enumerate() {
-        let mut syms = DomainSyms { name: d.name.text.to_string(), ..DomainSyms::default() };
+        let mut syms = DomainSyms { name: d.name.text.to_string(), kind: d.key.is_some(), ..DomainSyms::default() };
+        if d.key.is_some() && d.fields.iter().any(|f| f.name.text == "key") {
+            if let Some(f) = d.fields.iter().find(|f| f.name.text == "key") {
+                diags.push(
+                    Diagnostic::new(Code::E002, f.name.span, "a kind cannot have a field named `key`")
+                        .with_hint("inside a kind, `key` is the instance's key"),
+                );
+            }
+        }
         let mut spans: HashMap<&str, Span> = HashMap::default();
         for f in &d.fields {
             if let Some(first) = spans.get(f.name.text) {
@@ -227,10 +237,14 @@ pub fn declare(file: &ast::File, default_list_max: u32, diags: &mut Vec<Diagnost
             });
         }
         for r in &d.reads {
+            let keyed = d.keyed_reads.iter().any(|k| k.span == r.span);
             match s.domain_index.get(r.text) {
-                Some(&rd) if rd as usize == di => {}
                 Some(&rd) => {
-                    if !syms.reads.contains(&rd) {
+                    let read_kind = file.domains.get(rd as usize).is_some_and(|o| o.key.is_some());
+                    if let Some(diag) = instance_address(r, read_kind, keyed, d.key.is_some()) {
+                        diags.push(diag);
+                    }
+                    if rd as usize != di && !syms.reads.contains(&rd) {
                         syms.reads.push(rd);
                     }
                 }
@@ -240,4 +254,25 @@ pub fn declare(file: &ast::File, default_list_max: u32, diags: &mut Vec<Diagnost
         s.domains.push(syms);
     }
     s
+}
+
+/// Checks how a domain is addressed: a kind only as `Kind[key]` and only
+/// from an instance (which has a key), a singleton never with `[key]`.
+pub fn instance_address(name: &ast::Name, is_kind: bool, keyed: bool, from_kind: bool) -> Option<Diagnostic> {
+    let text = name.text;
+    match (is_kind, keyed, from_kind) {
+        (true, false, _) => Some(
+            Diagnostic::new(Code::E002, name.span, format!("`{text}` is a kind: name an instance, `{text}[key]`"))
+                .with_hint(format!("`{text}[key]` is the instance with the same key as the one evaluating")),
+        ),
+        (true, true, false) => Some(
+            Diagnostic::new(Code::E002, name.span, format!("a singleton has no key to address `{text}[key]` with"))
+                .with_hint("only a kind's instances (`domain D[name]`) can name another kind's instance"),
+        ),
+        (false, true, _) => Some(
+            Diagnostic::new(Code::E002, name.span, format!("`{text}` is not a kind: write `{text}` without `[key]`"))
+                .with_hint(format!("declare `domain {text}[name]` to make it a kind")),
+        ),
+        _ => None,
+    }
 }

@@ -45,7 +45,7 @@ domain Left {
 "#;
     let verdict = || {
         let c = compile("odd.lxm", source, &CompileOptions::default());
-        c.diagnostics.iter().map(|d| d.code.clone()).collect::<Vec<_>>()
+        c.diagnostics.iter().map(|d| d.code).collect::<Vec<_>>()
     };
     let first = verdict();
     for _ in 0..3 {

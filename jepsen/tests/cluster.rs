@@ -94,7 +94,7 @@ async fn set_on_leader(cluster: &LocalCluster, domain: &str, field: &str, n: i64
 
 async fn goal(cluster: &LocalCluster, domain: &str, name: &str) -> Option<pb::GoalInfo> {
     let mut client = leader_client(cluster).await;
-    let goals = client.list_goals(pb::ListGoalsRequest {}).await.ok()?.into_inner().goals;
+    let goals = client.list_goals(pb::ListGoalsRequest::default()).await.ok()?.into_inner().goals;
     goals.into_iter().find(|g| g.domain == domain && g.goal == name)
 }
 

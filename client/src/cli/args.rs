@@ -109,6 +109,10 @@ pub enum Command {
         /// are attributed to its cycle.
         #[arg(long = "caused-by", value_name = "KEY")]
         caused_by: Vec<String>,
+        /// Create each instance written (`Kind[key].field=value`) that does
+        /// not exist yet, with these values.
+        #[arg(long)]
+        create: bool,
     },
     /// Show the latest writes of a field with their causes.
     Why {
@@ -128,8 +132,20 @@ pub enum Command {
         /// Domain name.
         domain: String,
     },
-    /// List every goal with its status.
-    Goals,
+    /// List goals with their status (all, or a domain's, a kind's or an instance's).
+    Goals(super::goals::GoalsFlags),
+    /// Create instances of kinds: `Kind/key field=value ... Kind/key2 ...`.
+    Create {
+        /// `Kind/key` starts an instance; `field=value` sets its initial values.
+        #[arg(required = true, allow_hyphen_values = true)]
+        items: Vec<String>,
+    },
+    /// Delete instances (`Kind/key ...`): their work is cancelled, their history kept.
+    Delete {
+        /// `Kind/key`.
+        #[arg(required = true)]
+        instances: Vec<String>,
+    },
     /// Stream engine events.
     Watch {
         /// First log index of interest (default: only new events).

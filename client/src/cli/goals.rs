@@ -4,13 +4,27 @@ use super::output;
 use super::settings::{parse_duration, Settings};
 use super::Failure;
 use futures::StreamExt;
-use lexum_client::value::is_ident;
-use lexum_client::{Client, Event};
+use lexum_client::value::{is_domain_name, is_ident, parse_instance, split_target};
+use lexum_client::{Client, Event, GoalFilter};
 use std::time::Duration;
 
-/// Lists every goal; JSON is `[{domain, goal, priority, status, code, evidence}]`.
-pub async fn list(settings: &Settings, client: &Client) -> Result<(), Failure> {
-    let goals = client.goals().await?;
+/// Lists goals (all, of a domain, kind or instance, with a status, one
+/// page); JSON is `[{domain, goal, priority, status, code, evidence}]`.
+pub async fn list(settings: &Settings, client: &Client, flags: &GoalsFlags) -> Result<(), Failure> {
+    let domain = match flags.target.as_deref() {
+        None => None,
+        Some(target) => Some(parse_target(target, false)?).and_then(|(d, goal)| goal.is_none().then_some(d)),
+    };
+    if flags.target.is_some() && domain.is_none() {
+        return Err(Failure::User("goals takes a domain, a kind or an instance (Kind/key), not a goal".into()));
+    }
+    let status = flags.status.as_ref().map(|s| s.to_ascii_uppercase());
+    let filter = GoalFilter { domain, status, limit: flags.limit, offset: flags.offset };
+    let page = client.goals_page(&filter).await?;
+    let goals = page.goals;
+    if !settings.json() && (flags.limit > 0 || flags.offset > 0) {
+        eprintln!("goals {}-{} of {}", flags.offset + 1, flags.offset + goals.len() as u64, page.total);
+    }
     if settings.json() {
         let items: Vec<serde_json::Value> = goals
             .iter()
@@ -50,6 +64,24 @@ pub async fn list(settings: &Settings, client: &Client) -> Result<(), Failure> {
         });
     }
     Ok(())
+}
+
+/// `lexumctl goals` flags.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct GoalsFlags {
+    /// Only this domain's goals: a singleton, a kind (every instance) or an
+    /// instance (`Kind/key`).
+    pub target: Option<String>,
+    /// Only goals with this status (SATISFIED, VIOLATED, REPAIRING, FAILED,
+    /// DOMINATED, TRAPPED, CONTESTED).
+    #[arg(long)]
+    pub status: Option<String>,
+    /// At most this many goals (0: all).
+    #[arg(long, default_value_t = 0)]
+    pub limit: u32,
+    /// Skip this many matching goals first.
+    #[arg(long, default_value_t = 0)]
+    pub offset: u64,
 }
 
 /// Streams events (one JSON object per line with `--output json`) until
@@ -140,15 +172,22 @@ pub async fn history(settings: &Settings, client: &Client, limit: u32) -> Result
     Ok(())
 }
 
-/// `Domain` or `Domain.Goal`.
+/// `Domain`, `Domain.Goal`, an instance `Kind[key]` or `Kind/key`, or
+/// `Kind[key].Goal`; returns the domain as the cluster names it.
 pub(super) fn parse_target(text: &str, goal_required: bool) -> Result<(String, Option<String>), Failure> {
-    let (domain, goal) = match text.split_once('.') {
+    let wanted = if goal_required { "Domain.Goal or Kind[key].Goal" } else { "Domain, Kind/key or Domain.Goal" };
+    let malformed = || Failure::User(format!("malformed target `{text}`: expected {wanted}"));
+    if let Ok((kind, key)) = parse_instance(text) {
+        if goal_required {
+            return Err(malformed());
+        }
+        return Ok((format!("{kind}[{key}]"), None));
+    }
+    let (domain, goal) = match split_target(text) {
         Some((d, g)) => (d, Some(g)),
         None => (text, None),
     };
-    let wanted = if goal_required { "Domain.Goal" } else { "Domain or Domain.Goal" };
-    let malformed = || Failure::User(format!("malformed target `{text}`: expected {wanted}"));
-    if !is_ident(domain) || goal.is_some_and(|g| !is_ident(g)) || (goal_required && goal.is_none()) {
+    if !is_domain_name(domain) || goal.is_some_and(|g| !is_ident(g)) || (goal_required && goal.is_none()) {
         return Err(malformed());
     }
     Ok((domain.to_string(), goal.map(str::to_string)))

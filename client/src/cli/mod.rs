@@ -88,11 +88,15 @@ fn run(cli: Cli) -> Result<(), Failure> {
         let client = Client::new_lazy(settings.client.clone())?;
         match cli.command {
             Command::Submit { file } => state::submit(&settings, &client, &file).await,
-            Command::Set { assignments, caused_by } => state::set(&settings, &client, &assignments, caused_by).await,
+            Command::Set { assignments, caused_by, create } => {
+                state::set(&settings, &client, &assignments, caused_by, create).await
+            }
+            Command::Create { items } => state::create(&settings, &client, &items).await,
+            Command::Delete { instances } => state::delete(&settings, &client, &instances).await,
             Command::Why { target, last } => provenance::why(&settings, &client, &target, last).await,
             Command::Explain { target } => provenance::explain(&settings, &client, &target).await,
             Command::Get { domain } => state::get(&settings, &client, &domain).await,
-            Command::Goals => goals::list(&settings, &client).await,
+            Command::Goals(flags) => goals::list(&settings, &client, &flags).await,
             Command::Watch { from, count, duration } => goals::watch(&settings, &client, from, count, duration).await,
             Command::History { limit } => goals::history(&settings, &client, limit).await,
             Command::Release { target } => goals::release(&settings, &client, &target).await,

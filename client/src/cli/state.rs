@@ -4,8 +4,10 @@ use super::check::{compile_file, read_source};
 use super::output;
 use super::settings::Settings;
 use super::Failure;
-use lexum_client::{parse_assignment, value, Client, FieldWrite, WriteOptions};
+use lexum_client::value::{is_ident, parse_instance};
+use lexum_client::{parse_assignment, parse_value, value, Client, FieldWrite, Value, WriteOptions};
 use lexum_compiler::{render, to_json, Diagnostic, Severity};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 /// Compiles locally (errors never reach the cluster), then installs.
@@ -44,12 +46,14 @@ pub async fn submit(settings: &Settings, client: &Client, path: &Path) -> Result
 }
 
 /// Parses every assignment first (nothing is sent if one is malformed),
-/// then writes them in one atomic mutation.
+/// then writes them in one atomic mutation. With `create`, the instances
+/// written are first created where missing (with the values written).
 pub async fn set(
     settings: &Settings,
     client: &Client,
     assignments: &[String],
     caused_by: Vec<String>,
+    create: bool,
 ) -> Result<(), Failure> {
     let writes = assignments
         .iter()
@@ -58,6 +62,20 @@ pub async fn set(
             Ok(FieldWrite::new(a.domain, a.field, a.value))
         })
         .collect::<Result<Vec<_>, Failure>>()?;
+    if create {
+        let mut by_kind: BTreeMap<String, Vec<(String, Vec<(String, Value)>)>> = BTreeMap::new();
+        for w in &writes {
+            let Some((kind, key)) = w.domain.strip_suffix(']').and_then(|d| d.split_once('[')) else { continue };
+            let instances = by_kind.entry(kind.to_string()).or_default();
+            match instances.iter_mut().find(|(k, _)| k == key) {
+                Some((_, values)) => values.push((w.field.clone(), w.value.clone())),
+                None => instances.push((key.to_string(), vec![(w.field.clone(), w.value.clone())])),
+            }
+        }
+        for (kind, instances) in &by_kind {
+            client.create_instances(kind, instances, true).await?;
+        }
+    }
     let index = client.mutate_with(&writes, &WriteOptions { as_name: None, caused_by }).await?;
     if settings.json() {
         output::json(&serde_json::json!({ "index": index }));
@@ -80,6 +98,73 @@ pub async fn get(settings: &Settings, client: &Client, domain: &str) -> Result<(
         let rows: Vec<Vec<String>> =
             state.fields.iter().map(|(name, v)| vec![name.clone(), value::display(v)]).collect();
         output::table(&["FIELD", "VALUE"], &rows, |_, _| None);
+    }
+    Ok(())
+}
+
+/// Parses `Kind/key field=value ... Kind/key ...` into instances per kind.
+fn parse_instances(items: &[String]) -> Result<BTreeMap<String, Vec<(String, Vec<(String, Value)>)>>, Failure> {
+    let mut out: BTreeMap<String, Vec<(String, Vec<(String, Value)>)>> = BTreeMap::new();
+    let mut current: Option<(String, usize)> = None;
+    for item in items {
+        if !item.contains('=') {
+            let (kind, key) = parse_instance(item).map_err(|e| Failure::User(e.to_string()))?;
+            let list = out.entry(kind.clone()).or_default();
+            list.push((key, Vec::new()));
+            current = Some((kind, list.len() - 1));
+            continue;
+        }
+        let Some((kind, at)) = &current else {
+            return Err(Failure::User(format!("`{item}` comes before any Kind/key")));
+        };
+        let (field, text) = item.split_once('=').unwrap_or_default();
+        if !is_ident(field) {
+            return Err(Failure::User(format!("malformed value `{item}`: expected field=value")));
+        }
+        let v = parse_value(text).map_err(|e| Failure::User(format!("bad value in `{item}`: {e}")))?;
+        if let Some((_, values)) = out.get_mut(kind).and_then(|l| l.get_mut(*at)) {
+            values.push((field.to_string(), v));
+        }
+    }
+    Ok(out)
+}
+
+/// Creates instances: one request per kind, each all or none.
+pub async fn create(settings: &Settings, client: &Client, items: &[String]) -> Result<(), Failure> {
+    let by_kind = parse_instances(items)?;
+    let mut indexes = Vec::new();
+    for (kind, instances) in &by_kind {
+        let index = client.create_instances(kind, instances, false).await?;
+        indexes.push(index);
+        if !settings.json() {
+            let names: Vec<String> = instances.iter().map(|(key, _)| format!("{kind}[{key}]")).collect();
+            println!("created {} at index {index}", names.join(", "));
+        }
+    }
+    if settings.json() {
+        output::json(&serde_json::json!({ "indexes": indexes }));
+    }
+    Ok(())
+}
+
+/// Deletes instances: one request per kind.
+pub async fn delete(settings: &Settings, client: &Client, instances: &[String]) -> Result<(), Failure> {
+    let mut by_kind: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for text in instances {
+        let (kind, key) = parse_instance(text).map_err(|e| Failure::User(e.to_string()))?;
+        by_kind.entry(kind).or_default().push(key);
+    }
+    let mut indexes = Vec::new();
+    for (kind, keys) in &by_kind {
+        let index = client.delete_instances(kind, keys).await?;
+        indexes.push(index);
+        if !settings.json() {
+            let names: Vec<String> = keys.iter().map(|key| format!("{kind}[{key}]")).collect();
+            println!("deleted {} at index {index}", names.join(", "));
+        }
+    }
+    if settings.json() {
+        output::json(&serde_json::json!({ "indexes": indexes }));
     }
     Ok(())
 }

@@ -230,7 +230,7 @@ impl Body<'_> {
                 };
                 Some(Stmt::Emit { effect: EffectId(eid), args, bind })
             }
-            ast::Stmt::Send { domain, name, args, span } => {
+            ast::Stmt::Send { domain, keyed, name, args, span } => {
                 let Some(&did) = self.syms.domain_index.get(domain.text) else {
                     self.err(Code::E002, domain.span, format!("unknown domain `{}`", domain.text));
                     for a in args {
@@ -238,6 +238,12 @@ impl Body<'_> {
                     }
                     return None;
                 };
+                let own_kind = self.syms.domains[self.domain as usize].kind;
+                let addressed =
+                    crate::resolve::instance_address(domain, self.syms.domains[did as usize].kind, *keyed, own_kind);
+                if let Some(diag) = addressed {
+                    self.diags.push(diag);
+                }
                 let Some(&hid) = self.syms.domains[did as usize].handlers.get(name.text) else {
                     self.diags.push(
                         Diagnostic::new(

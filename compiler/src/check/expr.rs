@@ -15,7 +15,7 @@ impl Body<'_> {
             ExprKind::Bool(b) => T { expr: Expr::Lit(Value::Bool(*b)), ty: Ty::Bool, cost: cost::LEAF },
             ExprKind::Str(s) => T { expr: Expr::Lit(Value::Str(s.clone())), ty: Ty::Str, cost: cost::LEAF },
             ExprKind::Error => T::error(),
-            ExprKind::Path(path) => self.path(path.segments(), e.span),
+            ExprKind::Path(path) => self.path(path.segments(), path.keyed(), e.span),
             ExprKind::List(items) => {
                 let mut elem = Ty::Unknown;
                 let mut exprs = Vec::new();
@@ -76,7 +76,7 @@ impl Body<'_> {
         T { expr: Expr::Field(FieldId(fid)), ty: self.syms.fields[fid as usize].ty.clone(), cost: cost::LEAF }
     }
 
-    pub(super) fn path(&mut self, segs: &[Name], span: Span) -> T {
+    pub(super) fn path(&mut self, segs: &[Name], keyed: bool, span: Span) -> T {
         let own = self.domain;
         if self.kind == Kind::Const && !(segs.len() == 1 && self.lookup(segs[0].text).is_some()) {
             self.diags.push(
@@ -95,6 +95,9 @@ impl Body<'_> {
                 }
                 if let Some(&f) = self.syms.domains[own as usize].fields.get(n.text) {
                     return self.field_ref(f);
+                }
+                if n.text == "key" && self.syms.domains[own as usize].kind {
+                    return T { expr: Expr::Key, ty: Ty::Str, cost: cost::LEAF };
                 }
                 if self.syms.domain_index.contains_key(n.text) {
                     self.err(Code::E003, n.span, format!("`{}` is a domain, not a value", n.text));
@@ -118,6 +121,12 @@ impl Body<'_> {
                     self.err(Code::E002, d.span, format!("unknown domain `{}`", d.text));
                     return T::error();
                 };
+                let is_kind = self.syms.domains[did as usize].kind;
+                let own_kind = self.syms.domains[own as usize].kind;
+                if let Some(diag) = crate::resolve::instance_address(d, is_kind, keyed, own_kind) {
+                    self.diags.push(diag);
+                    return T::error();
+                }
                 let Some(&fid) = self.syms.domains[did as usize].fields.get(f.text) else {
                     self.err(Code::E002, f.span, format!("domain `{}` has no field `{}`", d.text, f.text));
                     return T::error();

@@ -292,6 +292,7 @@ fn check_domains(
         let dsyms = &syms.domains[di];
         let mut dom = Domain {
             name: d.name.text.to_string(),
+            key: d.key.map(|k| k.text.to_string()),
             priority: d.priority.as_ref().map(|p| p.level).unwrap_or(Priority::Normal),
             reads: dsyms.reads.iter().map(|r| DomainId(*r)).collect(),
             fields: Vec::new(),

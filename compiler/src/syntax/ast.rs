@@ -70,15 +70,20 @@ pub struct PriorityDecl {
     pub span: Span,
 }
 
-/// `domain Name priority level { members }`.
+/// `domain Name priority level { members }`, or `domain Name[key] ...`
+/// for a kind whose instances are created at run time.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DomainDecl<'s> {
     /// Name.
     pub name: Name<'s>,
+    /// For a kind, what its key names (`name` in `domain Pool[name]`).
+    pub key: Option<Name<'s>>,
     /// Declared level.
     pub priority: Option<PriorityDecl>,
     /// `reads` names.
     pub reads: Vec<Name<'s>>,
+    /// Those of them read as `Kind[key]` (the instance with the same key).
+    pub keyed_reads: Vec<Name<'s>>,
     /// State fields.
     pub fields: Vec<FieldDecl<'s>>,
     /// Goals.
@@ -113,6 +118,7 @@ impl DomainDecl<'_> {
             handler.body = Vec::new();
         }
         self.reads.shrink_to_fit();
+        self.keyed_reads.shrink_to_fit();
         self.fields.shrink_to_fit();
         self.goals.shrink_to_fit();
         self.invariants.shrink_to_fit();
@@ -268,6 +274,8 @@ pub enum Stmt<'s> {
     Send {
         /// Domain.
         domain: Name<'s>,
+        /// Addressed as `Kind[key]`: the instance with the sender's key.
+        keyed: bool,
         /// Handler.
         name: Name<'s>,
         /// Arguments.
@@ -286,24 +294,31 @@ pub use crate::program::Quantifier;
 /// Unary operators as written.
 pub use crate::program::UnaryOp;
 
-/// A name of one or two parts: `x` or `Domain.x`.
+/// A name of one or two parts: `x`, `Domain.x`, or `Kind[key].x`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Path<'s> {
     /// The parts: the first, and the second when there is one.
     parts: [Name<'s>; 2],
     /// 1 or 2.
     len: u8,
+    /// The first part was written `Kind[key]`.
+    keyed: bool,
 }
 
 impl<'s> Path<'s> {
     /// A one-part name.
     pub fn single(name: Name<'s>) -> Path<'s> {
-        Path { parts: [name, name], len: 1 }
+        Path { parts: [name, name], len: 1, keyed: false }
     }
 
-    /// `first.second`.
-    pub fn pair(first: Name<'s>, second: Name<'s>) -> Path<'s> {
-        Path { parts: [first, second], len: 2 }
+    /// `first.second`, or `first[key].second` when `keyed`.
+    pub fn pair(first: Name<'s>, second: Name<'s>, keyed: bool) -> Path<'s> {
+        Path { parts: [first, second], len: 2, keyed }
+    }
+
+    /// Whether the first part was written `Kind[key]`.
+    pub fn keyed(&self) -> bool {
+        self.keyed
     }
 
     /// The parts in order.

@@ -387,12 +387,21 @@ impl<'s, 'd> Parser<'s, 'd> {
     fn domain(&mut self) -> PResult<DomainDecl<'s>> {
         let start = self.expect_kw("domain")?;
         let name = self.ident("a domain name")?;
+        let key = if self.eat(&Tok::LBracket) {
+            let key = self.ident("the name of the kind's key (`domain Pool[name]`)")?;
+            self.expect(&Tok::RBracket, "`]`")?;
+            Some(key)
+        } else {
+            None
+        };
         let priority = self.priority()?;
         self.expect(&Tok::LBrace, "`{`")?;
         let mut d = DomainDecl {
             name,
+            key,
             priority,
             reads: vec![],
+            keyed_reads: vec![],
             fields: vec![],
             goals: vec![],
             invariants: vec![],
@@ -416,6 +425,21 @@ impl<'s, 'd> Parser<'s, 'd> {
 
     /// After recovering inside a member, a `}` may close that member rather
     /// than the domain: it does when a member keyword or `}` follows.
+    /// After a kind's name: `[key]`, the instance with the same key as the
+    /// one evaluating. True when it was there. Any other index is not part
+    /// of the language yet and is reported.
+    fn instance_key(&mut self) -> PResult<bool> {
+        if !self.eat(&Tok::LBracket) {
+            return Ok(false);
+        }
+        if *self.peek() == Tok::Ident && self.text() == "key" {
+            self.bump();
+            self.expect(&Tok::RBracket, "`]`")?;
+            return Ok(true);
+        }
+        Err(self.error_here("`key]`: an instance is addressed as `Kind[key]`, the one with the same key"))
+    }
+
     fn closes_member(&self) -> bool {
         (*self.peek_at(1) == Tok::Ident && is_member_keyword(self.text_at(1))) || *self.peek_at(1) == Tok::RBrace
     }
@@ -429,7 +453,11 @@ impl<'s, 'd> Parser<'s, 'd> {
             "reads" => {
                 self.bump();
                 loop {
-                    d.reads.push(self.ident("a domain name")?);
+                    let name = self.ident("a domain name")?;
+                    if self.instance_key()? {
+                        d.keyed_reads.push(name);
+                    }
+                    d.reads.push(name);
                     if !self.eat(&Tok::Comma) {
                         break;
                     }
@@ -616,10 +644,11 @@ impl<'s, 'd> Parser<'s, 'd> {
         }
         if self.eat_kw("send") {
             let domain = self.ident("a domain name")?;
+            let keyed = self.instance_key()?;
             self.expect(&Tok::Dot, "`.`")?;
             let name = self.ident("a handler name")?;
             let args = self.args()?;
-            return Ok(Stmt::Send { domain, name, args, span: start.to(self.prev_span()) });
+            return Ok(Stmt::Send { domain, keyed, name, args, span: start.to(self.prev_span()) });
         }
         let e = self.expr()?;
         let op = match self.peek() {
@@ -788,12 +817,16 @@ impl<'s, 'd> Parser<'s, 'd> {
                     ExprKind::Quantified(q, var, Box::new(list), Box::new(body))
                 } else {
                     let first = self.ident("a name")?;
+                    let keyed = self.at(&Tok::LBracket) && self.instance_key()?;
+                    if keyed && !self.at(&Tok::Dot) {
+                        return Err(self.error_here("`.` and a field after `Kind[key]`"));
+                    }
                     let path = if self.eat(&Tok::Dot) {
                         let second = self.ident("a name after `.`")?;
                         if self.at(&Tok::Dot) {
                             return Err(self.error_here("no third part: a name is `field` or `Domain.field`"));
                         }
-                        Path::pair(first, second)
+                        Path::pair(first, second, keyed)
                     } else {
                         Path::single(first)
                     };

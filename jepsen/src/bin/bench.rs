@@ -228,7 +228,7 @@ async fn fleet_repair(cluster: &LocalCluster, size: usize) -> anyhow::Result<Dur
     client.mutate(pb::MutateRequest { writes, ..Default::default() }).await.context("fleet mutation")?;
     let deadline = started + Duration::from_secs(120);
     loop {
-        let goals = client.list_goals(pb::ListGoalsRequest {}).await?.into_inner().goals;
+        let goals = client.list_goals(pb::ListGoalsRequest::default()).await?.into_inner().goals;
         let waiting = goals.iter().filter(|g| g.domain.starts_with("Fleet") && g.status != "SATISFIED").count();
         if waiting == 0 {
             break;

@@ -53,6 +53,7 @@ fn program(goals: u32) -> Program {
             });
         }
         p.domains.push(Domain {
+            key: None,
             name: format!("D{d}"),
             priority: Priority::Normal,
             reads: vec![],

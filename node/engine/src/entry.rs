@@ -133,6 +133,27 @@ pub enum Entry {
         /// The entries.
         entries: Vec<Entry>,
     },
+    /// `lexumctl create Kind/key field=value ...`: instances of a kind, all
+    /// or none. With `upsert`, an instance that exists gets the values
+    /// written instead (`set Kind[key].f=v --create`).
+    CreateInstances {
+        /// The kind.
+        kind: String,
+        /// The instances, in order (one may read another created before it).
+        instances: Vec<crate::NewInstance>,
+        /// Write the values of instances that exist instead of refusing.
+        upsert: bool,
+        /// Who created them (the cause of their initial values).
+        principal: String,
+    },
+    /// `lexumctl delete Kind/key`: cancels the instances' work; their
+    /// histories stay.
+    DeleteInstances {
+        /// The kind.
+        kind: String,
+        /// Their keys.
+        keys: Vec<String>,
+    },
 }
 
 impl Entry {
@@ -172,6 +193,8 @@ mod nested_decode {
         Noop,
         Configure { config: crate::EngineConfig },
         Batch { entries: Vec<Entry> },
+        CreateInstances { kind: String, instances: Vec<crate::NewInstance>, upsert: bool, principal: String },
+        DeleteInstances { kind: String, keys: Vec<String> },
     }
 
     impl<'de> Deserialize<'de> for Entry {
@@ -192,6 +215,10 @@ mod nested_decode {
                 EntryRepr::Noop => Entry::Noop,
                 EntryRepr::Configure { config } => Entry::Configure { config },
                 EntryRepr::Batch { entries } => Entry::Batch { entries },
+                EntryRepr::CreateInstances { kind, instances, upsert, principal } => {
+                    Entry::CreateInstances { kind, instances, upsert, principal }
+                }
+                EntryRepr::DeleteInstances { kind, keys } => Entry::DeleteInstances { kind, keys },
             })
         }
     }

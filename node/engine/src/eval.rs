@@ -34,6 +34,9 @@ pub enum EvalError {
     /// A field id outside the program.
     #[error("unknown field {0}")]
     UnknownField(u32),
+    /// `key` evaluated outside an instance of a kind.
+    #[error("`key` outside an instance")]
+    NoKey,
     /// A list field would exceed its maximum length.
     #[error("list of {len} items exceeds the maximum length {max}")]
     TooLong {
@@ -48,6 +51,12 @@ pub enum EvalError {
 pub trait Fields {
     /// The current value of `field`.
     fn field(&self, field: FieldId) -> Option<&Value>;
+
+    /// The key of the instance evaluating, when a kind's template is
+    /// evaluated for one (instances have their key written in).
+    fn key(&self) -> Option<&str> {
+        None
+    }
 }
 
 impl Fields for Vec<Value> {
@@ -112,6 +121,7 @@ fn boolean(v: &Value, what: &'static str) -> Result<bool, EvalError> {
 pub fn eval(expr: &Expr, fields: &dyn Fields, slots: &mut Slots) -> Result<Value, EvalError> {
     match expr {
         Expr::Lit(v) => Ok(v.clone()),
+        Expr::Key => fields.key().map(|k| Value::Str(k.to_string())).ok_or(EvalError::NoKey),
         Expr::Field(f) => fields.field(*f).cloned().ok_or(EvalError::UnknownField(f.0)),
         Expr::Slot(s) => slots.get(s.index()).cloned().flatten().ok_or(EvalError::UnsetSlot(s.0)),
         Expr::List(items) => {

@@ -18,6 +18,8 @@ struct Origin {
     tag: Option<CycleTag>,
     /// The slice or handler, for write causes.
     step: String,
+    /// The domain executing (an instance's key routes its sends).
+    domain: DomainId,
     from_slice: bool,
     priority: Priority,
     since: u64,
@@ -75,6 +77,7 @@ impl Engine {
             cycle: Some(cycle_id),
             tag: Some(c.tag(cycle_id)),
             step: slice.name.clone(),
+            domain: c.domain,
             from_slice: true,
             priority: c.priority,
             since: self.goal_states[c.goal.index()].violated_since,
@@ -147,6 +150,7 @@ impl Engine {
             cycle,
             tag: message.tag,
             step: format!("{domain}.{}", handler.name),
+            domain: handler.domain,
             from_slice: false,
             priority: message.priority,
             since,
@@ -229,6 +233,8 @@ impl Engine {
                     attempts: 0,
                     state: EffectState::Ready,
                     cycle: origin.cycle,
+                    domain: origin.domain,
+                    goal: origin.tag.map(|t| t.goal),
                     from_slice: origin.from_slice,
                     bind: if origin.from_slice { bind } else { None },
                     priority: origin.priority,
@@ -245,6 +251,19 @@ impl Engine {
             }
         }
         for (handler, args) in plan.sends {
+            // A send to a kind reaches the instance with the sender's key.
+            let Some(handler) = self.route_send(program, origin.domain, handler) else {
+                let name = program.handlers.get(handler.index()).map(|h| h.name.clone()).unwrap_or_default();
+                let to = program.handlers.get(handler.index()).map(|h| program.domains[h.domain.index()].name.clone());
+                cx.event(
+                    "rejected",
+                    Some(program.domains[origin.domain.index()].name.clone()),
+                    None,
+                    Some(codes::UNKNOWN),
+                    format!("{name} not sent: no instance of {} with this key", to.unwrap_or_default()),
+                );
+                continue;
+            };
             let Some(target) = program.handlers.get(handler.index()).map(|h| h.domain) else { continue };
             let id = self.fresh_id();
             let message = Message { handler, args, cycle: origin.cycle, tag: origin.tag, priority: origin.priority };

@@ -76,6 +76,7 @@ pub mod eval;
 mod exec;
 mod explain;
 mod hash;
+pub mod instances;
 mod oscillation;
 pub mod provenance;
 mod report;
@@ -89,6 +90,7 @@ use lexum_compiler::program::{DomainId, FieldId, GoalId, Priority, Program, Valu
 use serde::{Deserialize, Serialize};
 
 pub use entry::{EffectKey, EffectOutcome, Entry, FieldWrite, StepId, TimerId};
+pub use instances::NewInstance;
 pub use provenance::{Cause, CycleCause, ObservedEffect, WriteRecord};
 pub use report::{
     ContentionReport, CycleRecord, Explanation, FieldDelta, GoalReport, GoalStatus, VectorEntry, Waiting,
@@ -330,6 +332,8 @@ pub struct Engine {
     /// attributed to (bounded, oldest forgotten first).
     pub(crate) effect_origins: BTreeMap<String, EffectOrigin>,
     pub(crate) effect_origin_order: VecDeque<String>,
+    /// Every instance of a kind ever created, in creation order.
+    pub(crate) instances: Vec<instances::InstanceRecord>,
     #[serde(skip)]
     pub(crate) program: Option<Arc<Program>>,
     #[serde(skip)]
@@ -396,6 +400,7 @@ impl Engine {
             write_log: BTreeMap::new(),
             effect_origins: BTreeMap::new(),
             effect_origin_order: VecDeque::new(),
+            instances: Vec::new(),
             program: None,
             index: Arc::new(Index::default()),
         }
@@ -482,6 +487,10 @@ impl Engine {
                 self.configure(cx, config);
                 Ok(())
             }
+            Entry::CreateInstances { kind, instances, upsert, principal } => {
+                self.create_instances(cx, kind, instances, *upsert, principal)
+            }
+            Entry::DeleteInstances { kind, keys } => self.delete_instances(cx, kind, keys),
         }
     }
 
@@ -516,18 +525,11 @@ impl Engine {
                 Entry::Batch { .. } => Err(nested_batch()),
                 single => self.validate(single),
             }),
-            Entry::Release { domain, goal } => {
-                let d = self.domain_id(domain)?;
-                if let Some(g) = goal {
-                    self.goal_id(d, g)?;
-                }
-                Ok(())
-            }
-            Entry::Retry { domain, goal } => {
-                let d = self.domain_id(domain)?;
-                self.goal_id(d, goal).map(|_| ())
-            }
+            Entry::Release { domain, goal } => self.command_goals(domain, goal.as_deref()).map(|_| ()),
+            Entry::Retry { domain, goal } => self.command_goals(domain, Some(goal)).map(|_| ()),
             Entry::EffectResult { effect, fencing, .. } => self.check_fencing(*effect, *fencing),
+            Entry::CreateInstances { kind, instances, upsert, .. } => self.validate_create(kind, instances, *upsert),
+            Entry::DeleteInstances { kind, keys } => self.validate_delete(kind, keys),
             Entry::RunStep { .. }
             | Entry::Dispatched { .. }
             | Entry::TimerFired { .. }
@@ -567,7 +569,9 @@ impl Engine {
     pub fn restore(bytes: &[u8]) -> Result<Engine, SnapshotError> {
         let mut engine: Engine = postcard::from_bytes(bytes).map_err(|e| SnapshotError::Decode(e.to_string()))?;
         if let Some(program_bytes) = &engine.program_bytes {
-            let program = state::decode_program(program_bytes).map_err(|e| SnapshotError::Program(e.message))?;
+            let template = state::decode_program(program_bytes).map_err(|e| SnapshotError::Program(e.message))?;
+            let (program, _) =
+                instances::expand(&template, &mut engine.instances, true).map_err(SnapshotError::Program)?;
             engine.program = Some(Arc::new(program));
         }
         engine.rebuild_index();
@@ -619,7 +623,9 @@ impl Engine {
         program
             .goals
             .iter()
-            .map(|g| {
+            .zip(&self.goal_states)
+            .filter(|(_, gs)| !gs.inert)
+            .map(|(g, _)| {
                 let holds = eval::holds(&g.predicate, g.slots, &self.values).unwrap_or(false);
                 (program.domains[g.domain.index()].name.clone(), g.name.clone(), holds)
             })

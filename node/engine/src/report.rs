@@ -208,7 +208,51 @@ impl Engine {
     /// Every goal in program order.
     pub fn goals(&self) -> Vec<GoalReport> {
         let Some(program) = self.program.as_ref() else { return Vec::new() };
-        (0..program.goals.len()).filter_map(|i| self.report(program, GoalId(i as u32))).collect()
+        (0..program.goals.len())
+            .filter(|i| self.goal_states.get(*i).is_some_and(|gs| !gs.inert))
+            .filter_map(|i| self.report(program, GoalId(i as u32)))
+            .collect()
+    }
+
+    /// A page of goals in program order: of one domain (a singleton, an
+    /// instance, or every instance of a kind) or all, with one status
+    /// (`TRAPPED`, ...) or any; `offset` matches skipped, at most `limit`
+    /// returned (0: all). Also returns how many match in all. Unknown
+    /// domains match nothing.
+    pub fn goals_page(
+        &self,
+        domain: Option<&str>,
+        status: Option<&str>,
+        offset: u64,
+        limit: u64,
+    ) -> (Vec<GoalReport>, u64) {
+        let Some(program) = self.program.as_ref() else { return (Vec::new(), 0) };
+        let candidates: Vec<GoalId> = match domain {
+            None => (0..program.goals.len() as u32).map(GoalId).collect(),
+            Some(name) => match self.index.domains.get(name) {
+                None => Vec::new(),
+                Some(d) if program.domains[d.index()].key.is_some() => {
+                    let live = self.index.instances.range((d.0, String::new())..).take_while(|((k, _), _)| *k == d.0);
+                    let mut domains: Vec<u32> = live.map(|(_, i)| *i).collect();
+                    domains.sort_unstable();
+                    domains.iter().flat_map(|i| program.domains[*i as usize].goals.iter().copied()).collect()
+                }
+                Some(d) => program.domains[d.index()].goals.clone(),
+            },
+        };
+        let mut total = 0u64;
+        let mut page = Vec::new();
+        for g in candidates {
+            let Some(gs) = self.goal_states.get(g.index()) else { continue };
+            if gs.inert || status.is_some_and(|s| gs.status.to_string() != s) {
+                continue;
+            }
+            total += 1;
+            if total > offset && (limit == 0 || (page.len() as u64) < limit) {
+                page.extend(self.report(program, g));
+            }
+        }
+        (page, total)
     }
 
     /// One goal's report.

@@ -14,6 +14,7 @@ impl Engine {
     fn armable(&self, g: GoalId) -> bool {
         let gs = &self.goal_states[g.index()];
         !gs.holds
+            && !gs.inert
             && !gs.trapped
             && !gs.failed
             && gs.open_cycle.is_none()

@@ -56,6 +56,9 @@ pub(crate) struct GoalState {
     pub suppressed_by: Option<String>,
     /// The timer that halves the damping penalties, if armed.
     pub damping_timer: Option<u64>,
+    /// A goal of a kind's template or of a deleted instance: never
+    /// evaluated, listed or repaired.
+    pub inert: bool,
 }
 
 /// Outside contention of one goal by one principal (SPEC §3.7).
@@ -73,7 +76,7 @@ pub(crate) struct Contention {
 }
 
 impl GoalState {
-    fn new(holds: bool, index: u64) -> GoalState {
+    pub(crate) fn new(holds: bool, index: u64) -> GoalState {
         GoalState {
             holds,
             status: if holds { GoalStatus::Satisfied } else { GoalStatus::Violated },
@@ -94,6 +97,7 @@ impl GoalState {
             contention: BTreeMap::new(),
             suppressed_by: None,
             damping_timer: None,
+            inert: false,
         }
     }
 }
@@ -193,6 +197,10 @@ pub(crate) struct EffectRecord {
     pub state: EffectState,
     /// The open cycle waiting for it, if any.
     pub cycle: Option<u64>,
+    /// The domain whose slice or handler emitted it.
+    pub domain: DomainId,
+    /// The goal whose cycle caused it, if any (also after the cycle ended).
+    pub goal: Option<GoalId>,
     /// Emitted by a slice (the cycle waits for it) rather than a handler.
     pub from_slice: bool,
     pub bind: Option<SlotId>,
@@ -272,6 +280,12 @@ pub(crate) struct Index {
     pub dominators: Vec<Vec<GoalId>>,
     /// Per goal: lower goals it dominates.
     pub dominates: Vec<Vec<GoalId>>,
+    /// Live instances by `(kind's template domain, key)`.
+    pub instances: BTreeMap<(u32, String), u32>,
+    /// Each instance's key, by its domain.
+    pub key_of: BTreeMap<u32, String>,
+    /// Deleted instances' domains.
+    pub deleted: BTreeSet<u32>,
 }
 
 /// Checks that every id in the program's tables is in range, so the rest of
@@ -379,6 +393,7 @@ impl Engine {
                     index.dominates[h.index()].push(l);
                 }
             }
+            (index.instances, index.key_of, index.deleted) = crate::instances::instance_tables(p, &self.instances);
         }
         self.index = Arc::new(index);
     }
@@ -386,7 +401,25 @@ impl Engine {
     /// Installs a new program version (already checked by `decode_program`),
     /// keeping fields with the same domain, name and type; everything in
     /// flight is dropped and traps are cleared.
-    pub(crate) fn install(&mut self, cx: &mut Cx, program: Program, bytes: Vec<u8>) {
+    pub(crate) fn install(&mut self, cx: &mut Cx, template: Program, bytes: Vec<u8>) {
+        // Every live instance whose kind still exists is kept (re-created
+        // from the new template, its fields migrated like a singleton's).
+        let mut records: Vec<crate::instances::InstanceRecord> =
+            self.instances.iter().filter(|r| !r.deleted).cloned().collect();
+        let (program, dropped) = match crate::instances::expand(&template, &mut records, false) {
+            Ok(expanded) => expanded,
+            Err(_) => (template, Vec::new()),
+        };
+        for r in &dropped {
+            let name = crate::instances::instance_name(&r.kind, &r.key);
+            cx.event(
+                "deleted",
+                Some(name.clone()),
+                None,
+                None,
+                format!("instance {name} dropped: its kind or a read is gone"),
+            );
+        }
         let mut values = Vec::with_capacity(program.fields.len());
         let mut moved = BTreeMap::new();
         for (new_id, f) in program.fields.iter().enumerate() {
@@ -426,6 +459,7 @@ impl Engine {
         self.runtime_dominance.clear();
         self.effect_origins.clear();
         self.effect_origin_order.clear();
+        self.instances = records;
         self.program = Some(Arc::new(program));
         self.rebuild_index();
         let program = self.program.clone();
@@ -433,9 +467,17 @@ impl Engine {
         self.goal_states = program
             .goals
             .iter()
-            .map(|g| GoalState::new(eval::holds(&g.predicate, g.slots, &self.values).unwrap_or(false), cx.index))
+            .map(|g| {
+                let mut gs =
+                    GoalState::new(eval::holds(&g.predicate, g.slots, &self.values).unwrap_or(false), cx.index);
+                gs.inert = program.domains[g.domain.index()].key.is_some();
+                gs
+            })
             .collect();
         for (i, g) in program.goals.iter().enumerate() {
+            if self.goal_states[i].inert {
+                continue;
+            }
             let id = GoalId(i as u32);
             cx.status_dirty.insert(id);
             let status = self.goal_states[i].status;
@@ -447,7 +489,24 @@ impl Engine {
         }
     }
 
+    /// A domain that can be written and released: a singleton or a live
+    /// instance (a kind's template and a deleted instance are refused).
     pub(crate) fn domain_id(&self, name: &str) -> Result<DomainId, Rejection> {
+        let d = self.any_domain_id(name)?;
+        if self.index.deleted.contains(&d.0) {
+            return Err(Rejection::new(codes::UNKNOWN, format!("instance `{name}` was deleted")));
+        }
+        if self.program.as_ref().is_some_and(|p| p.domains[d.index()].key.is_some()) {
+            return Err(Rejection::new(
+                codes::UNKNOWN,
+                format!("`{name}` is a kind: name an instance, `{name}[key]` (`lexumctl create {name}/KEY` makes one)"),
+            ));
+        }
+        Ok(d)
+    }
+
+    /// Any domain by name: a singleton, a kind's template or an instance.
+    pub(crate) fn any_domain_id(&self, name: &str) -> Result<DomainId, Rejection> {
         if self.program.is_none() {
             return Err(Rejection::new(codes::PROGRAM, "no program has been submitted yet"));
         }
@@ -591,6 +650,9 @@ impl Engine {
         }
         let (mut became_true, mut undone) = (Vec::new(), Vec::new());
         for g in goals {
+            if self.goal_states[g.index()].inert {
+                continue;
+            }
             let goal = &program.goals[g.index()];
             let holds = eval::holds(&goal.predicate, goal.slots, &self.values).unwrap_or(false);
             let gs = &mut self.goal_states[g.index()];
@@ -698,41 +760,76 @@ impl Engine {
         cx.status_dirty.insert(g);
     }
 
-    pub(crate) fn release(&mut self, cx: &mut Cx, domain: &str, goal: Option<&str>) -> Result<(), Rejection> {
-        let d = self.domain_id(domain)?;
-        let targets: Vec<GoalId> = match goal {
-            Some(name) => vec![self.goal_id(d, name)?],
-            None => self.program.as_ref().map(|p| p.domains[d.index()].goals.clone()).unwrap_or_default(),
+    /// The domains an operator command names: a singleton or an instance
+    /// itself, or every live instance of a kind.
+    pub(crate) fn command_domains(&self, name: &str) -> Result<Vec<DomainId>, Rejection> {
+        if let Ok(k) = self.kind_id(name) {
+            let live = self.index.instances.range((k.0, String::new())..).take_while(|((kind, _), _)| *kind == k.0);
+            return Ok(live.map(|(_, d)| DomainId(*d)).collect());
+        }
+        Ok(vec![self.domain_id(name)?])
+    }
+
+    /// The goals an operator command names (`goal` in each domain, or all
+    /// of them); an unknown goal is refused.
+    pub(crate) fn command_goals(&self, name: &str, goal: Option<&str>) -> Result<Vec<GoalId>, Rejection> {
+        let Some(program) = self.program.as_ref() else {
+            return Err(Rejection::new(codes::PROGRAM, "no program has been submitted yet"));
         };
+        if let Ok(k) = self.kind_id(name) {
+            if let Some(g) = goal {
+                self.goal_id(k, g)?;
+            }
+        }
+        let mut goals = Vec::new();
+        for d in self.command_domains(name)? {
+            match goal {
+                Some(g) => goals.push(self.goal_id(d, g)?),
+                None => goals.extend(program.domains[d.index()].goals.iter().copied()),
+            }
+        }
+        Ok(goals)
+    }
+
+    pub(crate) fn release(&mut self, cx: &mut Cx, domain: &str, goal: Option<&str>) -> Result<(), Rejection> {
+        let targets = self.command_goals(domain, goal)?;
         self.epoch += 1;
+        let program = self.program.clone();
+        let Some(program) = program else { return Ok(()) };
         for g in targets {
             self.forget_dominance(cx, g);
             self.end_damping(cx, g);
+            let decl = &program.goals[g.index()];
             if self.goal_states[g.index()].trapped {
                 self.clear_trap(cx, g);
-                let name = self.program.as_ref().map(|p| p.goals[g.index()].name.clone());
-                cx.event("release", Some(domain.to_string()), name, None, "trap released".to_string());
+                let domain = program.domains[decl.domain.index()].name.clone();
+                cx.event("release", Some(domain), Some(decl.name.clone()), None, "trap released".to_string());
             }
+            cx.dirty_domains.insert(decl.domain);
         }
-        cx.dirty_domains.insert(d);
         Ok(())
     }
 
     pub(crate) fn retry(&mut self, cx: &mut Cx, domain: &str, goal: &str) -> Result<(), Rejection> {
-        let d = self.domain_id(domain)?;
-        let g = self.goal_id(d, goal)?;
+        let targets = self.command_goals(domain, Some(goal))?;
         self.epoch += 1;
-        self.forget_dominance(cx, g);
-        self.end_damping(cx, g);
-        let gs = &mut self.goal_states[g.index()];
-        if gs.failed {
-            gs.failed = false;
-            gs.code = None;
-            gs.evidence = None;
-            cx.event("retry", Some(domain.to_string()), Some(goal.to_string()), None, "goal re-armed".to_string());
+        let program = self.program.clone();
+        let Some(program) = program else { return Ok(()) };
+        for g in targets {
+            self.forget_dominance(cx, g);
+            self.end_damping(cx, g);
+            let decl = &program.goals[g.index()];
+            let gs = &mut self.goal_states[g.index()];
+            if gs.failed {
+                gs.failed = false;
+                gs.code = None;
+                gs.evidence = None;
+                let domain = program.domains[decl.domain.index()].name.clone();
+                cx.event("retry", Some(domain), Some(goal.to_string()), None, "goal re-armed".to_string());
+            }
+            cx.status_dirty.insert(g);
+            cx.dirty_domains.insert(decl.domain);
         }
-        cx.status_dirty.insert(g);
-        cx.dirty_domains.insert(d);
         Ok(())
     }
 

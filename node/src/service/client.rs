@@ -9,6 +9,7 @@ use crate::replay;
 use lexum_compiler::program::Program;
 use lexum_compiler::{compile, render, CompileOptions, Severity};
 use lexum_engine::entry::{Entry, FieldWrite};
+use lexum_engine::NewInstance;
 use lexum_proto::v1 as pb;
 use lexum_proto::v1::lexum_server::Lexum;
 use openraft::BasicNode;
@@ -232,11 +233,65 @@ impl Lexum for ClientApi {
         Ok(Response::new(pb::ReadResponse { index, fields: named_to_wire(&fields) }))
     }
 
-    async fn list_goals(&self, _: Request<pb::ListGoalsRequest>) -> Result<Response<pb::ListGoalsResponse>, Status> {
+    async fn list_goals(
+        &self,
+        request: Request<pb::ListGoalsRequest>,
+    ) -> Result<Response<pb::ListGoalsResponse>, Status> {
+        let r = request.into_inner();
         self.cluster.linearize().await.map_err(propose_error_to_status)?;
-        let (index, goals) = self.cluster.replica.with_engine(|e| (e.last_applied(), e.goals()));
+        let domain = (!r.domain.is_empty()).then_some(r.domain.as_str());
+        let status = (!r.status.is_empty()).then_some(r.status.as_str());
+        let (index, (goals, total)) = self
+            .cluster
+            .replica
+            .with_engine(|e| (e.last_applied(), e.goals_page(domain, status, r.offset, u64::from(r.limit))));
         let goals = goals.into_iter().map(goal_to_wire).collect();
-        Ok(Response::new(pb::ListGoalsResponse { index, goals }))
+        Ok(Response::new(pb::ListGoalsResponse { index, goals, total }))
+    }
+
+    async fn create_instances(
+        &self,
+        request: Request<pb::CreateInstancesRequest>,
+    ) -> Result<Response<pb::CommandResponse>, Status> {
+        let identity = super::Identity::of(&request);
+        let request = request.into_inner();
+        let bytes = prost::Message::encoded_len(&request);
+        let principal = principal(identity, &request.as_name)?;
+        if request.instances.is_empty() || request.instances.len() > MAX_INSTANCES_PER_REQUEST {
+            return Err(Status::invalid_argument(format!(
+                "give 1 to {MAX_INSTANCES_PER_REQUEST} instances per request"
+            )));
+        }
+        let instances = request
+            .instances
+            .iter()
+            .map(|i| {
+                let values = i
+                    .values
+                    .iter()
+                    .map(|v| {
+                        let value = v.value.as_ref().ok_or_else(|| Status::invalid_argument("value without a kind"))?;
+                        Ok((v.name.clone(), value_from_wire(value)?))
+                    })
+                    .collect::<Result<Vec<_>, Status>>()?;
+                Ok(NewInstance { key: i.key.clone(), values })
+            })
+            .collect::<Result<Vec<_>, Status>>()?;
+        let entry = Entry::CreateInstances { kind: request.kind, instances, upsert: request.upsert, principal };
+        self.cluster.admit(|engine| engine.validate(&entry)).await.map_err(propose_error_to_status)?;
+        let index = self.commits.commit(entry, bytes).await.map_err(propose_error_to_status)?;
+        Ok(Response::new(pb::CommandResponse { index }))
+    }
+
+    async fn delete_instances(
+        &self,
+        request: Request<pb::DeleteInstancesRequest>,
+    ) -> Result<Response<pb::CommandResponse>, Status> {
+        let request = request.into_inner();
+        if request.keys.is_empty() || request.keys.len() > MAX_INSTANCES_PER_REQUEST {
+            return Err(Status::invalid_argument(format!("give 1 to {MAX_INSTANCES_PER_REQUEST} keys per request")));
+        }
+        self.command(Entry::DeleteInstances { kind: request.kind, keys: request.keys }).await
     }
 
     type WatchStream = EventStream;
@@ -415,6 +470,9 @@ impl From<ProposeError> for Status {
         propose_error_to_status(err)
     }
 }
+
+/// Most instances one create or delete request may name.
+const MAX_INSTANCES_PER_REQUEST: usize = 10_000;
 
 /// Longest name a client may add to its identity (`--as`).
 const MAX_AS_NAME: usize = 128;
