@@ -60,6 +60,9 @@ say "Checking and submitting examples/fleet.lxm"
 "${ctl[@]}" check examples/fleet.lxm
 "${ctl[@]}" submit examples/fleet.lxm
 
+say "Creating three node pools (instances of the kind Pool)"
+"${ctl[@]}" create Pool/web want=3 Pool/db want=2 Pool/cache want=4
+
 say "Starting the example worker (a simulated cloud: node pools, firewall rules)"
 mkdir -p "$state"
 if [ -f "$state/worker.pid" ] && kill -0 "$(cat "$state/worker.pid")" 2>/dev/null; then
@@ -69,16 +72,21 @@ fi
 echo $! >"$state/worker.pid"
 echo "worker pid $(cat "$state/worker.pid"), log .lexum-local/worker.log"
 
-# Prints the goals table until every listed goal has one of the wanted
-# statuses (bounded), then returns 0; returns 1 on timeout.
+# Prints the goals table until every listed goal (`Domain.Goal`) has one of
+# the wanted statuses (bounded), then returns 0; returns 1 on timeout.
 wait_for() {
   local wanted="$1" goals="$2" seconds="$3"
   for _ in $(seq 1 $((seconds * 2))); do
     local json
     json="$("${ctl[@]}" goals --output json 2>/dev/null || true)"
     local done=1
-    for goal in $goals; do
-      echo "$json" | tr -d ' \n' | grep -Eq "\"goal\":\"${goal}\"[^}]*\"status\":\"(${wanted})\"" || done=0
+    local targets=()
+    read -r -a targets <<<"$goals"
+    for target in "${targets[@]}"; do
+      local domain="${target%.*}" goal="${target##*.}"
+      domain="$(printf '%s' "$domain" | sed 's/[][]/\\&/g')"
+      echo "$json" | tr -d ' \n' \
+        | grep -Eq "\"domain\":\"${domain}\"[^}]*\"goal\":\"${goal}\"[^}]*\"status\":\"(${wanted})\"" || done=0
     done
     if [ "$done" = 1 ]; then
       "${ctl[@]}" goals
@@ -92,7 +100,7 @@ wait_for() {
 
 say "Watching the fleet converge"
 "${ctl[@]}" goals || true
-if wait_for "SATISFIED" "Sized InSync" 60; then
+if wait_for "SATISFIED" "Pool[web].Sized Pool[db].Sized Pool[cache].Sized Firewall.InSync" 60; then
   echo "fleet converged: every goal SATISFIED"
 else
   echo "the fleet did not converge within 60s; see .lexum-local/*.log" >&2
@@ -102,7 +110,7 @@ fi
 say "Version 2: the fleet plus a tug-of-war (examples/tugofwar.lxm)"
 cat examples/fleet.lxm examples/tugofwar.lxm >"$state/fleet-v2.lxm"
 "${ctl[@]}" submit "$state/fleet-v2.lxm"
-if wait_for "TRAPPED" "Heating Cooling" 60; then
+if wait_for "TRAPPED" "Warm.Heating Chill.Cooling" 60; then
   echo
   echo "Both goals are TRAPPED with E005: they undo each other, so Lexum stopped dispatching them."
   "${ctl[@]}" history --limit 4 || true
@@ -115,7 +123,10 @@ say "Next"
 cat <<EOF
 The cluster and the worker keep running. Try:
   ${ctl[0]} status                      # leader, term, state hash of every node
-  ${ctl[0]} set Pool.want=7             # the worker resizes the pool
+  ${ctl[0]} set Pool[web].want=7        # the worker resizes the pool
+  ${ctl[0]} create Pool/batch want=6     # another pool of the fleet
+  ${ctl[0]} why Pool[web].nodes          # who wrote it, and because of what
+  ${ctl[0]} explain Warm.Heating         # why it is trapped
   ${ctl[0]} watch                       # follow events live (Ctrl-C to stop)
   ${ctl[0]} release Warm                # release the trap (it will trap again)
   deploy/local-cluster.sh down          # stop the cluster (--wipe deletes its data)

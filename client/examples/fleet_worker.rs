@@ -36,7 +36,7 @@ impl Sim {
         self.cloud.lock().map_err(|_| EffectError::new("simulated cloud state poisoned"))
     }
 
-    /// `Cloud.SetNodeCount(pool, count)`: resize, then report `Pool.nodes`.
+    /// `Cloud.SetNodeCount(pool, count)`: resize, then report `Pool[pool].nodes`.
     async fn set_node_count(self, task: EffectTask) -> Result<EffectOutput, EffectError> {
         let pool = task.str_arg("pool").ok_or_else(|| EffectError::new("missing string argument `pool`"))?.to_string();
         let count = task.int_arg("count").ok_or_else(|| EffectError::new("missing int argument `count`"))?;
@@ -52,7 +52,8 @@ impl Sim {
             cloud.pools.get(&pool).copied().unwrap_or(count)
         };
         println!("pool {pool}: {nodes} nodes (task {} attempt {})", task.effect_id, task.attempt);
-        self.observe(&task, vec![FieldWrite::new("Pool", "nodes", Value::Int(nodes))]).await?;
+        // Pools are instances of the kind `Pool`, keyed by the pool's name.
+        self.observe(&task, vec![FieldWrite::new(format!("Pool[{pool}]"), "nodes", Value::Int(nodes))]).await?;
         // Also answer with the count, for programs that declare `-> int`
         // and record it themselves (examples/fleet.lxm).
         Ok(EffectOutput::value(Value::Int(nodes)))

@@ -42,10 +42,12 @@ fn clone_repo(into: &Path) -> PathBuf {
         .status()
         .expect("git clone");
     assert!(status.success(), "git clone failed");
-    // Uncommitted work is part of what is under test when run by hand.
+    // Uncommitted work is part of what is under test when run by hand. One
+    // file per cp: GNU cp 9.1 refuses a second file of the same name
+    // (README.md and examples/worker/README.md) in one --parents call.
     let status = Command::new("bash")
         .arg("-c")
-        .arg("git ls-files -mo --exclude-standard -z | xargs -0 -r cp --parents -t \"$0\"")
+        .arg("git ls-files -mo --exclude-standard -z | xargs -0 -r -n1 cp --parents -t \"$0\"")
         .arg(&clone)
         .current_dir(repo())
         .status()
@@ -81,16 +83,19 @@ fn quickstart_converges_the_fleet_and_traps_the_tug_of_war() {
         .output()
         .expect("lexumctl goals");
     let goals: serde_json::Value = serde_json::from_slice(&goals.stdout).expect("goals JSON");
-    let status_of = |name: &str| {
+    let status_of = |domain: &str, name: &str| {
         goals
             .as_array()
-            .and_then(|all| all.iter().find(|g| g["goal"] == name))
+            .and_then(|all| all.iter().find(|g| g["domain"] == domain && g["goal"] == name))
             .map(|g| (g["status"].as_str().unwrap_or_default().to_string(), g["code"].clone()))
     };
-    assert_eq!(status_of("Sized").map(|s| s.0), Some("SATISFIED".into()));
-    assert_eq!(status_of("InSync").map(|s| s.0), Some("SATISFIED".into()));
-    for goal in ["Heating", "Cooling"] {
-        let (status, code) = status_of(goal).expect("tug-of-war goal listed");
+    // The fleet is three instances of the kind Pool, each repaired on its own.
+    for pool in ["Pool[web]", "Pool[db]", "Pool[cache]"] {
+        assert_eq!(status_of(pool, "Sized").map(|s| s.0), Some("SATISFIED".into()), "{pool}");
+    }
+    assert_eq!(status_of("Firewall", "InSync").map(|s| s.0), Some("SATISFIED".into()));
+    for (domain, goal) in [("Warm", "Heating"), ("Chill", "Cooling")] {
+        let (status, code) = status_of(domain, goal).expect("tug-of-war goal listed");
         assert_eq!(status, "TRAPPED");
         assert_eq!(code, "E005");
     }
