@@ -242,6 +242,11 @@ impl LocalCluster {
         Ok(addr)
     }
 
+    /// The process id of a running node.
+    pub fn pid(&self, id: u64) -> Option<u32> {
+        self.nodes.get(&id)?.child.as_ref().map(Child::id)
+    }
+
     /// The path of a node's log file.
     pub fn log_path(&self, id: u64) -> PathBuf {
         self.dir.path().join(format!("node{id}.log"))

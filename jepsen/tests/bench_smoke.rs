@@ -8,7 +8,20 @@ use std::time::{Duration, Instant};
 fn bench_prints_every_measurement() {
     let bench = lexum_jepsen::cluster::workspace_binary("bench").expect("bench binary built next to lexumd");
     let mut child = Command::new(bench)
-        .args(["--clients", "1,4", "--seconds", "1", "--reactions", "3", "--fleet", "20", "--failovers", "1"])
+        .args([
+            "--clients",
+            "1,4",
+            "--seconds",
+            "1",
+            "--reactions",
+            "3",
+            "--fleet",
+            "20",
+            "--failovers",
+            "1",
+            "--kinds",
+            "300",
+        ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -30,6 +43,10 @@ fn bench_prints_every_measurement() {
         "reaction (mutation to worker task), 3 samples",
         "fleet repair, 20 goals violated by one mutation: all repaired in",
         "failover",
+        "kinds: 300 instances x 10 goals created in",
+        "peak RSS",
+        "kinds: goals Scale --status VIOLATED --limit 100: 100 of",
+        "kinds: a fresh fourth node caught up with 300 instances",
     ] {
         assert!(stdout.contains(needle), "`{needle}` missing from:\n{stdout}");
     }

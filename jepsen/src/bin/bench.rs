@@ -8,7 +8,10 @@
 //! - fleet repair: one mutation violates the goals of many domains at once;
 //!   the time until a worker has repaired them all;
 //! - failover: from `kill -9` of the leader to the first acknowledged write
-//!   on the new one.
+//!   on the new one;
+//! - a fleet as a kind (`--kinds N`): N instances of a kind with ten goals
+//!   created through the API, each node's peak RSS, a mutation's latency
+//!   with them, a filtered page of goals, and a fresh node's catch-up.
 //!
 //! Build everything with the one cargo selection of `deploy/test.sh`, then
 //! run the binary next to `lexumd`:
@@ -33,6 +36,22 @@ domain Load {
   state {
     n: int = 0
   }
+}
+
+domain Scale[name] {
+  state {
+    x: int = 0
+  }
+  goal G0 { x >= 0 }
+  goal G1 { x >= 1 }
+  goal G2 { x >= 2 }
+  goal G3 { x >= 3 }
+  goal G4 { x >= 4 }
+  goal G5 { x >= 5 }
+  goal G6 { x >= 6 }
+  goal G7 { x >= 7 }
+  goal G8 { x >= 8 }
+  goal G9 { x >= 9 }
 }
 
 domain React {
@@ -67,6 +86,9 @@ struct Args {
     /// Domains whose goals one mutation violates at once (0: skip).
     #[arg(long, default_value_t = 500)]
     fleet: usize,
+    /// Instances of a kind with ten goals to create and measure (0: skip).
+    #[arg(long, default_value_t = 0)]
+    kinds: usize,
 }
 
 /// One domain of the fleet: a goal repaired by one effect.
@@ -83,6 +105,9 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if args.seconds == 0 || args.seconds > 3600 || args.clients.iter().any(|c| *c == 0 || *c > 1024) {
         bail!("--seconds must be 1..=3600 and every client count 1..=1024");
+    }
+    if args.kinds > 100_000 {
+        bail!("--kinds must be at most 100000");
     }
     if args.fleet > 1024 {
         bail!("--fleet must be at most 1024 (one mutation writes them all)");
@@ -142,6 +167,74 @@ async fn main() -> anyhow::Result<()> {
         failovers.len(),
         failovers.iter().map(|d| format!("{:.0} ms", d.as_secs_f64() * 1e3)).collect::<Vec<_>>().join(", ")
     );
+    if args.kinds > 0 {
+        kinds_at_scale(&mut cluster, args.kinds).await?;
+    }
+    Ok(())
+}
+
+/// Peak and current resident memory of a process, in MiB (`VmHWM`, `VmRSS`).
+fn memory_mib(pid: u32) -> Option<(f64, f64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib = |key: &str| -> Option<f64> {
+        let line = status.lines().find(|l| l.starts_with(key))?;
+        line.split_whitespace().nth(1)?.parse::<f64>().ok()
+    };
+    Some((kib("VmHWM:")? / 1024.0, kib("VmRSS:")? / 1024.0))
+}
+
+/// Creates `n` instances of the kind `Scale` (ten goals each) through the
+/// API, then measures memory, a mutation's latency, a filtered page of
+/// goals and the catch-up of a fresh node.
+async fn kinds_at_scale(cluster: &mut LocalCluster, n: usize) -> anyhow::Result<()> {
+    let leader = cluster.wait_for_leader(Duration::from_secs(30)).await?;
+    let mut client = cluster.client(leader).await?;
+    let started = Instant::now();
+    for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
+        let instances = chunk.iter().map(|i| pb::InstanceSpec { key: format!("s{i}"), values: vec![] }).collect();
+        let request = pb::CreateInstancesRequest { kind: "Scale".into(), instances, ..Default::default() };
+        client.create_instances(request).await.context("creating instances")?;
+    }
+    println!("kinds: {n} instances x 10 goals created in {:.2} s (requests of 1,000)", started.elapsed().as_secs_f64());
+    for (id, _) in cluster.nodes.iter() {
+        if let Some((peak, now)) = cluster.pid(*id).and_then(memory_mib) {
+            println!("kinds: node {id} peak RSS {peak:.0} MiB (now {now:.0} MiB)");
+        }
+    }
+    let mut latencies = Vec::new();
+    for v in 0..200 {
+        let write = pb::FieldWrite {
+            domain: format!("Scale[s{}]", n / 2),
+            field: "x".into(),
+            value: Some(int_value(if v % 2 == 0 { 2 } else { 9 })),
+        };
+        let one = Instant::now();
+        client.mutate(pb::MutateRequest { writes: vec![write], ..Default::default() }).await?;
+        latencies.push(one.elapsed());
+    }
+    println!(
+        "kinds: one client writing an instance among {} goals: p50 {:.2} ms   p99 {:.2} ms",
+        n * 10,
+        percentile_ms(&latencies, 0.50),
+        percentile_ms(&latencies, 0.99)
+    );
+    let request = pb::ListGoalsRequest { domain: "Scale".into(), status: "VIOLATED".into(), limit: 100, offset: 0 };
+    let listed = Instant::now();
+    let page = client.list_goals(request).await?.into_inner();
+    println!(
+        "kinds: goals Scale --status VIOLATED --limit 100: {} of {} in {:.1} ms",
+        page.goals.len(),
+        page.total,
+        listed.elapsed().as_secs_f64() * 1e3
+    );
+    let applied = cluster.node_infos().await.get(&leader).map(|i| i.applied_index).context("leader's index")?;
+    let joined = Instant::now();
+    let addr = cluster.start_joiner(4)?;
+    client.add_member(pb::AddMemberRequest { id: 4, address: addr }).await.context("adding node 4")?;
+    cluster.wait_for_applied(applied, Duration::from_secs(120)).await?;
+    println!("kinds: a fresh fourth node caught up with {n} instances in {:.2} s", joined.elapsed().as_secs_f64());
+    client.remove_member(pb::RemoveMemberRequest { id: 4 }).await.context("removing node 4")?;
+    cluster.kill(4)?;
     Ok(())
 }
 
