@@ -273,15 +273,16 @@ fn instantiate(
         }
         p.transitions.push(transition);
     }
+    // A static pair with one side or both in the template holds for the
+    // instance: the template's side is mapped, the other kept.
     let pairs: Vec<Dominance> = p
         .dominance
         .iter()
-        .filter_map(|pair| {
-            Some(Dominance {
-                higher: *map.goals.get(&pair.higher)?,
-                lower: *map.goals.get(&pair.lower)?,
-                fields: pair.fields.iter().map(|f| map.field(*f)).collect(),
-            })
+        .filter(|pair| map.goals.contains_key(&pair.higher) || map.goals.contains_key(&pair.lower))
+        .map(|pair| Dominance {
+            higher: map.goals.get(&pair.higher).copied().unwrap_or(pair.higher),
+            lower: map.goals.get(&pair.lower).copied().unwrap_or(pair.lower),
+            fields: pair.fields.iter().map(|f| map.field(*f)).collect(),
         })
         .collect();
     p.dominance.extend(pairs);
@@ -401,15 +402,25 @@ impl Engine {
                 values.insert(f, value.clone());
             }
             if exists {
+                // An upsert writes an existing instance: checked as the
+                // mutation it becomes, so the entry is all or none.
+                let domain = instance_name(kind, &new.key);
+                let writes: Vec<crate::FieldWrite> = new
+                    .values
+                    .iter()
+                    .map(|(field, value)| crate::FieldWrite {
+                        domain: domain.clone(),
+                        field: field.clone(),
+                        value: value.clone(),
+                    })
+                    .collect();
+                self.check_mutation(&writes)?;
                 out.push(None);
                 continue;
             }
             for r in &template.reads {
                 let read = &program.domains[r.index()];
-                if read.key.is_some()
-                    && !self.index.instances.contains_key(&(r.0, new.key.clone()))
-                    && !(read.name == kind && planned.contains_key(&new.key))
-                {
+                if read.key.is_some() && !self.index.instances.contains_key(&(r.0, new.key.clone())) {
                     return Err(Rejection::new(
                         codes::UNKNOWN,
                         format!(
@@ -568,6 +579,20 @@ impl Engine {
         Ok(())
     }
 
+    /// A cycle elsewhere no longer waits for a message or an effect (of a
+    /// deleted instance): it may advance or be judged.
+    fn release_outstanding(&mut self, cx: &mut Cx, cycle: u64, effect: Option<u64>) {
+        let Some(c) = self.cycles.get_mut(&cycle) else { return };
+        c.outstanding = c.outstanding.saturating_sub(1);
+        if let Some(key) = effect {
+            if c.waiting.remove(&key) && c.waiting.is_empty() && c.step.is_none() && !c.slices_done && !c.suspended {
+                self.advance(cx, cycle);
+                return;
+            }
+        }
+        self.maybe_close(cx, cycle);
+    }
+
     /// Dry run of a deletion.
     pub(crate) fn validate_delete(&self, kind: &str, keys: &[String]) -> Result<(), Rejection> {
         self.check_delete(kind, keys).map(|_| ())
@@ -610,24 +635,58 @@ impl Engine {
             self.abort_cycle(cx, id, "deleted", None);
         }
         let goals: Vec<GoalId> = domain.goals.clone();
+        // Effects its slices and handlers emitted, and messages to its
+        // handlers, go; a cycle elsewhere that waited for them is released.
         let dropped: Vec<u64> = self
             .effects
             .iter()
             .filter(|(_, e)| e.domain == d || e.goal.is_some_and(|g| goals.contains(&g)))
             .map(|(k, _)| *k)
             .collect();
+        let mut released = Vec::new();
         for key in dropped {
             if let Some(e) = self.effects.remove(&key) {
                 if let crate::state::EffectState::Backoff { timer } = e.state {
                     self.timers.remove(&timer);
                 }
+                released.extend(e.cycle.map(|c| (c, Some(key))));
             }
         }
-        let handlers = &domain.handlers;
+        let handlers = domain.handlers.clone();
         let messages: Vec<u64> =
             self.messages.iter().filter(|(_, m)| handlers.contains(&m.handler)).map(|(id, _)| *id).collect();
         for m in messages {
-            self.messages.remove(&m);
+            if let Some(message) = self.messages.remove(&m) {
+                released.extend(message.cycle.map(|c| (c, None)));
+            }
+        }
+        for (cycle, effect) in released {
+            self.release_outstanding(cx, cycle, effect);
+        }
+        // What its cycles caused elsewhere is no longer theirs: messages
+        // still to deliver and observers naming its effects are untracked.
+        for m in self.messages.values_mut() {
+            if m.tag.is_some_and(|t| goals.contains(&t.goal)) {
+                m.tag = None;
+            }
+        }
+        let origins: Vec<String> =
+            self.effect_origins.iter().filter(|(_, o)| goals.contains(&o.tag.goal)).map(|(k, _)| k.clone()).collect();
+        for key in origins {
+            self.effect_origins.remove(&key);
+        }
+        self.effect_origin_order.retain(|k| self.effect_origins.contains_key(k));
+        for g in &goals {
+            self.forget_dominance(cx, *g);
+            self.end_damping(cx, *g);
+            // Goals it dominated are free again.
+            let freed: Vec<GoalId> = self.index.dominates.get(g.index()).cloned().unwrap_or_default();
+            for lower in freed {
+                cx.status_dirty.insert(lower);
+                if let Some(goal) = program.goals.get(lower.index()) {
+                    cx.dirty_domains.insert(goal.domain);
+                }
+            }
         }
         self.steps.retain(|_, s| s.domain != d);
         self.timers.retain(|_, t| match t.kind {
@@ -714,9 +773,12 @@ impl Index {
         }
         self.dominators.resize(p.goals.len(), Vec::new());
         self.dominates.resize(p.goals.len(), Vec::new());
-        for pair in p.dominance.iter().filter(|pair| domain.goals.contains(&pair.lower)) {
-            self.dominators[pair.lower.index()].push(pair.higher);
-            self.dominates[pair.higher.index()].push(pair.lower);
+        let new_goal = |g: &GoalId| domain.goals.contains(g);
+        for pair in p.dominance.iter().filter(|pair| new_goal(&pair.lower) || new_goal(&pair.higher)) {
+            if !self.dominators[pair.lower.index()].contains(&pair.higher) {
+                self.dominators[pair.lower.index()].push(pair.higher);
+                self.dominates[pair.higher.index()].push(pair.lower);
+            }
         }
     }
 }

@@ -420,6 +420,10 @@ impl Engine {
                 format!("instance {name} dropped: its kind or a read is gone"),
             );
         }
+        // Ids of the old program mean nothing in the new one.
+        cx.touched.clear();
+        cx.status_dirty.clear();
+        cx.dirty_domains.clear();
         let mut values = Vec::with_capacity(program.fields.len());
         let mut moved = BTreeMap::new();
         for (new_id, f) in program.fields.iter().enumerate() {
@@ -709,7 +713,8 @@ impl Engine {
     /// The first (by id, so independent of the order pairs were learnt) higher
     /// goal that holds and dominates `g`, if any.
     pub(crate) fn dominator(&self, g: GoalId) -> Option<GoalId> {
-        self.index.dominators.get(g.index())?.iter().copied().filter(|h| self.goal_states[h.index()].holds).min()
+        let dominates = |h: &GoalId| self.goal_states.get(h.index()).is_some_and(|hs| hs.holds && !hs.inert);
+        self.index.dominators.get(g.index())?.iter().copied().filter(dominates).min()
     }
 
     /// Brings every dirty goal's status up to date, emitting events.

@@ -261,3 +261,83 @@ proptest! {
         prop_assert_eq!(restored.goals(), sim.engine.goals());
     }
 }
+
+#[test]
+fn an_upsert_that_breaks_an_invariant_creates_nothing_either() {
+    let mut sim = Sim::new(FLEET);
+    ok(&mut sim, create("Pool", &[("a", &[])]));
+    let entry = Entry::CreateInstances {
+        kind: "Pool".into(),
+        instances: vec![
+            NewInstance { key: "b".into(), values: vec![] },
+            NewInstance { key: "a".into(), values: vec![("want".into(), Value::Int(500))] },
+        ],
+        upsert: true,
+        principal: "t".into(),
+    };
+    assert!(refused(&mut sim, entry).contains("Sane"));
+    assert!(sim.engine.read("Pool[b]", "nodes").is_none(), "all or none");
+    // A new version right after in the same batch finds no stale goal.
+    let batch = Entry::Batch {
+        entries: vec![
+            create("Pool", &[("c", &[("want", 500)])]),
+            Entry::SubmitProgram { bytes: program_bytes("domain Other { state { x: int = 0 } }") },
+        ],
+    };
+    assert_eq!(sim.propose(batch).outcome, Ok(()));
+}
+
+#[test]
+fn deleting_the_instance_a_cycle_sent_to_releases_that_cycle() {
+    let source = r#"
+domain Agent[name] {
+  state { hellos: int = 0 }
+  on Hello() { hellos += 1 }
+}
+domain Pool[name] {
+  state { sent: int = 0 }
+  goal Sent { sent >= 1 }
+  transition Greet for Sent { slice s { sent = 1  send Agent[key].Hello() } }
+}
+"#;
+    let mut sim = Sim::new(source);
+    ok(&mut sim, create("Agent", &[("a", &[])]));
+    ok(&mut sim, create("Pool", &[("a", &[])]));
+    // Run Pool[a]'s slice only: its message to Agent[a] is queued.
+    let slice = sim.engine.pending().steps[0].step;
+    sim.propose(Entry::RunStep { step: slice });
+    assert_eq!(sim.engine.pending().steps.len(), 1, "the delivery");
+    ok(&mut sim, delete("Agent", &["a"]));
+    assert!(sim.engine.pending().steps.is_empty());
+    let judged: Vec<String> =
+        sim.engine.history(10).into_iter().map(|c| format!("{}:{}", c.domain, c.verdict)).collect();
+    assert_eq!(judged, ["Pool[a]:converged"], "the cycle no longer waits for the message");
+}
+
+#[test]
+fn a_static_pair_across_a_kind_holds_per_instance_and_ends_with_it() {
+    let source = r#"
+domain Cluster priority low {
+  state { x: int = 0 }
+  goal Idle { x == 0 }
+  transition Calm for Idle { slice s { x = 0 } }
+  on Set(v: int) { x = v }
+}
+domain Pool[name] priority high {
+  reads Cluster
+  goal Busy { Cluster.x >= 5 }
+  transition Load for Busy { slice s { send Cluster.Set(v: 5) } }
+}
+"#;
+    let mut sim = Sim::new(source);
+    let mut worker = echo_count();
+    sim.drive(100, &mut worker);
+    assert_eq!(sim.status("Cluster", "Idle").0, GoalStatus::Satisfied, "no instance: nothing dominates");
+    ok(&mut sim, create("Pool", &[("a", &[])]));
+    sim.drive(100, &mut worker);
+    assert_eq!(sim.status("Pool[a]", "Busy").0, GoalStatus::Satisfied);
+    assert_eq!(sim.status("Cluster", "Idle").0, GoalStatus::Dominated);
+    ok(&mut sim, delete("Pool", &["a"]));
+    sim.drive(100, &mut worker);
+    assert_eq!(sim.status("Cluster", "Idle").0, GoalStatus::Satisfied, "the dominator is gone");
+}
