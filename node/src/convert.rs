@@ -74,27 +74,6 @@ pub fn propose_error_to_status(err: ProposeError) -> Status {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn values_round_trip() {
-        let value = Value::List(vec![Value::Int(-3), Value::Str("x".into())]);
-        assert_eq!(value_from_wire(&value_to_wire(&value)).ok(), Some(value));
-    }
-
-    #[test]
-    fn empty_and_deep_values_are_refused() {
-        assert!(value_from_wire(&pb::Value { kind: None }).is_err());
-        let mut deep = value_to_wire(&Value::Int(1));
-        for _ in 0..20 {
-            deep = pb::Value { kind: Some(pb::value::Kind::List(pb::ValueList { items: vec![deep] })) };
-        }
-        assert!(value_from_wire(&deep).is_err());
-    }
-}
-
 /// A goal report to the wire.
 pub fn goal_to_wire(g: lexum_engine::GoalReport) -> pb::GoalInfo {
     pb::GoalInfo {
@@ -188,5 +167,26 @@ pub fn explanation_to_wire(index: u64, e: lexum_engine::Explanation) -> pb::Expl
             .map(|v| pb::VectorEntry { field: v.field, writer: v.writer, delta: v.delta, index: v.index })
             .collect(),
         dominated_by: e.dominated_by,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_round_trip() {
+        let value = Value::List(vec![Value::Int(-3), Value::Str("x".into())]);
+        assert_eq!(value_from_wire(&value_to_wire(&value)).ok(), Some(value));
+    }
+
+    #[test]
+    fn empty_and_deep_values_are_refused() {
+        assert!(value_from_wire(&pb::Value { kind: None }).is_err());
+        let mut deep = value_to_wire(&Value::Int(1));
+        for _ in 0..20 {
+            deep = pb::Value { kind: Some(pb::value::Kind::List(pb::ValueList { items: vec![deep] })) };
+        }
+        assert!(value_from_wire(&deep).is_err());
     }
 }

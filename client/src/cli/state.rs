@@ -63,7 +63,7 @@ pub async fn set(
         })
         .collect::<Result<Vec<_>, Failure>>()?;
     if create {
-        let mut by_kind: BTreeMap<String, Vec<(String, Vec<(String, Value)>)>> = BTreeMap::new();
+        let mut by_kind: InstancesByKind = BTreeMap::new();
         for w in &writes {
             let Some((kind, key)) = w.domain.strip_suffix(']').and_then(|d| d.split_once('[')) else { continue };
             let instances = by_kind.entry(kind.to_string()).or_default();
@@ -102,9 +102,12 @@ pub async fn get(settings: &Settings, client: &Client, domain: &str) -> Result<(
     Ok(())
 }
 
+/// Instances to create, by kind: each key with its initial values.
+type InstancesByKind = BTreeMap<String, Vec<(String, Vec<(String, Value)>)>>;
+
 /// Parses `Kind/key field=value ... Kind/key ...` into instances per kind.
-fn parse_instances(items: &[String]) -> Result<BTreeMap<String, Vec<(String, Vec<(String, Value)>)>>, Failure> {
-    let mut out: BTreeMap<String, Vec<(String, Vec<(String, Value)>)>> = BTreeMap::new();
+fn parse_instances(items: &[String]) -> Result<InstancesByKind, Failure> {
+    let mut out: InstancesByKind = BTreeMap::new();
     let mut current: Option<(String, usize)> = None;
     for item in items {
         if !item.contains('=') {
