@@ -331,7 +331,8 @@ fn endpoint_uri(address: &str, tls: bool) -> String {
     }
 }
 
-fn non_empty(s: String) -> Option<String> {
+/// `None` for the empty string the wire uses for "absent".
+pub(crate) fn non_empty(s: String) -> Option<String> {
     (!s.is_empty()).then_some(s)
 }
 

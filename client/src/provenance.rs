@@ -4,7 +4,7 @@
 use lexum_proto::v1 as pb;
 use serde::Serialize;
 
-use crate::client::Goal;
+use crate::client::{non_empty, Goal};
 use crate::value::{self, Value};
 
 /// A cycle as a cause names it.
@@ -172,10 +172,6 @@ pub struct Explanation {
     pub vector: Vec<VectorEntry>,
     /// Higher goals that dominate it.
     pub dominated_by: Vec<String>,
-}
-
-fn non_empty(s: String) -> Option<String> {
-    (!s.is_empty()).then_some(s)
 }
 
 fn cycle_from_wire(c: Option<pb::CycleRef>) -> CycleRef {

@@ -7,7 +7,7 @@
 use std::cell::Cell;
 
 use crate::check::SourceMap;
-use crate::diagnostic::{Code, Diagnostic, Span};
+use crate::diagnostic::{Code, Diagnostic};
 use crate::program::{Expr, Place, Program, SlotId, Stmt};
 
 /// Deepest nesting of expressions, statements, values and types the decoder
@@ -144,53 +144,24 @@ fn check_body(what: &str, slots: u32, exprs: &[&Expr], stmts: &[Stmt]) -> Result
     }
 }
 
-/// Checks every bound a compiled program must keep (see the module docs).
-pub fn validate(p: &Program) -> Result<(), String> {
-    for f in &p.fields {
-        if f.max_len.is_some_and(|n| n > MAX_LIST_BOUND) {
-            return Err(format!("field `{}` declares a list bound over {MAX_LIST_BOUND}", f.name));
-        }
-    }
-    for g in &p.goals {
-        check_body(&format!("goal `{}`", g.name), g.slots, &[&g.predicate], &[])?;
-    }
-    for i in &p.invariants {
-        check_body(&format!("invariant `{}`", i.name), i.slots, &[&i.predicate], &[])?;
-    }
-    for t in &p.transitions {
-        let guard: Vec<&Expr> = t.when.iter().collect();
-        check_body(&format!("transition `{}`", t.name), t.slots, &guard, &[])?;
-        for s in &t.slices {
-            check_body(&format!("slice `{}.{}`", t.name, s.name), t.slots, &[], &s.body)?;
-        }
-    }
-    for h in &p.handlers {
-        if (h.params.len() as u64) > u64::from(h.slots) {
-            return Err(format!("handler `{}` has more parameters than slots", h.name));
-        }
-        check_body(&format!("handler `{}`", h.name), h.slots, &[], &h.body)?;
-    }
-    Ok(())
+/// A body of a compiled program, by its table and index.
+#[derive(Clone, Copy)]
+enum Body {
+    Goal(usize),
+    Invariant(usize),
+    Transition(usize),
+    Handler(usize),
 }
 
-/// E008 for each body of a compiled program over a bound (too deep an
-/// expression or statement nesting, too many locals): what [`validate`]
-/// would refuse, reported where it was written.
-pub fn diagnose(p: &Program, map: &SourceMap, diags: &mut Vec<Diagnostic>) {
-    let mut report = |result: Result<(), String>, span: Option<&Span>| {
-        if let Err(message) = result {
-            diags.push(
-                Diagnostic::new(Code::E008, span.copied().unwrap_or_default(), message)
-                    .with_hint("split the expression with `let`, or the body into smaller slices"),
-            );
-        }
-    };
+/// Checks each body (a transition with its guard and slices) and hands
+/// every result to `f`.
+fn check_bodies(p: &Program, mut f: impl FnMut(Body, Result<(), String>)) {
     for (i, g) in p.goals.iter().enumerate() {
-        report(check_body(&format!("goal `{}`", g.name), g.slots, &[&g.predicate], &[]), map.goals.get(i));
+        f(Body::Goal(i), check_body(&format!("goal `{}`", g.name), g.slots, &[&g.predicate], &[]));
     }
     for (i, inv) in p.invariants.iter().enumerate() {
         let result = check_body(&format!("invariant `{}`", inv.name), inv.slots, &[&inv.predicate], &[]);
-        report(result, map.invariants.get(i));
+        f(Body::Invariant(i), result);
     }
     for (i, t) in p.transitions.iter().enumerate() {
         let guard: Vec<&Expr> = t.when.iter().collect();
@@ -198,9 +169,47 @@ pub fn diagnose(p: &Program, map: &SourceMap, diags: &mut Vec<Diagnostic>) {
         for s in &t.slices {
             result = result.and_then(|()| check_body(&format!("slice `{}.{}`", t.name, s.name), t.slots, &[], &s.body));
         }
-        report(result, map.transitions.get(i));
+        f(Body::Transition(i), result);
     }
     for (i, h) in p.handlers.iter().enumerate() {
-        report(check_body(&format!("handler `{}`", h.name), h.slots, &[], &h.body), map.handlers.get(i));
+        let result = if (h.params.len() as u64) > u64::from(h.slots) {
+            Err(format!("handler `{}` has more parameters than slots", h.name))
+        } else {
+            check_body(&format!("handler `{}`", h.name), h.slots, &[], &h.body)
+        };
+        f(Body::Handler(i), result);
     }
+}
+
+/// Checks every bound a compiled program must keep (see the module docs).
+pub fn validate(p: &Program) -> Result<(), String> {
+    if let Some(f) = p.fields.iter().find(|f| f.max_len.is_some_and(|n| n > MAX_LIST_BOUND)) {
+        return Err(format!("field `{}` declares a list bound over {MAX_LIST_BOUND}", f.name));
+    }
+    let mut first = Ok(());
+    check_bodies(p, |_, result| {
+        if first.is_ok() {
+            first = result;
+        }
+    });
+    first
+}
+
+/// E008 for each body of a compiled program over a bound (too deep an
+/// expression or statement nesting, too many locals): what [`validate`]
+/// would refuse, reported where it was written.
+pub fn diagnose(p: &Program, map: &SourceMap, diags: &mut Vec<Diagnostic>) {
+    check_bodies(p, |body, result| {
+        let Err(message) = result else { return };
+        let span = match body {
+            Body::Goal(i) => map.goals.get(i),
+            Body::Invariant(i) => map.invariants.get(i),
+            Body::Transition(i) => map.transitions.get(i),
+            Body::Handler(i) => map.handlers.get(i),
+        };
+        diags.push(
+            Diagnostic::new(Code::E008, span.copied().unwrap_or_default(), message)
+                .with_hint("split the expression with `let`, or the body into smaller slices"),
+        );
+    });
 }

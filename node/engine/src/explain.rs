@@ -2,9 +2,8 @@
 //! that violated it, the transition that would run, and what its repair
 //! waits for.
 
-use lexum_compiler::program::{GoalId, Program, Value};
+use lexum_compiler::program::{GoalId, Program};
 
-use crate::eval;
 use crate::report::{ContentionReport, Explanation, Waiting};
 use crate::state::TimerKind;
 use crate::Engine;
@@ -43,25 +42,15 @@ impl Engine {
         Some(Explanation {
             goal: report,
             writes,
-            armed_transition: if gs.holds { None } else { self.armed_transition(program, g) },
+            armed_transition: if gs.holds {
+                None
+            } else {
+                self.armed(program, g).map(|(t, _)| program.transitions[t.index()].name.clone())
+            },
             waiting: self.waiting(program, g),
             contention,
             vector: self.vector_entries(program, &decl.read_set),
             dominated_by,
-        })
-    }
-
-    /// The first transition of the goal whose `when` holds now (the one a
-    /// violated goal arms).
-    fn armed_transition(&self, program: &Program, g: GoalId) -> Option<String> {
-        program.goals[g.index()].transitions.iter().find_map(|t| {
-            let transition = &program.transitions[t.index()];
-            let mut slots = eval::new_slots(transition.slots);
-            let guard = match &transition.when {
-                None => true,
-                Some(expr) => matches!(eval::eval(expr, &self.values, &mut slots), Ok(Value::Bool(true))),
-            };
-            guard.then(|| transition.name.clone())
         })
     }
 

@@ -360,7 +360,7 @@ impl Engine {
         let k = self.kind_id(kind)?;
         let program = self.program.as_ref().ok_or_else(|| Rejection::new(codes::PROGRAM, "no program"))?;
         let template = &program.domains[k.index()];
-        let mut planned: BTreeMap<String, ()> = BTreeMap::new();
+        let mut planned = std::collections::BTreeSet::new();
         let mut out = Vec::with_capacity(instances.len());
         for new in instances {
             if !valid_key(&new.key) {
@@ -369,7 +369,7 @@ impl Engine {
                     format!("bad key `{}`: 1 to {MAX_KEY_LEN} letters, digits or -_.:", new.key),
                 ));
             }
-            if planned.insert(new.key.clone(), ()).is_some() {
+            if !planned.insert(new.key.clone()) {
                 return Err(Rejection::new(
                     codes::UNKNOWN,
                     format!("{} is created twice", instance_name(kind, &new.key)),
@@ -610,13 +610,12 @@ impl Engine {
                     Rejection::new(codes::UNKNOWN, format!("no instance {}", instance_name(kind, key)))
                 })?;
             // Another kind's instance with the same key that reads this one.
-            let reader = program.domains.iter().enumerate().find(|(i, other)| {
-                other.key.is_some()
-                    && *i != k.index()
-                    && other.reads.contains(&k)
-                    && self.index.instances.contains_key(&(*i as u32, key.clone()))
-            });
-            if let Some((_, reader)) = reader {
+            let reader = self.index.kinds.iter().map(|r| &program.domains[r.index()]).zip(&self.index.kinds).find(
+                |(other, r)| {
+                    **r != k && other.reads.contains(&k) && self.index.instances.contains_key(&(r.0, key.clone()))
+                },
+            );
+            if let Some((reader, _)) = reader {
                 return Err(Rejection::new(
                     codes::UNKNOWN,
                     format!("{} reads {}: delete it first", instance_name(&reader.name, key), instance_name(kind, key)),
@@ -717,6 +716,12 @@ impl Engine {
         }
         index.deleted.insert(d.0);
         cx.event("deleted", Some(domain.name.clone()), None, None, format!("instance {} deleted", domain.name));
+    }
+
+    /// The live instances of kind `k`.
+    pub(crate) fn live_instances(&self, k: DomainId) -> impl Iterator<Item = DomainId> + '_ {
+        let live = self.index.instances.range((k.0, String::new())..);
+        live.take_while(move |((kind, _), _)| *kind == k.0).map(|(_, d)| DomainId(*d))
     }
 
     /// The live instance a send from domain `from` to template handler `h`

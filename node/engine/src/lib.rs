@@ -37,6 +37,10 @@
 //! - `provenance.rs`: the cause of every write ([`Cause`]), field write
 //!   histories ([`Engine::why`]) and effect keys → cycles for `caused_by`.
 //! - `explain.rs`: [`Engine::explain`].
+//! - `instances.rs`: instances of kinds, each a copy of its kind's template
+//!   appended to the engine's program ([`Entry::CreateInstances`],
+//!   [`Entry::DeleteInstances`]); rebuilt from the template and the
+//!   instance list on restore and on a new version.
 //!
 //! # Causes and verdicts
 //!

@@ -207,11 +207,7 @@ pub struct CycleRecord {
 impl Engine {
     /// Every goal in program order.
     pub fn goals(&self) -> Vec<GoalReport> {
-        let Some(program) = self.program.as_ref() else { return Vec::new() };
-        (0..program.goals.len())
-            .filter(|i| self.goal_states.get(*i).is_some_and(|gs| !gs.inert))
-            .filter_map(|i| self.report(program, GoalId(i as u32)))
-            .collect()
+        self.goals_page(None, None, 0, 0).0
     }
 
     /// A page of goals in program order: of one domain (a singleton, an
@@ -232,10 +228,9 @@ impl Engine {
             Some(name) => match self.index.domains.get(name) {
                 None => Vec::new(),
                 Some(d) if program.domains[d.index()].key.is_some() => {
-                    let live = self.index.instances.range((d.0, String::new())..).take_while(|((k, _), _)| *k == d.0);
-                    let mut domains: Vec<u32> = live.map(|(_, i)| *i).collect();
+                    let mut domains: Vec<lexum_compiler::program::DomainId> = self.live_instances(*d).collect();
                     domains.sort_unstable();
-                    domains.iter().flat_map(|i| program.domains[*i as usize].goals.iter().copied()).collect()
+                    domains.iter().flat_map(|i| program.domains[i.index()].goals.iter().copied()).collect()
                 }
                 Some(d) => program.domains[d.index()].goals.clone(),
             },

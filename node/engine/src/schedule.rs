@@ -33,23 +33,23 @@ impl Engine {
             let goal = &program.goals[g.index()];
             (Reverse(goal.priority), self.goal_states[g.index()].violated_since, goal.name.clone())
         });
-        for g in candidates {
-            for t in &program.goals[g.index()].transitions {
-                let transition = &program.transitions[t.index()];
-                let mut slots = eval::new_slots(transition.slots);
-                let guard = match &transition.when {
-                    None => true,
-                    Some(expr) => matches!(
-                        eval::eval(expr, &self.values, &mut slots),
-                        Ok(lexum_compiler::program::Value::Bool(true))
-                    ),
-                };
-                if guard {
-                    return Some((g, *t, slots));
+        candidates.into_iter().find_map(|g| self.armed(program, g).map(|(t, slots)| (g, t, slots)))
+    }
+
+    /// The transition a violated goal arms now: the first in source order
+    /// whose `when` holds, with the slots its guard bound.
+    pub(crate) fn armed(&self, program: &Program, g: GoalId) -> Option<(TransitionId, Slots)> {
+        program.goals[g.index()].transitions.iter().find_map(|t| {
+            let transition = &program.transitions[t.index()];
+            let mut slots = eval::new_slots(transition.slots);
+            let guard = match &transition.when {
+                None => true,
+                Some(expr) => {
+                    matches!(eval::eval(expr, &self.values, &mut slots), Ok(lexum_compiler::program::Value::Bool(true)))
                 }
-            }
-        }
-        None
+            };
+            guard.then_some((*t, slots))
+        })
     }
 
     /// The suspended cycle of a domain to resume first: highest level, then

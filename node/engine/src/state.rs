@@ -282,6 +282,8 @@ pub(crate) struct Index {
     pub dominates: Vec<Vec<GoalId>>,
     /// Live instances by `(kind's template domain, key)`.
     pub instances: BTreeMap<(u32, String), u32>,
+    /// The kinds' template domains.
+    pub kinds: Vec<DomainId>,
     /// Each instance's key, by its domain.
     pub key_of: BTreeMap<u32, String>,
     /// Deleted instances' domains.
@@ -394,6 +396,8 @@ impl Engine {
                 }
             }
             (index.instances, index.key_of, index.deleted) = crate::instances::instance_tables(p, &self.instances);
+            index.kinds =
+                (0..p.domains.len() as u32).map(DomainId).filter(|d| p.domains[d.index()].key.is_some()).collect();
         }
         self.index = Arc::new(index);
     }
@@ -769,8 +773,7 @@ impl Engine {
     /// itself, or every live instance of a kind.
     pub(crate) fn command_domains(&self, name: &str) -> Result<Vec<DomainId>, Rejection> {
         if let Ok(k) = self.kind_id(name) {
-            let live = self.index.instances.range((k.0, String::new())..).take_while(|((kind, _), _)| *kind == k.0);
-            return Ok(live.map(|(_, d)| DomainId(*d)).collect());
+            return Ok(self.live_instances(k).collect());
         }
         Ok(vec![self.domain_id(name)?])
     }

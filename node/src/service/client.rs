@@ -225,11 +225,7 @@ impl Lexum for ClientApi {
         let domain = request.into_inner().domain;
         self.cluster.linearize().await.map_err(propose_error_to_status)?;
         let (index, fields) = self.cluster.replica.with_engine(|e| (e.last_applied(), e.domain_state(&domain)));
-        let fields = fields.ok_or_else(|| {
-            let mut status = Status::not_found(format!("E002: unknown domain `{domain}`"));
-            status.metadata_mut().insert(crate::convert::CODE_METADATA_KEY, "E002".parse().expect("ascii"));
-            status
-        })?;
+        let fields = fields.ok_or_else(|| unknown(format!("unknown domain `{domain}`")))?;
         Ok(Response::new(pb::ReadResponse { index, fields: named_to_wire(&fields) }))
     }
 
