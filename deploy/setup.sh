@@ -4,7 +4,10 @@
 # - libclang as bindgen loads it, with clang's own headers (RocksDB's Rust
 #   bindings are generated at build time),
 # - openssl (the TLS tests make their certificates with it),
-# - iproute2 (the partition tests put nodes in network namespaces with `ip`).
+# - iproute2 (the partition tests put nodes in network namespaces with `ip`),
+# - python3 with venv (the Python SDK in client/python: its tools and tests
+#   run in a virtualenv outside the clone, $HOME/.cache/lexum/venv or
+#   LEXUM_VENV, with the versions pinned in client/python/requirements-dev.txt).
 # Rust itself must already be installed. Safe to re-run: it installs only
 # what is missing.
 #
@@ -16,7 +19,7 @@
 # lack the library bindgen loads. LEXUM_SETUP_ROOT makes every file check
 # look under another root, so a test can run the detection against a fake
 # machine layout (with PATH pointing at the fake machine's commands and a
-# stub apt-get).
+# stub apt-get); on such a fake machine no virtualenv is made.
 set -euo pipefail
 
 root="${LEXUM_SETUP_ROOT:-}"
@@ -85,6 +88,12 @@ have ip || missing+=(iproute2)
 if ! have_libclang_library || ! have_clang_headers; then
   missing+=(libclang-dev)
 fi
+# Debian keeps venv and ensurepip out of its python3 package.
+if ! have python3; then
+  missing+=(python3 python3-venv)
+elif ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+  missing+=(python3-venv)
+fi
 
 if [ "$dry_run" = 1 ]; then
   for package in "${missing[@]}"; do echo "$package"; done
@@ -102,4 +111,21 @@ fi
 if ! have cargo; then
   echo "cargo not found: install Rust (rustup) first" >&2
   exit 1
+fi
+
+# The Python SDK's virtualenv: made once, and filled again only when the
+# pinned requirements change (a stamp holds the file's contents).
+if [ -z "$root" ]; then
+  script_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+  requirements="$script_dir/../client/python/requirements-dev.txt"
+  venv="${LEXUM_VENV:-$HOME/.cache/lexum/venv}"
+  if [ ! -x "$venv/bin/python" ]; then
+    echo "making the Python virtualenv $venv"
+    python3 -m venv "$venv"
+  fi
+  if ! cmp -s "$requirements" "$venv/.lexum-requirements"; then
+    echo "installing the Python SDK's tools into $venv"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$requirements"
+    cp "$requirements" "$venv/.lexum-requirements"
+  fi
 fi

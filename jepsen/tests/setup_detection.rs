@@ -45,10 +45,12 @@ struct FakeMachine {
 
 impl FakeMachine {
     /// A machine with `commands` on its PATH, `files` under its root, and
-    /// always cargo (setup.sh requires Rust to be there already).
+    /// always cargo (setup.sh requires Rust to be there already) and a
+    /// python3 that has venv (client/python/tests/test_setup.py covers the
+    /// Python detection).
     fn new(commands: &[&str], files: &[&str]) -> Self {
         let machine = Self { dir: tempfile::tempdir().expect("tempdir") };
-        for command in commands.iter().chain(&["cargo"]) {
+        for command in commands.iter().chain(&["cargo", "python3"]) {
             write_executable(&machine.bin().join(command), "#!/bin/sh\nexit 0\n");
         }
         for file in files {

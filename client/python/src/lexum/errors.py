@@ -1,0 +1,153 @@
+"""The SDK's errors, classified from gRPC status codes like the Rust SDK's
+`ClientError`: a user mistake (`RejectedError`, `NotFoundError`,
+`UnauthenticatedError`, `ConfigError`) is told apart from a cluster that
+cannot answer (`UnavailableError`)."""
+
+from __future__ import annotations
+
+import re
+
+import grpc
+
+#: Metadata key carrying a diagnostic code (`E011`, `E002`, ...) on errors.
+CODE_METADATA_KEY = "lexum-code"
+#: Response metadata key carrying the leader's client address on redirects.
+LEADER_METADATA_KEY = "lexum-leader"
+
+_LEADING_CODE = re.compile(r"^([EW][0-9]{3}):")
+
+
+class LexumError(Exception):
+    """Base of every error the SDK raises."""
+
+    #: Whether the request itself was at fault (bad program, unknown name,
+    #: wrong type, rejected mutation, bad token or configuration).
+    user_error = False
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        #: The diagnostic code (`E011`, ...) when the node sent one.
+        self.code = code
+
+
+class ConfigError(LexumError):
+    """An endpoint, token or TLS setting could not be used."""
+
+    user_error = True
+
+
+class RejectedError(LexumError):
+    """The cluster refused the request because of its content: a compile
+    error, an invariant violation (E011), a type mismatch (E003). Nothing
+    was committed."""
+
+    user_error = True
+
+
+class NotFoundError(LexumError):
+    """Something named in the request does not exist (unknown domain, member)."""
+
+    user_error = True
+
+
+class UnauthenticatedError(LexumError):
+    """The token was missing or wrong."""
+
+    user_error = True
+
+
+class UnavailableError(LexumError):
+    """No node answered, or no quorum, within the deadline."""
+
+
+class RpcError(LexumError):
+    """Any other gRPC failure."""
+
+
+def metadata_value(metadata: object, key: str) -> str | None:
+    """The first value of `key` in gRPC metadata (any iterable of pairs)."""
+    if metadata is None:
+        return None
+    try:
+        pairs = list(metadata)  # type: ignore[call-overload]
+    except TypeError:
+        return None
+    for pair in pairs:
+        if isinstance(pair, tuple) and len(pair) == 2 and pair[0] == key:
+            value = pair[1]
+            return value.decode() if isinstance(value, bytes) else str(value)
+    return None
+
+
+def status_metadata(error: grpc.RpcError, key: str) -> str | None:
+    """`key` from a failed call's trailers (or, failing that, its headers)."""
+    for getter in ("trailing_metadata", "initial_metadata"):
+        method = getattr(error, getter, None)
+        if method is None:
+            continue
+        try:
+            value = metadata_value(method(), key)
+        except Exception:  # a call that never got headers
+            value = None
+        if value is not None:
+            return value
+    return None
+
+
+def _code(error: grpc.RpcError) -> grpc.StatusCode:
+    code = getattr(error, "code", None)
+    result = code() if callable(code) else None
+    return result if isinstance(result, grpc.StatusCode) else grpc.StatusCode.UNKNOWN
+
+
+def _details(error: grpc.RpcError) -> str:
+    details = getattr(error, "details", None)
+    result = details() if callable(details) else None
+    return result if isinstance(result, str) else ""
+
+
+def describe(error: grpc.RpcError) -> str:
+    """A short description of a status for error messages."""
+    first = _details(error).split("\n", 1)[0]
+    return first or _code(error).name
+
+
+def is_transient(error: grpc.RpcError) -> bool:
+    """Whether a status is worth retrying on another node after a pause."""
+    code = _code(error)
+    if code in (
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.CANCELLED,
+        grpc.StatusCode.ABORTED,
+        grpc.StatusCode.UNKNOWN,
+    ):
+        return True
+    return code == grpc.StatusCode.FAILED_PRECONDITION and _details(error).startswith("not the leader")
+
+
+def from_rpc_error(error: grpc.RpcError) -> LexumError:
+    """Classifies a final gRPC status (after retries and redirects)."""
+    message = _details(error).rstrip()
+    code = _code(error)
+    diagnostic = status_metadata(error, CODE_METADATA_KEY)
+    if diagnostic is None:
+        match = _LEADING_CODE.match(message)
+        diagnostic = match.group(1) if match else None
+    if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.OUT_OF_RANGE, grpc.StatusCode.ALREADY_EXISTS):
+        return RejectedError(message, diagnostic)
+    if code == grpc.StatusCode.NOT_FOUND:
+        return NotFoundError(message, diagnostic)
+    if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+        return UnauthenticatedError(f"not authenticated: {message}")
+    if code == grpc.StatusCode.FAILED_PRECONDITION and not message.startswith("not the leader"):
+        return RejectedError(message, diagnostic)
+    if code in (
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.CANCELLED,
+    ):
+        return UnavailableError(f"cluster unavailable: {message or code.name}")
+    return RpcError(f"request failed: {code.name}: {message}")
