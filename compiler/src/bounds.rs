@@ -59,9 +59,9 @@ impl Drop for NestingGuard {
 /// Depth of an expression tree (a leaf is 1).
 pub fn expr_depth(e: &Expr) -> u32 {
     let children: Vec<&Expr> = match e {
-        Expr::Lit(_) | Expr::Field(_) | Expr::Slot(_) | Expr::Key => Vec::new(),
+        Expr::Lit(_) | Expr::Field(_) | Expr::Slot(_) | Expr::Key | Expr::Aggregate { .. } => Vec::new(),
         Expr::List(items) | Expr::Call(_, items) => items.iter().collect(),
-        Expr::Unary(_, a) => vec![a],
+        Expr::Unary(_, a) | Expr::Lookup { key: a, .. } => vec![a],
         Expr::Binary(_, a, b) => vec![a, b],
         Expr::Quantified { list, body, .. } => vec![list, body],
     };
@@ -92,13 +92,19 @@ fn visit_stmts<'p>(stmts: &'p [Stmt], depth: u32, f: &mut dyn FnMut(Option<&'p E
     }
 }
 
+/// Every expression of a statement list (conditions, values, arguments),
+/// nested blocks included, appended to `out`.
+pub fn body_exprs<'p>(stmts: &'p [Stmt], out: &mut Vec<&'p Expr>) {
+    visit_stmts(stmts, 1, &mut |e, _, _| out.extend(e));
+}
+
 /// Every slot an expression reads or binds.
 fn expr_slots(e: &Expr, out: &mut Vec<SlotId>) {
     match e {
         Expr::Slot(s) => out.push(*s),
-        Expr::Lit(_) | Expr::Field(_) | Expr::Key => {}
+        Expr::Lit(_) | Expr::Field(_) | Expr::Key | Expr::Aggregate { .. } => {}
         Expr::List(items) | Expr::Call(_, items) => items.iter().for_each(|i| expr_slots(i, out)),
-        Expr::Unary(_, a) => expr_slots(a, out),
+        Expr::Unary(_, a) | Expr::Lookup { key: a, .. } => expr_slots(a, out),
         Expr::Binary(_, a, b) => {
             expr_slots(a, out);
             expr_slots(b, out);
@@ -192,7 +198,44 @@ pub fn validate(p: &Program) -> Result<(), String> {
             first = result;
         }
     });
-    first
+    first?;
+    let mut exprs: Vec<&Expr> = p.goals.iter().map(|g| &g.predicate).collect();
+    exprs.extend(p.invariants.iter().map(|i| &i.predicate));
+    exprs.extend(p.transitions.iter().filter_map(|t| t.when.as_ref()));
+    let bodies =
+        p.transitions.iter().flat_map(|t| t.slices.iter().map(|s| &s.body)).chain(p.handlers.iter().map(|h| &h.body));
+    for body in bodies {
+        body_exprs(body, &mut exprs);
+    }
+    exprs.into_iter().try_for_each(|e| kind_refs(p, e))
+}
+
+/// Checks that every aggregate and lookup names a kind and one of its fields
+/// (the engine indexes its instance tables by them).
+fn kind_refs(p: &Program, e: &Expr) -> Result<(), String> {
+    let names_kind_field = |kind: crate::program::DomainId, field: Option<crate::program::FieldId>| {
+        let is_kind = p.domains.get(kind.index()).is_some_and(|d| d.key.is_some());
+        let own_field = field.is_none_or(|f| p.fields.get(f.index()).is_some_and(|f| f.domain == kind));
+        if is_kind && own_field {
+            Ok(())
+        } else {
+            Err("an aggregate or lookup names something other than a kind's field".to_string())
+        }
+    };
+    match e {
+        Expr::Aggregate { kind, field, .. } => names_kind_field(*kind, *field),
+        Expr::Lookup { kind, key, field } => {
+            names_kind_field(*kind, Some(*field))?;
+            kind_refs(p, key)
+        }
+        Expr::Lit(_) | Expr::Field(_) | Expr::Slot(_) | Expr::Key => Ok(()),
+        Expr::List(items) | Expr::Call(_, items) => items.iter().try_for_each(|i| kind_refs(p, i)),
+        Expr::Unary(_, a) => kind_refs(p, a),
+        Expr::Binary(_, a, b) | Expr::Quantified { list: a, body: b, .. } => {
+            kind_refs(p, a)?;
+            kind_refs(p, b)
+        }
+    }
 }
 
 /// E008 for each body of a compiled program over a bound (too deep an

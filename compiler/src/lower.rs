@@ -12,7 +12,12 @@ use crate::program::*;
 pub fn expr_fields(e: &Expr, out: &mut Vec<FieldId>) {
     match e {
         Expr::Lit(_) | Expr::Slot(_) | Expr::Key => {}
-        Expr::Field(f) => out.push(*f),
+        Expr::Field(f) | Expr::Aggregate { field: Some(f), .. } => out.push(*f),
+        Expr::Aggregate { field: None, .. } => {}
+        Expr::Lookup { key, field, .. } => {
+            out.push(*field);
+            expr_fields(key, out);
+        }
         Expr::List(items) | Expr::Call(_, items) => items.iter().for_each(|i| expr_fields(i, out)),
         Expr::Unary(_, x) => expr_fields(x, out),
         Expr::Binary(_, a, b) => {

@@ -11,7 +11,7 @@ use std::fmt;
 /// Leading bytes of every encoded program.
 pub const MAGIC: [u8; 4] = *b"LXMP";
 /// Version of the binary layout; bumped on any incompatible change.
-pub const FORMAT_VERSION: u16 = 2;
+pub const FORMAT_VERSION: u16 = 3;
 /// Bytes before the payload: magic, format version, payload length.
 const HEADER_LEN: usize = 4 + 2 + 8;
 
@@ -502,6 +502,65 @@ pub enum Expr {
     },
     /// `key`: the key of the instance evaluating (a string; only in kinds).
     Key,
+    /// `count(Kind[*])`, `sum(Kind[*].field)`, ...: over every live
+    /// instance of a kind, maintained incrementally by the engine.
+    Aggregate {
+        /// What is computed.
+        op: Aggregate,
+        /// The kind's template domain.
+        kind: DomainId,
+        /// The template's field aggregated (`None` for `count(Kind[*])`).
+        field: Option<FieldId>,
+    },
+    /// `Kind[expr].field`: a field of the instance whose key `expr`
+    /// evaluates to (an evaluation error when there is none).
+    Lookup {
+        /// The kind's template domain.
+        kind: DomainId,
+        /// The key (a string).
+        key: Box<Expr>,
+        /// The template's field read.
+        field: FieldId,
+    },
+}
+
+/// What an aggregate over a kind's instances computes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Aggregate {
+    /// `count(Kind[*])`: live instances; `count(Kind[*].flag)`: those whose
+    /// bool field holds.
+    Count,
+    /// `sum(Kind[*].n)` of an int field (0 over none).
+    Sum,
+    /// `min(Kind[*].n)` of an int field (an evaluation error over none).
+    Min,
+    /// `max(Kind[*].n)` of an int field (an evaluation error over none).
+    Max,
+    /// `all(Kind[*].flag)` of a bool field (true over none).
+    All,
+    /// `any(Kind[*].flag)` of a bool field (false over none).
+    Any,
+}
+
+impl Aggregate {
+    /// The function's name in source.
+    pub fn name(self) -> &'static str {
+        match self {
+            Aggregate::Count => "count",
+            Aggregate::Sum => "sum",
+            Aggregate::Min => "min",
+            Aggregate::Max => "max",
+            Aggregate::All => "all",
+            Aggregate::Any => "any",
+        }
+    }
+
+    /// Parses a function name.
+    pub fn from_name(name: &str) -> Option<Aggregate> {
+        [Aggregate::Count, Aggregate::Sum, Aggregate::Min, Aggregate::Max, Aggregate::All, Aggregate::Any]
+            .into_iter()
+            .find(|a| a.name() == name)
+    }
 }
 
 /// Assignment operators.
@@ -816,6 +875,8 @@ mod nested_decode {
         Call(Builtin, Vec<Expr>),
         Quantified { kind: Quantifier, slot: SlotId, list: Box<Expr>, body: Box<Expr> },
         Key,
+        Aggregate { op: Aggregate, kind: DomainId, field: Option<FieldId> },
+        Lookup { kind: DomainId, key: Box<Expr>, field: FieldId },
     }
 
     impl<'de> Deserialize<'de> for Expr {
@@ -831,6 +892,8 @@ mod nested_decode {
                 ExprRepr::Call(f, args) => Expr::Call(f, args),
                 ExprRepr::Quantified { kind, slot, list, body } => Expr::Quantified { kind, slot, list, body },
                 ExprRepr::Key => Expr::Key,
+                ExprRepr::Aggregate { op, kind, field } => Expr::Aggregate { op, kind, field },
+                ExprRepr::Lookup { kind, key, field } => Expr::Lookup { kind, key, field },
             })
         }
     }

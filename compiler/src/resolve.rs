@@ -92,6 +92,8 @@ pub struct DomainSyms {
     pub handlers: HashMap<String, u32>,
     /// Domains read (indices, deduplicated, in order).
     pub reads: Vec<u32>,
+    /// Kinds whose every instance it reads (`reads Kind[*]`).
+    pub all_reads: Vec<u32>,
     /// A kind: instances are created at run time, each with its own state.
     pub kind: bool,
 }
@@ -248,6 +250,24 @@ pub fn declare(file: &ast::File, default_list_max: u32, diags: &mut Vec<Diagnost
                         syms.reads.push(rd);
                     }
                 }
+                None => diags.push(Diagnostic::new(Code::E002, r.span, format!("unknown domain `{}`", r.text))),
+            }
+        }
+        for r in &d.all_reads {
+            match s.domain_index.get(r.text) {
+                Some(&rd) if file.domains.get(rd as usize).is_some_and(|o| o.key.is_some()) => {
+                    if !syms.all_reads.contains(&rd) {
+                        syms.all_reads.push(rd);
+                    }
+                }
+                Some(_) => diags.push(
+                    Diagnostic::new(
+                        Code::E002,
+                        r.span,
+                        format!("`{}` is not a kind: write `reads {}`", r.text, r.text),
+                    )
+                    .with_hint("`Kind[*]` reads every instance of a kind"),
+                ),
                 None => diags.push(Diagnostic::new(Code::E002, r.span, format!("unknown domain `{}`", r.text))),
             }
         }

@@ -15,7 +15,22 @@ impl Body<'_> {
             ExprKind::Bool(b) => T { expr: Expr::Lit(Value::Bool(*b)), ty: Ty::Bool, cost: cost::LEAF },
             ExprKind::Str(s) => T { expr: Expr::Lit(Value::Str(s.clone())), ty: Ty::Str, cost: cost::LEAF },
             ExprKind::Error => T::error(),
+            ExprKind::Path(path) if path.every_instance() => {
+                let kind = path.segments()[0].text;
+                self.diags.push(
+                    Diagnostic::new(
+                        Code::E003,
+                        e.span,
+                        format!("`{kind}[*]` stands for every instance, not one value"),
+                    )
+                    .with_hint(format!(
+                        "aggregate it: count({kind}[*]), sum/min/max({kind}[*].n), all/any({kind}[*].flag)"
+                    )),
+                );
+                T::error()
+            }
             ExprKind::Path(path) => self.path(path.segments(), path.keyed(), e.span),
+            ExprKind::Lookup(kind, key, field) => self.instance_lookup(kind, key, field, e.span),
             ExprKind::List(items) => {
                 let mut elem = Ty::Unknown;
                 let mut exprs = Vec::new();
@@ -205,6 +220,19 @@ impl Body<'_> {
     }
 
     pub(super) fn call(&mut self, path: &[Name], args: &[ast::Arg], span: Span) -> T {
+        if let (Some(op), [arg]) =
+            (path.first().filter(|_| path.len() == 1).and_then(|n| Aggregate::from_name(n.text)), args)
+        {
+            if let ExprKind::Path(every) = &arg.value.kind {
+                if every.every_instance() {
+                    return self.aggregate(op, every, span);
+                }
+            }
+            if super::kinds::mentions_every(&arg.value) {
+                self.not_incremental(op, span);
+                return T::error();
+            }
+        }
         let checked: Vec<T> = args.iter().map(|a| self.expr(&a.value)).collect();
         if let Some(bad) = path.iter().find(|n| is_forbidden(n.text)) {
             self.diags.push(
@@ -221,7 +249,7 @@ impl Body<'_> {
             let shown: Vec<&str> = path.iter().map(|n| n.text).collect();
             self.diags.push(
                 Diagnostic::new(Code::E002, span, format!("unknown function `{}`", shown.join(".")))
-                    .with_hint("the builtins are len, min, max, abs and contains; effects are called with `emit`"),
+                    .with_hint("the builtins are len, min, max, abs and contains; count, sum, min, max, all and any aggregate `Kind[*]`; effects are called with `emit`"),
             );
             return T::error();
         };

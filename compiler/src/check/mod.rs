@@ -6,6 +6,7 @@
 
 mod body;
 mod expr;
+mod kinds;
 
 use crate::cost;
 use crate::diagnostic::{Code, Diagnostic, Span};

@@ -84,6 +84,8 @@ pub struct DomainDecl<'s> {
     pub reads: Vec<Name<'s>>,
     /// Those of them read as `Kind[key]` (the instance with the same key).
     pub keyed_reads: Vec<Name<'s>>,
+    /// Kinds read as `Kind[*]` (every instance: aggregates and lookups).
+    pub all_reads: Vec<Name<'s>>,
     /// State fields.
     pub fields: Vec<FieldDecl<'s>>,
     /// Goals.
@@ -119,6 +121,7 @@ impl DomainDecl<'_> {
         }
         self.reads.shrink_to_fit();
         self.keyed_reads.shrink_to_fit();
+        self.all_reads.shrink_to_fit();
         self.fields.shrink_to_fit();
         self.goals.shrink_to_fit();
         self.invariants.shrink_to_fit();
@@ -303,17 +306,32 @@ pub struct Path<'s> {
     len: u8,
     /// The first part was written `Kind[key]`.
     keyed: bool,
+    /// The first part was written `Kind[*]` (every instance).
+    all: bool,
 }
 
 impl<'s> Path<'s> {
     /// A one-part name.
     pub fn single(name: Name<'s>) -> Path<'s> {
-        Path { parts: [name, name], len: 1, keyed: false }
+        Path { parts: [name, name], len: 1, keyed: false, all: false }
+    }
+
+    /// `Kind[*]` alone (`count(Kind[*])`), or `Kind[*].field`.
+    pub fn every(kind: Name<'s>, field: Option<Name<'s>>) -> Path<'s> {
+        match field {
+            Some(f) => Path { parts: [kind, f], len: 2, keyed: false, all: true },
+            None => Path { parts: [kind, kind], len: 1, keyed: false, all: true },
+        }
+    }
+
+    /// Whether the first part was written `Kind[*]`.
+    pub fn every_instance(&self) -> bool {
+        self.all
     }
 
     /// `first.second`, or `first[key].second` when `keyed`.
     pub fn pair(first: Name<'s>, second: Name<'s>, keyed: bool) -> Path<'s> {
-        Path { parts: [first, second], len: 2, keyed }
+        Path { parts: [first, second], len: 2, keyed, all: false }
     }
 
     /// Whether the first part was written `Kind[key]`.
@@ -357,6 +375,8 @@ pub enum ExprKind<'s> {
     Call(Path<'s>, Vec<Arg<'s>>),
     /// `all|any x in xs: body`.
     Quantified(Quantifier, Name<'s>, Box<Expr<'s>>, Box<Expr<'s>>),
+    /// `Kind[expr].field`: a field of the instance with a computed key.
+    Lookup(Name<'s>, Box<Expr<'s>>, Name<'s>),
     /// A parse error placeholder (already reported).
     Error,
 }

@@ -125,6 +125,16 @@ fn is_member_keyword(s: &str) -> bool {
 /// Marker: an error was reported and the caller should recover.
 struct Failed;
 
+/// How a kind's instance is addressed after its name.
+enum InstanceKey<'s> {
+    /// `Kind[key]`: the instance with the same key as the one evaluating.
+    Same,
+    /// `Kind[*]`: every instance.
+    Every,
+    /// `Kind[expr]`: the instance whose key `expr` evaluates to.
+    Computed(Expr<'s>),
+}
+
 type PResult<T> = Result<T, Failed>;
 
 impl<'s, 'd> Parser<'s, 'd> {
@@ -208,6 +218,13 @@ impl<'s, 'd> Parser<'s, 'd> {
             self.last_error = self.pos;
             self.diags.push(Diagnostic::new(Code::E001, span, format!("expected {expected}, found {found}")));
         }
+        Failed
+    }
+
+    /// An E001 at `span` (a construct parsed whole but not allowed there).
+    fn error_at(&mut self, span: Span, message: &str) -> Failed {
+        self.last_error = self.pos;
+        self.diags.push(Diagnostic::new(Code::E001, span, format!("expected {message}")));
         Failed
     }
 
@@ -402,6 +419,7 @@ impl<'s, 'd> Parser<'s, 'd> {
             priority,
             reads: vec![],
             keyed_reads: vec![],
+            all_reads: vec![],
             fields: vec![],
             goals: vec![],
             invariants: vec![],
@@ -423,23 +441,27 @@ impl<'s, 'd> Parser<'s, 'd> {
         Ok(d)
     }
 
-    /// After recovering inside a member, a `}` may close that member rather
-    /// than the domain: it does when a member keyword or `}` follows.
-    /// After a kind's name: `[key]`, the instance with the same key as the
-    /// one evaluating. True when it was there. Any other index is not part
-    /// of the language yet and is reported.
-    fn instance_key(&mut self) -> PResult<bool> {
+    /// After a kind's name: `[key]` (the instance with the same key as the
+    /// one evaluating), `[*]` (every instance) or `[expr]` (the instance
+    /// whose key `expr` evaluates to), when one is there.
+    fn instance_key(&mut self) -> PResult<Option<InstanceKey<'s>>> {
         if !self.eat(&Tok::LBracket) {
-            return Ok(false);
+            return Ok(None);
         }
-        if *self.peek() == Tok::Ident && self.text() == "key" {
+        let key = if *self.peek() == Tok::Ident && self.text() == "key" && *self.peek_at(1) == Tok::RBracket {
             self.bump();
-            self.expect(&Tok::RBracket, "`]`")?;
-            return Ok(true);
-        }
-        Err(self.error_here("`key]`: an instance is addressed as `Kind[key]`, the one with the same key"))
+            InstanceKey::Same
+        } else if self.eat(&Tok::Star) {
+            InstanceKey::Every
+        } else {
+            InstanceKey::Computed(self.expr()?)
+        };
+        self.expect(&Tok::RBracket, "`]` after an instance's key")?;
+        Ok(Some(key))
     }
 
+    /// After recovering inside a member, a `}` may close that member rather
+    /// than the domain: it does when a member keyword or `}` follows.
     fn closes_member(&self) -> bool {
         (*self.peek_at(1) == Tok::Ident && is_member_keyword(self.text_at(1))) || *self.peek_at(1) == Tok::RBrace
     }
@@ -454,10 +476,20 @@ impl<'s, 'd> Parser<'s, 'd> {
                 self.bump();
                 loop {
                     let name = self.ident("a domain name")?;
-                    if self.instance_key()? {
-                        d.keyed_reads.push(name);
+                    match self.instance_key()? {
+                        None => d.reads.push(name),
+                        Some(InstanceKey::Same) => {
+                            d.keyed_reads.push(name);
+                            d.reads.push(name);
+                        }
+                        Some(InstanceKey::Every) => d.all_reads.push(name),
+                        Some(InstanceKey::Computed(_)) => {
+                            return Err(self.error_at(
+                                name.span,
+                                "`reads Kind[key]` (the instance with the same key) or `reads Kind[*]` (any instance)",
+                            ))
+                        }
                     }
-                    d.reads.push(name);
                     if !self.eat(&Tok::Comma) {
                         break;
                     }
@@ -644,7 +676,15 @@ impl<'s, 'd> Parser<'s, 'd> {
         }
         if self.eat_kw("send") {
             let domain = self.ident("a domain name")?;
-            let keyed = self.instance_key()?;
+            let keyed = match self.instance_key()? {
+                None => false,
+                Some(InstanceKey::Same) => true,
+                Some(_) => {
+                    return Err(
+                        self.error_at(domain.span, "`send Kind[key].Handler(...)`: the instance with the sender's key")
+                    )
+                }
+            };
             self.expect(&Tok::Dot, "`.`")?;
             let name = self.ident("a handler name")?;
             let args = self.args()?;
@@ -817,9 +857,26 @@ impl<'s, 'd> Parser<'s, 'd> {
                     ExprKind::Quantified(q, var, Box::new(list), Box::new(body))
                 } else {
                     let first = self.ident("a name")?;
-                    let keyed = self.at(&Tok::LBracket) && self.instance_key()?;
-                    if keyed && !self.at(&Tok::Dot) {
+                    let address = self.instance_key()?;
+                    if matches!(address, Some(InstanceKey::Same | InstanceKey::Computed(_))) && !self.at(&Tok::Dot) {
                         return Err(self.error_here("`.` and a field after `Kind[key]`"));
+                    }
+                    let keyed = matches!(address, Some(InstanceKey::Same));
+                    if let Some(InstanceKey::Every) = address {
+                        let field =
+                            if self.eat(&Tok::Dot) { Some(self.ident("a field after `Kind[*].`")?) } else { None };
+                        return Ok(Expr {
+                            kind: ExprKind::Path(Path::every(first, field)),
+                            span: start.to(self.prev_span()),
+                        });
+                    }
+                    if let Some(InstanceKey::Computed(key)) = address {
+                        self.expect(&Tok::Dot, "`.`")?;
+                        let field = self.ident("a field after `Kind[key].`")?;
+                        return Ok(Expr {
+                            kind: ExprKind::Lookup(first, Box::new(key), field),
+                            span: start.to(self.prev_span()),
+                        });
                     }
                     let path = if self.eat(&Tok::Dot) {
                         let second = self.ident("a name after `.`")?;

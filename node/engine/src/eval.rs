@@ -7,9 +7,11 @@
 
 use std::collections::BTreeMap;
 
+use crate::aggregates::World;
+
 use lexum_compiler::program::{
-    AssignOp, BinaryOp, Builtin, EffectId, Expr, FieldId, HandlerId, Place, Program, Quantifier, SlotId, Stmt, UnaryOp,
-    Value,
+    Aggregate, AssignOp, BinaryOp, Builtin, DomainId, EffectId, Expr, FieldId, HandlerId, Place, Program, Quantifier,
+    SlotId, Stmt, UnaryOp, Value,
 };
 
 /// Why an expression or statement could not be evaluated.
@@ -37,6 +39,9 @@ pub enum EvalError {
     /// `key` evaluated outside an instance of a kind.
     #[error("`key` outside an instance")]
     NoKey,
+    /// `Kind[k].field` where no live instance has key `k`.
+    #[error("no instance with key {0:?}")]
+    NoInstance(String),
     /// A list field would exceed its maximum length.
     #[error("list of {len} items exceeds the maximum length {max}")]
     TooLong {
@@ -57,25 +62,21 @@ pub trait Fields {
     fn key(&self) -> Option<&str> {
         None
     }
+
+    /// An aggregate over a kind's live instances.
+    fn aggregate(&self, _op: Aggregate, _kind: DomainId, _field: Option<FieldId>) -> Result<Value, EvalError> {
+        Err(EvalError::Type("aggregate outside the engine"))
+    }
+
+    /// A template field of the live instance of `kind` with key `key`.
+    fn lookup(&self, _kind: DomainId, key: &str, _field: FieldId) -> Result<Value, EvalError> {
+        Err(EvalError::NoInstance(key.to_string()))
+    }
 }
 
 impl Fields for Vec<Value> {
     fn field(&self, field: FieldId) -> Option<&Value> {
         self.get(field.index())
-    }
-}
-
-/// Field values seen through pending writes.
-pub struct Overlay<'a> {
-    /// Committed values.
-    pub base: &'a [Value],
-    /// Writes not yet committed.
-    pub writes: &'a BTreeMap<FieldId, Value>,
-}
-
-impl Fields for Overlay<'_> {
-    fn field(&self, field: FieldId) -> Option<&Value> {
-        self.writes.get(&field).or_else(|| self.base.get(field.index()))
     }
 }
 
@@ -122,6 +123,11 @@ pub fn eval(expr: &Expr, fields: &dyn Fields, slots: &mut Slots) -> Result<Value
     match expr {
         Expr::Lit(v) => Ok(v.clone()),
         Expr::Key => fields.key().map(|k| Value::Str(k.to_string())).ok_or(EvalError::NoKey),
+        Expr::Aggregate { op, kind, field } => fields.aggregate(*op, *kind, *field),
+        Expr::Lookup { kind, key, field } => match eval(key, fields, slots)? {
+            Value::Str(k) => fields.lookup(*kind, &k, *field),
+            _ => Err(EvalError::Type("instance key")),
+        },
         Expr::Field(f) => fields.field(*f).cloned().ok_or(EvalError::UnknownField(f.0)),
         Expr::Slot(s) => slots.get(s.index()).cloned().flatten().ok_or(EvalError::UnsetSlot(s.0)),
         Expr::List(items) => {
@@ -272,11 +278,12 @@ pub struct Plan {
     pub sends: Vec<(HandlerId, Vec<Value>)>,
 }
 
-/// Runs statements against committed values, collecting a [`Plan`].
-pub fn exec(
+/// Runs statements against committed state, collecting a [`Plan`]; each
+/// statement sees the plan's earlier writes.
+pub(crate) fn exec(
     program: &Program,
     body: &[Stmt],
-    base: &[Value],
+    base: World<'_>,
     slots: &mut Slots,
     plan: &mut Plan,
 ) -> Result<(), EvalError> {
@@ -286,15 +293,14 @@ pub fn exec(
     Ok(())
 }
 
-fn eval_in(expr: &Expr, base: &[Value], plan: &Plan, slots: &mut Slots) -> Result<Value, EvalError> {
-    let overlay = Overlay { base, writes: &plan.writes };
-    eval(expr, &overlay, slots)
+fn eval_in(expr: &Expr, base: World<'_>, plan: &Plan, slots: &mut Slots) -> Result<Value, EvalError> {
+    eval(expr, &base.with_writes(&plan.writes), slots)
 }
 
 fn exec_stmt(
     program: &Program,
     stmt: &Stmt,
-    base: &[Value],
+    base: World<'_>,
     slots: &mut Slots,
     plan: &mut Plan,
 ) -> Result<(), EvalError> {
@@ -307,9 +313,12 @@ fn exec_stmt(
             let v = eval_in(value, base, plan, slots)?;
             let current = || -> Result<Value, EvalError> {
                 match place {
-                    Place::Field(f) => {
-                        plan.writes.get(f).or_else(|| base.get(f.index())).cloned().ok_or(EvalError::UnknownField(f.0))
-                    }
+                    Place::Field(f) => plan
+                        .writes
+                        .get(f)
+                        .or_else(|| base.values.get(f.index()))
+                        .cloned()
+                        .ok_or(EvalError::UnknownField(f.0)),
                     Place::Slot(s) => slots.get(s.index()).cloned().flatten().ok_or(EvalError::UnsetSlot(s.0)),
                 }
             };

@@ -3,6 +3,7 @@
 //! intents into the journal, messages into mailboxes (each delivery a
 //! further step).
 
+use crate::aggregates::World;
 use lexum_compiler::program::{DomainId, Priority, Program, RetryPolicy, Value};
 
 use crate::eval::{self, Plan};
@@ -70,7 +71,13 @@ impl Engine {
         let domain = program.domains[c.domain.index()].name.clone();
         let mut plan = Plan::default();
         let mut slots = std::mem::take(&mut c.slots);
-        let result = eval::exec(&program, &slice.body, &self.values, &mut slots, &mut plan);
+        let result = eval::exec(
+            &program,
+            &slice.body,
+            World::committed(&self.values, &program, &self.index, &self.aggregates),
+            &mut slots,
+            &mut plan,
+        );
         c.slots = slots;
         c.next_slice += 1;
         let origin = Origin {
@@ -139,7 +146,7 @@ impl Engine {
             }
         }
         let mut plan = Plan::default();
-        let result = eval::exec(&program, &handler.body, &self.values, &mut slots, &mut plan);
+        let result = eval::exec(&program, &handler.body, self.world(&program), &mut slots, &mut plan);
         let (retry, since) = match cycle.and_then(|c| self.cycles.get(&c)) {
             Some(c) => {
                 (program.transitions[c.transition.index()].retry, self.goal_states[c.goal.index()].violated_since)

@@ -19,7 +19,7 @@ use lexum_compiler::program::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::eval::{self, Fields};
+use crate::eval;
 use crate::provenance::{Cause, WriteCause};
 use crate::state::{GoalState, Index};
 
@@ -91,25 +91,6 @@ pub fn valid_key(key: &str) -> bool {
         && key.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
 }
 
-/// A kind's template evaluated for one prospective instance: the kind's own
-/// fields hold the instance's initial values, other kinds' fields the
-/// values of their instances with the same key.
-struct TemplateView<'a> {
-    base: &'a [Value],
-    values: &'a BTreeMap<FieldId, Value>,
-    key: &'a str,
-}
-
-impl Fields for TemplateView<'_> {
-    fn field(&self, field: FieldId) -> Option<&Value> {
-        self.values.get(&field).or_else(|| self.base.get(field.index()))
-    }
-
-    fn key(&self) -> Option<&str> {
-        Some(self.key)
-    }
-}
-
 /// Maps a template's ids to an instance's.
 #[derive(Default)]
 struct IdMap {
@@ -129,7 +110,12 @@ impl IdMap {
         match e {
             Expr::Key => Expr::Lit(Value::Str(self.key.clone())),
             Expr::Field(f) => Expr::Field(self.field(*f)),
-            Expr::Lit(_) | Expr::Slot(_) => e.clone(),
+            // Aggregates and lookups name the kind's template: every
+            // instance's copy reads the same instances.
+            Expr::Lit(_) | Expr::Slot(_) | Expr::Aggregate { .. } => e.clone(),
+            Expr::Lookup { kind, key, field } => {
+                Expr::Lookup { kind: *kind, key: Box::new(self.expr(key)), field: *field }
+            }
             Expr::List(items) => Expr::List(items.iter().map(|i| self.expr(i)).collect()),
             Expr::Call(b, items) => Expr::Call(*b, items.iter().map(|i| self.expr(i)).collect()),
             Expr::Unary(op, a) => Expr::Unary(*op, Box::new(self.expr(a))),
@@ -362,6 +348,8 @@ impl Engine {
         let template = &program.domains[k.index()];
         let mut planned = std::collections::BTreeSet::new();
         let mut out = Vec::with_capacity(instances.len());
+        let mut created: Vec<crate::aggregates::Created> = Vec::new();
+        let mut views = Vec::new();
         for new in instances {
             if !valid_key(&new.key) {
                 return Err(Rejection::new(
@@ -445,17 +433,27 @@ impl Engine {
                     }
                 }
             }
-            let fields = TemplateView { base: &self.values, values: &view, key: &new.key };
+            created.push((k, values.clone()));
+            views.push((new.key.as_str(), view));
+            out.push(Some(values));
+        }
+        // Each new instance's invariants, and those reading the kind
+        // through aggregates, see the whole batch created.
+        let world = crate::aggregates::World { created: &created, ..self.world(program) };
+        for (key, view) in &views {
+            let fields = crate::aggregates::World { writes: Some(view), key: Some(key), ..world };
             for i in &template.invariants {
                 let inv = &program.invariants[i.index()];
                 if !matches!(eval::holds(&inv.predicate, inv.slots, &fields), Ok(true)) {
                     return Err(Rejection::new(
                         codes::INVARIANT,
-                        format!("invariant {}.{} would be violated", instance_name(kind, &new.key), inv.name),
+                        format!("invariant {}.{} would be violated", instance_name(kind, key), inv.name),
                     ));
                 }
             }
-            out.push(Some(values));
+        }
+        if !created.is_empty() {
+            self.check_kind_invariants(program, k, world)?;
         }
         Ok(out)
     }
@@ -543,9 +541,13 @@ impl Engine {
         index.add_domain(&program, d);
         index.instances.insert((kind.0, key.to_string()), d.0);
         index.key_of.insert(d.0, key.to_string());
+        index.map_instance(&program, kind, d);
+        index.add_kind_readers(&program, d);
+        self.aggregates.add_instance(&program, kind, d, &self.values);
+        cx.kinds_changed.insert(kind.0);
         for g in goals_before..program.goals.len() {
             let goal = &program.goals[g];
-            let holds = eval::holds(&goal.predicate, goal.slots, &self.values).unwrap_or(false);
+            let holds = eval::holds(&goal.predicate, goal.slots, &self.world(&program)).unwrap_or(false);
             self.goal_states.push(GoalState::new(holds, cx.index));
             cx.status_dirty.insert(GoalId(g as u32));
             cx.event(
@@ -623,7 +625,33 @@ impl Engine {
             }
             out.push(DomainId(d));
         }
+        let world = crate::aggregates::World { deleted: &out, ..self.world(program) };
+        self.check_kind_invariants(program, k, world)?;
         Ok(out)
+    }
+
+    /// The invariants reading kind `k`'s instances through aggregates or
+    /// lookups, on a state with instances being created or deleted.
+    fn check_kind_invariants(
+        &self,
+        program: &Program,
+        k: DomainId,
+        world: crate::aggregates::World<'_>,
+    ) -> Result<(), Rejection> {
+        for i in self.index.kind_readers.invariants.get(&k.0).into_iter().flatten() {
+            if !self.invariant_live(program, *i) || world.deleted.contains(&program.invariants[i.index()].domain) {
+                continue;
+            }
+            let inv = &program.invariants[i.index()];
+            if !matches!(eval::holds(&inv.predicate, inv.slots, &world), Ok(true)) {
+                let domain = &program.domains[inv.domain.index()].name;
+                return Err(Rejection::new(
+                    codes::INVARIANT,
+                    format!("invariant {domain}.{} would be violated", inv.name),
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn delete_one(&mut self, cx: &mut Cx, kind: &str, key: &str, d: DomainId) {
@@ -710,10 +738,15 @@ impl Engine {
             record.deleted = true;
         }
         let k = self.kind_id(kind).ok();
+        if let Some(k) = k {
+            self.aggregates.remove_instance(&program, k, d, &self.values);
+            cx.kinds_changed.insert(k.0);
+        }
         let index = Arc::make_mut(&mut self.index);
         if let Some(k) = k {
             index.instances.remove(&(k.0, key.to_string()));
         }
+        index.unmap_instance(&program, d);
         index.deleted.insert(d.0);
         cx.event("deleted", Some(domain.name.clone()), None, None, format!("instance {} deleted", domain.name));
     }

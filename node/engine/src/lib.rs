@@ -74,6 +74,7 @@
 
 #![warn(missing_docs)]
 
+mod aggregates;
 mod effects;
 pub mod entry;
 pub mod eval;
@@ -342,6 +343,9 @@ pub struct Engine {
     pub(crate) program: Option<Arc<Program>>,
     #[serde(skip)]
     pub(crate) index: Arc<Index>,
+    /// Aggregates over kinds' instances (derived, rebuilt with the index).
+    #[serde(skip)]
+    pub(crate) aggregates: aggregates::Aggregates,
 }
 
 /// Per-entry scratch: events and what needs re-evaluation.
@@ -354,6 +358,9 @@ pub(crate) struct Cx {
     pub(crate) status_dirty: BTreeSet<GoalId>,
     /// Domains that may need arming or preemption.
     pub(crate) dirty_domains: BTreeSet<DomainId>,
+    /// Kinds whose instances were created or deleted (their aggregates and
+    /// lookups changed).
+    pub(crate) kinds_changed: BTreeSet<u32>,
 }
 
 impl Cx {
@@ -407,6 +414,7 @@ impl Engine {
             instances: Vec::new(),
             program: None,
             index: Arc::new(Index::default()),
+            aggregates: aggregates::Aggregates::default(),
         }
     }
 
@@ -420,6 +428,7 @@ impl Engine {
             touched: BTreeMap::new(),
             status_dirty: BTreeSet::new(),
             dirty_domains: BTreeSet::new(),
+            kinds_changed: BTreeSet::new(),
         };
         if index <= self.last_applied {
             let rejection = Rejection::new(
@@ -630,10 +639,22 @@ impl Engine {
             .zip(&self.goal_states)
             .filter(|(_, gs)| !gs.inert)
             .map(|(g, _)| {
-                let holds = eval::holds(&g.predicate, g.slots, &self.values).unwrap_or(false);
+                let holds = eval::holds(&g.predicate, g.slots, &self.world(program)).unwrap_or(false);
                 (program.domains[g.domain.index()].name.clone(), g.name.clone(), holds)
             })
             .collect()
+    }
+
+    /// Whether the incremental aggregates equal a recomputation from every
+    /// instance's fields (a consistency check for tests and replay).
+    pub fn aggregates_consistent(&self) -> bool {
+        let Some(program) = self.program.as_ref() else { return true };
+        aggregates::Aggregates::recompute(program, &self.index, &self.values) == self.aggregates
+    }
+
+    /// The committed state, for evaluating expressions.
+    pub(crate) fn world<'a>(&'a self, program: &'a Program) -> aggregates::World<'a> {
+        aggregates::World::committed(&self.values, program, &self.index, &self.aggregates)
     }
 
     pub(crate) fn fresh_id(&mut self) -> u64 {

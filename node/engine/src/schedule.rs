@@ -45,7 +45,10 @@ impl Engine {
             let guard = match &transition.when {
                 None => true,
                 Some(expr) => {
-                    matches!(eval::eval(expr, &self.values, &mut slots), Ok(lexum_compiler::program::Value::Bool(true)))
+                    matches!(
+                        eval::eval(expr, &self.world(program), &mut slots),
+                        Ok(lexum_compiler::program::Value::Bool(true))
+                    )
                 }
             };
             guard.then_some((*t, slots))

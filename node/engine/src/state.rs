@@ -11,7 +11,7 @@ use lexum_compiler::program::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::eval::{self, Overlay, Slots};
+use crate::eval::{self, Slots};
 use crate::provenance::{Author, CycleTag, WriteCause};
 use crate::{codes, Cx, Engine, FieldWrite, GoalStatus, Rejection};
 
@@ -288,6 +288,12 @@ pub(crate) struct Index {
     pub key_of: BTreeMap<u32, String>,
     /// Deleted instances' domains.
     pub deleted: BTreeSet<u32>,
+    /// Per field of a live instance: the template field it copies.
+    pub template_field: Vec<Option<FieldId>>,
+    /// Each instance's kind (template domain), by its domain.
+    pub instance_kind: BTreeMap<u32, u32>,
+    /// What reads kinds through aggregates and lookups.
+    pub kind_readers: crate::aggregates::KindReaders,
 }
 
 /// Checks that every id in the program's tables is in range, so the rest of
@@ -398,6 +404,19 @@ impl Engine {
             (index.instances, index.key_of, index.deleted) = crate::instances::instance_tables(p, &self.instances);
             index.kinds =
                 (0..p.domains.len() as u32).map(DomainId).filter(|d| p.domains[d.index()].key.is_some()).collect();
+            let live: Vec<(u32, u32)> = index.instances.iter().map(|(&(kind, _), &d)| (kind, d)).collect();
+            for (kind, d) in live {
+                index.map_instance(p, DomainId(kind), DomainId(d));
+            }
+            for r in &self.instances {
+                if let Some(&kind) = index.domains.get(&r.kind) {
+                    index.instance_kind.entry(r.domain).or_insert(kind.0);
+                }
+            }
+            for d in 0..p.domains.len() as u32 {
+                index.add_kind_readers(p, DomainId(d));
+            }
+            self.aggregates = crate::aggregates::Aggregates::recompute(p, &index, &self.values);
         }
         self.index = Arc::new(index);
     }
@@ -476,8 +495,10 @@ impl Engine {
             .goals
             .iter()
             .map(|g| {
-                let mut gs =
-                    GoalState::new(eval::holds(&g.predicate, g.slots, &self.values).unwrap_or(false), cx.index);
+                let mut gs = GoalState::new(
+                    eval::holds(&g.predicate, g.slots, &self.world(&program)).unwrap_or(false),
+                    cx.index,
+                );
                 gs.inert = program.domains[g.domain.index()].key.is_some();
                 gs
             })
@@ -565,10 +586,13 @@ impl Engine {
     pub(crate) fn check_invariants(&self, writes: &BTreeMap<FieldId, Value>) -> Result<(), Rejection> {
         let Some(program) = self.program.as_ref() else { return Ok(()) };
         let mut checked = BTreeSet::new();
-        let overlay = Overlay { base: &self.values, writes };
+        let overlay = self.world(program).with_writes(writes);
         for f in writes.keys() {
-            for inv in self.index.field_invariants.get(f.index()).map(Vec::as_slice).unwrap_or(&[]) {
-                if !checked.insert(*inv) {
+            let own = self.index.field_invariants.get(f.index()).into_iter().flatten();
+            let kind = self.index.template_of(*f).and_then(|_| self.index.kind_of(program.fields[f.index()].domain));
+            let readers = kind.and_then(|k| self.index.kind_readers.invariants.get(&k.0)).into_iter().flatten();
+            for inv in own.chain(readers) {
+                if !self.invariant_live(program, *inv) || !checked.insert(*inv) {
                     continue;
                 }
                 let i = &program.invariants[inv.index()];
@@ -591,6 +615,13 @@ impl Engine {
             }
         }
         Ok(())
+    }
+
+    /// Whether an invariant is checked: not a kind's template's, nor a
+    /// deleted instance's.
+    pub(crate) fn invariant_live(&self, program: &Program, i: InvariantId) -> bool {
+        let d = program.invariants[i.index()].domain;
+        program.domains[d.index()].key.is_none() && !self.index.deleted.contains(&d.0)
     }
 
     pub(crate) fn mutate(
@@ -626,6 +657,9 @@ impl Engine {
             return;
         }
         let old = std::mem::replace(slot, value.clone());
+        if let Some(tf) = self.index.template_of(field) {
+            self.aggregates.write(tf, &old, &value);
+        }
         if let Author::Cycle(tag) = &cause.author {
             if let Some(c) = self.cycles.get_mut(&tag.cycle) {
                 c.before_values.entry(field).or_insert_with(|| old.clone());
@@ -644,17 +678,26 @@ impl Engine {
     /// Re-evaluates the goals reading the fields written since the last
     /// flush: the cost follows the goals affected, not the goals that exist.
     pub(crate) fn flush(&mut self, cx: &mut Cx) {
-        if cx.touched.is_empty() {
+        if cx.touched.is_empty() && cx.kinds_changed.is_empty() {
             return;
         }
         let Some(program) = self.program.clone() else { return };
         let index = self.index.clone();
         let touched = std::mem::take(&mut cx.touched);
+        let mut kinds = std::mem::take(&mut cx.kinds_changed);
         let mut goals = BTreeSet::new();
         for f in touched.keys() {
             goals.extend(index.field_goals.get(f.index()).into_iter().flatten().copied());
             // A guard may now hold: those domains may arm.
             cx.dirty_domains.extend(index.field_guards.get(f.index()).into_iter().flatten().copied());
+            if index.template_of(*f).is_some() {
+                kinds.extend(index.kind_of(program.fields[f.index()].domain).map(|k| k.0));
+            }
+        }
+        // Aggregates and lookups over a kind whose instances changed.
+        for k in kinds {
+            goals.extend(index.kind_readers.goals.get(&k).into_iter().flatten().copied());
+            cx.dirty_domains.extend(index.kind_readers.guards.get(&k).into_iter().flatten().copied());
         }
         let (mut became_true, mut undone) = (Vec::new(), Vec::new());
         for g in goals {
@@ -662,7 +705,7 @@ impl Engine {
                 continue;
             }
             let goal = &program.goals[g.index()];
-            let holds = eval::holds(&goal.predicate, goal.slots, &self.values).unwrap_or(false);
+            let holds = eval::holds(&goal.predicate, goal.slots, &self.world(&program)).unwrap_or(false);
             let gs = &mut self.goal_states[g.index()];
             if gs.failed {
                 gs.failed = false;
