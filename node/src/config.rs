@@ -2,6 +2,7 @@
 //! and an optional TOML file ([`FileConfig`]) are merged into validated
 //! [`Settings`]. Flags win over the file; the file wins over defaults.
 
+use crate::service::auth::{NamedToken, Role};
 use anyhow::{bail, Context};
 use clap::Parser;
 use serde::Deserialize;
@@ -35,9 +36,13 @@ pub struct Flags {
     /// The member with the lowest id initializes a new cluster.
     #[arg(long = "peer")]
     pub peers: Vec<String>,
-    /// Bearer token required from clients, workers and peers.
+    /// Legacy single token: an admin token named `token` that is also the
+    /// peer token unless `[auth] peer_token` is set. Prefer `[auth]`.
     #[arg(long, env = "LEXUM_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// Serve without tokens on a non-loopback address (refused otherwise).
+    #[arg(long)]
+    pub insecure: bool,
     /// Log format: text or json.
     #[arg(long)]
     pub log_format: Option<String>,
@@ -72,7 +77,55 @@ pub struct FileConfig {
     pub engine: EngineSection,
     /// TLS for the gRPC server and peer connections.
     pub tls: Option<TlsSection>,
+    /// Named tokens with roles, and the peer token.
+    pub auth: Option<AuthSection>,
 }
+
+/// `[auth]` section: who may call what (`docs/operations.md`, Security).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSection {
+    /// A TOML file with more `[[tokens]]` and the `peer_token`, in the
+    /// shape of this section (kept out of the main config, e.g. a Secret).
+    pub tokens_file: Option<PathBuf>,
+    /// The token nodes send each other; the only one Raft RPCs accept.
+    pub peer_token: Option<String>,
+    /// Client and worker tokens, each with a name and a role.
+    #[serde(default)]
+    pub tokens: Vec<NamedToken>,
+}
+
+/// The file `[auth] tokens_file` names.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokensFile {
+    /// See [`AuthSection::peer_token`].
+    pub peer_token: Option<String>,
+    /// See [`AuthSection::tokens`].
+    #[serde(default)]
+    pub tokens: Vec<NamedToken>,
+}
+
+/// The validated tokens of a node.
+#[derive(Debug, Clone, Default)]
+pub struct AuthSettings {
+    /// Client and worker tokens.
+    pub tokens: Vec<NamedToken>,
+    /// The peer token (sent to peers, accepted by Raft RPCs).
+    pub peer_token: Option<String>,
+}
+
+impl AuthSettings {
+    /// Whether the node checks tokens at all.
+    pub fn enabled(&self) -> bool {
+        !self.tokens.is_empty() || self.peer_token.is_some()
+    }
+}
+
+/// Shortest token accepted in `[auth]` (the legacy `token` has no minimum).
+pub const MIN_TOKEN_LEN: usize = 16;
+/// Longest token name.
+const MAX_TOKEN_NAME: usize = 64;
 
 /// `[raft]` section.
 #[derive(Debug, Clone, Deserialize)]
@@ -161,8 +214,12 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// Initial members.
     pub peers: BTreeMap<u64, String>,
-    /// Bearer token.
-    pub token: Option<String>,
+    /// Tokens and roles.
+    pub auth: AuthSettings,
+    /// Serving without tokens on a non-loopback address was asked for.
+    pub insecure: bool,
+    /// What the operator should hear about once logging runs.
+    pub warnings: Vec<String>,
     /// `json` logs when true.
     pub json_logs: bool,
     /// Raft section.
@@ -234,6 +291,23 @@ impl Settings {
         {
             bail!("every [engine] setting must be positive");
         }
+        let legacy = flags.token.or(file.token).filter(|t| !t.is_empty());
+        let (auth, mut warnings) = auth_settings(legacy, file.auth.unwrap_or_default())?;
+        if !listen.ip().is_loopback() {
+            if !auth.enabled() && !flags.insecure {
+                bail!(
+                    "refusing to listen on {listen} without tokens: configure [auth] \
+                     (docs/operations.md, Security) or pass --insecure"
+                );
+            }
+            if !auth.enabled() {
+                warnings.push(format!(
+                    "--insecure: serving {listen} without tokens; anyone who reaches it controls the cluster"
+                ));
+            } else if file.tls.is_none() {
+                warnings.push(format!("serving {listen} without TLS: tokens cross the network in plain text"));
+            }
+        }
         Ok(Settings {
             id,
             listen,
@@ -241,7 +315,9 @@ impl Settings {
             metrics_listen: flags.metrics_listen.or(file.metrics_listen),
             data_dir,
             peers,
-            token: flags.token.or(file.token).filter(|t| !t.is_empty()),
+            auth,
+            insecure: flags.insecure,
+            warnings,
             json_logs,
             raft,
             engine: file.engine,
@@ -277,6 +353,89 @@ impl Settings {
     }
 }
 
+/// Gathers `[auth]`, its tokens file and the legacy `token` into checked
+/// settings, with warnings for the operator.
+fn auth_settings(legacy: Option<String>, section: AuthSection) -> anyhow::Result<(AuthSettings, Vec<String>)> {
+    let mut warnings = Vec::new();
+    let mut tokens = section.tokens;
+    let mut peer_token = section.peer_token;
+    if let Some(path) = &section.tokens_file {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let file: TokensFile = toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        tokens.extend(file.tokens);
+        match (&peer_token, file.peer_token) {
+            (Some(_), Some(_)) => bail!("peer_token is set both in [auth] and in {}", path.display()),
+            (None, from_file) => peer_token = from_file,
+            (Some(_), None) => {}
+        }
+    }
+    for t in &tokens {
+        if t.name.is_empty()
+            || t.name.len() > MAX_TOKEN_NAME
+            || t.name.chars().any(|c| c.is_control() || c == '/' || c.is_whitespace())
+        {
+            bail!(
+                "token name `{}` must be 1 to {MAX_TOKEN_NAME} bytes without `/`, spaces or control characters",
+                t.name
+            );
+        }
+        if t.name == "anonymous" || t.name == "peer" {
+            bail!("token name `{}` is reserved", t.name);
+        }
+        if t.role == Role::Peer {
+            bail!("token `{}`: nodes use [auth] peer_token, not a token with role peer", t.name);
+        }
+        check_secret(&format!("token `{}`", t.name), &t.token)?;
+    }
+    if let Some(peer) = &peer_token {
+        check_secret("peer_token", peer)?;
+    }
+    let mut peer_is_legacy = false;
+    if let Some(legacy) = legacy {
+        if legacy.bytes().any(|b| !(0x21..=0x7e).contains(&b)) {
+            bail!("token must be printable ASCII without spaces");
+        }
+        if peer_token.is_none() {
+            warnings.push(
+                "the single `token` setting is deprecated: it is an admin token and also the peer token, so its \
+                 holders can call Raft RPCs; move to [auth] with a peer_token (docs/operations.md, Security)"
+                    .to_string(),
+            );
+            peer_token = Some(legacy.clone());
+            peer_is_legacy = true;
+        }
+        tokens.push(NamedToken { name: "token".into(), role: Role::Admin, token: legacy });
+    } else if !tokens.is_empty() && peer_token.is_none() {
+        bail!("[auth] has tokens but no peer_token: nodes need their own token to reach each other");
+    }
+    let mut names = std::collections::BTreeSet::new();
+    let mut secrets = std::collections::BTreeSet::new();
+    for t in &tokens {
+        if !names.insert(t.name.as_str()) {
+            bail!("two tokens are named `{}`", t.name);
+        }
+        if !secrets.insert(t.token.as_str()) {
+            bail!("token `{}` has the same secret as another token", t.name);
+        }
+    }
+    if let Some(peer) = &peer_token {
+        if secrets.contains(peer.as_str()) && !peer_is_legacy {
+            bail!("peer_token must differ from every client token");
+        }
+    }
+    Ok((AuthSettings { tokens, peer_token }, warnings))
+}
+
+fn check_secret(what: &str, secret: &str) -> anyhow::Result<()> {
+    if secret.len() < MIN_TOKEN_LEN {
+        bail!("{what} must be at least {MIN_TOKEN_LEN} characters");
+    }
+    if secret.bytes().any(|b| !(0x21..=0x7e).contains(&b)) {
+        bail!("{what} must be printable ASCII without spaces");
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -302,5 +461,97 @@ mod tests {
         assert!(Settings::merge(flags(&["--id", "1", "--peer", "nonsense"]), FileConfig::default()).is_err());
         assert!(Settings::merge(flags(&["--id", "3", "--peer", "1=a:1"]), FileConfig::default()).is_err());
         assert!(toml::from_str::<FileConfig>("idd = 1").is_err());
+    }
+
+    const AUTH: &str = "[auth]\npeer_token = \"pppppppppppppppppppp\"\n\
+        [[auth.tokens]]\nname = \"ops\"\nrole = \"admin\"\ntoken = \"aaaaaaaaaaaaaaaaaaaa\"\n\
+        [[auth.tokens]]\nname = \"fleet\"\nrole = \"worker\"\ntoken = \"kkkkkkkkkkkkkkkkkkkk\"\n";
+
+    fn with_auth(extra: &str, args: &[&str]) -> anyhow::Result<Settings> {
+        let file: FileConfig = toml::from_str(&format!("id = 1\n{AUTH}{extra}"))?;
+        Settings::merge(flags(args), file)
+    }
+
+    #[test]
+    fn named_tokens_with_roles_and_a_peer_token() {
+        let settings = with_auth("", &[]).expect("valid");
+        let names: Vec<(&str, Role)> = settings.auth.tokens.iter().map(|t| (t.name.as_str(), t.role)).collect();
+        assert_eq!(names, [("ops", Role::Admin), ("fleet", Role::Worker)]);
+        assert_eq!(settings.auth.peer_token.as_deref(), Some("pppppppppppppppppppp"));
+        assert!(settings.warnings.is_empty(), "{:?}", settings.warnings);
+    }
+
+    #[test]
+    fn tokens_come_from_a_tokens_file_too() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("tokens.toml");
+        let tokens = "peer_token = \"pppppppppppppppppppp\"\n[[tokens]]\nname = \"viewer\"\nrole = \"read\"\n\
+                      token = \"rrrrrrrrrrrrrrrrrrrr\"\n";
+        std::fs::write(&path, tokens).expect("write");
+        let file: FileConfig =
+            toml::from_str(&format!("id = 1\n[auth]\ntokens_file = {:?}\n", path.display().to_string())).expect("toml");
+        let settings = Settings::merge(flags(&[]), file).expect("valid");
+        assert_eq!(settings.auth.tokens.len(), 1);
+        assert_eq!(settings.auth.tokens[0].role, Role::Read);
+        assert!(settings.auth.peer_token.is_some());
+    }
+
+    #[test]
+    fn the_legacy_token_is_an_admin_named_token_and_the_peer_token_with_a_warning() {
+        let settings =
+            Settings::merge(flags(&["--id", "1", "--token", "old-secret"]), FileConfig::default()).expect("ok");
+        assert_eq!(
+            settings.auth.tokens,
+            [NamedToken { name: "token".into(), role: Role::Admin, token: "old-secret".into() }]
+        );
+        assert_eq!(settings.auth.peer_token.as_deref(), Some("old-secret"));
+        assert!(settings.warnings.iter().any(|w| w.contains("deprecated")));
+        // Beside [auth], it is one more admin token and the peer token stays apart.
+        let settings = with_auth("", &["--token", "old-secret"]).expect("ok");
+        assert_eq!(settings.auth.peer_token.as_deref(), Some("pppppppppppppppppppp"));
+        assert!(settings.warnings.is_empty());
+    }
+
+    #[test]
+    fn bad_auth_is_refused() {
+        let bad = |text: &str| {
+            match toml::from_str::<FileConfig>(&format!("id = 1\n{text}")) {
+                Ok(file) => Settings::merge(flags(&[]), file).is_err(),
+                Err(_) => true,
+            }
+        };
+        let token = |name: &str, role: &str, secret: &str| {
+            format!("[[auth.tokens]]\nname = {name:?}\nrole = {role:?}\ntoken = {secret:?}\n")
+        };
+        let peer = "[auth]\npeer_token = \"pppppppppppppppppppp\"\n";
+        assert!(bad(&token("ops", "admin", "aaaaaaaaaaaaaaaaaaaa")), "tokens without a peer token");
+        assert!(bad(&format!("{peer}{}", token("ops", "admin", "short"))), "short token");
+        assert!(bad(&format!("{peer}{}", token("o/ps", "admin", "aaaaaaaaaaaaaaaaaaaa"))), "slash in a name");
+        assert!(bad(&format!("{peer}{}", token("ops", "peer", "aaaaaaaaaaaaaaaaaaaa"))), "role peer");
+        assert!(bad(&format!("{peer}{}", token("ops", "root", "aaaaaaaaaaaaaaaaaaaa"))), "unknown role");
+        assert!(bad(&format!("{peer}{}", token("ops", "admin", "pppppppppppppppppppp"))), "client token = peer");
+        let twice = format!(
+            "{}{}",
+            token("ops", "admin", "aaaaaaaaaaaaaaaaaaaa"),
+            token("ops", "read", "bbbbbbbbbbbbbbbbbbbb")
+        );
+        assert!(bad(&format!("{peer}{twice}")), "two tokens with one name");
+        let same =
+            format!("{}{}", token("a", "admin", "aaaaaaaaaaaaaaaaaaaa"), token("b", "read", "aaaaaaaaaaaaaaaaaaaa"));
+        assert!(bad(&format!("{peer}{same}")), "two names with one secret");
+    }
+
+    #[test]
+    fn a_public_address_needs_tokens_or_insecure() {
+        let public = ["--id", "1", "--listen", "0.0.0.0:7000"];
+        let err = Settings::merge(flags(&public), FileConfig::default()).expect_err("refused");
+        assert!(format!("{err}").contains("--insecure"), "{err}");
+        let mut insecure = public.to_vec();
+        insecure.push("--insecure");
+        let settings = Settings::merge(flags(&insecure), FileConfig::default()).expect("explicitly insecure");
+        assert!(settings.warnings.iter().any(|w| w.contains("without tokens")), "{:?}", settings.warnings);
+        let settings = with_auth("", &["--listen", "0.0.0.0:7000"]).expect("tokens suffice");
+        assert!(settings.warnings.iter().any(|w| w.contains("without TLS")), "{:?}", settings.warnings);
+        assert!(Settings::merge(flags(&["--id", "1", "--listen", "127.0.0.1:7000"]), FileConfig::default()).is_ok());
     }
 }

@@ -6,10 +6,11 @@ use crate::dispatcher::Dispatcher;
 use crate::group_commit::GroupCommit;
 use crate::network::Network;
 use crate::raft_types::Raft;
+use crate::service::auth::{Guard, Tokens};
 use crate::service::client::ClientApi;
 use crate::service::raft::RaftTransport;
 use crate::service::worker::WorkerApi;
-use crate::service::{TokenCheck, RAFT_MESSAGE_LIMIT};
+use crate::service::RAFT_MESSAGE_LIMIT;
 use anyhow::Context;
 use lexum_proto::v1::lexum_server::LexumServer;
 use lexum_proto::v1::raft_server::RaftServer;
@@ -19,7 +20,6 @@ use openraft::BasicNode;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, ClientTlsConfig, Identity, Server, ServerTlsConfig};
 
 /// Runs the node until SIGINT or SIGTERM.
@@ -31,7 +31,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         .with_context(|| format!("opening storage in {}", settings.data_dir.display()))?;
     let replica = state_machine.replica();
     let (server_tls, client_tls) = tls_configs(&settings)?;
-    let network = Network { token: settings.token.clone(), tls: client_tls.clone() };
+    for warning in &settings.warnings {
+        tracing::warn!("{warning}");
+    }
+    let network = Network { token: settings.auth.peer_token.clone(), tls: client_tls.clone() };
     let raft =
         Raft::new(settings.id, Arc::new(settings.raft_config()?), network, log_store.clone(), state_machine.clone())
             .await
@@ -42,7 +45,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         replica,
         propose_timeout: Duration::from_secs(10),
         quorum_timeout: Duration::from_millis(2 * settings.raft.election_timeout_max_ms),
-        peer_token: settings.token.clone(),
+        peer_token: settings.auth.peer_token.clone(),
         peer_tls: client_tls,
     };
     bootstrap(&settings, &raft).await?;
@@ -59,7 +62,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         });
     }
 
-    let token = TokenCheck::new(settings.token.clone());
+    let tokens = Arc::new(Tokens::new(&settings.auth.tokens, settings.auth.peer_token.as_deref()));
     let client_api = LexumServer::new(ClientApi::new(cluster.clone(), commits, log_store, state_machine))
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
     let worker_api = WorkerServer::new(WorkerApi::new(dispatcher)).max_decoding_message_size(MAX_MESSAGE_BYTES);
@@ -70,11 +73,18 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     if let Some(tls) = server_tls {
         server = server.tls_config(tls)?;
     }
-    tracing::info!(id = settings.id, listen = %settings.listen, advertise = %settings.advertise, "lexumd serving");
+    tracing::info!(
+        id = settings.id,
+        listen = %settings.listen,
+        advertise = %settings.advertise,
+        tokens = settings.auth.tokens.len(),
+        tls = settings.tls.is_some(),
+        "lexumd serving"
+    );
     server
-        .add_service(InterceptedService::new(client_api, token.clone()))
-        .add_service(InterceptedService::new(worker_api, token.clone()))
-        .add_service(InterceptedService::new(raft_api, token))
+        .add_service(Guard::new(client_api, tokens.clone()))
+        .add_service(Guard::new(worker_api, tokens.clone()))
+        .add_service(Guard::new(raft_api, tokens))
         .serve_with_shutdown(settings.listen, shutdown_signal())
         .await
         .context("gRPC server")?;

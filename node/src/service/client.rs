@@ -173,7 +173,7 @@ impl Lexum for ClientApi {
     async fn mutate(&self, request: Request<pb::MutateRequest>) -> Result<Response<pb::MutateResponse>, Status> {
         let identity = super::Identity::of(&request);
         let request = request.into_inner();
-        let principal = principal(identity, &request.as_name)?;
+        let principal = principal(&identity, &request.as_name)?;
         let caused_by = checked_caused_by(request.caused_by.clone())?;
         let bytes = prost::Message::encoded_len(&request);
         if request.writes.is_empty() {
@@ -252,7 +252,7 @@ impl Lexum for ClientApi {
         let identity = super::Identity::of(&request);
         let request = request.into_inner();
         let bytes = prost::Message::encoded_len(&request);
-        let principal = principal(identity, &request.as_name)?;
+        let principal = principal(&identity, &request.as_name)?;
         if request.instances.is_empty() || request.instances.len() > MAX_INSTANCES_PER_REQUEST {
             return Err(Status::invalid_argument(format!(
                 "give 1 to {MAX_INSTANCES_PER_REQUEST} instances per request"
@@ -477,8 +477,8 @@ const MAX_CAUSED_BY: usize = 16;
 /// Longest effect key accepted in `caused_by`.
 const MAX_CAUSED_BY_KEY: usize = 512;
 
-/// The principal of a client's writes: its authenticated identity, and the
-/// name it added (`token/hpa-bridge`).
+/// The principal of a client's writes: its token's name, and the name it
+/// added (`ops/hpa-bridge`).
 fn principal(identity: &str, as_name: &str) -> Result<String, Status> {
     if as_name.is_empty() {
         return Ok(identity.to_string());
