@@ -339,13 +339,7 @@ class Worker:
         `reconnect_window` seconds."""
         if not self._handlers:
             raise ConfigError("a worker needs at least one effect handler")
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        if self._stop_requested:
-            self._stop.set()
-        self._results_ready = asyncio.Event()
-        self._slots = asyncio.Semaphore(self.concurrency)
-        self._executor = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="lexum-handler")
+        executor = self._prepare()
         watcher: asyncio.Task[None] | None = None
         if shutdown is not None:
             watcher = asyncio.ensure_future(self._stop_after(shutdown))
@@ -355,8 +349,20 @@ class Worker:
             if watcher is not None:
                 watcher.cancel()
             await self._cancel_running()
-            self._executor.shutdown(wait=False, cancel_futures=True)
+            executor.shutdown(wait=False, cancel_futures=True)
             self._loop = None
+            self._stop_requested = False
+
+    def _prepare(self) -> ThreadPoolExecutor:
+        """Binds the worker to the running loop: events, slots, handler threads."""
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        if self._stop_requested:
+            self._stop.set()
+        self._results_ready = asyncio.Event()
+        self._slots = asyncio.Semaphore(self.concurrency)
+        self._executor = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="lexum-handler")
+        return self._executor
 
     async def _stop_after(self, shutdown: Awaitable[object]) -> None:
         await shutdown

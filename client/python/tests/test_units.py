@@ -1,0 +1,297 @@
+"""The SDK without a cluster: values, error classification, tasks and the
+worker's handling of one task (deadline, cancellation, errors)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import grpc
+import grpc.aio
+import pytest
+
+import lexum
+from lexum import values
+from lexum.errors import from_rpc_error, is_transient
+from lexum.v1 import types_pb2, worker_pb2
+from lexum.worker import result_message
+
+
+def status(code: grpc.StatusCode, details: str, trailers: tuple[tuple[str, str], ...] = ()) -> grpc.aio.AioRpcError:
+    return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(*trailers), details)
+
+
+@pytest.mark.parametrize(
+    ("value", "kind"),
+    [(5, "int"), (-3, "int"), (True, "bool"), (False, "bool"), ("web", "str"), ([1, [2, "x"]], "list"), ([], "list")],
+)
+def test_values_round_trip_with_their_kind(value: lexum.Value, kind: str) -> None:
+    wire = values.to_wire(value)
+    assert wire.WhichOneof("kind") == kind
+    assert values.from_wire(wire) == value
+    assert type(values.from_wire(wire)) is type(value)
+
+
+def test_values_lexum_cannot_carry_are_refused() -> None:
+    with pytest.raises(TypeError):
+        values.to_wire(1.5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        values.to_wire(2**63)
+    deep: lexum.Value = 1
+    for _ in range(10):
+        deep = [deep]
+    with pytest.raises(ValueError):
+        values.to_wire(deep)
+
+
+@pytest.mark.parametrize(
+    ("target", "split"),
+    [("Pool.nodes", ("Pool", "nodes")), ("Pool[web].want", ("Pool[web]", "want")), ("Pool[a.b].x", ("Pool[a.b]", "x"))],
+)
+def test_targets_split_after_the_domain(target: str, split: tuple[str, str]) -> None:
+    assert values.split_target(target) == split
+
+
+@pytest.mark.parametrize("target", ["Pool", "Pool.", "Pool[web]", "Pool[web]x", ".x"])
+def test_malformed_targets_are_refused(target: str) -> None:
+    with pytest.raises(ValueError):
+        values.split_target(target)
+
+
+@pytest.mark.parametrize(
+    ("code", "details", "kind", "diagnostic", "user"),
+    [
+        (
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "E011: invariant Bounded would be violated",
+            lexum.RejectedError,
+            "E011",
+            True,
+        ),
+        (grpc.StatusCode.NOT_FOUND, "E002: unknown domain `Nope`", lexum.NotFoundError, "E002", True),
+        (grpc.StatusCode.UNAVAILABLE, "no quorum", lexum.UnavailableError, None, False),
+        (grpc.StatusCode.UNAUTHENTICATED, "invalid token", lexum.UnauthenticatedError, None, True),
+        (grpc.StatusCode.FAILED_PRECONDITION, "E010: goal is not FAILED", lexum.RejectedError, "E010", True),
+        (grpc.StatusCode.FAILED_PRECONDITION, "not the leader", lexum.UnavailableError, None, False),
+        (grpc.StatusCode.INTERNAL, "boom", lexum.RpcError, None, False),
+        (grpc.StatusCode.INVALID_ARGUMENT, "Error: something", lexum.RejectedError, None, True),
+    ],
+)
+def test_status_codes_map_to_typed_errors(
+    code: grpc.StatusCode, details: str, kind: type[lexum.LexumError], diagnostic: str | None, user: bool
+) -> None:
+    error = from_rpc_error(status(code, details))
+    assert type(error) is kind
+    assert error.code == diagnostic
+    assert error.user_error is user
+
+
+def test_the_code_metadata_wins_over_the_message() -> None:
+    error = from_rpc_error(status(grpc.StatusCode.INVALID_ARGUMENT, "bad", (("lexum-code", "E003"),)))
+    assert error.code == "E003"
+
+
+def test_transient_statuses_are_retried_and_others_are_not() -> None:
+    assert is_transient(status(grpc.StatusCode.UNAVAILABLE, "down"))
+    assert is_transient(status(grpc.StatusCode.FAILED_PRECONDITION, "not the leader; leader is 2"))
+    assert not is_transient(status(grpc.StatusCode.FAILED_PRECONDITION, "E010"))
+    assert not is_transient(status(grpc.StatusCode.INVALID_ARGUMENT, "E011"))
+
+
+def test_client_configuration_is_validated() -> None:
+    with pytest.raises(lexum.ConfigError):
+        lexum.Client([])
+    with pytest.raises(lexum.ConfigError):
+        lexum.Client(["bad host:1"])
+    with pytest.raises(lexum.ConfigError):
+        lexum.Client(["ftp://127.0.0.1:1"])
+    with pytest.raises(lexum.ConfigError):
+        lexum.Client(["127.0.0.1:1"], config=lexum.ClientConfig(token="a\nb"))
+    assert lexum.Client("127.0.0.1:1,https://127.0.0.1:2").config.endpoints == ["127.0.0.1:1", "https://127.0.0.1:2"]
+
+
+def test_redirects_move_the_leader_hint() -> None:
+    client = lexum.Client(list(lexum.DEFAULT_ENDPOINTS))
+    assert client.follow_redirect("127.0.0.1:7101", "127.0.0.1:7102")
+    assert client.pick(True, 0) == "127.0.0.1:7102"
+    assert not client.follow_redirect("127.0.0.1:7102", "")
+    assert client.leader_hint is None
+    assert client.pick(True, 2) == "127.0.0.1:7103"
+
+
+def test_an_unreachable_cluster_is_unavailable_within_the_deadline() -> None:
+    config = lexum.ClientConfig(deadline=0.5)
+    client = lexum.Client(["127.0.0.1:1"], config=config)
+    started = time.monotonic()
+    with pytest.raises(lexum.UnavailableError):
+        asyncio.run(client.goals())
+    assert time.monotonic() - started < 3
+
+
+def wire_task(effect: str = "Slow.Op", timeout_ms: int = 0, **args: lexum.Value) -> worker_pb2.Task:
+    return worker_pb2.Task(
+        effect_id=7,
+        effect=effect,
+        idempotency_key="k",
+        attempt=1,
+        args=values.named_to_wire(args),
+        fencing_token=3,
+        timeout_ms=timeout_ms,
+    )
+
+
+def test_task_arguments_are_typed() -> None:
+    task = lexum.Task.from_wire(wire_task(pool="web", count=5, on=True))
+    assert task.int_arg("count") == 5
+    assert task.str_arg("pool") == "web"
+    assert task.bool_arg("on") is True
+    assert task.timeout is None and task.deadline is None and task.remaining() is None
+    with pytest.raises(lexum.EffectError, match="missing int argument `pool`"):
+        task.int_arg("pool")
+    with pytest.raises(lexum.EffectError, match="missing argument `nope`"):
+        task.arg("nope")
+    timed = lexum.Task.from_wire(wire_task(timeout_ms=1500), arrived=100.0)
+    assert timed.timeout == 1.5 and timed.deadline == 101.5
+
+
+def test_result_messages_carry_the_fencing_token_and_the_outcome() -> None:
+    ok = result_message(7, 3, 5).result
+    assert (ok.effect_id, ok.fencing_token, ok.WhichOneof("outcome")) == (7, 3, "ok")
+    assert ok.ok.value == types_pb2.Value(int=5)
+    assert not result_message(7, 3, None).result.ok.HasField("value")
+    assert result_message(7, 3, error="no").result.error == "no"
+
+
+def test_handlers_register_by_decorator_and_effect_names_are_checked() -> None:
+    worker = lexum.Worker(lexum.Client(["127.0.0.1:1"]))
+
+    @worker.effect("Cloud.SetNodeCount")
+    async def resize(task: lexum.Task) -> int:
+        return task.int_arg("count")
+
+    @worker.effect("Firewall.Apply")
+    def apply(task: lexum.Task) -> bool:
+        return True
+
+    assert worker.effects == ["Cloud.SetNodeCount", "Firewall.Apply"]
+    with pytest.raises(lexum.ConfigError):
+        worker.handle("NoDot", apply)
+
+
+def test_a_worker_without_handlers_is_refused() -> None:
+    worker = lexum.Worker(lexum.Client(["127.0.0.1:1"]))
+    with pytest.raises(lexum.ConfigError):
+        asyncio.run(worker.run())
+
+
+def test_a_stop_ends_a_worker_that_cannot_connect() -> None:
+    worker = lexum.Worker(lexum.Client(["127.0.0.1:1"]))
+    worker.handle("A.B", lambda task: None)
+    started = time.monotonic()
+    stats = asyncio.run(worker.run(asyncio.sleep(0.3)))
+    assert stats.tasks == 0
+    assert time.monotonic() - started < 5
+
+
+async def run_one(worker: lexum.Worker, task: worker_pb2.Task, concurrency_taken: int = 0) -> worker_pb2.TaskResult:
+    """Runs one task through the worker's machinery (no cluster) and returns its result."""
+    worker._prepare()
+    assert worker._slots is not None and worker._results_ready is not None
+    for _ in range(concurrency_taken):
+        await worker._slots.acquire()
+    worker._start(task)
+    await asyncio.wait_for(worker._results_ready.wait(), 10)
+    return worker._results.popleft().result
+
+
+def test_sync_async_failing_and_unknown_handlers_report_their_outcome() -> None:
+    worker = lexum.Worker(lexum.Client(["127.0.0.1:1"]))
+    worker.handle("A.Async", lambda_async_double)
+    worker.handle("A.Sync", lambda task: threading.current_thread().name.startswith("lexum-handler"))
+    worker.handle("A.Fail", failing)
+    worker.handle("A.Raise", raising)
+
+    async def main() -> list[worker_pb2.TaskResult]:
+        return [
+            await run_one(worker, wire_task(effect, n=4))
+            for effect in ("A.Async", "A.Sync", "A.Fail", "A.Raise", "A.None")
+        ]
+
+    async_ok, sync_ok, failed, raised, unknown = asyncio.run(main())
+    assert async_ok.ok.value.int == 8
+    # A plain `def` handler runs in one of the worker's threads, not on the loop.
+    assert sync_ok.ok.value == types_pb2.Value(bool=True)
+    assert failed.error == "the cloud said no"
+    assert raised.error == "handler raised RuntimeError: boom"
+    assert unknown.error == "this worker has no handler for `A.None`"
+    assert worker.stats.succeeded == 2 and worker.stats.failed == 3
+
+
+async def lambda_async_double(task: lexum.Task) -> int:
+    return task.int_arg("n") * 2
+
+
+def failing(task: lexum.Task) -> None:
+    raise lexum.EffectError("the cloud said no")
+
+
+async def raising(task: lexum.Task) -> None:
+    raise RuntimeError("boom")
+
+
+def test_an_async_handler_past_its_deadline_is_cancelled_not_left_running() -> None:
+    worker = lexum.Worker(lexum.Client(["127.0.0.1:1"]))
+    events: list[str] = []
+
+    @worker.effect("Slow.Op")
+    async def slow(task: lexum.Task) -> None:
+        events.append("started")
+        try:
+            await asyncio.sleep(0.3)
+            events.append("finished")
+        except asyncio.CancelledError:
+            events.append("cancelled")
+            raise
+
+    async def main() -> worker_pb2.TaskResult:
+        result = await run_one(worker, wire_task(timeout_ms=50))
+        await asyncio.sleep(0.4)
+        return result
+
+    result = asyncio.run(main())
+    assert result.error == "handler timed out"
+    assert events == ["started", "cancelled"]
+
+
+def test_the_deadline_counts_from_arrival_including_the_wait_for_a_slot() -> None:
+    worker = lexum.Worker(lexum.Client(["127.0.0.1:1"]), concurrency=1)
+    ran: list[bool] = []
+
+    @worker.effect("Slow.Op")
+    async def quick(task: lexum.Task) -> None:
+        ran.append(True)
+
+    async def main() -> worker_pb2.TaskResult:
+        # The only slot is taken, so the task waits for it past its deadline.
+        return await run_one(worker, wire_task(timeout_ms=100), concurrency_taken=1)
+
+    assert asyncio.run(main()).error == "handler timed out"
+    assert ran == []
+
+
+def test_a_sync_handler_sees_cancelled_at_its_deadline() -> None:
+    worker = lexum.Worker(lexum.Client(["127.0.0.1:1"]))
+    saw_cancel = threading.Event()
+
+    @worker.effect("Slow.Op")
+    def polling(task: lexum.Task) -> None:
+        for _ in range(200):
+            if task.cancelled:
+                saw_cancel.set()
+                return
+            time.sleep(0.01)
+
+    result = asyncio.run(run_one(worker, wire_task(timeout_ms=100)))
+    assert result.error == "handler timed out"
+    assert saw_cancel.wait(2), "the sync handler never saw task.cancelled"
