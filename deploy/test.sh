@@ -16,3 +16,11 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 # test mode.
 cargo build --workspace --all-targets --locked
 cargo test --workspace --all-targets --locked
+# The Python SDK (client/python), in the virtualenv setup.sh made: installed
+# from the tree the way a user installs it, linted, type-checked, and tested
+# against the lexumd just built (real three-node clusters on loopback).
+venv="${LEXUM_VENV:-$HOME/.cache/lexum/venv}"
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation \
+  --force-reinstall ./client/python
+(cd client/python && "$venv/bin/ruff" check . && "$venv/bin/ruff" format --check . && "$venv/bin/mypy" \
+  && "$venv/bin/pytest" -q)
