@@ -31,6 +31,24 @@ pub fn expr_fields(e: &Expr, out: &mut Vec<FieldId>) {
     }
 }
 
+/// Every kind an expression reads through an aggregate or a lookup.
+pub fn expr_kinds(e: &Expr, out: &mut Vec<DomainId>) {
+    match e {
+        Expr::Aggregate { kind, .. } => out.push(*kind),
+        Expr::Lookup { kind, key, .. } => {
+            out.push(*kind);
+            expr_kinds(key, out);
+        }
+        Expr::Lit(_) | Expr::Slot(_) | Expr::Key | Expr::Field(_) => {}
+        Expr::List(items) | Expr::Call(_, items) => items.iter().for_each(|i| expr_kinds(i, out)),
+        Expr::Unary(_, x) => expr_kinds(x, out),
+        Expr::Binary(_, a, b) | Expr::Quantified { list: a, body: b, .. } => {
+            expr_kinds(a, out);
+            expr_kinds(b, out);
+        }
+    }
+}
+
 fn sorted<T: Ord>(mut v: Vec<T>) -> Vec<T> {
     v.sort();
     v.dedup();
@@ -79,7 +97,11 @@ pub fn fill_sets(p: &mut Program, map: &SourceMap, report: bool, diags: &mut Vec
         h.emits = sorted(e);
     }
     let handlers = &p.handlers;
+    let domains = &p.domains;
     let mut visited = vec![u32::MAX; handlers.len()];
+    // Per transition: the kinds whose instances it may create (it reaches
+    // their `on create`).
+    let mut creates: Vec<Vec<DomainId>> = vec![Vec::new(); p.transitions.len()];
     for (ti, t) in p.transitions.iter_mut().enumerate() {
         let (mut tw, mut te) = (Vec::new(), Vec::new());
         let mut stack = Vec::new();
@@ -100,6 +122,9 @@ pub fn fill_sets(p: &mut Program, map: &SourceMap, report: bool, diags: &mut Vec
             }
             *slot = ti as u32;
             let hd = &handlers[h.index()];
+            if hd.name == "create" && domains.get(hd.domain.index()).is_some_and(|d| d.key.is_some()) {
+                creates[ti].push(hd.domain);
+            }
             tw.extend_from_slice(&hd.write_set);
             te.extend_from_slice(&hd.emits);
             stack.extend_from_slice(&hd.sends);
@@ -111,7 +136,11 @@ pub fn fill_sets(p: &mut Program, map: &SourceMap, report: bool, diags: &mut Vec
         let goal = p.transitions[ti].goal.index();
         let Some(g) = p.goals.get(goal) else { continue };
         let t = &p.transitions[ti];
-        let reaches = !t.emits.is_empty() || intersects(&t.write_set, &g.read_set);
+        let mut kinds = Vec::new();
+        expr_kinds(&g.predicate, &mut kinds);
+        let reaches = !t.emits.is_empty()
+            || intersects(&t.write_set, &g.read_set)
+            || creates[ti].iter().any(|k| kinds.contains(k));
         p.transitions[ti].reaches_goal = reaches;
     }
     if !report {

@@ -629,12 +629,15 @@ pub enum Stmt {
         /// Slot receiving the result, readable in later slices.
         bind: Option<SlotId>,
     },
-    /// `send Domain.Handler(args)`.
+    /// `send Domain.Handler(args)`, or `send Kind[expr].Handler(args)`.
     Send {
-        /// The handler.
+        /// The handler (a kind's template handler when addressed by key).
         handler: HandlerId,
         /// Arguments in the handler's parameter order.
         args: Vec<Expr>,
+        /// The key of the instance addressed, when computed (`Kind[expr]`);
+        /// `None` for a singleton or the instance with the sender's key.
+        key: Option<Expr>,
     },
 }
 
@@ -905,7 +908,7 @@ mod nested_decode {
         If { cond: Expr, then: Vec<Stmt>, otherwise: Vec<Stmt> },
         For { slot: SlotId, list: Expr, body: Vec<Stmt> },
         Emit { effect: EffectId, args: Vec<Expr>, bind: Option<SlotId> },
-        Send { handler: HandlerId, args: Vec<Expr> },
+        Send { handler: HandlerId, args: Vec<Expr>, key: Option<Expr> },
     }
 
     impl<'de> Deserialize<'de> for Stmt {
@@ -917,7 +920,7 @@ mod nested_decode {
                 StmtRepr::If { cond, then, otherwise } => Stmt::If { cond, then, otherwise },
                 StmtRepr::For { slot, list, body } => Stmt::For { slot, list, body },
                 StmtRepr::Emit { effect, args, bind } => Stmt::Emit { effect, args, bind },
-                StmtRepr::Send { handler, args } => Stmt::Send { handler, args },
+                StmtRepr::Send { handler, args, key } => Stmt::Send { handler, args, key },
             })
         }
     }

@@ -230,7 +230,7 @@ impl Body<'_> {
                 };
                 Some(Stmt::Emit { effect: EffectId(eid), args, bind })
             }
-            ast::Stmt::Send { domain, keyed, name, args, span } => {
+            ast::Stmt::Send { domain, keyed, key, name, args, span } => {
                 let Some(&did) = self.syms.domain_index.get(domain.text) else {
                     self.err(Code::E002, domain.span, format!("unknown domain `{}`", domain.text));
                     for a in args {
@@ -239,11 +239,26 @@ impl Body<'_> {
                     return None;
                 };
                 let own_kind = self.syms.domains[self.domain as usize].kind;
-                let addressed =
-                    crate::resolve::instance_address(domain, self.syms.domains[did as usize].kind, *keyed, own_kind);
-                if let Some(diag) = addressed {
-                    self.diags.push(diag);
-                }
+                let target_kind = self.syms.domains[did as usize].kind;
+                let key = match key {
+                    // `Kind[expr]`: any instance, named by a string.
+                    Some(key) => {
+                        let k = self.expr(key);
+                        if !target_kind {
+                            let message = format!("`{}` is not a kind: send to it without a key", domain.text);
+                            self.err(Code::E002, domain.span, message);
+                        } else if !k.ty.compatible(&Ty::Str) {
+                            self.err(Code::E003, key.span, format!("an instance's key is a string, found {}", k.ty));
+                        }
+                        Some(k.expr)
+                    }
+                    None => {
+                        if let Some(diag) = crate::resolve::instance_address(domain, target_kind, *keyed, own_kind) {
+                            self.diags.push(diag);
+                        }
+                        None
+                    }
+                };
                 let Some(&hid) = self.syms.domains[did as usize].handlers.get(name.text) else {
                     self.diags.push(
                         Diagnostic::new(
@@ -261,7 +276,7 @@ impl Body<'_> {
                 let what = format!("handler `{}.{}`", domain.text, name.text);
                 let params = self.syms.handlers[hid as usize].params.clone();
                 let args = self.match_args(&what, &params, args, *span);
-                Some(Stmt::Send { handler: HandlerId(hid), args })
+                Some(Stmt::Send { handler: HandlerId(hid), args, key })
             }
             ast::Stmt::Expr(ast::Expr { kind: ExprKind::Error, .. }) => None,
             ast::Stmt::Expr(e) => {

@@ -279,6 +279,8 @@ pub enum Stmt<'s> {
         domain: Name<'s>,
         /// Addressed as `Kind[key]`: the instance with the sender's key.
         keyed: bool,
+        /// Addressed as `Kind[expr]`: the instance with that key.
+        key: Option<Box<Expr<'s>>>,
         /// Handler.
         name: Name<'s>,
         /// Arguments.

@@ -676,19 +676,18 @@ impl<'s, 'd> Parser<'s, 'd> {
         }
         if self.eat_kw("send") {
             let domain = self.ident("a domain name")?;
-            let keyed = match self.instance_key()? {
-                None => false,
-                Some(InstanceKey::Same) => true,
-                Some(_) => {
-                    return Err(
-                        self.error_at(domain.span, "`send Kind[key].Handler(...)`: the instance with the sender's key")
-                    )
+            let (keyed, key) = match self.instance_key()? {
+                None => (false, None),
+                Some(InstanceKey::Same) => (true, None),
+                Some(InstanceKey::Computed(key)) => (false, Some(Box::new(key))),
+                Some(InstanceKey::Every) => {
+                    return Err(self.error_at(domain.span, "one instance to send to: `Kind[key]` or `Kind[expr]`"))
                 }
             };
             self.expect(&Tok::Dot, "`.`")?;
             let name = self.ident("a handler name")?;
             let args = self.args()?;
-            return Ok(Stmt::Send { domain, keyed, name, args, span: start.to(self.prev_span()) });
+            return Ok(Stmt::Send { domain, keyed, key, name, args, span: start.to(self.prev_span()) });
         }
         let e = self.expr()?;
         let op = match self.peek() {

@@ -274,8 +274,9 @@ pub struct Plan {
     pub writes: BTreeMap<FieldId, Value>,
     /// Effects to emit, in order: effect, arguments, result slot.
     pub effects: Vec<(EffectId, Vec<Value>, Option<SlotId>)>,
-    /// Messages to send, in order: handler, arguments.
-    pub sends: Vec<(HandlerId, Vec<Value>)>,
+    /// Messages to send, in order: handler, arguments, and the key of the
+    /// instance addressed as `Kind[expr]`.
+    pub sends: Vec<(HandlerId, Vec<Value>, Option<String>)>,
 }
 
 /// Runs statements against committed state, collecting a [`Plan`]; each
@@ -365,12 +366,19 @@ fn exec_stmt(
             }
             plan.effects.push((*effect, vals, *bind));
         }
-        Stmt::Send { handler, args } => {
+        Stmt::Send { handler, args, key } => {
+            let key = match key {
+                None => None,
+                Some(k) => match eval_in(k, base, plan, slots)? {
+                    Value::Str(k) => Some(k),
+                    _ => return Err(EvalError::Type("instance key")),
+                },
+            };
             let mut vals = Vec::with_capacity(args.len());
             for a in args {
                 vals.push(eval_in(a, base, plan, slots)?);
             }
-            plan.sends.push((*handler, vals));
+            plan.sends.push((*handler, vals, key));
         }
     }
     Ok(())

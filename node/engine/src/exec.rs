@@ -4,6 +4,7 @@
 //! further step).
 
 use crate::aggregates::World;
+use crate::instances::Route;
 use lexum_compiler::program::{DomainId, Priority, Program, RetryPolicy, Value};
 
 use crate::eval::{self, Plan};
@@ -134,8 +135,10 @@ impl Engine {
     }
 
     fn deliver(&mut self, cx: &mut Cx, message_id: u64) {
+        let Some(mut message) = self.messages.remove(&message_id) else { return };
+        // `on create`: the instance is created now, then receives the message.
+        let created = self.create_for_message(cx, &mut message);
         let Some(program) = self.program.clone() else { return };
-        let Some(message) = self.messages.remove(&message_id) else { return };
         let Some(handler) = program.handlers.get(message.handler.index()) else { return };
         let domain = program.domains[handler.domain.index()].name.clone();
         let cycle = message.cycle.filter(|c| self.cycles.contains_key(c));
@@ -146,7 +149,11 @@ impl Engine {
             }
         }
         let mut plan = Plan::default();
-        let result = eval::exec(&program, &handler.body, self.world(&program), &mut slots, &mut plan);
+        let result = match created {
+            Ok(()) => eval::exec(&program, &handler.body, self.world(&program), &mut slots, &mut plan)
+                .map_err(|e| Rejection::new(codes::EVALUATION, format!("handler {domain}.{}: {e}", handler.name))),
+            Err(r) => Err(r),
+        };
         let (retry, since) = match cycle.and_then(|c| self.cycles.get(&c)) {
             Some(c) => {
                 (program.transitions[c.transition.index()].retry, self.goal_states[c.goal.index()].violated_since)
@@ -164,10 +171,7 @@ impl Engine {
             retry,
             key_prefix: format!("{domain}-{}-m{message_id}", handler.name),
         };
-        let outcome = match result {
-            Err(e) => Err(Rejection::new(codes::EVALUATION, format!("handler {domain}.{}: {e}", handler.name))),
-            Ok(()) => self.commit_plan(cx, &program, plan, &origin),
-        };
+        let outcome = result.and_then(|()| self.commit_plan(cx, &program, plan, &origin));
         let failure = match outcome {
             Ok(()) => {
                 cx.event("message", Some(domain), None, None, format!("{} delivered", handler.name));
@@ -257,23 +261,30 @@ impl Engine {
                 }
             }
         }
-        for (handler, args) in plan.sends {
-            // A send to a kind reaches the instance with the sender's key.
-            let Some(handler) = self.route_send(program, origin.domain, handler) else {
-                let name = program.handlers.get(handler.index()).map(|h| h.name.clone()).unwrap_or_default();
-                let to = program.handlers.get(handler.index()).map(|h| program.domains[h.domain.index()].name.clone());
-                cx.event(
-                    "rejected",
-                    Some(program.domains[origin.domain.index()].name.clone()),
-                    None,
-                    Some(codes::UNKNOWN),
-                    format!("{name} not sent: no instance of {} with this key", to.unwrap_or_default()),
-                );
-                continue;
+        for (handler, args, key) in plan.sends {
+            // A send to a kind reaches the instance with the sender's key,
+            // or the computed one; `on create` creates it first.
+            let (handler, create) = match self.route_send(program, origin.domain, handler, key.as_deref()) {
+                Route::To(h) => (h, None),
+                Route::Create(key) => (handler, Some(key)),
+                Route::Missing => {
+                    let name = program.handlers.get(handler.index()).map(|h| h.name.clone()).unwrap_or_default();
+                    let to =
+                        program.handlers.get(handler.index()).map(|h| program.domains[h.domain.index()].name.clone());
+                    cx.event(
+                        "rejected",
+                        Some(program.domains[origin.domain.index()].name.clone()),
+                        None,
+                        Some(codes::UNKNOWN),
+                        format!("{name} not sent: no instance of {} with this key", to.unwrap_or_default()),
+                    );
+                    continue;
+                }
             };
             let Some(target) = program.handlers.get(handler.index()).map(|h| h.domain) else { continue };
             let id = self.fresh_id();
-            let message = Message { handler, args, cycle: origin.cycle, tag: origin.tag, priority: origin.priority };
+            let message =
+                Message { handler, args, cycle: origin.cycle, tag: origin.tag, priority: origin.priority, create };
             self.messages.insert(id, message);
             let goal = origin.cycle.and_then(|c| self.cycles.get(&c)).map(|c| c.goal);
             self.queue_delivery(id, target, goal, origin.priority, origin.since);

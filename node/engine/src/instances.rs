@@ -51,6 +51,19 @@ pub(crate) fn instance_tables(p: &Program, records: &[InstanceRecord]) -> Instan
 }
 use crate::{codes, Cx, Engine, Rejection};
 
+/// The handler a kind declares to let transitions create its instances.
+pub const CREATE: &str = "create";
+
+/// Where a message goes (see [`Engine::route_send`]).
+pub(crate) enum Route {
+    /// This (singleton's or live instance's) handler.
+    To(HandlerId),
+    /// The kind's `on create`, after creating the instance with this key.
+    Create(String),
+    /// Nowhere: no live instance has the key.
+    Missing,
+}
+
 /// Longest instance key.
 pub const MAX_KEY_LEN: usize = 128;
 
@@ -151,9 +164,10 @@ impl IdMap {
                 }
                 // A send to another kind's template handler stays one: it is
                 // resolved to the instance with the sender's key when sent.
-                Stmt::Send { handler, args } => Stmt::Send {
+                Stmt::Send { handler, args, key } => Stmt::Send {
                     handler: self.handlers.get(handler).copied().unwrap_or(*handler),
                     args: args.iter().map(|a| self.expr(a)).collect(),
+                    key: key.as_ref().map(|k| self.expr(k)),
                 },
             })
             .collect()
@@ -757,18 +771,77 @@ impl Engine {
         live.take_while(move |((kind, _), _)| *kind == k.0).map(|(_, d)| DomainId(*d))
     }
 
-    /// The live instance a send from domain `from` to template handler `h`
-    /// reaches: the instance of `h`'s kind with `from`'s key.
-    pub(crate) fn route_send(&self, program: &Program, from: DomainId, h: HandlerId) -> Option<HandlerId> {
-        let handler = program.handlers.get(h.index())?;
-        let target = program.domains.get(handler.domain.index())?;
+    /// Where a send from domain `from` to handler `h` goes: a singleton's
+    /// handler as is; a kind's template handler to the live instance with
+    /// `key` (computed, `Kind[expr]`) or else `from`'s key (`Kind[key]`).
+    pub(crate) fn route_send(&self, program: &Program, from: DomainId, h: HandlerId, key: Option<&str>) -> Route {
+        let Some(handler) = program.handlers.get(h.index()) else { return Route::Missing };
+        let Some(target) = program.domains.get(handler.domain.index()) else { return Route::Missing };
         if target.key.is_none() {
-            return Some(h);
+            return Route::To(h);
         }
-        let key = self.index.key_of.get(&from.0)?;
-        let instance = *self.index.instances.get(&(handler.domain.0, key.clone()))?;
-        let position = target.handlers.iter().position(|x| *x == h)?;
-        program.domains.get(instance as usize)?.handlers.get(position).copied()
+        let Some(key) = key.or_else(|| self.index.key_of.get(&from.0).map(String::as_str)) else {
+            return Route::Missing;
+        };
+        match self.index.instances.get(&(handler.domain.0, key.to_string())) {
+            Some(&instance) => {
+                let position = target.handlers.iter().position(|x| *x == h);
+                let routed = position.and_then(|i| program.domains.get(instance as usize)?.handlers.get(i).copied());
+                routed.map_or(Route::Missing, Route::To)
+            }
+            None if handler.name == CREATE => Route::Create(key.to_string()),
+            None => Route::Missing,
+        }
+    }
+
+    /// Creates the instance a message to a kind's `on create` names, just
+    /// before the message is delivered, and points the message at it.
+    /// Returns why not when it cannot (it exists by now, or the creation
+    /// is refused).
+    pub(crate) fn create_for_message(
+        &mut self,
+        cx: &mut Cx,
+        message: &mut crate::state::Message,
+    ) -> Result<(), Rejection> {
+        let Some(key) = message.create.clone() else { return Ok(()) };
+        let program = self.program.clone().ok_or_else(|| Rejection::new(codes::PROGRAM, "no program"))?;
+        // Created since the message was sent: `on create` runs on it, as an
+        // apply would.
+        if let Route::To(h) = self.route_send(&program, DomainId(0), message.handler, Some(&key)) {
+            message.handler = h;
+            message.create = None;
+            return Ok(());
+        }
+        let kind = program
+            .handlers
+            .get(message.handler.index())
+            .map(|h| h.domain)
+            .ok_or_else(|| Rejection::new(codes::UNKNOWN, "no such handler"))?;
+        let kind_name = program.domains[kind.index()].name.clone();
+        drop(program);
+        self.check_create(&kind_name, &[NewInstance { key: key.clone(), values: Vec::new() }], false)?;
+        let cause = match message.tag {
+            Some(tag) => self.cycle_write_cause(
+                self.program.as_deref().ok_or_else(|| Rejection::new(codes::PROGRAM, "no program"))?,
+                tag,
+                format!("{kind_name}.{CREATE}"),
+            ),
+            None => WriteCause {
+                author: crate::provenance::Author::Untracked,
+                cause: Cause::Handler { handler: format!("{kind_name}.{CREATE}") },
+            },
+        };
+        self.epoch += 1;
+        self.create_one(cx, kind, &kind_name, &key, BTreeMap::new(), &cause);
+        let program = self.program.clone().ok_or_else(|| Rejection::new(codes::PROGRAM, "no program"))?;
+        match self.route_send(&program, kind, message.handler, Some(&key)) {
+            Route::To(h) => {
+                message.handler = h;
+                message.create = None;
+                Ok(())
+            }
+            _ => Err(Rejection::new(codes::UNKNOWN, format!("{} was not created", instance_name(&kind_name, &key)))),
+        }
     }
 }
 

@@ -173,6 +173,10 @@ pub(crate) struct Message {
     /// cycle ended).
     pub tag: Option<CycleTag>,
     pub priority: Priority,
+    /// For a message to a kind's `on create` whose instance does not exist
+    /// yet: its key (created just before delivery; `handler` is then the
+    /// template's).
+    pub create: Option<String>,
 }
 
 /// Where an effect stands.

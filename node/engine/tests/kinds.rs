@@ -341,3 +341,90 @@ domain Pool[name] priority high {
     sim.drive(100, &mut worker);
     assert_eq!(sim.status("Cluster", "Idle").0, GoalStatus::Satisfied, "the dominator is gone");
 }
+
+/// A fleet that creates its nodes through their kind's `on create`.
+const CREATES: &str = r#"
+effect Cloud.Boot(node: string, count: int) -> int
+
+domain Node[name] {
+  state {
+    owner: string = ""
+    booted: int = 0
+  }
+  on create(by: string) { owner = by }
+  goal Booted { booted > 0 }
+  transition Boot for Booted {
+    slice call { emit Cloud.Boot(node: key, count: 1) -> id }
+    slice record { booted = id }
+  }
+}
+
+domain Pool[name] {
+  state { size: int = 1 }
+  on Grow(by: int) { size += by }
+}
+
+domain Fleet {
+  reads Node[*]
+  state {
+    names: list<string> = ["a", "b", "c"]
+    grow: string = ""
+  }
+  goal Enough { count(Node[*]) >= len(names) }
+  transition Add for Enough {
+    slice s {
+      for n in names { send Node[n].create(by: "fleet") }
+    }
+  }
+  goal Grown { grow == "" }
+  transition GrowPool for Grown {
+    slice s {
+      send Pool[grow].Grow(by: 1)
+      grow = ""
+    }
+  }
+}
+"#;
+
+#[test]
+fn a_transition_creates_instances_through_on_create() {
+    let compiled = lexum_compiler::compile("creates.lxm", CREATES, &lexum_compiler::CompileOptions::default());
+    assert!(compiled.diagnostics.iter().all(|d| d.code.as_str() != "W002"), "{:?}", compiled.diagnostics);
+    let mut sim = Sim::new(CREATES);
+    assert_eq!(sim.status("Fleet", "Enough").0, GoalStatus::Repairing, "armed at install");
+    sim.drive(500, &mut echo_count());
+    assert_eq!(sim.status("Fleet", "Enough").0, GoalStatus::Satisfied);
+    for key in ["a", "b", "c"] {
+        let node = format!("Node[{key}]");
+        assert_eq!(sim.engine.read(&node, "owner"), Some(Value::Str("fleet".into())), "{node}");
+        assert_eq!(sim.status(&node, "Booted").0, GoalStatus::Satisfied, "{node} repaired its own goal");
+    }
+    // Naming one more node creates it; the others' `on create` runs again
+    // and changes nothing.
+    let names = Value::List(["a", "b", "c", "d"].map(|n| Value::Str(n.into())).to_vec());
+    ok(&mut sim, Entry::mutation(vec![FieldWrite { domain: "Fleet".into(), field: "names".into(), value: names }], "t"));
+    sim.drive(500, &mut echo_count());
+    assert_eq!(sim.engine.read("Node[d]", "booted"), Some(Value::Int(1)));
+    assert_eq!(sim.engine.goals().iter().filter(|g| g.domain.starts_with("Node[")).count(), 4);
+    let replica = Sim::replay(EngineConfig::default(), &sim.log);
+    assert_eq!(replica.engine.state_hash(), sim.engine.state_hash());
+}
+
+#[test]
+fn a_send_by_key_to_a_kind_without_on_create_reaches_only_live_instances() {
+    let mut sim = Sim::new(CREATES);
+    ok(&mut sim, create("Pool", &[("web", &[])]));
+    let grow = |pool: &str| {
+        Entry::mutation(
+            vec![FieldWrite { domain: "Fleet".into(), field: "grow".into(), value: Value::Str(pool.into()) }],
+            "t",
+        )
+    };
+    ok(&mut sim, grow("web"));
+    sim.drive(500, &mut echo_count());
+    assert_eq!(sim.engine.read("Pool[web]", "size"), Some(Value::Int(2)));
+    ok(&mut sim, grow("nope"));
+    sim.drive(500, &mut echo_count());
+    assert!(sim.engine.read("Pool[nope]", "size").is_none(), "no instance is created without `on create`");
+    assert_eq!(sim.engine.read("Pool[web]", "size"), Some(Value::Int(2)));
+}
