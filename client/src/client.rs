@@ -105,7 +105,7 @@ impl ClientConfig {
         }
     }
 
-    /// Names this client in the causes of its writes (`token/NAME`).
+    /// Names this client in the causes of its writes (`TOKEN-NAME/NAME`).
     pub fn with_as_name(mut self, name: impl Into<String>) -> ClientConfig {
         self.as_name = Some(name.into());
         self

@@ -34,6 +34,10 @@ pub enum ClientError {
     /// The token was missing or wrong.
     #[error("not authenticated: {0}")]
     Unauthenticated(String),
+    /// The token is known but its role may not make this call
+    /// (docs/operations.md, Security, has the table).
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
     /// No node answered, or no quorum, within the deadline.
     #[error("cluster unavailable: {0}")]
     Unavailable(String),
@@ -52,6 +56,7 @@ impl ClientError {
                 | ClientError::Rejected { .. }
                 | ClientError::NotFound { .. }
                 | ClientError::Unauthenticated(_)
+                | ClientError::PermissionDenied(_)
         )
     }
 
@@ -80,7 +85,8 @@ impl ClientError {
         match status.code() {
             Code::InvalidArgument | Code::OutOfRange | Code::AlreadyExists => ClientError::Rejected { code, message },
             Code::NotFound => ClientError::NotFound { code, message },
-            Code::Unauthenticated | Code::PermissionDenied => ClientError::Unauthenticated(message),
+            Code::Unauthenticated => ClientError::Unauthenticated(message),
+            Code::PermissionDenied => ClientError::PermissionDenied(message),
             Code::FailedPrecondition if !message.starts_with("not the leader") => {
                 ClientError::Rejected { code, message }
             }
@@ -138,6 +144,13 @@ mod tests {
     #[test]
     fn bad_token_is_user_error() {
         check(Code::Unauthenticated, "invalid token", true, false, None);
+    }
+
+    #[test]
+    fn wrong_role_is_user_error() {
+        let err = ClientError::from_status(&tonic::Status::permission_denied("token `viewer` has role read"));
+        assert!(matches!(err, ClientError::PermissionDenied(_)), "{err:?}");
+        check(Code::PermissionDenied, "token `viewer` has role read", true, false, None);
     }
 
     #[test]

@@ -514,11 +514,9 @@ mod tests {
 
     #[test]
     fn bad_auth_is_refused() {
-        let bad = |text: &str| {
-            match toml::from_str::<FileConfig>(&format!("id = 1\n{text}")) {
-                Ok(file) => Settings::merge(flags(&[]), file).is_err(),
-                Err(_) => true,
-            }
+        let bad = |text: &str| match toml::from_str::<FileConfig>(&format!("id = 1\n{text}")) {
+            Ok(file) => Settings::merge(flags(&[]), file).is_err(),
+            Err(_) => true,
         };
         let token = |name: &str, role: &str, secret: &str| {
             format!("[[auth.tokens]]\nname = {name:?}\nrole = {role:?}\ntoken = {secret:?}\n")

@@ -27,11 +27,11 @@ pub struct GlobalFlags {
     /// Node addresses, comma-separated (default: the three local nodes).
     #[arg(long, global = true, env = "LEXUM_ENDPOINTS", value_delimiter = ',')]
     pub endpoints: Vec<String>,
-    /// Bearer token for the cluster.
+    /// Bearer token for the cluster (its role decides what may be called).
     #[arg(long, global = true, env = "LEXUM_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// A name added to this client's identity in the cause of its writes
-    /// (e.g. `--as hpa-bridge` records `token/hpa-bridge`).
+    /// (e.g. `--as hpa-bridge` with the token named `ops` records `ops/hpa-bridge`).
     #[arg(long = "as", global = true, env = "LEXUM_AS", value_name = "NAME")]
     pub as_name: Option<String>,
     /// Config file (TOML: endpoints, token, timeout, [tls]); default
@@ -47,8 +47,9 @@ pub struct GlobalFlags {
     /// Deadline of each cluster call, retries included (e.g. 10s, 500ms).
     #[arg(long, global = true)]
     pub timeout: Option<String>,
-    /// CA certificate (PEM) that signs the nodes' certificates; enables TLS.
-    #[arg(long, global = true)]
+    /// CA certificate (PEM) that signs the nodes' certificates; enables TLS
+    /// (`deploy/local-cluster.sh up --secure` writes `.lexum-local/ca.pem`).
+    #[arg(long, visible_alias = "ca", global = true, env = "LEXUM_CA")]
     pub tls_ca: Option<PathBuf>,
     /// Server name to verify in the nodes' certificates.
     #[arg(long, global = true)]
