@@ -47,6 +47,9 @@ fn bench_prints_every_measurement() {
         "peak RSS",
         "kinds: goals Scale --status VIOLATED --limit 100: 100 of",
         "kinds: a fresh fourth node caught up with 300 instances",
+        "kinds: engine cost per mutation:",
+        "with 3000 goals (ratio",
+        "kinds: snapshot of 300 instances:",
     ] {
         assert!(stdout.contains(needle), "`{needle}` missing from:\n{stdout}");
     }

@@ -11,7 +11,9 @@
 //!   on the new one;
 //! - a fleet as a kind (`--kinds N`): N instances of a kind with ten goals
 //!   created through the API, each node's peak RSS, a mutation's latency
-//!   with them, a filtered page of goals, and a fresh node's catch-up.
+//!   with them, a filtered page of goals, and a fresh node's catch-up; and
+//!   in process, the engine's cost per mutation with 100 goals beside
+//!   10 × N, and the size of a snapshot of N instances.
 //!
 //! Build everything with the one cargo selection of `deploy/test.sh`, then
 //! run the binary next to `lexumd`:
@@ -235,7 +237,47 @@ async fn kinds_at_scale(cluster: &mut LocalCluster, n: usize) -> anyhow::Result<
     println!("kinds: a fresh fourth node caught up with {n} instances in {:.2} s", joined.elapsed().as_secs_f64());
     client.remove_member(pb::RemoveMemberRequest { id: 4 }).await.context("removing node 4")?;
     cluster.kill(4)?;
+    let (small, _) = engine_cost(10)?;
+    let (large, snapshot) = engine_cost(n)?;
+    println!(
+        "kinds: engine cost per mutation: {:.2} us with 100 goals, {:.2} us with {} goals (ratio {:.2})",
+        small,
+        large,
+        n * 10,
+        large / small
+    );
+    println!("kinds: snapshot of {n} instances: {:.1} MB", snapshot as f64 / 1e6);
     Ok(())
+}
+
+/// The engine alone (no Raft, no I/O) with `n` instances of `Scale`: the
+/// mean time to apply a mutation that flips one instance's goals, and the
+/// size of its snapshot.
+fn engine_cost(n: usize) -> anyhow::Result<(f64, usize)> {
+    use lexum_engine::{Engine, EngineConfig, Entry, FieldWrite, NewInstance};
+    let source = PROGRAM.replace("{FLEET}", "");
+    let compiled = lexum_compiler::compile("bench.lxm", &source, &lexum_compiler::CompileOptions::default());
+    let program = compiled.program.context("the bench program compiles")?;
+    let mut engine = Engine::new(EngineConfig::default());
+    let mut index = 1;
+    engine.apply(index, &Entry::SubmitProgram { bytes: program.encode() }).outcome?;
+    for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
+        index += 1;
+        let instances = chunk.iter().map(|i| NewInstance { key: format!("s{i}"), values: vec![] }).collect();
+        let entry = Entry::CreateInstances { kind: "Scale".into(), instances, upsert: false, principal: "bench".into() };
+        engine.apply(index, &entry).outcome?;
+    }
+    let rounds = 20_000;
+    let domain = format!("Scale[s{}]", n / 2);
+    let started = Instant::now();
+    for r in 0..rounds {
+        index += 1;
+        let value = lexum_compiler::program::Value::Int(if r % 2 == 0 { 2 } else { 9 });
+        let write = FieldWrite { domain: domain.clone(), field: "x".into(), value };
+        engine.apply(index, &Entry::mutation(vec![write], "bench"));
+    }
+    let micros = started.elapsed().as_secs_f64() * 1e6 / f64::from(rounds);
+    Ok((micros, engine.snapshot().len()))
 }
 
 /// Acknowledged mutations and their latencies.
