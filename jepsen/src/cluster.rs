@@ -31,6 +31,29 @@ pub struct ClusterOptions {
     pub token: Option<String>,
     /// Mutual TLS between nodes and with clients.
     pub tls: Option<TlsFiles>,
+    /// Named tokens with roles and a peer token (`[auth]`); the harness's
+    /// own calls use the first admin token.
+    pub auth: Option<AuthTokens>,
+}
+
+/// The `[auth]` section of every node.
+#[derive(Clone, Debug)]
+pub struct AuthTokens {
+    /// The token nodes send each other.
+    pub peer_token: String,
+    /// Client and worker tokens.
+    pub tokens: Vec<TestToken>,
+}
+
+/// One `[[auth.tokens]]` entry.
+#[derive(Clone, Debug)]
+pub struct TestToken {
+    /// Principal name.
+    pub name: String,
+    /// `read`, `write`, `worker` or `admin`.
+    pub role: String,
+    /// The secret.
+    pub token: String,
 }
 
 impl Default for ClusterOptions {
@@ -43,6 +66,7 @@ impl Default for ClusterOptions {
             effect_timeout_ms: 10_000,
             token: None,
             tls: None,
+            auth: None,
         }
     }
 }
@@ -100,11 +124,23 @@ fn write_config(dir: &Path, node: &NodeProcess, peers: &str, options: &ClusterOp
             )
         })
         .unwrap_or_default();
+    let auth = options
+        .auth
+        .as_ref()
+        .map(|auth| {
+            let tokens: String = auth
+                .tokens
+                .iter()
+                .map(|t| format!("[[auth.tokens]]\nname = {:?}\nrole = {:?}\ntoken = {:?}\n", t.name, t.role, t.token))
+                .collect();
+            format!("[auth]\npeer_token = {:?}\n{tokens}", auth.peer_token)
+        })
+        .unwrap_or_default();
     let config = format!(
         "{token}id = {id}\nlisten = \"{addr}\"\nmetrics_listen = \"{http}\"\ndata_dir = \"{data}\"\n\
          [peers]\n{peers}\n[raft]\nheartbeat_ms = 100\nelection_timeout_min_ms = 500\n\
          election_timeout_max_ms = 1000\nsnapshot_logs = {snap}\nkeep_logs = {keep}\n\
-         [engine]\noscillation_threshold = {osc}\neffect_timeout_ms = {timeout}\n{tls}",
+         [engine]\noscillation_threshold = {osc}\neffect_timeout_ms = {timeout}\n{tls}{auth}",
         id = node.id,
         addr = node.addr,
         http = node.http_addr,
@@ -198,6 +234,7 @@ impl LocalCluster {
             .append(true)
             .open(self.dir.path().join(format!("node{id}.log")))?;
         let namespace = self.nodes.get(&id).context("no such node")?.namespace.clone();
+        let public = namespace.is_some();
         let mut command = match namespace {
             Some(namespace) => {
                 let mut command = Command::new("ip");
@@ -206,6 +243,10 @@ impl LocalCluster {
             }
             None => Command::new(&self.binary),
         };
+        if public && self.options.token.is_none() && self.options.auth.is_none() {
+            // Namespace addresses are not loopback: say so explicitly.
+            command.arg("--insecure");
+        }
         let child = command
             .arg("--config")
             .arg(&config)
@@ -290,15 +331,29 @@ impl LocalCluster {
     /// A client connected to node `id` (over TLS when the cluster uses it;
     /// requests need [`LocalCluster::authorize`] when it uses a token).
     pub async fn client(&self, id: u64) -> anyhow::Result<LexumClient<Channel>> {
-        let node = self.nodes.get(&id).context("no such node")?;
-        connect_with(&node.addr, self.options.tls.as_ref()).await
+        Ok(LexumClient::new(self.channel(id).await?))
     }
 
-    /// Adds the cluster's token, if any, to `request`.
+    /// A channel to node `id`, for any of its services.
+    pub async fn channel(&self, id: u64) -> anyhow::Result<Channel> {
+        let node = self.nodes.get(&id).context("no such node")?;
+        channel_to(&node.addr, self.options.tls.as_ref()).await
+    }
+
+    /// Adds the cluster's admin token, if any, to `request`.
     pub fn authorize<T>(&self, request: &mut tonic::Request<T>) {
-        if let Some(value) = self.options.token.as_ref().and_then(|t| format!("Bearer {t}").parse().ok()) {
-            request.metadata_mut().insert(lexum_proto::AUTH_METADATA_KEY, value);
+        if let Some(token) = self.admin_token() {
+            authorize_with(request, token);
         }
+    }
+
+    /// The token the harness uses: the single `token`, else the first admin
+    /// token of `auth`.
+    pub fn admin_token(&self) -> Option<&str> {
+        self.options.token.as_deref().or_else(|| {
+            let auth = self.options.auth.as_ref()?;
+            auth.tokens.iter().find(|t| t.role == "admin").map(|t| t.token.as_str())
+        })
     }
 
     /// `GET path` on node `id`'s HTTP (metrics) port: status code and body.
@@ -400,9 +455,16 @@ impl Drop for LocalCluster {
     }
 }
 
+/// Adds `authorization: Bearer <token>` to `request`.
+pub fn authorize_with<T>(request: &mut tonic::Request<T>, token: &str) {
+    if let Ok(value) = format!("Bearer {token}").parse() {
+        request.metadata_mut().insert(lexum_proto::AUTH_METADATA_KEY, value);
+    }
+}
+
 /// Connects to one node (bounded), over TLS with the cluster's identity
 /// when `tls` is given.
-async fn connect_with(addr: &str, tls: Option<&TlsFiles>) -> anyhow::Result<LexumClient<Channel>> {
+async fn channel_to(addr: &str, tls: Option<&TlsFiles>) -> anyhow::Result<Channel> {
     use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
     let endpoint = match tls {
         Some(tls) => {
@@ -415,12 +477,10 @@ async fn connect_with(addr: &str, tls: Option<&TlsFiles>) -> anyhow::Result<Lexu
         }
         None => Endpoint::from_shared(format!("http://{addr}"))?,
     };
-    let channel =
-        endpoint.connect_timeout(Duration::from_millis(500)).timeout(Duration::from_secs(15)).connect().await?;
-    Ok(LexumClient::new(channel))
+    Ok(endpoint.connect_timeout(Duration::from_millis(500)).timeout(Duration::from_secs(15)).connect().await?)
 }
 
 /// Connects to one node over plain HTTP/2 (bounded).
 pub async fn connect(addr: &str) -> anyhow::Result<LexumClient<Channel>> {
-    connect_with(addr, None).await
+    Ok(LexumClient::new(channel_to(addr, None).await?))
 }
