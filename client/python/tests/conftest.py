@@ -17,8 +17,11 @@ def start_cluster() -> Iterator[ClusterFactory]:
     is killed when the test ends, and its node logs are printed on failure."""
     clusters: list[LocalCluster] = []
 
-    def start(effect_timeout_ms: int = 10_000) -> LocalCluster:
-        cluster = LocalCluster(ClusterOptions(effect_timeout_ms=effect_timeout_ms))
+    def start(effect_timeout_ms: int = 10_000, tokens: dict[str, tuple[str, str]] | None = None) -> LocalCluster:
+        options = ClusterOptions(effect_timeout_ms=effect_timeout_ms)
+        if tokens:
+            options.tokens, options.peer_token = tokens, "peer-secret-0123456789"
+        cluster = LocalCluster(options)
         clusters.append(cluster)
         cluster.start()
         return cluster

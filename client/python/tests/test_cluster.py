@@ -72,24 +72,21 @@ def test_the_fleet_example_converges_with_the_python_worker(cluster: LocalCluste
         async with lexum.Client(cluster.endpoints) as client:
             await client.submit_source("fleet.lxm", (REPO / "examples" / "fleet.lxm").read_text())
             await client.create_instances("Pool", {"web": {"want": 3}, "db": {"want": 2}, "cache": {"want": 4}})
-            try:
-                await wait_until("every goal SATISFIED", lambda: all_satisfied(client, 4), 60)
-                for pool, want in (("web", 3), ("db", 2), ("cache", 4)):
-                    assert (await client.get(f"Pool[{pool}]"))["nodes"] == want
-                # A new want is repaired too, and the write of `nodes` names
-                # the effect the worker observed (caused_by).
-                await client.set("Pool[web]", "want", 7)
-                await wait_until("Pool[web] resized", lambda: all_satisfied(client, 4), 30)
-                writes = await client.why("Pool[web]", "nodes")
-                observed = [w for w in writes if isinstance(w.cause, lexum.ClientCause) and w.new == 7]
-                assert observed, writes
-                cause = observed[-1].cause
-                assert isinstance(cause, lexum.ClientCause)
-                assert cause.observed and cause.observed[0].effect == "Cloud.SetNodeCount"
-                assert cause.observed[0].worker == f"py-fleet-worker-{worker.pid}"
-                assert cause.caused_by == [cause.observed[0].idempotency_key]
-            finally:
-                worker.send_signal(signal.SIGTERM)
+            await wait_until("every goal SATISFIED", lambda: all_satisfied(client, 4), 60)
+            for pool, want in (("web", 3), ("db", 2), ("cache", 4)):
+                assert (await client.get(f"Pool[{pool}]"))["nodes"] == want
+            # A new want is repaired too, and the write of `nodes` names
+            # the effect the worker observed (caused_by).
+            await client.set("Pool[web]", "want", 7)
+            await wait_until("Pool[web] resized", lambda: all_satisfied(client, 4), 30)
+            writes = await client.why("Pool[web]", "nodes")
+            observed = [w for w in writes if isinstance(w.cause, lexum.ClientCause) and w.new == 7]
+            assert observed, writes
+            cause = observed[-1].cause
+            assert isinstance(cause, lexum.ClientCause)
+            assert cause.observed and cause.observed[0].effect == "Cloud.SetNodeCount"
+            assert cause.observed[0].worker == f"py-fleet-worker-{worker.pid}"
+            assert cause.caused_by == [cause.observed[0].idempotency_key]
 
     try:
         asyncio.run(main())
@@ -222,3 +219,38 @@ def test_a_handler_past_its_deadline_is_cancelled_and_redispatched_without_overl
 def test_the_tests_import_the_installed_package_not_the_source_tree() -> None:
     # deploy/test.sh runs `pip install ./client/python` first.
     assert "site-packages" in lexum.__file__, lexum.__file__
+
+
+def test_a_token_is_sent_and_a_wrong_one_is_a_typed_error(start_cluster: ClusterFactory) -> None:
+    cluster = start_cluster(
+        tokens={"ops": ("admin", "ops-secret-0123456789"), "fleet": ("worker", "worker-secret-0123456789")}
+    )
+
+    async def main() -> None:
+        async with lexum.Client(cluster.endpoints, config=lexum.ClientConfig(token="wrong")) as bad:
+            try:
+                await bad.goals()
+                raise AssertionError("a wrong token was accepted")
+            except lexum.UnauthenticatedError as e:
+                assert e.user_error
+        async with lexum.Client(cluster.endpoints, config=lexum.ClientConfig(token="ops-secret-0123456789")) as client:
+            await client.submit_source("job.lxm", JOB)
+            worker_client = lexum.Client(cluster.endpoints, config=lexum.ClientConfig(token="worker-secret-0123456789"))
+            worker = lexum.Worker(worker_client, worker_id="py-token")
+            worker.handle("Slow.Op", lambda task: task.int_arg("n"))
+            running = asyncio.ensure_future(worker.run())
+            try:
+                await client.set("Job", "want", 4)
+                await wait_until("Job.Done repaired by a worker with the token", lambda: all_satisfied(client, 1), 30)
+            finally:
+                worker.stop()
+                await asyncio.wait_for(running, 20)
+            with_bad_token = lexum.Worker(lexum.Client(cluster.endpoints, config=lexum.ClientConfig(token="wrong")))
+            with_bad_token.handle("Slow.Op", lambda task: None)
+            try:
+                await asyncio.wait_for(with_bad_token.run(), 20)
+                raise AssertionError("a worker with a wrong token ran")
+            except lexum.UnauthenticatedError:
+                pass
+
+    asyncio.run(main())

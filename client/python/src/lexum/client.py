@@ -396,7 +396,7 @@ class Client:
             timeout = min(config.request_timeout, remaining)
             stub = client_pb2_grpc.LexumStub(self.channel(address))
             try:
-                return await rpc(stub, timeout, self._metadata)
+                response = await rpc(stub, timeout, self._metadata)
             except grpc.aio.AioRpcError as error:
                 last_error = f"{address}: {describe(error)}"
                 if error.code() == grpc.StatusCode.FAILED_PRECONDITION:
@@ -405,6 +405,11 @@ class Client:
                         continue
                 if not is_transient(error):
                     raise from_rpc_error(error) from None
+            else:
+                if leader:
+                    # Only the leader answers these: remember it.
+                    self._leader = address
+                return response
             self.forget_leader(address)
             cursor += 1
             pause = min(backoff, max(0.0, config.deadline - (time.monotonic() - started)))

@@ -85,7 +85,13 @@ class ClusterOptions:
     oscillation_threshold: int = 10
     #: Per-attempt deadline for workers, in milliseconds.
     effect_timeout_ms: int = 10_000
+    #: Legacy single token (an admin token that is also the peer token).
     token: str | None = None
+    #: Named tokens (`[[auth.tokens]]`): name -> (role, secret), with roles
+    #: `read`, `write`, `worker` or `admin`; `peer_token` is what nodes send
+    #: each other (required with `tokens`).
+    tokens: dict[str, tuple[str, str]] = field(default_factory=dict)
+    peer_token: str | None = None
 
 
 @dataclass
@@ -123,6 +129,11 @@ class LocalCluster:
             f"election_timeout_max_ms = 1000\nsnapshot_logs = {o.snapshot_logs}\nkeep_logs = {o.keep_logs}\n"
             f"[engine]\noscillation_threshold = {o.oscillation_threshold}\neffect_timeout_ms = {o.effect_timeout_ms}\n"
         )
+        if o.tokens:
+            config += f'[auth]\npeer_token = "{o.peer_token}"\n' + "".join(
+                f'[[auth.tokens]]\nname = "{name}"\nrole = "{role}"\ntoken = "{secret}"\n'
+                for name, (role, secret) in o.tokens.items()
+            )
         (self.dir / f"node{node.id}.toml").write_text(config)
 
     def __enter__(self) -> LocalCluster:
@@ -137,6 +148,13 @@ class LocalCluster:
         self, kind: type[BaseException] | None, value: BaseException | None, traceback: TracebackType | None
     ) -> None:
         self.stop()
+
+    @property
+    def harness_token(self) -> str | None:
+        """The token the harness's own calls send: the legacy token, else an admin one."""
+        if self.options.token:
+            return self.options.token
+        return next((secret for role, secret in self.options.tokens.values() if role == "admin"), None)
 
     @property
     def endpoints(self) -> list[str]:
@@ -188,7 +206,7 @@ class LocalCluster:
         node = self.nodes[node_id]
         if node.process is None:
             return None
-        metadata = (("authorization", f"Bearer {self.options.token}"),) if self.options.token else ()
+        metadata = (("authorization", f"Bearer {self.harness_token}"),) if self.harness_token else ()
         with grpc.insecure_channel(node.addr) as channel:
             try:
                 info: client_pb2.NodeInfoResponse = client_pb2_grpc.LexumStub(channel).NodeInfo(
@@ -210,6 +228,9 @@ class LocalCluster:
         """Waits (bounded) for a leader that is not `other_than`; returns its id."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            for node in self.nodes.values():
+                if node.process is not None and node.process.poll() is not None:
+                    raise RuntimeError(f"lexumd {node.id} exited: {self.log(node.id)[-2000:]}")
             leader = self.leader()
             if leader is not None and leader != other_than:
                 return leader
