@@ -155,23 +155,27 @@ impl Tokens {
             return Ok(Identity { name: Arc::from("anonymous"), role: None });
         }
         let header = header.ok_or_else(|| Status::unauthenticated("missing token"))?;
-        // Compare with every token, so the time taken says nothing about which matched.
-        let mut found = None;
+        // Compare with every token, so the time taken says nothing about
+        // which matched. One secret has two identities only as the legacy
+        // single token (admin and peer); either may open the call.
+        let allowed = roles_for(path);
+        let (mut granted, mut known) = (None, None);
         for (expected, identity) in &self.known {
             if constant_time_eq(header, expected) {
-                found = Some(identity);
+                known.get_or_insert(identity);
+                if identity.role.is_some_and(|role| allowed.contains(&role)) {
+                    granted.get_or_insert(identity);
+                }
             }
         }
-        let identity = found.ok_or_else(|| Status::unauthenticated("invalid token"))?;
-        let role = identity.role.unwrap_or(Role::Read);
-        if roles_for(path).contains(&role) {
-            Ok(identity.clone())
-        } else {
-            Err(Status::permission_denied(format!(
+        match (granted, known) {
+            (Some(identity), _) => Ok(identity.clone()),
+            (None, Some(identity)) => Err(Status::permission_denied(format!(
                 "token `{}` has role {}, which may not call {path}",
                 identity.name,
-                role.as_str()
-            )))
+                identity.role.map_or("none", Role::as_str)
+            ))),
+            (None, None) => Err(Status::unauthenticated("invalid token")),
         }
     }
 }
@@ -274,6 +278,18 @@ mod tests {
             Some(tonic::Code::Unauthenticated)
         );
         assert_eq!(check("/lexum.v1.Lexum/Shiny", "a"), Err(tonic::Code::PermissionDenied));
+    }
+
+    #[test]
+    fn the_legacy_token_is_an_admin_and_the_peer_token() {
+        let legacy = NamedToken { name: "token".into(), role: Role::Admin, token: "old".into() };
+        let tokens = Tokens::new(std::slice::from_ref(&legacy), Some("old"));
+        let check =
+            |path: &str| tokens.authorize(path, Some(b"Bearer old")).map(|i| i.name.to_string()).map_err(|s| s.code());
+        assert_eq!(check("/lexum.v1.Lexum/SubmitProgram"), Ok("token".into()));
+        assert_eq!(check("/lexum.v1.Lexum/NodeInfo"), Ok("token".into()));
+        assert_eq!(check("/lexum.v1.Raft/Vote"), Ok("peer".into()));
+        assert_eq!(check("/lexum.v1.Worker/Attach"), Err(tonic::Code::PermissionDenied));
     }
 
     #[test]
