@@ -124,6 +124,10 @@ def is_transient(error: grpc.RpcError) -> bool:
         grpc.StatusCode.UNKNOWN,
     ):
         return True
+    if code == grpc.StatusCode.INTERNAL and _details(error) == "Internal error from Core":
+        # gRPC Python's own failure of a call (a stream the node closed while
+        # the client was writing to it), not a status the node sent.
+        return True
     return code == grpc.StatusCode.FAILED_PRECONDITION and _details(error).startswith("not the leader")
 
 

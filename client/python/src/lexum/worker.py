@@ -227,6 +227,21 @@ def result_message(
     return worker_pb2.WorkerMessage(result=result)
 
 
+async def _settled(call: _Call, raised: grpc.aio.AioRpcError) -> grpc.aio.AioRpcError:
+    """The call's own final status when it differs from what a write or read
+    raised: a node that refuses a stream (bad token) while the hello is being
+    written can surface as INTERNAL from the write, UNAUTHENTICATED on the call."""
+    try:
+        code = await asyncio.wait_for(call.code(), 1.0)
+        if code == raised.code():
+            return raised
+        details = await call.details()
+        trailers = await call.trailing_metadata()
+    except (asyncio.TimeoutError, grpc.aio.AioRpcError, asyncio.CancelledError):
+        return raised
+    return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), trailers, details)
+
+
 class Worker:
     """A worker: handlers per effect plus a connection to the cluster.
 
@@ -436,7 +451,8 @@ class Worker:
                     opened.cancel()
                     return _Shutdown()
                 opened.result()
-            except grpc.aio.AioRpcError as error:
+            except grpc.aio.AioRpcError as raised:
+                error = await _settled(call, raised)
                 if not is_transient(error):
                     raise from_rpc_error(error) from None
                 return _Lost(False, describe(error))
@@ -461,7 +477,8 @@ class Worker:
                 finished, read_task = read_task, None
                 try:
                     message = finished.result()
-                except grpc.aio.AioRpcError as error:
+                except grpc.aio.AioRpcError as raised:
+                    error = await _settled(call, raised)
                     if not is_transient(error) and not served:
                         raise from_rpc_error(error) from None
                     return _Lost(served, describe(error))
