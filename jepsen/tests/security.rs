@@ -289,12 +289,21 @@ async fn the_secure_local_cluster_gives_each_role_its_rights() {
     let endpoints = grpc.iter().map(|p| format!("127.0.0.1:{p}")).collect::<Vec<_>>().join(",");
     let cluster = ScriptCluster { dir, env, endpoints };
     let up = tokio::task::block_in_place(|| cluster.script(&["up", "--secure"]));
-    assert!(up.status.success(), "up --secure: {}{}", String::from_utf8_lossy(&up.stdout), String::from_utf8_lossy(&up.stderr));
+    assert!(
+        up.status.success(),
+        "up --secure: {}{}",
+        String::from_utf8_lossy(&up.stdout),
+        String::from_utf8_lossy(&up.stderr)
+    );
 
     let tokens_env = std::fs::read_to_string(state.join("tokens.env")).expect("tokens.env");
     let var = |name: &str| {
         let prefix = format!("export {name}=");
-        tokens_env.lines().find_map(|l| l.strip_prefix(&prefix)).unwrap_or_else(|| panic!("{name} in tokens.env")).to_string()
+        tokens_env
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("{name} in tokens.env"))
+            .to_string()
     };
     let ca = var("LEXUM_CA");
     assert_eq!(std::path::Path::new(&ca), state.join("ca.pem"));
@@ -322,8 +331,11 @@ async fn the_secure_local_cluster_gives_each_role_its_rights() {
     let why = expect(run(&read, &["--output", "json", "why", "Pool.nodes"]), 0, "a reader asks why");
     assert!(why.contains("\"writer\""), "the token's name is the principal: {why}");
     // `--ca` works as well as LEXUM_CA; without the CA there is no connection.
-    let out = tokio::task::block_in_place(|| cluster.ctl(&[("LEXUM_TOKEN", read.as_str())], &["--ca", &ca, "get", "Pool"]));
+    let out =
+        tokio::task::block_in_place(|| cluster.ctl(&[("LEXUM_TOKEN", read.as_str())], &["--ca", &ca, "get", "Pool"]));
     expect(out, 0, "--ca");
-    let out = tokio::task::block_in_place(|| cluster.ctl(&[("LEXUM_TOKEN", admin.as_str())], &["--timeout", "3s", "get", "Pool"]));
+    let out = tokio::task::block_in_place(|| {
+        cluster.ctl(&[("LEXUM_TOKEN", admin.as_str())], &["--timeout", "3s", "get", "Pool"])
+    });
     expect(out, 2, "plain text to TLS nodes");
 }
