@@ -330,6 +330,11 @@ async fn the_secure_local_cluster_gives_each_role_its_rights() {
     assert!(got.contains("\"nodes\": 2") || got.contains("\"nodes\":2"), "{got}");
     let why = expect(run(&read, &["--output", "json", "why", "Pool.nodes"]), 0, "a reader asks why");
     assert!(why.contains("\"writer\""), "the token's name is the principal: {why}");
+    // Workers attach with the worker token only.
+    let attach = ["worker", "--effect", "Cloud.SetNodeCount", "--for", "1s"];
+    let refused = expect(run(&admin, &attach), 1, "a worker with the admin token");
+    assert!(refused.contains("permission denied"), "{refused}");
+    expect(run(&worker, &attach), 0, "a worker with the worker token");
     // `--ca` works as well as LEXUM_CA; without the CA there is no connection.
     let out =
         tokio::task::block_in_place(|| cluster.ctl(&[("LEXUM_TOKEN", read.as_str())], &["--ca", &ca, "get", "Pool"]));
