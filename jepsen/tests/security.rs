@@ -330,6 +330,19 @@ async fn the_secure_local_cluster_gives_each_role_its_rights() {
     assert!(got.contains("\"nodes\": 2") || got.contains("\"nodes\":2"), "{got}");
     let why = expect(run(&read, &["--output", "json", "why", "Pool.nodes"]), 0, "a reader asks why");
     assert!(why.contains("\"writer\""), "the token's name is the principal: {why}");
+    // The leader gathers every member's state over the peers' TLS with the
+    // peer token, for a reader's `status`.
+    let mut reachable = 0;
+    for _ in 0..30 {
+        let status = expect(run(&read, &["--output", "json", "status"]), 0, "a reader asks for status");
+        reachable =
+            ["leader", "follower"].iter().map(|role| status.matches(&format!("\"role\": \"{role}\"")).count()).sum();
+        if reachable == 3 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert_eq!(reachable, 3, "every member answers the leader's NodeInfo with the peer token");
     // Workers attach with the worker token only.
     let attach = ["worker", "--effect", "Cloud.SetNodeCount", "--for", "1s"];
     let refused = expect(run(&admin, &attach), 1, "a worker with the admin token");
