@@ -199,6 +199,17 @@ impl DomainState {
     }
 }
 
+/// A page of a kind's live instances, in key order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstancePage {
+    /// Applied index the read reflects.
+    pub index: u64,
+    /// `Kind[key]` with its fields, for each instance of the page.
+    pub instances: Vec<(String, Vec<(String, Value)>)>,
+    /// Live instances of the kind, across all pages.
+    pub total: u64,
+}
+
 /// A goal and its status.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Goal {
@@ -650,9 +661,18 @@ impl Client {
 
     /// Linearizable read of a domain's state.
     pub async fn read(&self, domain: &str) -> Result<DomainState, ClientError> {
-        let request = pb::ReadRequest { domain: domain.to_string() };
+        let request = pb::ReadRequest { domain: domain.to_string(), ..Default::default() };
         let r = self.call(Target::Leader, request, |mut c, r| async move { c.read(r).await }).await?;
         Ok(DomainState { index: r.index, fields: value::named_from_wire(&r.fields) })
+    }
+
+    /// A page of a kind's live instances with their fields (linearizable);
+    /// `limit` 0 reads them all. Empty for a domain that is not a kind.
+    pub async fn instances(&self, kind: &str, offset: u64, limit: u32) -> Result<InstancePage, ClientError> {
+        let request = pb::ReadRequest { domain: kind.to_string(), limit, offset };
+        let r = self.call(Target::Leader, request, |mut c, r| async move { c.read(r).await }).await?;
+        let instances = r.instances.iter().map(|i| (i.domain.clone(), value::named_from_wire(&i.fields))).collect();
+        Ok(InstancePage { index: r.index, instances, total: r.total })
     }
 
     /// Every goal with its status (linearizable).

@@ -39,8 +39,8 @@ pub mod worker;
 
 pub use client::{
     Client, ClientConfig, ClusterStatus, DomainState, Event, EventStream, FieldWrite, Goal, GoalFilter, GoalPage,
-    Member, MemberStatus, Membership, NodeInfo, ReplayReport, RetryPolicy, Submitted, TlsOptions, WriteOptions,
-    DEFAULT_ENDPOINTS,
+    InstancePage, Member, MemberStatus, Membership, NodeInfo, ReplayReport, RetryPolicy, Submitted, TlsOptions,
+    WriteOptions, DEFAULT_ENDPOINTS,
 };
 pub use error::ClientError;
 pub use provenance::{Cause, Explanation, WriteRecord};

@@ -515,6 +515,14 @@ fn kinds_workflow() {
     assert_eq!(goal_names(&violated).len(), 2, "{violated}");
     let rest = cluster.json(&["goals", "--status", "REPAIRING", "--offset", "2"]);
     assert_eq!(goal_names(&rest).len(), 1, "{rest}");
+    // get: an instance's fields, or a page of a kind's instances in key order
+    assert_eq!(cluster.json(&["get", "Pool/web"])["want"], 7);
+    let page = cluster.json(&["get", "Pool", "--limit", "2"]);
+    assert_eq!(page["total"], 3, "{page}");
+    let listed: Vec<&str> =
+        page["instances"].as_array().into_iter().flatten().filter_map(|i| i["domain"].as_str()).collect();
+    assert_eq!(listed, ["Pool[cache]", "Pool[db]"], "{page}");
+    assert_eq!(cluster.json(&["get", "Pool", "--offset", "2"])["instances"][0]["fields"]["want"], 7);
     // delete: gone from the listing, its history kept for why
     cluster.check(&["delete", "Pool/db"], 0);
     assert_eq!(goal_names(&cluster.json(&["goals", "Pool"])), ["Pool[web].Sized", "Pool[cache].Sized"]);

@@ -145,7 +145,11 @@ async fn run_client(id: usize, addrs: Vec<String>, start: Instant, stop: Instant
                 continue;
             };
             let invoke = nanos_since(start);
-            let answer = tokio::time::timeout(OP_TIMEOUT, client.read(pb::ReadRequest { domain: "Reg".into() })).await;
+            let answer = tokio::time::timeout(
+                OP_TIMEOUT,
+                client.read(pb::ReadRequest { domain: "Reg".into(), ..Default::default() }),
+            )
+            .await;
             let complete = nanos_since(start);
             match answer {
                 Ok(Ok(response)) => {
@@ -171,7 +175,8 @@ async fn final_reads(cluster: &LocalCluster, start: Instant) -> Vec<Record> {
         if let Ok(leader) = cluster.wait_for_leader(Duration::from_secs(10)).await {
             if let Ok(mut client) = cluster.client(leader).await {
                 let invoke = nanos_since(start);
-                if let Ok(response) = client.read(pb::ReadRequest { domain: "Reg".into() }).await {
+                if let Ok(response) = client.read(pb::ReadRequest { domain: "Reg".into(), ..Default::default() }).await
+                {
                     let complete = nanos_since(start);
                     return read_ints(response.get_ref())
                         .into_iter()

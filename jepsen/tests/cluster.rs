@@ -193,7 +193,8 @@ async fn concurrent_mutations_are_group_committed_and_each_is_acknowledged() {
     }
     assert_replicas_agree(&cluster, last, Duration::from_secs(30)).await;
     let mut client = cluster.client(leader).await.expect("client");
-    let state = client.read(pb::ReadRequest { domain: "Many".into() }).await.expect("read").into_inner();
+    let state =
+        client.read(pb::ReadRequest { domain: "Many".into(), ..Default::default() }).await.expect("read").into_inner();
     for w in 0..WRITERS {
         let value = state.fields.iter().find(|f| f.name == format!("w{w}")).and_then(|f| f.value.clone());
         assert_eq!(value, int(ROUNDS * 1000 + w as i64), "w{w} holds its writer's last write");
@@ -226,7 +227,12 @@ async fn leader_kill_elects_a_new_leader_and_loses_no_acknowledged_mutation() {
     let new = cluster.wait_for_leader_other_than(Some(old), Duration::from_secs(20)).await.expect("new leader");
     assert_ne!(new, old);
     let mut client = cluster.client(new).await.expect("client");
-    let fields = client.read(pb::ReadRequest { domain: "Pool".into() }).await.expect("read").into_inner().fields;
+    let fields = client
+        .read(pb::ReadRequest { domain: "Pool".into(), ..Default::default() })
+        .await
+        .expect("read")
+        .into_inner()
+        .fields;
     let want = fields.iter().find(|f| f.name == "want").and_then(|f| f.value.clone());
     assert_eq!(want, int(*acknowledged.last().unwrap_or(&0)), "the last acknowledged write survives");
 }
@@ -420,8 +426,11 @@ async fn a_paused_old_leader_serves_no_stale_read() {
     cluster.pause(old, false).expect("SIGCONT");
     // The old leader may briefly still believe it leads; it must not answer
     // with the value it last knew.
-    match tokio::time::timeout(Duration::from_secs(15), old_client.read(pb::ReadRequest { domain: "Pool".into() }))
-        .await
+    match tokio::time::timeout(
+        Duration::from_secs(15),
+        old_client.read(pb::ReadRequest { domain: "Pool".into(), ..Default::default() }),
+    )
+    .await
     {
         Ok(Ok(response)) => {
             let want = response.into_inner().fields.into_iter().find(|f| f.name == "want").and_then(|f| f.value);

@@ -154,7 +154,7 @@ async fn no_client_or_worker_token_reaches_raft() {
     assert_eq!(terms(&before), terms(&after), "refused Raft calls changed no term or leader");
     // And the peer token is no client credential.
     let mut client = cluster.client(leader).await.expect("client");
-    let mut request = tonic::Request::new(pb::ReadRequest { domain: "Pool".into() });
+    let mut request = tonic::Request::new(pb::ReadRequest { domain: "Pool".into(), ..Default::default() });
     authorize_with(&mut request, PEER);
     let status = client.read(request).await.expect_err("the peer token cannot read");
     assert_eq!(status.code(), Code::PermissionDenied);

@@ -128,10 +128,17 @@ pub enum Command {
         /// `Domain.Goal`.
         target: String,
     },
-    /// Show a domain's state.
+    /// Show a domain's fields, an instance's (`Kind/key`), or a page of a
+    /// kind's instances (`Kind`).
     Get {
-        /// Domain name.
+        /// A singleton, an instance (`Kind/key` or `Kind[key]`) or a kind.
         domain: String,
+        /// For a kind: at most this many instances (0: all).
+        #[arg(long, default_value_t = 0)]
+        limit: u32,
+        /// For a kind: skip this many instances first (in key order).
+        #[arg(long, default_value_t = 0)]
+        offset: u64,
     },
     /// List goals with their status (all, or a domain's, a kind's or an instance's).
     Goals(super::goals::GoalsFlags),

@@ -95,7 +95,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             Command::Delete { instances } => state::delete(&settings, &client, &instances).await,
             Command::Why { target, last } => provenance::why(&settings, &client, &target, last).await,
             Command::Explain { target } => provenance::explain(&settings, &client, &target).await,
-            Command::Get { domain } => state::get(&settings, &client, &domain).await,
+            Command::Get { domain, limit, offset } => state::get(&settings, &client, &domain, offset, limit).await,
             Command::Goals(flags) => goals::list(&settings, &client, &flags).await,
             Command::Watch { from, count, duration } => goals::watch(&settings, &client, from, count, duration).await,
             Command::History { limit } => goals::history(&settings, &client, limit).await,

@@ -87,9 +87,18 @@ pub async fn set(
     Ok(())
 }
 
-/// Shows one domain's fields.
-pub async fn get(settings: &Settings, client: &Client, domain: &str) -> Result<(), Failure> {
-    let state = client.read(domain).await?;
+/// Shows one domain's fields, or a page of a kind's instances (JSON:
+/// `{instances: [{domain, fields}], total}`).
+pub async fn get(settings: &Settings, client: &Client, target: &str, offset: u64, limit: u32) -> Result<(), Failure> {
+    let (domain, goal) = super::goals::parse_target(target, false)?;
+    if goal.is_some() {
+        return Err(Failure::User(format!("get takes a domain, a kind or an instance (Kind/key), not `{target}`")));
+    }
+    let page = client.instances(&domain, offset, limit).await?;
+    if page.total > 0 {
+        return show_instances(settings, &page, offset);
+    }
+    let state = client.read(&domain).await?;
     if settings.json() {
         let object: serde_json::Map<String, serde_json::Value> =
             state.fields.iter().map(|(name, v)| (name.clone(), value::to_json(v))).collect();
@@ -99,6 +108,39 @@ pub async fn get(settings: &Settings, client: &Client, domain: &str) -> Result<(
             state.fields.iter().map(|(name, v)| vec![name.clone(), value::display(v)]).collect();
         output::table(&["FIELD", "VALUE"], &rows, |_, _| None);
     }
+    Ok(())
+}
+
+fn show_instances(settings: &Settings, page: &lexum_client::InstancePage, offset: u64) -> Result<(), Failure> {
+    if settings.json() {
+        let items: Vec<serde_json::Value> = page
+            .instances
+            .iter()
+            .map(|(domain, fields)| {
+                let fields: serde_json::Map<String, serde_json::Value> =
+                    fields.iter().map(|(name, v)| (name.clone(), value::to_json(v))).collect();
+                serde_json::json!({ "domain": domain, "fields": fields })
+            })
+            .collect();
+        output::json(&serde_json::json!({ "instances": items, "total": page.total }));
+        return Ok(());
+    }
+    eprintln!("instances {}-{} of {}", offset + 1, offset + page.instances.len() as u64, page.total);
+    let names: Vec<String> = page
+        .instances
+        .first()
+        .map(|(_, fields)| fields.iter().map(|(n, _)| n.to_ascii_uppercase()).collect())
+        .unwrap_or_default();
+    let mut header = vec!["INSTANCE"];
+    header.extend(names.iter().map(String::as_str));
+    let rows: Vec<Vec<String>> = page
+        .instances
+        .iter()
+        .map(|(domain, fields)| {
+            std::iter::once(domain.clone()).chain(fields.iter().map(|(_, v)| value::display(v))).collect()
+        })
+        .collect();
+    output::table(&header, &rows, |_, _| None);
     Ok(())
 }
 

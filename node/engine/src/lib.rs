@@ -24,6 +24,8 @@
 //! - `effects.rs`: the effect journal, fencing tokens, retries and timers.
 //! - `oscillation.rs`: cycles, vectors, verdicts (E005) and dominance.
 //! - `report.rs`: [`GoalReport`], [`CycleRecord`]; `hash.rs`: the hash chain.
+//! - `simulate.rs`: [`simulate::simulate`], the engine run offline on a copy
+//!   of a live state with simulated workers (`lexumctl plan`).
 //!
 //! **Architecture invariant:** the engine performs no I/O, reads no clock,
 //! uses no randomness and no hash-map iteration order; time enters only as
@@ -86,6 +88,7 @@ mod oscillation;
 pub mod provenance;
 mod report;
 mod schedule;
+pub mod simulate;
 mod state;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -619,6 +622,31 @@ impl Engine {
                 })
                 .collect(),
         )
+    }
+
+    /// A page of a kind's live instances in key order, each with its
+    /// fields, and how many are live; `None` when `kind` is not a kind.
+    pub fn instances_page(
+        &self,
+        kind: &str,
+        offset: u64,
+        limit: u64,
+    ) -> Option<(Vec<(String, Vec<(String, Value)>)>, u64)> {
+        let program = self.program.as_ref()?;
+        let k = *self.index.domains.get(kind)?;
+        program.domains.get(k.index())?.key.as_ref()?;
+        let live = self.index.instances.range((k.0, String::new())..).take_while(|((kind, _), _)| *kind == k.0);
+        let total = live.clone().count() as u64;
+        let take = if limit == 0 { usize::MAX } else { limit as usize };
+        let page = live
+            .skip(usize::try_from(offset).unwrap_or(usize::MAX))
+            .take(take)
+            .filter_map(|(_, d)| {
+                let name = program.domains.get(*d as usize)?.name.clone();
+                Some((name.clone(), self.domain_state(&name)?))
+            })
+            .collect();
+        Some((page, total))
     }
 
     /// One field's value.

@@ -71,8 +71,8 @@ fn an_aggregate_over_its_own_kind_reevaluates_every_instance() {
     // too breaks both goals through max(), before any repair.
     ok(&mut sim, set("Pool[web]", "want", Value::Int(2)));
     assert!(sim.goal("Pool[web]", "NoOutlier").holds);
-    let writes = ["web", "db"]
-        .map(|k| FieldWrite { domain: format!("Pool[{k}]"), field: "want".into(), value: Value::Int(2) });
+    let writes =
+        ["web", "db"].map(|k| FieldWrite { domain: format!("Pool[{k}]"), field: "want".into(), value: Value::Int(2) });
     ok(&mut sim, Entry::mutation(writes.to_vec(), "test"));
     assert!(!sim.goal("Pool[db]", "NoOutlier").holds && !sim.goal("Pool[web]", "NoOutlier").holds);
     sim.drive(300, &mut echo_count());

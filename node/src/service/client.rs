@@ -222,11 +222,22 @@ impl Lexum for ClientApi {
     }
 
     async fn read(&self, request: Request<pb::ReadRequest>) -> Result<Response<pb::ReadResponse>, Status> {
-        let domain = request.into_inner().domain;
+        let r = request.into_inner();
         self.cluster.linearize().await.map_err(propose_error_to_status)?;
-        let (index, fields) = self.cluster.replica.with_engine(|e| (e.last_applied(), e.domain_state(&domain)));
-        let fields = fields.ok_or_else(|| unknown(format!("unknown domain `{domain}`")))?;
-        Ok(Response::new(pb::ReadResponse { index, fields: named_to_wire(&fields) }))
+        let (index, fields, page) = self.cluster.replica.with_engine(|e| {
+            let page = e.instances_page(&r.domain, r.offset, u64::from(r.limit));
+            let fields = if page.is_none() { e.domain_state(&r.domain) } else { None };
+            (e.last_applied(), fields, page)
+        });
+        if let Some((instances, total)) = page {
+            let instances = instances
+                .into_iter()
+                .map(|(domain, fields)| pb::InstanceFields { domain, fields: named_to_wire(&fields) })
+                .collect();
+            return Ok(Response::new(pb::ReadResponse { index, instances, total, ..Default::default() }));
+        }
+        let fields = fields.ok_or_else(|| unknown(format!("unknown domain `{}`", r.domain)))?;
+        Ok(Response::new(pb::ReadResponse { index, fields: named_to_wire(&fields), ..Default::default() }))
     }
 
     async fn list_goals(

@@ -171,19 +171,53 @@ class ReadRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     DOMAIN_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    OFFSET_FIELD_NUMBER: _builtins.int
     domain: _builtins.str
+    """A singleton or an instance (`Pool[web]`): its fields. A kind (`Pool`):
+    a page of its live instances, in key order.
+    """
+    limit: _builtins.int
+    """For a kind: at most this many instances (0: all), after skipping `offset`."""
+    offset: _builtins.int
     def __init__(
         self,
         *,
         domain: _builtins.str = ...,
+        limit: _builtins.int = ...,
+        offset: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["domain", b"domain"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["domain", b"domain", "limit", b"limit", "offset", b"offset"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ReadRequest: _TypeAlias = ReadRequest  # noqa: Y015
+
+@_typing.final
+class InstanceFields(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DOMAIN_FIELD_NUMBER: _builtins.int
+    FIELDS_FIELD_NUMBER: _builtins.int
+    domain: _builtins.str
+    """`Kind[key]`."""
+    @_builtins.property
+    def fields(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.NamedValue]: ...
+    def __init__(
+        self,
+        *,
+        domain: _builtins.str = ...,
+        fields: _abc.Iterable[_types_pb2.NamedValue] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["domain", b"domain", "fields", b"fields"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InstanceFields: _TypeAlias = InstanceFields  # noqa: Y015
 
 @_typing.final
 class ReadResponse(_message.Message):
@@ -191,18 +225,29 @@ class ReadResponse(_message.Message):
 
     INDEX_FIELD_NUMBER: _builtins.int
     FIELDS_FIELD_NUMBER: _builtins.int
+    INSTANCES_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
     index: _builtins.int
+    total: _builtins.int
     @_builtins.property
-    def fields(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.NamedValue]: ...
+    def fields(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.NamedValue]:
+        """The domain's fields (empty for a kind)."""
+
+    @_builtins.property
+    def instances(self) -> _containers.RepeatedCompositeFieldContainer[Global___InstanceFields]:
+        """For a kind: the page of instances, and how many are live in all."""
+
     def __init__(
         self,
         *,
         index: _builtins.int = ...,
         fields: _abc.Iterable[_types_pb2.NamedValue] | None = ...,
+        instances: _abc.Iterable[Global___InstanceFields] | None = ...,
+        total: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["fields", b"fields", "index", b"index"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fields", b"fields", "index", b"index", "instances", b"instances", "total", b"total"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
