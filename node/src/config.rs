@@ -169,6 +169,8 @@ pub struct EngineSection {
     pub write_history: u32,
     /// Half-life of a CONTESTED goal's damping penalty.
     pub damping_half_life_ms: u64,
+    /// Evaluation steps one slice, handler, predicate or guard may take (E008 over it).
+    pub step_budget: u64,
 }
 
 impl Default for EngineSection {
@@ -180,6 +182,7 @@ impl Default for EngineSection {
             non_convergence_bound: defaults.non_convergence_bound,
             write_history: defaults.write_history,
             damping_half_life_ms: defaults.damping_half_life_ms,
+            step_budget: defaults.step_budget,
         }
     }
 }
@@ -288,6 +291,7 @@ impl Settings {
             || e.non_convergence_bound == 0
             || e.write_history == 0
             || e.damping_half_life_ms == 0
+            || e.step_budget == 0
         {
             bail!("every [engine] setting must be positive");
         }
@@ -349,6 +353,7 @@ impl Settings {
             non_convergence_bound: self.engine.non_convergence_bound,
             write_history: self.engine.write_history,
             damping_half_life_ms: self.engine.damping_half_life_ms,
+            step_budget: self.engine.step_budget,
         }
     }
 }

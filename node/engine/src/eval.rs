@@ -5,6 +5,7 @@
 //! directly; they produce a [`Plan`] (writes, effects, messages) that the
 //! caller checks against invariants and then commits.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 
 use crate::aggregates::World;
@@ -42,6 +43,9 @@ pub enum EvalError {
     /// `Kind[k].field` where no live instance has key `k`.
     #[error("no instance with key {0:?}")]
     NoInstance(String),
+    /// The body took more evaluation steps than the runtime budget allows.
+    #[error("over the runtime budget of {0} evaluation steps")]
+    OverBudget(u64),
     /// A list field would exceed its maximum length.
     #[error("list of {len} items exceeds the maximum length {max}")]
     TooLong {
@@ -80,6 +84,38 @@ impl Fields for Vec<Value> {
     }
 }
 
+/// Evaluation steps a body may take unless the engine is configured otherwise.
+pub const DEFAULT_STEP_BUDGET: u64 = 1_000_000;
+
+thread_local! {
+    /// Steps each body may take (the engine sets it from its replicated
+    /// configuration before applying an entry).
+    static STEP_BUDGET: Cell<u64> = const { Cell::new(DEFAULT_STEP_BUDGET) };
+    /// Steps left for the body being evaluated.
+    static FUEL: Cell<u64> = const { Cell::new(DEFAULT_STEP_BUDGET) };
+}
+
+/// Sets the steps each body may take on this thread.
+pub(crate) fn set_step_budget(steps: u64) {
+    STEP_BUDGET.with(|b| b.set(steps));
+}
+
+/// Gives a body its whole budget; called where a body starts.
+fn refuel() {
+    FUEL.with(|f| f.set(STEP_BUDGET.with(Cell::get)));
+}
+
+/// Takes one step, or fails when the body has none left.
+fn burn() -> Result<(), EvalError> {
+    FUEL.with(|f| match f.get() {
+        0 => Err(EvalError::OverBudget(STEP_BUDGET.with(Cell::get))),
+        n => {
+            f.set(n - 1);
+            Ok(())
+        }
+    })
+}
+
 /// Local slots of one body: `None` until bound.
 pub type Slots = Vec<Option<Value>>;
 
@@ -97,6 +133,7 @@ fn set_slot(slots: &mut Slots, slot: SlotId, value: Value) {
 
 /// Evaluates a predicate to a boolean.
 pub fn holds(expr: &Expr, slots: u32, fields: &dyn Fields) -> Result<bool, EvalError> {
+    refuel();
     let mut locals = if slots == 0 { Vec::new() } else { new_slots(slots) };
     match eval(expr, fields, &mut locals)? {
         Value::Bool(b) => Ok(b),
@@ -120,6 +157,7 @@ fn boolean(v: &Value, what: &'static str) -> Result<bool, EvalError> {
 
 /// Evaluates an expression.
 pub fn eval(expr: &Expr, fields: &dyn Fields, slots: &mut Slots) -> Result<Value, EvalError> {
+    burn()?;
     match expr {
         Expr::Lit(v) => Ok(v.clone()),
         Expr::Key => fields.key().map(|k| Value::Str(k.to_string())).ok_or(EvalError::NoKey),
@@ -288,10 +326,26 @@ pub(crate) fn exec(
     slots: &mut Slots,
     plan: &mut Plan,
 ) -> Result<(), EvalError> {
+    refuel();
     for stmt in body {
         exec_stmt(program, stmt, base, slots, plan)?;
     }
     Ok(())
+}
+
+/// Evaluates a transition's guard (a body of its own, with its budget).
+pub(crate) fn guard(expr: &Expr, fields: &dyn Fields, slots: &mut Slots) -> Result<Value, EvalError> {
+    refuel();
+    eval(expr, fields, slots)
+}
+
+/// The code of a slice's or handler's evaluation failure: E008 over the
+/// step budget, E012 otherwise.
+pub(crate) fn failure_code(e: &EvalError) -> &'static str {
+    match e {
+        EvalError::OverBudget(_) => crate::codes::COST,
+        _ => crate::codes::EVALUATION,
+    }
 }
 
 fn eval_in(expr: &Expr, base: World<'_>, plan: &Plan, slots: &mut Slots) -> Result<Value, EvalError> {
@@ -305,6 +359,7 @@ fn exec_stmt(
     slots: &mut Slots,
     plan: &mut Plan,
 ) -> Result<(), EvalError> {
+    burn()?;
     match stmt {
         Stmt::Let { slot, value } => {
             let v = eval_in(value, base, plan, slots)?;

@@ -93,7 +93,10 @@ impl Engine {
             key_prefix: format!("{domain}-{}-{cycle_id}-{}", transition.name, slice.name),
         };
         let outcome = match result {
-            Err(e) => Err(Rejection::new(codes::EVALUATION, format!("slice {}.{}: {e}", transition.name, slice.name))),
+            Err(e) => Err(Rejection::new(
+                eval::failure_code(&e),
+                format!("slice {}.{}: {e}", transition.name, slice.name),
+            )),
             Ok(()) => self.commit_plan(cx, &program, plan, &origin),
         };
         match outcome {
@@ -151,7 +154,7 @@ impl Engine {
         let mut plan = Plan::default();
         let result = match created {
             Ok(()) => eval::exec(&program, &handler.body, self.world(&program), &mut slots, &mut plan)
-                .map_err(|e| Rejection::new(codes::EVALUATION, format!("handler {domain}.{}: {e}", handler.name))),
+                .map_err(|e| Rejection::new(eval::failure_code(&e), format!("handler {domain}.{}: {e}", handler.name))),
             Err(r) => Err(r),
         };
         let (retry, since) = match cycle.and_then(|c| self.cycles.get(&c)) {

@@ -121,6 +121,8 @@ pub mod codes {
     pub const INVARIANT: &str = "E011";
     /// A slice or handler failed to evaluate (overflow, division by zero...).
     pub const EVALUATION: &str = "E012";
+    /// A slice or handler went over the runtime step budget.
+    pub const COST: &str = "E008";
     /// A stale fencing token, attempt or duplicate dispatch: nothing changed.
     pub const STALE: &str = "E013";
     /// No program installed, or program bytes that do not decode.
@@ -151,6 +153,9 @@ pub struct EngineConfig {
     pub write_history: u32,
     /// Half-life of a CONTESTED goal's damping penalty.
     pub damping_half_life_ms: u64,
+    /// Evaluation steps one body may take (a slice, a handler, a predicate,
+    /// a guard); a slice or handler over it fails its cycle with E008.
+    pub step_budget: u64,
 }
 
 impl Default for EngineConfig {
@@ -161,6 +166,7 @@ impl Default for EngineConfig {
             non_convergence_bound: 100,
             write_history: 16,
             damping_half_life_ms: 30_000,
+            step_budget: eval::DEFAULT_STEP_BUDGET,
         }
     }
 }
@@ -175,6 +181,7 @@ impl EngineConfig {
             non_convergence_bound: self.non_convergence_bound.max(1),
             write_history: self.write_history.max(1),
             damping_half_life_ms: self.damping_half_life_ms.max(1),
+            step_budget: self.step_budget.max(1),
         }
     }
 }
@@ -425,6 +432,7 @@ impl Engine {
     /// than [`Engine::last_applied`] (otherwise the entry is rejected with
     /// E015 and nothing changes, not even the hash).
     pub fn apply(&mut self, index: u64, entry: &Entry) -> Applied {
+        eval::set_step_budget(self.config.step_budget);
         let mut cx = Cx {
             index,
             events: Vec::new(),

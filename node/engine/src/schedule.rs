@@ -46,7 +46,7 @@ impl Engine {
                 None => true,
                 Some(expr) => {
                     matches!(
-                        eval::eval(expr, &self.world(program), &mut slots),
+                        eval::guard(expr, &self.world(program), &mut slots),
                         Ok(lexum_compiler::program::Value::Bool(true))
                     )
                 }

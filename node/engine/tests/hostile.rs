@@ -115,3 +115,38 @@ fn an_entry_nested_as_deep_as_a_batch_allows_still_decodes() {
     let bytes = postcard::to_stdvec(&entry).expect("encode");
     assert_eq!(postcard::from_bytes::<Entry>(&bytes).ok(), Some(entry));
 }
+
+/// A slice of three nested loops: 1,000 iterations of its body.
+const SPIN: &str = r#"
+domain Busy {
+  state {
+    xs: list<int> = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
+    n: int = 0
+  }
+  goal Done { n >= 1 }
+  transition Spin for Done retry 2 {
+    slice s {
+      for a in xs { for b in xs { for c in xs { n += 1 } } }
+    }
+  }
+}
+"#;
+
+fn spin(config: EngineConfig) -> common::Sim {
+    let mut sim = common::Sim::with_config(SPIN, config);
+    sim.drive(200, &mut common::echo_count());
+    sim
+}
+
+#[test]
+fn a_slice_over_the_runtime_step_budget_fails_its_cycle_with_e008() {
+    let sim = spin(EngineConfig { step_budget: 2_000, ..EngineConfig::default() });
+    assert_eq!(sim.engine.read("Busy", "n"), Some(Value::Int(0)), "nothing of the slice was committed");
+    let history = sim.engine.history(10);
+    assert!(history.iter().any(|c| c.verdict == "failed" && c.code.as_deref() == Some("E008")), "{history:?}");
+    let evidence = sim.goal("Busy", "Done").evidence.unwrap_or_default();
+    assert!(evidence.contains("runtime budget of 2000"), "{evidence}");
+    // The same program within the default budget completes.
+    let sim = spin(EngineConfig::default());
+    assert_eq!(sim.engine.read("Busy", "n"), Some(Value::Int(1000)));
+}

@@ -139,6 +139,7 @@ fn a_configure_entry_sets_the_threshold_for_every_replica() {
         non_convergence_bound: 7,
         write_history: 4,
         damping_half_life_ms: 1_000,
+        step_budget: 50_000,
     };
     let applied = sim.propose(Entry::Configure { config: config.clone() });
     assert_eq!(applied.outcome, Ok(()));
@@ -160,6 +161,7 @@ fn a_configure_entry_sets_the_threshold_for_every_replica() {
         non_convergence_bound: 0,
         write_history: 0,
         damping_half_life_ms: 0,
+        step_budget: 0,
     };
     sim.propose(Entry::Configure { config: zeroes });
     let ones = EngineConfig {
@@ -168,6 +170,7 @@ fn a_configure_entry_sets_the_threshold_for_every_replica() {
         non_convergence_bound: 1,
         write_history: 1,
         damping_half_life_ms: 1,
+        step_budget: 1,
     };
     assert_eq!(sim.engine.config(), &ones);
 }
