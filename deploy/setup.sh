@@ -13,6 +13,8 @@
 #
 #   deploy/setup.sh              detect and install what is missing
 #   deploy/setup.sh --dry-run    print the packages it would install, one a line
+#   deploy/setup.sh --bench      also etcd (Debian's etcd-server), the anchor
+#                                `bench --compare etcd` measures beside Lexum
 #
 # Each check looks for what the build actually uses, not for a package name:
 # a machine may have a package that looks right (libclang-cpp14) and still
@@ -24,11 +26,14 @@ set -euo pipefail
 
 root="${LEXUM_SETUP_ROOT:-}"
 dry_run=0
-case "${1:-}" in
-  --dry-run) dry_run=1 ;;
-  "") ;;
-  *) echo "usage: deploy/setup.sh [--dry-run]" >&2; exit 2 ;;
-esac
+bench=0
+for arg in "$@"; do
+  case "$arg" in
+    --dry-run) dry_run=1 ;;
+    --bench) bench=1 ;;
+    *) echo "usage: deploy/setup.sh [--dry-run] [--bench]" >&2; exit 2 ;;
+  esac
+done
 
 shopt -s nullglob
 
@@ -85,6 +90,7 @@ have c++ || missing+=(g++)
 have make || missing+=(make)
 have openssl || missing+=(openssl)
 have ip || missing+=(iproute2)
+if [ "$bench" = 1 ] && ! have etcd; then missing+=(etcd-server); fi
 if ! have_libclang_library || ! have_clang_headers; then
   missing+=(libclang-dev)
 fi

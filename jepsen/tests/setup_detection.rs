@@ -193,3 +193,27 @@ fn dry_run_lists_without_installing() {
     assert_eq!(listed, packages(&["openssl", "libclang-dev"]));
     assert!(!machine.apt_log().exists(), "a dry run installs nothing");
 }
+
+#[test]
+fn bench_adds_etcd_only_when_it_is_missing() {
+    let run = |commands: &[&str]| {
+        let machine = FakeMachine::new(commands, LIBCLANG_DEV_FILES);
+        let output = Command::new("/bin/bash")
+            .arg(setup_script())
+            .args(["--dry-run", "--bench"])
+            .env_clear()
+            .env("PATH", format!("{}:{}", machine.bin().display(), machine.tools().display()))
+            .env("LEXUM_SETUP_ROOT", machine.root())
+            .output()
+            .expect("run setup.sh --dry-run --bench");
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8_lossy(&output.stdout).lines().map(String::from).collect::<BTreeSet<String>>()
+    };
+    assert_eq!(run(&all_commands()), packages(&["etcd-server"]));
+    let mut with_etcd = all_commands();
+    with_etcd.push("etcd");
+    assert_eq!(run(&with_etcd), BTreeSet::new());
+    // Without --bench, etcd is never asked for.
+    let machine = FakeMachine::new(&all_commands(), LIBCLANG_DEV_FILES);
+    assert_eq!(machine.run_setup(&[]), BTreeSet::new());
+}
