@@ -25,7 +25,8 @@
 //! - `oscillation.rs`: cycles, vectors, verdicts (E005) and dominance.
 //! - `report.rs`: [`GoalReport`], [`CycleRecord`]; `hash.rs`: the hash chain.
 //! - `simulate.rs`: [`simulate::simulate`], the engine run offline on a copy
-//!   of a live state with simulated workers (`lexumctl plan`).
+//!   of a live state with simulated workers (`lexumctl plan`); `view.rs`:
+//!   [`view::LiveView`], the data of `lexumd`'s live web view.
 //!
 //! **Architecture invariant:** the engine performs no I/O, reads no clock,
 //! uses no randomness and no hash-map iteration order; time enters only as
@@ -90,6 +91,7 @@ mod report;
 mod schedule;
 pub mod simulate;
 mod state;
+pub mod view;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
