@@ -15,6 +15,8 @@
 #   deploy/setup.sh --dry-run    print the packages it would install, one a line
 #   deploy/setup.sh --bench      also etcd (Debian's etcd-server), the anchor
 #                                `bench --compare etcd` measures beside Lexum
+#   deploy/setup.sh --browser    also Chromium (Debian's chromium), which the
+#                                live view's browser test drives headless
 #
 # Each check looks for what the build actually uses, not for a package name:
 # a machine may have a package that looks right (libclang-cpp14) and still
@@ -27,11 +29,13 @@ set -euo pipefail
 root="${LEXUM_SETUP_ROOT:-}"
 dry_run=0
 bench=0
+browser=0
 for arg in "$@"; do
   case "$arg" in
     --dry-run) dry_run=1 ;;
     --bench) bench=1 ;;
-    *) echo "usage: deploy/setup.sh [--dry-run] [--bench]" >&2; exit 2 ;;
+    --browser) browser=1 ;;
+    *) echo "usage: deploy/setup.sh [--dry-run] [--bench] [--browser]" >&2; exit 2 ;;
   esac
 done
 
@@ -91,6 +95,7 @@ have make || missing+=(make)
 have openssl || missing+=(openssl)
 have ip || missing+=(iproute2)
 if [ "$bench" = 1 ] && ! have etcd; then missing+=(etcd-server); fi
+if [ "$browser" = 1 ] && ! have chromium; then missing+=(chromium); fi
 if ! have_libclang_library || ! have_clang_headers; then
   missing+=(libclang-dev)
 fi

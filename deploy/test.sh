@@ -5,7 +5,8 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-bash deploy/setup.sh
+# --browser: Chromium for the live view's browser test (jepsen/tests/live_view.rs).
+bash deploy/setup.sh --browser
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/lexum/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 # One selection for everything (the quick start's debug build uses it too):

@@ -217,3 +217,27 @@ fn bench_adds_etcd_only_when_it_is_missing() {
     let machine = FakeMachine::new(&all_commands(), LIBCLANG_DEV_FILES);
     assert_eq!(machine.run_setup(&[]), BTreeSet::new());
 }
+
+#[test]
+fn browser_adds_chromium_only_when_it_is_missing() {
+    let run = |commands: &[&str]| {
+        let machine = FakeMachine::new(commands, LIBCLANG_DEV_FILES);
+        let output = Command::new("/bin/bash")
+            .arg(setup_script())
+            .args(["--dry-run", "--browser"])
+            .env_clear()
+            .env("PATH", format!("{}:{}", machine.bin().display(), machine.tools().display()))
+            .env("LEXUM_SETUP_ROOT", machine.root())
+            .output()
+            .expect("run setup.sh --dry-run --browser");
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8_lossy(&output.stdout).lines().map(String::from).collect::<BTreeSet<String>>()
+    };
+    assert_eq!(run(&all_commands()), packages(&["chromium"]));
+    let mut with_chromium = all_commands();
+    with_chromium.push("chromium");
+    assert_eq!(run(&with_chromium), BTreeSet::new());
+    // Without --browser, Chromium is never asked for.
+    let machine = FakeMachine::new(&all_commands(), LIBCLANG_DEV_FILES);
+    assert_eq!(machine.run_setup(&[]), BTreeSet::new());
+}
