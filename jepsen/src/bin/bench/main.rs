@@ -15,9 +15,15 @@
 //!   in process, the engine's cost per mutation with 100 goals beside
 //!   10 × N, and the size of a snapshot of N instances.
 //!
+//! - `--compare etcd`: the same client counts, 256-byte values (a string
+//!   field for Lexum) and leader kills against Lexum and then a three-member
+//!   etcd on loopback, printed as one table with the ratios.
+//!
 //! Build everything with the one cargo selection of `deploy/test.sh`, then
 //! run the binary next to `lexumd`:
 //! `cargo build --release --workspace --all-targets && target/release/bench`.
+
+mod compare;
 
 use anyhow::{bail, Context};
 use clap::Parser;
@@ -37,6 +43,7 @@ effect Bench.Apply(value: int) -> int
 domain Load {
   state {
     n: int = 0
+    s: string = ""
   }
 }
 
@@ -91,6 +98,14 @@ struct Args {
     /// Instances of a kind with ten goals to create and measure (0: skip).
     #[arg(long, default_value_t = 0)]
     kinds: usize,
+    /// Measure an anchor beside Lexum with the same load and faults
+    /// (`etcd`: needs etcd installed, see `deploy/setup.sh --bench`); only
+    /// throughput and failover are run.
+    #[arg(long)]
+    compare: Option<String>,
+    /// Bytes per written value with `--compare` (a string field for Lexum).
+    #[arg(long, default_value_t = 256)]
+    value_size: usize,
 }
 
 /// One domain of the fleet: a goal repaired by one effect.
@@ -127,6 +142,12 @@ async fn main() -> anyhow::Result<()> {
         .await
         .context("submitting the benchmark program")?;
     println!("cluster: 3 lexumd on loopback ({}), fsync on every append", cluster.path().display());
+    if let Some(anchor) = args.compare.as_deref() {
+        if anchor != "etcd" {
+            bail!("--compare knows only `etcd`");
+        }
+        return compare_with_etcd(&args, &mut cluster).await;
+    }
 
     for &clients in &args.clients {
         let leader = cluster.wait_for_leader(Duration::from_secs(30)).await?;
@@ -264,7 +285,8 @@ fn engine_cost(n: usize) -> anyhow::Result<(f64, usize)> {
     for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
         index += 1;
         let instances = chunk.iter().map(|i| NewInstance { key: format!("s{i}"), values: vec![] }).collect();
-        let entry = Entry::CreateInstances { kind: "Scale".into(), instances, upsert: false, principal: "bench".into() };
+        let entry =
+            Entry::CreateInstances { kind: "Scale".into(), instances, upsert: false, principal: "bench".into() };
         engine.apply(index, &entry).outcome?;
     }
     let rounds = 20_000;
@@ -280,11 +302,66 @@ fn engine_cost(n: usize) -> anyhow::Result<(f64, usize)> {
     Ok((micros, engine.snapshot().len()))
 }
 
+/// `bench --compare etcd`: Lexum's side on `cluster`, then etcd's.
+async fn compare_with_etcd(args: &Args, cluster: &mut LocalCluster) -> anyhow::Result<()> {
+    if args.value_size == 0 || args.value_size > 1 << 20 {
+        bail!("--value-size must be 1..=1048576");
+    }
+    let payload = Payload::Bytes(args.value_size);
+    let mut lexum = compare::Side::default();
+    for &clients in &args.clients {
+        let leader = cluster.wait_for_leader(Duration::from_secs(30)).await?;
+        let addr = cluster.nodes.get(&leader).map(|n| n.addr.clone()).context("leader address")?;
+        let sample = throughput_of(&addr, clients, Duration::from_secs(args.seconds), payload).await?;
+        lexum.record(clients, &sample, args.seconds);
+        println!(
+            "lexum mutations, {clients:>4} clients: {:>8.0} /s ({} ok, {} failed)",
+            sample.ok as f64 / args.seconds as f64,
+            sample.ok,
+            sample.failed
+        );
+    }
+    for _ in 0..args.failovers {
+        lexum.failovers.push(failover(cluster).await?);
+    }
+    let etcd = compare::etcd_side(&args.clients, args.seconds, args.failovers, args.value_size).await?;
+    compare::print_table(&lexum, &etcd, args.value_size);
+    Ok(())
+}
+
+/// What each benchmark write carries.
+#[derive(Clone, Copy)]
+enum Payload {
+    /// An int (`Load.n`).
+    Int,
+    /// A string of this many bytes (`Load.s`).
+    Bytes(usize),
+}
+
+fn write_payload(payload: Payload, value: i64) -> pb::MutateRequest {
+    match payload {
+        Payload::Int => write(value),
+        Payload::Bytes(size) => {
+            let mut text = format!("{value:020}");
+            text.extend(std::iter::repeat_n('v', size.saturating_sub(text.len())));
+            text.truncate(size);
+            let value = pb::Value { kind: Some(pb::value::Kind::Str(text)) };
+            pb::MutateRequest {
+                writes: vec![pb::FieldWrite { domain: "Load".into(), field: "s".into(), value: Some(value) }],
+                ..Default::default()
+            }
+        }
+    }
+}
+
 /// Acknowledged mutations and their latencies.
-struct Sample {
-    ok: usize,
-    failed: usize,
-    latencies: Vec<Duration>,
+pub(crate) struct Sample {
+    /// Acknowledged writes.
+    pub(crate) ok: usize,
+    /// Refused or failed writes.
+    pub(crate) failed: usize,
+    /// Latency of each acknowledged write.
+    pub(crate) latencies: Vec<Duration>,
 }
 
 async fn connect(addr: &str) -> anyhow::Result<LexumClient<Channel>> {
@@ -300,6 +377,11 @@ fn write(value: i64) -> pb::MutateRequest {
 
 /// `clients` connections write as fast as they are answered for `period`.
 async fn throughput(addr: &str, clients: usize, period: Duration) -> anyhow::Result<Sample> {
+    throughput_of(addr, clients, period, Payload::Int).await
+}
+
+/// [`throughput`] with the given payload.
+async fn throughput_of(addr: &str, clients: usize, period: Duration, payload: Payload) -> anyhow::Result<Sample> {
     let stop = Instant::now() + period;
     let mut tasks = Vec::new();
     for c in 0..clients {
@@ -310,7 +392,7 @@ async fn throughput(addr: &str, clients: usize, period: Duration) -> anyhow::Res
             while Instant::now() < stop {
                 value += 1;
                 let started = Instant::now();
-                match client.mutate(write(value)).await {
+                match client.mutate(write_payload(payload, value)).await {
                     Ok(_) => {
                         sample.ok += 1;
                         sample.latencies.push(started.elapsed());
@@ -447,7 +529,7 @@ async fn failover(cluster: &mut LocalCluster) -> anyhow::Result<Duration> {
     Ok(elapsed)
 }
 
-fn percentile_ms(latencies: &[Duration], q: f64) -> f64 {
+pub(crate) fn percentile_ms(latencies: &[Duration], q: f64) -> f64 {
     if latencies.is_empty() {
         return f64::NAN;
     }
