@@ -183,6 +183,15 @@ impl FieldWrite {
     }
 }
 
+/// The engine state at one read index ([`Client::engine_snapshot`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EngineSnapshot {
+    /// Log index of the state.
+    pub index: u64,
+    /// `Engine::snapshot` bytes.
+    pub bytes: Vec<u8>,
+}
+
 /// A domain's state as read from the cluster.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DomainState {
@@ -664,6 +673,28 @@ impl Client {
         let request = pb::ReadRequest { domain: domain.to_string(), ..Default::default() };
         let r = self.call(Target::Leader, request, |mut c, r| async move { c.read(r).await }).await?;
         Ok(DomainState { index: r.index, fields: value::named_from_wire(&r.fields) })
+    /// The whole engine state at one linearizable read index, as
+    /// `Engine::snapshot` bytes (what `lexumctl plan` simulates on).
+    pub async fn engine_snapshot(&self) -> Result<EngineSnapshot, ClientError> {
+        let request = pb::EngineSnapshotRequest {};
+        let mut stream =
+            self.call(Target::Leader, request, |mut c, r| async move { c.engine_snapshot(r).await }).await?;
+        let mut snapshot: Option<(u64, u64)> = None;
+        let mut bytes = Vec::new();
+        while let Some(chunk) = stream.message().await.map_err(|s| ClientError::from_status(&s))? {
+            let (index, total) = *snapshot.get_or_insert((chunk.index, chunk.total_bytes));
+            let fits = bytes.len() as u64 + chunk.data.len() as u64 <= total;
+            if chunk.index != index || chunk.total_bytes != total || !fits {
+                return Err(ClientError::Rpc("engine snapshot chunks do not agree".into()));
+            }
+            bytes.extend_from_slice(&chunk.data);
+        }
+        match snapshot {
+            Some((index, total)) if bytes.len() as u64 == total => Ok(EngineSnapshot { index, bytes }),
+            _ => Err(ClientError::Rpc("engine snapshot cut short".into())),
+        }
+    }
+
     }
 
     /// A page of a kind's live instances with their fields (linearizable);

@@ -38,7 +38,7 @@ pub mod value;
 pub mod worker;
 
 pub use client::{
-    Client, ClientConfig, ClusterStatus, DomainState, Event, EventStream, FieldWrite, Goal, GoalFilter, GoalPage,
+    Client, ClientConfig, ClusterStatus, DomainState, EngineSnapshot, Event, EventStream, FieldWrite, Goal, GoalFilter, GoalPage,
     InstancePage, Member, MemberStatus, Membership, NodeInfo, ReplayReport, RetryPolicy, Submitted, TlsOptions,
     WriteOptions, DEFAULT_ENDPOINTS,
 };

@@ -10,7 +10,8 @@ use std::path::PathBuf;
     name = "lexumctl",
     version,
     about = "Control a Lexum reconciliation cluster",
-    after_help = "Exit codes: 0 success, 1 user error (bad program or input, rejected mutation), 2 cluster unavailable."
+    after_help = "Exit codes: 0 success, 1 user error (bad program or input, rejected mutation), 2 cluster unavailable, \
+                  3 `plan` predicts a trap or a failure."
 )]
 pub struct Cli {
     /// Connection and output flags shared by every subcommand.
@@ -97,6 +98,15 @@ pub enum Command {
         /// The `.lxm` file.
         file: PathBuf,
     },
+    /// Predict what a program version would do, offline, from the live state.
+    ///
+    /// Reads one linearizable snapshot of the cluster's engine, installs
+    /// FILE (or keeps the current version) on a copy here and runs the
+    /// deterministic engine with simulated workers: fields migrated, added
+    /// or dropped, goals that become violated, the dispatch sequence, the
+    /// predicted verdicts, a summary. Nothing is proposed. Exit 3 when
+    /// something would be trapped or fail.
+    Plan(PlanFlags),
     /// Write observations atomically: `Domain.field=value ...`.
     ///
     /// Values: 5, -3 (int), true/false (bool), "quoted" or bare words (string),
@@ -254,4 +264,21 @@ pub struct WorkerFlags {
     /// Worker id shown in the cluster's logs.
     #[arg(long)]
     pub id: Option<String>,
+}
+
+/// `lexumctl plan ...`.
+#[derive(Debug, Args)]
+pub struct PlanFlags {
+    /// The new `.lxm` version (default: the current version, from the current state).
+    pub file: Option<PathBuf>,
+    /// What every success of an effect returns, `Effect.Name=VALUE` (repeat
+    /// for several; default: the first int argument, else the first argument).
+    #[arg(long = "result", value_name = "EFFECT=VALUE", allow_hyphen_values = true)]
+    pub results: Vec<String>,
+    /// An effect whose every attempt fails, `Effect.Name` (repeat for several).
+    #[arg(long = "fail", value_name = "EFFECT")]
+    pub fail: Vec<String>,
+    /// Entries to simulate at most.
+    #[arg(long, default_value_t = 1_000)]
+    pub steps: u64,
 }

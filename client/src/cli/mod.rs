@@ -7,6 +7,7 @@ mod check;
 mod cluster;
 mod goals;
 mod output;
+mod plan;
 mod provenance;
 mod settings;
 mod sim_worker;
@@ -27,6 +28,8 @@ pub enum Failure {
     Unavailable(String),
     /// Exit 1; the diagnostics are already printed.
     Reported,
+    /// Exit 3: `plan` predicts a trap or a failure (its report is printed).
+    Gated,
 }
 
 impl From<ClientError> for Failure {
@@ -53,6 +56,7 @@ pub fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Reported) => ExitCode::from(1),
+        Err(Failure::Gated) => ExitCode::from(3),
         Err(Failure::User(message)) => {
             eprintln!("lexumctl: error: {}", one_line(&message));
             ExitCode::from(1)
@@ -88,6 +92,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         let client = Client::new_lazy(settings.client.clone())?;
         match cli.command {
             Command::Submit { file } => state::submit(&settings, &client, &file).await,
+            Command::Plan(flags) => plan::run(&settings, &client, &flags).await,
             Command::Set { assignments, caused_by, create } => {
                 state::set(&settings, &client, &assignments, caused_by, create).await
             }

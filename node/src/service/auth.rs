@@ -79,11 +79,16 @@ pub const RPC_ROLES: &[(&str, &[Role])] = &[
     ("/lexum.v1.Lexum/Explain", READERS),
     ("/lexum.v1.Lexum/CreateInstances", WRITERS),
     ("/lexum.v1.Lexum/DeleteInstances", WRITERS),
+    ("/lexum.v1.Lexum/EngineSnapshot", READERS),
     ("/lexum.v1.Worker/Attach", WORKERS),
     ("/lexum.v1.Raft/AppendEntries", PEERS),
     ("/lexum.v1.Raft/Vote", PEERS),
     ("/lexum.v1.Raft/InstallSnapshot", PEERS),
 ];
+
+/// The roles that may see the live web view (`/ui`, `/ui/state`,
+/// `/ui/events` on the HTTP port): those that may read.
+pub const UI_ROLES: &[Role] = READERS;
 
 /// The roles that may call the RPC at `path` (none for an unknown path).
 pub fn roles_for(path: &str) -> &'static [Role] {
@@ -151,6 +156,16 @@ impl Tokens {
 
     /// Who may call `path` with this `authorization` header value.
     pub fn authorize(&self, path: &str, header: Option<&[u8]>) -> Result<Identity, Status> {
+        self.authorize_roles(path, roles_for(path), header)
+    }
+
+    /// Who may see the live web view (`/ui` on the HTTP port): the roles
+    /// that may read ([`UI_ROLES`]).
+    pub fn authorize_view(&self, header: Option<&[u8]>) -> Result<Identity, Status> {
+        self.authorize_roles("/ui", UI_ROLES, header)
+    }
+
+    fn authorize_roles(&self, path: &str, allowed: &[Role], header: Option<&[u8]>) -> Result<Identity, Status> {
         if !self.enabled() {
             return Ok(Identity { name: Arc::from("anonymous"), role: None });
         }
@@ -158,7 +173,6 @@ impl Tokens {
         // Compare with every token, so the time taken says nothing about
         // which matched. One secret has two identities only as the legacy
         // single token (admin and peer); either may open the call.
-        let allowed = roles_for(path);
         let (mut granted, mut known) = (None, None);
         for (expected, identity) in &self.known {
             if constant_time_eq(header, expected) {
@@ -249,6 +263,20 @@ mod tests {
     fn check(path: &str, token: &str) -> Result<String, tonic::Code> {
         let header = format!("Bearer {token}");
         tokens().authorize(path, Some(header.as_bytes())).map(|i| i.name.to_string()).map_err(|s| s.code())
+    }
+
+    #[test]
+    fn the_live_view_takes_a_reading_role() {
+        let view = |token: &str| {
+            let header = format!("Bearer {token}");
+            tokens().authorize_view(Some(header.as_bytes())).map(|i| i.name.to_string()).map_err(|s| s.code())
+        };
+        assert_eq!(view("r"), Ok("viewer".into()));
+        assert_eq!(view("a"), Ok("ops".into()));
+        assert_eq!(view("k"), Err(tonic::Code::PermissionDenied));
+        assert_eq!(view("p"), Err(tonic::Code::PermissionDenied));
+        assert_eq!(view("nope"), Err(tonic::Code::Unauthenticated));
+        assert_eq!(tokens().authorize_view(None).map_err(|s| s.code()).err(), Some(tonic::Code::Unauthenticated));
     }
 
     #[test]

@@ -143,6 +143,10 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<pb::Event, Status>> + Send>>;
+type SnapshotStream = Pin<Box<dyn Stream<Item = Result<pb::EngineSnapshotChunk, Status>> + Send>>;
+
+/// Bytes per `EngineSnapshot` chunk (well under the message limit).
+const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
 
 fn event_to_wire(event: &lexum_engine::Event) -> pb::Event {
     pb::Event {
@@ -299,6 +303,23 @@ impl Lexum for ClientApi {
             return Err(Status::invalid_argument(format!("give 1 to {MAX_INSTANCES_PER_REQUEST} keys per request")));
         }
         self.command(Entry::DeleteInstances { kind: request.kind, keys: request.keys }).await
+    }
+
+    type EngineSnapshotStream = SnapshotStream;
+
+    async fn engine_snapshot(&self, _: Request<pb::EngineSnapshotRequest>) -> Result<Response<SnapshotStream>, Status> {
+        self.cluster.linearize().await.map_err(propose_error_to_status)?;
+        let (index, bytes) = self.cluster.replica.with_engine(|e| (e.last_applied(), e.snapshot()));
+        let total_bytes = bytes.len() as u64;
+        let chunks: Vec<Result<pb::EngineSnapshotChunk, Status>> = if bytes.is_empty() {
+            vec![Ok(pb::EngineSnapshotChunk { index, total_bytes, data: Vec::new() })]
+        } else {
+            bytes
+                .chunks(SNAPSHOT_CHUNK_BYTES)
+                .map(|data| Ok(pb::EngineSnapshotChunk { index, total_bytes, data: data.to_vec() }))
+                .collect()
+        };
+        Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
     }
 
     type WatchStream = EventStream;

@@ -124,6 +124,11 @@ class LexumStub:
                 request_serializer=lexum_dot_v1_dot_client__pb2.DeleteInstancesRequest.SerializeToString,
                 response_deserializer=lexum_dot_v1_dot_client__pb2.CommandResponse.FromString,
                 _registered_method=True)
+        self.EngineSnapshot = channel.unary_stream(
+                '/lexum.v1.Lexum/EngineSnapshot',
+                request_serializer=lexum_dot_v1_dot_client__pb2.EngineSnapshotRequest.SerializeToString,
+                response_deserializer=lexum_dot_v1_dot_client__pb2.EngineSnapshotChunk.FromString,
+                _registered_method=True)
 
 
 class LexumServicer:
@@ -254,6 +259,14 @@ class LexumServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EngineSnapshot(self, request, context):
+        """The whole engine state at one read index (linearizable), in chunks:
+        what `lexumctl plan` simulates on, offline. Read-only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LexumServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -346,6 +359,11 @@ def add_LexumServicer_to_server(servicer, server):
                     servicer.DeleteInstances,
                     request_deserializer=lexum_dot_v1_dot_client__pb2.DeleteInstancesRequest.FromString,
                     response_serializer=lexum_dot_v1_dot_client__pb2.CommandResponse.SerializeToString,
+            ),
+            'EngineSnapshot': grpc.unary_stream_rpc_method_handler(
+                    servicer.EngineSnapshot,
+                    request_deserializer=lexum_dot_v1_dot_client__pb2.EngineSnapshotRequest.FromString,
+                    response_serializer=lexum_dot_v1_dot_client__pb2.EngineSnapshotChunk.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -834,6 +852,33 @@ class Lexum:
             '/lexum.v1.Lexum/DeleteInstances',
             lexum_dot_v1_dot_client__pb2.DeleteInstancesRequest.SerializeToString,
             lexum_dot_v1_dot_client__pb2.CommandResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EngineSnapshot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/lexum.v1.Lexum/EngineSnapshot',
+            lexum_dot_v1_dot_client__pb2.EngineSnapshotRequest.SerializeToString,
+            lexum_dot_v1_dot_client__pb2.EngineSnapshotChunk.FromString,
             options,
             channel_credentials,
             insecure,

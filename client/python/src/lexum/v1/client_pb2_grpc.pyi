@@ -71,6 +71,10 @@ class LexumStub:
     """
     DeleteInstances: _grpc.UnaryUnaryMultiCallable[_client_pb2.DeleteInstancesRequest, _client_pb2.CommandResponse]
     """Delete instances of a kind: their work is cancelled, their history kept."""
+    EngineSnapshot: _grpc.UnaryStreamMultiCallable[_client_pb2.EngineSnapshotRequest, _client_pb2.EngineSnapshotChunk]
+    """The whole engine state at one read index (linearizable), in chunks:
+    what `lexumctl plan` simulates on, offline. Read-only.
+    """
 
 @_typing.type_check_only
 class LexumAsyncStub(LexumStub):
@@ -111,6 +115,10 @@ class LexumAsyncStub(LexumStub):
     """
     DeleteInstances: _aio.UnaryUnaryMultiCallable[_client_pb2.DeleteInstancesRequest, _client_pb2.CommandResponse]  # type: ignore[assignment]
     """Delete instances of a kind: their work is cancelled, their history kept."""
+    EngineSnapshot: _aio.UnaryStreamMultiCallable[_client_pb2.EngineSnapshotRequest, _client_pb2.EngineSnapshotChunk]  # type: ignore[assignment]
+    """The whole engine state at one read index (linearizable), in chunks:
+    what `lexumctl plan` simulates on, offline. Read-only.
+    """
 
 class LexumServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -256,5 +264,15 @@ class LexumServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_client_pb2.CommandResponse, _abc.Awaitable[_client_pb2.CommandResponse]]:
         """Delete instances of a kind: their work is cancelled, their history kept."""
+
+    @_abc_1.abstractmethod
+    def EngineSnapshot(
+        self,
+        request: _client_pb2.EngineSnapshotRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_client_pb2.EngineSnapshotChunk], _abc.AsyncIterator[_client_pb2.EngineSnapshotChunk]]:
+        """The whole engine state at one read index (linearizable), in chunks:
+        what `lexumctl plan` simulates on, offline. Read-only.
+        """
 
 def add_LexumServicer_to_server(servicer: LexumServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
