@@ -34,6 +34,9 @@ pub struct ClusterOptions {
     /// Named tokens with roles and a peer token (`[auth]`); the harness's
     /// own calls use the first admin token.
     pub auth: Option<AuthTokens>,
+    /// `(heartbeat, election min, election max)` in ms; `None` keeps
+    /// lexumd's defaults (what the benchmark measures).
+    pub raft_timeouts: Option<(u64, u64, u64)>,
 }
 
 /// The `[auth]` section of every node.
@@ -67,6 +70,7 @@ impl Default for ClusterOptions {
             token: None,
             tls: None,
             auth: None,
+            raft_timeouts: Some((100, 500, 1000)),
         }
     }
 }
@@ -138,8 +142,7 @@ fn write_config(dir: &Path, node: &NodeProcess, peers: &str, options: &ClusterOp
         .unwrap_or_default();
     let config = format!(
         "{token}id = {id}\nlisten = \"{addr}\"\nmetrics_listen = \"{http}\"\ndata_dir = \"{data}\"\n\
-         [peers]\n{peers}\n[raft]\nheartbeat_ms = 100\nelection_timeout_min_ms = 500\n\
-         election_timeout_max_ms = 1000\nsnapshot_logs = {snap}\nkeep_logs = {keep}\n\
+         [peers]\n{peers}\n[raft]\n{timeouts}snapshot_logs = {snap}\nkeep_logs = {keep}\n\
          [engine]\noscillation_threshold = {osc}\neffect_timeout_ms = {timeout}\n{tls}{auth}",
         id = node.id,
         addr = node.addr,
@@ -149,6 +152,12 @@ fn write_config(dir: &Path, node: &NodeProcess, peers: &str, options: &ClusterOp
         keep = options.keep_logs,
         osc = options.oscillation_threshold,
         timeout = options.effect_timeout_ms,
+        timeouts = options
+            .raft_timeouts
+            .map(|(beat, min, max)| format!(
+                "heartbeat_ms = {beat}\nelection_timeout_min_ms = {min}\nelection_timeout_max_ms = {max}\n"
+            ))
+            .unwrap_or_default(),
     );
     std::fs::write(dir.join(format!("node{}.toml", node.id)), config)?;
     Ok(())
@@ -281,6 +290,20 @@ impl LocalCluster {
         self.nodes.insert(id, node);
         self.spawn(id)?;
         Ok(addr)
+    }
+
+    /// Kills node `id`, deletes its data, and starts it again empty and
+    /// waiting to be added (for a membership change that removes a node
+    /// and adds it back); works on loopback and in namespaces.
+    pub fn restart_empty(&mut self, id: u64) -> anyhow::Result<()> {
+        self.kill(id)?;
+        let data = self.dir.path().join(format!("node{id}"));
+        if data.exists() {
+            std::fs::remove_dir_all(&data).with_context(|| format!("removing {}", data.display()))?;
+        }
+        let node = self.nodes.get(&id).context("no such node")?;
+        write_config(self.dir.path(), node, "", &self.options)?;
+        self.spawn(id)
     }
 
     /// The process id of a running node.

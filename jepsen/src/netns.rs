@@ -59,6 +59,20 @@ pub struct Network {
     prefix: String,
     nodes: BTreeSet<u64>,
     cut: BTreeSet<(u64, u64)>,
+    degraded: BTreeSet<u64>,
+}
+
+/// How [`Network::degrade`] changed a link.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shaping {
+    /// `tc netem`: delay, jitter and loss as asked.
+    Netem,
+    /// No netem in this kernel: a token bucket's queueing delay and drops,
+    /// with random loss from `nft` when `random_loss`.
+    TokenBucket {
+        /// Whether `nft` added the random loss.
+        random_loss: bool,
+    },
 }
 
 /// Whether this process can build a [`Network`] here: it runs as root,
@@ -94,7 +108,7 @@ impl Network {
     pub fn create(ids: &[u64]) -> Result<Network, NetError> {
         let set = SETS.fetch_add(1, Ordering::Relaxed);
         let prefix = format!("lexum-{}-{set}", std::process::id());
-        let mut network = Network { prefix, nodes: BTreeSet::new(), cut: BTreeSet::new() };
+        let mut network = Network { prefix, nodes: BTreeSet::new(), cut: BTreeSet::new(), degraded: BTreeSet::new() };
         let hub = network.hub();
         ip(&["netns", "add", &hub])?;
         ip(&["-n", &hub, "link", "add", "br0", "type", "bridge"])?;
@@ -178,6 +192,55 @@ impl Network {
         Ok(())
     }
 
+    /// Degrades node `id`'s link (every packet it sends): `delay` plus or
+    /// minus `jitter` and `loss_permille` tenths of a percent lost, with
+    /// `tc netem`. A kernel without netem (`sch_netem`) gets the closest
+    /// thing it has: a token bucket (`tc tbf`) slow enough that packets
+    /// queue for up to `delay` (and are dropped past it), plus random loss
+    /// with `nft` where it exists. Returns how it was done.
+    pub fn degrade(&mut self, id: u64, delay_ms: u32, jitter_ms: u32, loss_permille: u32) -> Result<Shaping, NetError> {
+        if !self.nodes.contains(&id) {
+            return Err(NetError::UnknownNode(id));
+        }
+        let namespace = self.namespace(id);
+        self.degraded.insert(id);
+        let (delay, jitter) = (format!("{delay_ms}ms"), format!("{jitter_ms}ms"));
+        let loss = format!("{}.{}%", loss_permille / 10, loss_permille % 10);
+        let netem = ["-n", &namespace, "qdisc", "replace", "dev", "eth0", "root", "netem", "delay", &delay, &jitter];
+        let netem: Vec<&str> = netem.into_iter().chain(["loss", loss.as_str()]).collect();
+        match tc(&netem) {
+            Ok(()) => return Ok(Shaping::Netem),
+            Err(NetError::Command { stderr, .. }) if stderr.contains("unknown") => {}
+            Err(error) => return Err(error),
+        }
+        let latency = format!("{}ms", delay_ms.max(1));
+        tc(&["-n", &namespace, "qdisc", "replace", "dev", "eth0", "root", "tbf", "rate", "2mbit", "burst", "8kb", "latency", &latency])?;
+        if loss_permille == 0 {
+            return Ok(Shaping::TokenBucket { random_loss: false });
+        }
+        let rule = format!(
+            "table inet lexum {{ chain out {{ type filter hook output priority 0; numgen random mod 1000 < {loss_permille} drop; }} }}"
+        );
+        let nft = Command::new("ip").args(["netns", "exec", &namespace, "nft", &rule]).output();
+        let random_loss = nft.is_ok_and(|o| o.status.success());
+        Ok(Shaping::TokenBucket { random_loss })
+    }
+
+    /// Restores every degraded link.
+    pub fn restore_links(&mut self) -> Result<(), NetError> {
+        for id in std::mem::take(&mut self.degraded) {
+            let namespace = self.namespace(id);
+            let _ = Command::new("ip").args(["netns", "exec", &namespace, "nft", "delete", "table", "inet", "lexum"]).output();
+            match tc(&["-n", &namespace, "qdisc", "del", "dev", "eth0", "root"]) {
+                Ok(()) => {}
+                // Nothing to delete: the link was never changed.
+                Err(NetError::Command { stderr, .. }) if stderr.contains("No such") || stderr.contains("handle of zero") => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(())
+    }
+
     /// Moves the calling thread into the clients' namespace: sockets it
     /// (and threads it starts afterwards) opens belong there.
     pub fn enter_clients(&self) -> Result<(), NetError> {
@@ -204,6 +267,19 @@ where
         Ok(runtime.block_on(body(network)))
     });
     thread.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}
+
+/// Runs `tc ARGS`; fails with its stderr.
+fn tc(args: &[&str]) -> Result<(), NetError> {
+    let output = Command::new("tc").args(args).output().map_err(NetError::Spawn)?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(NetError::Command {
+            args: format!("tc {}", args.join(" ")),
+            stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        })
+    }
 }
 
 /// Moves the calling thread into network namespace `name`.

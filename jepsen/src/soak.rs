@@ -1,0 +1,1202 @@
+//! `jepsen/run`: one run of every workload against a three-node cluster in
+//! network namespaces while the nemeses of a seeded [`crate::schedule`]
+//! act together ([`crate::nemesis`]); then heal, a quiet period, and the
+//! final checks. Every op, fault and verdict goes to a store directory
+//! with plots ([`crate::store`]); the summary line says it in one line.
+//!
+//! Workloads (all against the one program of [`crate::program`]):
+//! registers (linearizability, [`crate::linearizable`]), set (unique
+//! appends: every acknowledged one present, none twice, none invented),
+//! effects (worker processes; no key on two workers at once, every final
+//! target done), convergence (every goal of the converging domains
+//! SATISFIED within a bound after heal), traps (each tug-of-war armed
+//! during the faults is trapped exactly once, with the evidence of a
+//! fault-free run), replicas (one state hash at one applied index on every
+//! member, and `replay` agrees).
+
+use crate::cluster::{workspace_binary, ClusterOptions, LocalCluster};
+use crate::effects;
+use crate::exclusive::overlaps;
+use crate::linearizable::{check_register, Op, OpKind};
+use crate::nemesis::{FaultWindow, Nemesis as Executor, Workers};
+use crate::netns::{self, Network};
+use crate::program::{self, FIGHTS, JOBS};
+use crate::schedule::{self, Nemesis, Planned, UnknownName};
+use crate::store::{Store, StoreError};
+use lexum_proto::v1 as pb;
+use lexum_proto::v1::lexum_client::LexumClient;
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tonic::transport::Channel;
+
+/// A workload (with its checker) `jepsen/run --workload` can enable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Workload {
+    /// Linearizable registers.
+    Registers,
+    /// Unique appends to a set.
+    Set,
+    /// Effects run by worker processes.
+    Effects,
+    /// Goals converge after heal.
+    Convergence,
+    /// Oscillations trapped exactly once, as without faults.
+    Traps,
+    /// Replicas agree on the state hash; replay agrees.
+    Replicas,
+}
+
+impl Workload {
+    /// Every workload, in the order `all` lists them.
+    pub const ALL: [Workload; 6] = [
+        Workload::Registers,
+        Workload::Set,
+        Workload::Effects,
+        Workload::Convergence,
+        Workload::Traps,
+        Workload::Replicas,
+    ];
+
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::Registers => "registers",
+            Workload::Set => "set",
+            Workload::Effects => "effects",
+            Workload::Convergence => "convergence",
+            Workload::Traps => "traps",
+            Workload::Replicas => "replicas",
+        }
+    }
+}
+
+impl FromStr for Workload {
+    type Err = UnknownName;
+    fn from_str(s: &str) -> Result<Workload, UnknownName> {
+        Workload::ALL.into_iter().find(|w| w.name() == s).ok_or_else(|| UnknownName {
+            what: "workload",
+            name: s.to_string(),
+            expected: Workload::ALL.map(Workload::name).join(", "),
+        })
+    }
+}
+
+/// Test-only bugs that a checker must catch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Bug {
+    /// Worker processes keep working past a task's deadline.
+    WorkerIgnoresDeadline,
+}
+
+/// A validated run configuration.
+#[derive(Clone, Debug, Serialize)]
+pub struct Settings {
+    /// How long the workloads run while the nemeses act.
+    pub time_limit: Duration,
+    /// Enabled nemeses.
+    pub nemeses: Vec<Nemesis>,
+    /// Enabled workloads.
+    pub workloads: Vec<Workload>,
+    /// The schedule's seed.
+    pub seed: u64,
+    /// Where run directories go.
+    pub store: std::path::PathBuf,
+    /// Under CI a nemesis that cannot run is a failure, not a skip.
+    pub ci: bool,
+    /// A test-only bug to switch on.
+    pub bug: Option<Bug>,
+}
+
+/// Errors that stop a run before it has a verdict.
+#[derive(Debug, thiserror::Error)]
+pub enum SoakError {
+    /// The network could not be set up.
+    #[error(transparent)]
+    Net(#[from] netns::NetError),
+    /// Starting or talking to the cluster failed.
+    #[error("cluster: {0}")]
+    Cluster(String),
+    /// Writing the store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Starting the worker processes failed.
+    #[error("worker processes: {0}")]
+    Workers(std::io::Error),
+}
+
+fn cluster_error(error: anyhow::Error) -> SoakError {
+    SoakError::Cluster(format!("{error:#}"))
+}
+
+/// How an operation ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// Acknowledged.
+    Ok,
+    /// Unknown (timeout, lost connection): it may or may not have happened.
+    Info,
+    /// Certainly refused.
+    Fail,
+}
+
+/// One client operation of any workload.
+#[derive(Clone, Debug, Serialize)]
+pub struct OpRecord {
+    /// The workload.
+    pub workload: &'static str,
+    /// `write`, `read`, `append`, `want`, `arm`.
+    pub f: &'static str,
+    /// Register, element, domain.
+    pub key: String,
+    /// The value written or read (0 when none).
+    pub value: i64,
+    /// Invocation, in nanoseconds from the start of the workload.
+    pub invoke: u64,
+    /// Completion (when an answer came).
+    pub complete: Option<u64>,
+    /// How it ended.
+    pub outcome: Outcome,
+}
+
+/// One checker's verdict.
+#[derive(Clone, Debug, Serialize)]
+pub struct Verdict {
+    /// The checker (a workload's name, or `nemesis`).
+    pub checker: String,
+    /// Whether it passed.
+    pub valid: bool,
+    /// Anomalies found (empty when valid).
+    pub anomalies: Vec<String>,
+    /// What it counted.
+    pub detail: serde_json::Value,
+}
+
+/// The numbers of the summary line.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Summary {
+    /// Client operations.
+    pub ops: usize,
+    /// Acknowledged.
+    pub ok: usize,
+    /// Unknown outcome.
+    pub info: usize,
+    /// Refused.
+    pub fail: usize,
+    /// Anomalies over all checkers.
+    pub anomalies: usize,
+    /// Acknowledged appends missing after heal.
+    pub lost: usize,
+    /// Effect executions that overlapped another of the same key.
+    pub duplicate_effects: usize,
+    /// `armed/trapped-as-reference`, or `-` when the workload was off.
+    pub traps_preserved: String,
+    /// `true`, `false`, or `-` when the workload was off.
+    pub hashes_agree: String,
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "ops={} ok={} info={} fail={} anomalies={} lost={} duplicate_effects={} traps_preserved={} hashes_agree={}",
+            self.ops,
+            self.ok,
+            self.info,
+            self.fail,
+            self.anomalies,
+            self.lost,
+            self.duplicate_effects,
+            self.traps_preserved,
+            self.hashes_agree
+        )
+    }
+}
+
+/// The result of a run.
+#[derive(Debug)]
+pub struct Report {
+    /// The summary line's numbers.
+    pub summary: Summary,
+    /// Every checker's verdict.
+    pub verdicts: Vec<Verdict>,
+    /// The run's store directory.
+    pub store: std::path::PathBuf,
+}
+
+impl Report {
+    /// Whether every checker passed.
+    pub fn valid(&self) -> bool {
+        self.verdicts.iter().all(|v| v.valid)
+    }
+}
+
+/// An answer later than this counts as no answer.
+const OP_TIMEOUT: Duration = Duration::from_secs(3);
+/// Per-attempt effect deadline of the cluster.
+const EFFECT_TIMEOUT: Duration = Duration::from_millis(1000);
+/// Quiet period after the heal, before the final checks.
+const QUIET: Duration = Duration::from_secs(5);
+/// How long goals may take to converge after the heal.
+const CONVERGENCE_BOUND: Duration = Duration::from_secs(120);
+/// Worker processes.
+const WORKERS: usize = 3;
+/// Register clients.
+const REGISTER_CLIENTS: usize = 3;
+/// Set clients.
+const SET_CLIENTS: usize = 2;
+/// Most operations one client issues.
+const MAX_OPS: usize = 2_000_000;
+/// Register names.
+const KEYS: [&str; 3] = ["k0", "k1", "k2"];
+
+/// Nanoseconds since `start`.
+fn nanos(start: Instant) -> u64 {
+    start.elapsed().as_nanos() as u64
+}
+
+/// A small deterministic generator for the clients' choices.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+/// Refusals before an entry reaches the log: certainly not applied.
+fn certainly_not_applied(status: &tonic::Status) -> bool {
+    matches!(
+        status.code(),
+        tonic::Code::FailedPrecondition
+            | tonic::Code::InvalidArgument
+            | tonic::Code::NotFound
+            | tonic::Code::AlreadyExists
+            | tonic::Code::PermissionDenied
+    )
+}
+
+/// Connections to every node, reopened after errors; writes go to one
+/// node (the last that took one).
+struct Conns {
+    addrs: Vec<String>,
+    clients: Vec<Option<LexumClient<Channel>>>,
+    writer: usize,
+}
+
+impl Conns {
+    fn new(addrs: Vec<String>, first: usize) -> Conns {
+        let clients = vec![None; addrs.len()];
+        Conns { writer: first % addrs.len().max(1), addrs, clients }
+    }
+
+    async fn client(&mut self, index: usize) -> Option<LexumClient<Channel>> {
+        if self.clients[index].is_none() {
+            let connect = crate::cluster::connect(&self.addrs[index]);
+            self.clients[index] = tokio::time::timeout(OP_TIMEOUT, connect).await.ok().and_then(Result::ok);
+        }
+        self.clients[index].clone()
+    }
+
+    fn next_writer(&mut self, broken: bool) {
+        if broken {
+            self.clients[self.writer] = None;
+        }
+        self.writer = (self.writer + 1) % self.addrs.len();
+    }
+}
+
+fn read_ints(response: &pb::ReadResponse) -> Vec<(usize, i64)> {
+    response
+        .fields
+        .iter()
+        .filter_map(|field| {
+            let key = KEYS.iter().position(|k| *k == field.name)?;
+            match field.value.as_ref()?.kind {
+                Some(pb::value::Kind::Int(n)) => Some((key, n)),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+fn int(n: i64) -> Option<pb::Value> {
+    Some(pb::Value { kind: Some(pb::value::Kind::Int(n)) })
+}
+
+/// One register client: unique writes to the writer node, whole-domain
+/// reads from random nodes.
+async fn register_client(id: usize, addrs: Vec<String>, start: Instant, stop: Instant) -> (Vec<(usize, Op)>, Vec<OpRecord>) {
+    let (mut ops, mut records) = (Vec::new(), Vec::new());
+    let mut conns = Conns::new(addrs, id);
+    let mut rng = XorShift(0x9E37_79B9_7F4A_7C15 ^ (id as u64 + 1));
+    let mut written = 0i64;
+    for _ in 0..MAX_OPS {
+        if Instant::now() >= stop {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let key = (rng.next() % KEYS.len() as u64) as usize;
+        if rng.next() % 2 == 0 {
+            let Some(mut client) = conns.client(conns.writer).await else {
+                conns.next_writer(false);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            };
+            written += 1;
+            let value = (id as i64 + 1) * 1_000_000_000 + written;
+            let write = pb::FieldWrite { domain: "Reg".into(), field: KEYS[key].into(), value: int(value) };
+            let invoke = nanos(start);
+            let request = pb::MutateRequest { writes: vec![write], ..Default::default() };
+            let answer = tokio::time::timeout(OP_TIMEOUT, client.mutate(request)).await;
+            let complete = nanos(start);
+            let outcome = match answer {
+                Ok(Ok(_)) => Outcome::Ok,
+                Ok(Err(status)) if certainly_not_applied(&status) => {
+                    conns.next_writer(false);
+                    Outcome::Fail
+                }
+                _ => {
+                    conns.next_writer(true);
+                    Outcome::Info
+                }
+            };
+            let done = (outcome == Outcome::Ok).then_some(complete);
+            if outcome != Outcome::Fail {
+                ops.push((key, Op { kind: OpKind::Write(value), invoke, complete: done }));
+            }
+            let key = KEYS[key].to_string();
+            records.push(OpRecord { workload: "registers", f: "write", key, value, invoke, complete: done, outcome });
+        } else {
+            let reader = (rng.next() % conns.addrs.len() as u64) as usize;
+            let Some(mut client) = conns.client(reader).await else {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            };
+            let invoke = nanos(start);
+            let request = pb::ReadRequest { domain: "Reg".into(), ..Default::default() };
+            let answer = tokio::time::timeout(OP_TIMEOUT, client.read(request)).await;
+            let complete = nanos(start);
+            let outcome = match answer {
+                Ok(Ok(response)) => {
+                    for (key, value) in read_ints(response.get_ref()) {
+                        ops.push((key, Op { kind: OpKind::Read(value), invoke, complete: Some(complete) }));
+                    }
+                    Outcome::Ok
+                }
+                Ok(Err(status)) if status.code() == tonic::Code::FailedPrecondition => Outcome::Fail,
+                _ => {
+                    conns.clients[reader] = None;
+                    Outcome::Info
+                }
+            };
+            let done = (outcome == Outcome::Ok).then_some(complete);
+            records.push(OpRecord {
+                workload: "registers",
+                f: "read",
+                key: "Reg".into(),
+                value: 0,
+                invoke,
+                complete: done,
+                outcome,
+            });
+        }
+    }
+    (ops, records)
+}
+
+/// One set client: appends unique elements (`Item[c<id>-<n>]`).
+async fn set_client(id: usize, addrs: Vec<String>, start: Instant, stop: Instant) -> Vec<OpRecord> {
+    let mut records = Vec::new();
+    let mut conns = Conns::new(addrs, id);
+    for n in 0..MAX_OPS {
+        if Instant::now() >= stop {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let Some(mut client) = conns.client(conns.writer).await else {
+            conns.next_writer(false);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let key = format!("c{id}-{n}");
+        let request = pb::CreateInstancesRequest {
+            kind: "Item".into(),
+            instances: vec![pb::InstanceSpec { key: key.clone(), values: Vec::new() }],
+            ..Default::default()
+        };
+        let invoke = nanos(start);
+        let answer = tokio::time::timeout(OP_TIMEOUT, client.create_instances(request)).await;
+        let complete = nanos(start);
+        let outcome = match answer {
+            Ok(Ok(_)) => Outcome::Ok,
+            Ok(Err(status)) if certainly_not_applied(&status) => {
+                conns.next_writer(false);
+                Outcome::Fail
+            }
+            _ => {
+                conns.next_writer(true);
+                Outcome::Info
+            }
+        };
+        let done = (outcome == Outcome::Ok).then_some(complete);
+        records.push(OpRecord { workload: "set", f: "append", key, value: n as i64, invoke, complete: done, outcome });
+    }
+    records
+}
+
+/// Sets `Domain.field = value` through any node that takes it (bounded).
+async fn set_field(conns: &mut Conns, domain: &str, field: &str, value: i64) -> Result<(), Outcome> {
+    let Some(mut client) = conns.client(conns.writer).await else {
+        conns.next_writer(false);
+        return Err(Outcome::Fail);
+    };
+    let write = pb::FieldWrite { domain: domain.into(), field: field.into(), value: int(value) };
+    let request = pb::MutateRequest { writes: vec![write], ..Default::default() };
+    match tokio::time::timeout(OP_TIMEOUT, client.mutate(request)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(status)) if certainly_not_applied(&status) => {
+            conns.next_writer(false);
+            Err(Outcome::Fail)
+        }
+        _ => {
+            conns.next_writer(true);
+            Err(Outcome::Info)
+        }
+    }
+}
+
+/// Moves the jobs' targets (`want`) every 250 ms until `stop`.
+async fn move_targets(addrs: Vec<String>, start: Instant, stop: Instant) -> Vec<OpRecord> {
+    let mut records = Vec::new();
+    let mut conns = Conns::new(addrs, 0);
+    for round in 0..MAX_OPS {
+        if Instant::now() >= stop {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let domain = format!("Job{}", round % JOBS);
+        let value = round as i64 + 2;
+        let invoke = nanos(start);
+        let outcome = match set_field(&mut conns, &domain, "want", value).await {
+            Ok(()) => Outcome::Ok,
+            Err(outcome) => outcome,
+        };
+        let complete = (outcome == Outcome::Ok).then(|| nanos(start));
+        records.push(OpRecord { workload: "effects", f: "want", key: domain, value, invoke, complete, outcome });
+    }
+    records
+}
+
+/// Arms fight `i` (sets `Thermo<i>.armed = 1`), retrying until a write is
+/// acknowledged (bounded).
+async fn arm(addrs: Vec<String>, i: usize, start: Instant) -> Vec<OpRecord> {
+    let mut records = Vec::new();
+    let mut conns = Conns::new(addrs, i);
+    let domain = format!("Thermo{i}");
+    for _ in 0..200 {
+        let invoke = nanos(start);
+        let result = set_field(&mut conns, &domain, "armed", 1).await;
+        let outcome = result.err().unwrap_or(Outcome::Ok);
+        let complete = (outcome == Outcome::Ok).then(|| nanos(start));
+        records.push(OpRecord { workload: "traps", f: "arm", key: domain.clone(), value: 1, invoke, complete, outcome });
+        if outcome == Outcome::Ok {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    records
+}
+
+/// Events seen by a watcher that follows the cluster from `from` across
+/// faults (reconnecting to the next node), deduplicated.
+async fn watch_events(addrs: Vec<String>, from: u64, stop: Arc<Mutex<bool>>) -> BTreeSet<(u64, String, String, String, String)> {
+    use tokio_stream::StreamExt;
+    let mut seen = BTreeSet::new();
+    let mut last = from;
+    for attempt in 0..1_000_000usize {
+        if *stop.lock().unwrap_or_else(|p| p.into_inner()) {
+            break;
+        }
+        let addr = &addrs[attempt % addrs.len()];
+        let stream = async {
+            let mut client = crate::cluster::connect(addr).await.ok()?;
+            client.watch(pb::WatchRequest { from_index: last.max(1) }).await.ok().map(tonic::Response::into_inner)
+        };
+        if let Ok(Some(mut stream)) = tokio::time::timeout(OP_TIMEOUT, stream).await {
+            loop {
+                if *stop.lock().unwrap_or_else(|p| p.into_inner()) {
+                    break;
+                }
+                match tokio::time::timeout(Duration::from_millis(500), stream.next()).await {
+                    Ok(Some(Ok(event))) => {
+                        last = last.max(event.index);
+                        seen.insert((event.index, event.kind, event.domain, event.goal, event.code));
+                    }
+                    Ok(_) => break,
+                    Err(_) => {}
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    seen
+}
+
+/// A client of the current leader (bounded).
+async fn leader_client(cluster: &LocalCluster) -> Option<LexumClient<Channel>> {
+    for _ in 0..30 {
+        if let Ok(leader) = cluster.wait_for_leader(Duration::from_secs(5)).await {
+            if let Ok(client) = cluster.client(leader).await {
+                return Some(client);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    None
+}
+
+async fn submit(cluster: &LocalCluster) -> Result<u64, SoakError> {
+    let mut last = String::new();
+    for _ in 0..20 {
+        if let Some(mut client) = leader_client(cluster).await {
+            let request = pb::SubmitProgramRequest {
+                program: Some(pb::submit_program_request::Program::Source(program::source())),
+                file_name: "soak.lxm".into(),
+            };
+            match client.submit_program(request).await {
+                Ok(response) => return Ok(response.into_inner().index),
+                Err(status) => last = status.message().to_string(),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Err(SoakError::Cluster(format!("submitting the program failed: {last}")))
+}
+
+/// Every goal of `domain` (a singleton, or a kind: every instance), paged.
+async fn goals_of(cluster: &LocalCluster, domain: &str) -> Option<Vec<pb::GoalInfo>> {
+    let mut client = leader_client(cluster).await?;
+    let mut goals = Vec::new();
+    for _ in 0..10_000 {
+        let request =
+            pb::ListGoalsRequest { domain: domain.into(), limit: 1000, offset: goals.len() as u64, ..Default::default() };
+        let page = tokio::time::timeout(Duration::from_secs(10), client.list_goals(request)).await.ok()?.ok()?;
+        let page = page.into_inner();
+        let done = page.goals.is_empty() || goals.len() + page.goals.len() >= page.total as usize;
+        goals.extend(page.goals);
+        if done {
+            break;
+        }
+    }
+    Some(goals)
+}
+
+/// What one fight's goals ended as: (goal, status, code, evidence), with
+/// the fight's names mapped to fight 0's.
+type TrapShape = BTreeSet<(String, String, String, String)>;
+
+async fn trap_shape(cluster: &LocalCluster, i: usize) -> TrapShape {
+    let mut shape = TrapShape::new();
+    for domain in [format!("Warm{i}"), format!("Chill{i}")] {
+        for g in goals_of(cluster, &domain).await.unwrap_or_default() {
+            shape.insert((
+                program::as_fight_zero(&format!("{}.{}", g.domain, g.goal), i),
+                g.status,
+                g.code,
+                program::evidence_shape(&program::as_fight_zero(&g.evidence, i)),
+            ));
+        }
+    }
+    shape
+}
+
+/// The reference for the traps checker: the same program on a fault-free
+/// loopback cluster, fight 0 armed until it is trapped.
+async fn reference_trap() -> Result<(TrapShape, Vec<String>), SoakError> {
+    let cluster = LocalCluster::start(ClusterOptions::default()).await.map_err(cluster_error)?;
+    let from = submit(&cluster).await?;
+    let addrs: Vec<String> = cluster.nodes.values().map(|n| n.addr.clone()).collect();
+    let stop = Arc::new(Mutex::new(false));
+    let watcher = tokio::spawn(watch_events(addrs.clone(), from, stop.clone()));
+    arm(addrs, 0, Instant::now()).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut shape = TrapShape::new();
+    while Instant::now() < deadline {
+        shape = trap_shape(&cluster, 0).await;
+        if shape.iter().any(|(_, status, _, _)| status == "TRAPPED") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    *stop.lock().unwrap_or_else(|p| p.into_inner()) = true;
+    let events = watcher.await.unwrap_or_default();
+    Ok((shape, trap_events(&events, 0)))
+}
+
+/// The E005 trap verdicts of fight `i` among `events`.
+fn trap_events(events: &BTreeSet<(u64, String, String, String, String)>, i: usize) -> Vec<String> {
+    let domains = [format!("Warm{i}"), format!("Chill{i}")];
+    events
+        .iter()
+        .filter(|(_, kind, domain, _, code)| code == "E005" && kind != "cycle" && domains.contains(domain))
+        .map(|(index, kind, domain, goal, _)| format!("{kind} {domain}.{goal} at {index}"))
+        .collect()
+}
+
+/// Runs one whole soak: reference run, cluster in namespaces, workloads
+/// under the nemeses, heal, quiet, final checks, store. `Ok` has the
+/// verdicts (passing or not); `Err` is a run that could not be carried out.
+pub fn run(settings: &Settings) -> Result<Report, SoakError> {
+    let store = Store::create(&settings.store, settings.seed)?;
+    store.write_json("settings.json", settings)?;
+    let plan = schedule::schedule(settings.seed, &settings.nemeses, settings.time_limit, EFFECT_TIMEOUT);
+    store.write_json("schedule.json", &plan.iter().map(|p| format!("{p:?}")).collect::<Vec<_>>())?;
+    let traps_on = settings.workloads.contains(&Workload::Traps);
+    let reference = if traps_on {
+        eprintln!("jepsen: fault-free reference run for the traps checker");
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(SoakError::Workers)?;
+        Some(runtime.block_on(reference_trap())?)
+    } else {
+        None
+    };
+    let mut verdicts = Vec::new();
+    // Without namespaces the cluster runs on loopback and the partition and
+    // netem faults are skipped (a failure under CI, see the nemesis verdict).
+    let network = match netns::available() {
+        Ok(()) => Some(Network::create(&[1, 2, 3])?),
+        Err(why) => {
+            eprintln!("jepsen: no network namespaces ({why}); running on loopback");
+            None
+        }
+    };
+    let settings_owned = settings.clone();
+    let store_dir = store.dir().to_path_buf();
+    let body = move |network: Option<Network>| async move {
+        let mut run = Run::start(settings_owned, network, store_dir).await?;
+        run.go(&plan, reference).await
+    };
+    let outcome = match network {
+        Some(network) => netns::run_as_client(network, |network| body(Some(network)))?,
+        None => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .map_err(SoakError::Workers)?;
+            runtime.block_on(body(None))
+        }
+    }?;
+    let Finished { mut checks, records, windows, summary_parts } = outcome;
+    verdicts.append(&mut checks);
+    let mut summary = summary_parts;
+    summary.ops = records.len();
+    summary.ok = records.iter().filter(|r| r.outcome == Outcome::Ok).count();
+    summary.info = records.iter().filter(|r| r.outcome == Outcome::Info).count();
+    summary.fail = records.iter().filter(|r| r.outcome == Outcome::Fail).count();
+    summary.anomalies = verdicts.iter().map(|v| v.anomalies.len()).sum();
+    store.write_lines("history.jsonl", &records)?;
+    store.write_json("faults.json", &windows)?;
+    store.write_json("verdicts.json", &verdicts)?;
+    store.write_text("summary.txt", &format!("{summary}\n"))?;
+    let length = settings.time_limit.as_secs_f64();
+    store.plots(&records, &windows, length)?;
+    Ok(Report { summary, verdicts, store: store.dir().to_path_buf() })
+}
+
+/// What the run inside the namespaces hands back.
+struct Finished {
+    checks: Vec<Verdict>,
+    records: Vec<OpRecord>,
+    windows: Vec<FaultWindow>,
+    summary_parts: Summary,
+}
+
+/// A running soak: the cluster, its workers, the store directory.
+struct Run {
+    settings: Settings,
+    cluster: LocalCluster,
+    workers: Workers,
+    store: std::path::PathBuf,
+    addrs: Vec<String>,
+    submitted: u64,
+}
+
+impl Run {
+    async fn start(settings: Settings, network: Option<Network>, store: std::path::PathBuf) -> Result<Run, SoakError> {
+        let options = ClusterOptions { effect_timeout_ms: EFFECT_TIMEOUT.as_millis() as u64, ..ClusterOptions::default() };
+        let clients_namespace = network.as_ref().map(Network::client_namespace);
+        let cluster = match network {
+            Some(network) => LocalCluster::start_in(options, network).await,
+            None => LocalCluster::start(options).await,
+        }
+        .map_err(cluster_error)?;
+        let submitted = submit(&cluster).await?;
+        let addrs: Vec<String> = cluster.nodes.values().map(|n| n.addr.clone()).collect();
+        let count = if settings.workloads.contains(&Workload::Effects) { WORKERS } else { 0 };
+        let binary = workspace_binary("jepsen-worker").map_err(cluster_error)?;
+        let ignore = settings.bug == Some(Bug::WorkerIgnoresDeadline);
+        let workers = Workers::start(binary, addrs.clone(), store.join("workers"), clients_namespace, count, ignore)
+            .map_err(SoakError::Workers)?;
+        Ok(Run { settings, cluster, workers, store, addrs, submitted })
+    }
+
+    fn on(&self, workload: Workload) -> bool {
+        self.settings.workloads.contains(&workload)
+    }
+
+    async fn go(&mut self, plan: &[Planned], reference: Option<(TrapShape, Vec<String>)>) -> Result<Finished, SoakError> {
+        let start = Instant::now();
+        let start_ns = effects::monotonic_ns();
+        let stop = start + self.settings.time_limit;
+        let addrs = self.addrs.clone();
+        let registers: Vec<_> = if self.on(Workload::Registers) {
+            (0..REGISTER_CLIENTS).map(|id| tokio::spawn(register_client(id, addrs.clone(), start, stop))).collect()
+        } else {
+            Vec::new()
+        };
+        let sets: Vec<_> = if self.on(Workload::Set) {
+            (0..SET_CLIENTS).map(|id| tokio::spawn(set_client(id, addrs.clone(), start, stop))).collect()
+        } else {
+            Vec::new()
+        };
+        let mover = (self.on(Workload::Effects) || self.on(Workload::Convergence))
+            .then(|| tokio::spawn(move_targets(addrs.clone(), start, stop)));
+        let watch_stop = Arc::new(Mutex::new(false));
+        let watcher = self.on(Workload::Traps).then(|| tokio::spawn(watch_events(addrs.clone(), self.submitted, watch_stop.clone())));
+        let armers: Vec<_> = if self.on(Workload::Traps) {
+            (0..FIGHTS)
+                .map(|i| {
+                    let addrs = addrs.clone();
+                    let at = start + self.settings.time_limit.mul_f64((i + 1) as f64 / (FIGHTS + 1) as f64);
+                    tokio::spawn(async move {
+                        tokio::time::sleep_until(at.into()).await;
+                        arm(addrs, i, start).await
+                    })
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+
+        eprintln!("jepsen: {} faults planned over {:?}", plan.len(), self.settings.time_limit);
+        let mut executor = Executor { cluster: &mut self.cluster, workers: &mut self.workers, start, removed: Vec::new() };
+        let mut windows = executor.run(plan).await;
+        tokio::time::sleep_until(stop.into()).await;
+        let heal_at = start.elapsed().as_secs_f64();
+        let problems = executor.heal_all().await;
+        windows.push(FaultWindow {
+            nemesis: "heal".into(),
+            label: if problems.is_empty() { "healed".into() } else { problems.join("; ") },
+            start: heal_at,
+            end: start.elapsed().as_secs_f64(),
+            skipped: !problems.is_empty(),
+        });
+        eprintln!("jepsen: healed; quiet for {QUIET:?}");
+        tokio::time::sleep(QUIET).await;
+
+        let mut records = Vec::new();
+        let mut register_ops = Vec::new();
+        for handle in registers {
+            let (ops, recs) = handle.await.unwrap_or_default();
+            register_ops.extend(ops);
+            records.extend(recs);
+        }
+        for handle in sets {
+            records.extend(handle.await.unwrap_or_default());
+        }
+        if let Some(mover) = mover {
+            records.extend(mover.await.unwrap_or_default());
+        }
+        for handle in armers {
+            records.extend(handle.await.unwrap_or_default());
+        }
+
+        let mut checks = Vec::new();
+        let mut summary = Summary { traps_preserved: "-".into(), hashes_agree: "-".into(), ..Summary::default() };
+        let skipped: Vec<&FaultWindow> = windows.iter().filter(|w| w.skipped && w.nemesis != "heal").collect();
+        let ci_skips: Vec<String> = skipped
+            .iter()
+            .filter(|w| w.label.contains("no network namespaces"))
+            .map(|w| w.label.clone())
+            .collect();
+        let heal_failed: Vec<String> = windows.iter().filter(|w| w.nemesis == "heal" && w.skipped).map(|w| w.label.clone()).collect();
+        let mut anomalies = heal_failed.clone();
+        if self.settings.ci {
+            anomalies.extend(ci_skips);
+        }
+        checks.push(Verdict {
+            checker: "nemesis".into(),
+            valid: anomalies.is_empty(),
+            anomalies,
+            detail: serde_json::json!({
+                "faults": windows.iter().filter(|w| !w.skipped && w.nemesis != "heal").count(),
+                "skipped": skipped.iter().map(|w| w.label.clone()).collect::<Vec<_>>(),
+            }),
+        });
+        if self.on(Workload::Registers) {
+            checks.push(self.check_registers(register_ops, start, &mut records).await);
+        }
+        if self.on(Workload::Effects) || self.on(Workload::Convergence) {
+            let (effects, convergence) = self.check_effects(start, start_ns, &mut records).await;
+            summary.duplicate_effects = effects.detail["overlaps"].as_u64().unwrap_or(0) as usize;
+            if self.on(Workload::Effects) {
+                checks.push(effects);
+            }
+            if self.on(Workload::Convergence) {
+                checks.push(convergence);
+            }
+        }
+        if self.on(Workload::Set) {
+            let set = self.check_set(&records).await;
+            summary.lost = set.detail["lost"].as_u64().unwrap_or(0) as usize;
+            checks.push(set);
+        }
+        if let (Some(watcher), Some(reference)) = (watcher, reference) {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            *watch_stop.lock().unwrap_or_else(|p| p.into_inner()) = true;
+            let events = watcher.await.unwrap_or_default();
+            let traps = self.check_traps(&events, &reference).await;
+            summary.traps_preserved = traps.detail["preserved"].as_str().unwrap_or("-").to_string();
+            checks.push(traps);
+        }
+        if self.on(Workload::Replicas) {
+            let replicas = self.check_replicas().await;
+            summary.hashes_agree = replicas.valid.to_string();
+            checks.push(replicas);
+        }
+        self.workers.stop();
+        for id in self.cluster.nodes.keys() {
+            let from = self.cluster.log_path(*id);
+            let _ = std::fs::copy(&from, self.store.join(format!("node{id}.log")));
+        }
+        Ok(Finished { checks, records, windows, summary_parts: summary })
+    }
+
+    async fn check_registers(&self, mut ops: Vec<(usize, Op)>, start: Instant, records: &mut Vec<OpRecord>) -> Verdict {
+        // One more read of every register through the leader.
+        let mut final_read = false;
+        for _ in 0..20 {
+            let Some(mut client) = leader_client(&self.cluster).await else { continue };
+            let invoke = nanos(start);
+            let request = pb::ReadRequest { domain: "Reg".into(), ..Default::default() };
+            if let Ok(Ok(response)) = tokio::time::timeout(OP_TIMEOUT, client.read(request)).await {
+                let complete = nanos(start);
+                for (key, value) in read_ints(response.get_ref()) {
+                    ops.push((key, Op { kind: OpKind::Read(value), invoke, complete: Some(complete) }));
+                }
+                records.push(OpRecord {
+                    workload: "registers",
+                    f: "read",
+                    key: "Reg".into(),
+                    value: 0,
+                    invoke,
+                    complete: Some(complete),
+                    outcome: Outcome::Ok,
+                });
+                final_read = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        let mut anomalies = Vec::new();
+        if !final_read {
+            anomalies.push("no final read after the heal".into());
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        // The search can take a while: off the async runtime.
+        std::thread::spawn(move || {
+            let mut found = Vec::new();
+            for (key, name) in KEYS.iter().enumerate() {
+                let history: Vec<Op> = ops.iter().filter(|(k, _)| *k == key).map(|(_, op)| *op).collect();
+                if let Err(violation) = check_register(0, &history) {
+                    found.push(format!("register {name}: {violation}"));
+                }
+            }
+            let _ = tx.send((found, ops.len()));
+        });
+        let (found, checked) = tokio::task::spawn_blocking(move || rx.recv().unwrap_or((vec!["checker thread died".into()], 0)))
+            .await
+            .unwrap_or((vec!["checker task died".into()], 0));
+        anomalies.extend(found);
+        Verdict {
+            checker: "registers".into(),
+            valid: anomalies.is_empty(),
+            anomalies,
+            detail: serde_json::json!({ "register_ops": checked }),
+        }
+    }
+
+    /// Sets a final target for every job (so goals that ran out of retries
+    /// re-arm), waits for every Job and Item goal to hold, then checks the
+    /// workers' logs. Returns the effects and the convergence verdicts.
+    async fn check_effects(&mut self, start: Instant, start_ns: u64, records: &mut Vec<OpRecord>) -> (Verdict, Verdict) {
+        let mut conns = Conns::new(self.addrs.clone(), 0);
+        let mut finals = BTreeMap::new();
+        for d in 0..JOBS {
+            let domain = format!("Job{d}");
+            let value = 1_000_000 + d as i64;
+            for _ in 0..50 {
+                let invoke = nanos(start);
+                let result = set_field(&mut conns, &domain, "want", value).await;
+                let outcome = result.err().unwrap_or(Outcome::Ok);
+                let complete = (outcome == Outcome::Ok).then(|| nanos(start));
+                let key = domain.clone();
+                records.push(OpRecord { workload: "effects", f: "want", key, value, invoke, complete, outcome });
+                if outcome == Outcome::Ok {
+                    finals.insert(domain.clone(), value);
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        }
+        let began = Instant::now();
+        let deadline = began + CONVERGENCE_BOUND;
+        let mut pending = vec!["no answer".to_string()];
+        while Instant::now() < deadline {
+            let mut goals = Vec::new();
+            for d in 0..JOBS {
+                goals.extend(goals_of(&self.cluster, &format!("Job{d}")).await.unwrap_or_default());
+            }
+            goals.extend(goals_of(&self.cluster, "Item").await.unwrap_or_default());
+            pending = goals
+                .iter()
+                .filter(|g| g.status != "SATISFIED")
+                .map(|g| format!("{}.{} {} {}", g.domain, g.goal, g.status, g.evidence))
+                .collect();
+            if pending.is_empty() && goals.len() >= JOBS {
+                break;
+            }
+            if goals.len() < JOBS {
+                pending.push(format!("only {} goals listed", goals.len()));
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let took = began.elapsed().as_secs_f64();
+        let mut anomalies: Vec<String> = pending.iter().take(20).map(|p| format!("not converged within {CONVERGENCE_BOUND:?}: {p}")).collect();
+        if finals.len() < JOBS {
+            anomalies.push(format!("only {} of {JOBS} final targets acknowledged", finals.len()));
+        }
+        let convergence = Verdict {
+            checker: "convergence".into(),
+            valid: anomalies.is_empty(),
+            anomalies,
+            detail: serde_json::json!({ "seconds_to_converge": took }),
+        };
+
+        // Let the workers finish what they hold, then read their logs.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        self.workers.stop();
+        let lines = effects::read_logs(&self.store.join("workers")).unwrap_or_default();
+        let executions = effects::executions(&lines, start, start_ns);
+        let found = overlaps(&executions);
+        let mut anomalies: Vec<String> = found.iter().take(20).map(|o| format!("two workers at once: {o}")).collect();
+        if found.len() > 20 {
+            anomalies.push(format!("... {} overlaps in all", found.len()));
+        }
+        // Every final target was carried out by a worker, and recorded.
+        let mut client = Conns::new(self.addrs.clone(), 0);
+        for (domain, want) in &finals {
+            let done_by_worker = lines.iter().any(|l| l.ev == "done" && l.n == *want);
+            let mut recorded = None;
+            for index in 0..self.addrs.len() {
+                if let Some(mut c) = client.client(index).await {
+                    let request = pb::ReadRequest { domain: domain.clone(), ..Default::default() };
+                    if let Ok(Ok(response)) = tokio::time::timeout(OP_TIMEOUT, c.read(request)).await {
+                        recorded = response
+                            .get_ref()
+                            .fields
+                            .iter()
+                            .find(|f| f.name == "done")
+                            .and_then(|f| match f.value.as_ref()?.kind {
+                                Some(pb::value::Kind::Int(n)) => Some(n),
+                                _ => None,
+                            });
+                        break;
+                    }
+                }
+            }
+            if !done_by_worker {
+                anomalies.push(format!("{domain}: no worker completed Ops.Apply(n: {want})"));
+            }
+            if recorded != Some(*want) {
+                anomalies.push(format!("{domain}.done is {recorded:?}, want {want}"));
+            }
+        }
+        let retried = executions.iter().filter(|e| e.attempt > 1).count();
+        let effects = Verdict {
+            checker: "effects".into(),
+            valid: anomalies.is_empty(),
+            anomalies,
+            detail: serde_json::json!({
+                "executions": executions.len(),
+                "retried_executions": retried,
+                "overlaps": found.len(),
+                "done_lines": lines.iter().filter(|l| l.ev == "done").count(),
+            }),
+        };
+        (effects, convergence)
+    }
+
+    async fn check_set(&self, records: &[OpRecord]) -> Verdict {
+        let attempted: BTreeMap<&str, Outcome> =
+            records.iter().filter(|r| r.workload == "set").map(|r| (r.key.as_str(), r.outcome)).collect();
+        let mut anomalies = Vec::new();
+        let Some(goals) = goals_of(&self.cluster, "Item").await else {
+            return Verdict {
+                checker: "set".into(),
+                valid: false,
+                anomalies: vec!["could not list the set after the heal".into()],
+                detail: serde_json::json!({}),
+            };
+        };
+        let mut present: BTreeMap<String, usize> = BTreeMap::new();
+        for g in &goals {
+            let key = g.domain.strip_prefix("Item[").and_then(|k| k.strip_suffix(']')).unwrap_or(&g.domain);
+            *present.entry(key.to_string()).or_default() += 1;
+        }
+        let lost: Vec<&str> =
+            attempted.iter().filter(|(k, o)| **o == Outcome::Ok && !present.contains_key(**k)).map(|(k, _)| *k).collect();
+        let duplicated: Vec<&String> = present.iter().filter(|(_, n)| **n > 1).map(|(k, _)| k).collect();
+        let invented: Vec<&String> = present
+            .keys()
+            .filter(|k| !matches!(attempted.get(k.as_str()), Some(Outcome::Ok | Outcome::Info)))
+            .collect();
+        for key in lost.iter().take(20) {
+            anomalies.push(format!("acknowledged append {key} missing"));
+        }
+        for key in duplicated.iter().take(20) {
+            anomalies.push(format!("element {key} listed more than once"));
+        }
+        for key in invented.iter().take(20) {
+            anomalies.push(format!("element {key} present but never appended (or refused)"));
+        }
+        let info_present = attempted.iter().filter(|(k, o)| **o == Outcome::Info && present.contains_key(**k)).count();
+        Verdict {
+            checker: "set".into(),
+            valid: lost.is_empty() && duplicated.is_empty() && invented.is_empty(),
+            anomalies,
+            detail: serde_json::json!({
+                "acknowledged": attempted.values().filter(|o| **o == Outcome::Ok).count(),
+                "unknown": attempted.values().filter(|o| **o == Outcome::Info).count(),
+                "unknown_present": info_present,
+                "present": present.len(),
+                "lost": lost.len(),
+                "duplicated": duplicated.len(),
+            }),
+        }
+    }
+
+    async fn check_traps(
+        &self,
+        events: &BTreeSet<(u64, String, String, String, String)>,
+        reference: &(TrapShape, Vec<String>),
+    ) -> Verdict {
+        let (reference_shape, reference_events) = reference;
+        let reference_count = reference_events.len();
+        let mut per_fight = Vec::new();
+        let mut anomalies = Vec::new();
+        if !reference_shape.iter().any(|(_, status, _, _)| status == "TRAPPED") {
+            anomalies.push(format!("the fault-free run did not trap: {reference_shape:?}"));
+        }
+        let mut preserved = 0;
+        for i in 0..FIGHTS {
+            let mut shape = TrapShape::new();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                shape = trap_shape(&self.cluster, i).await;
+                if shape.iter().any(|(_, status, _, _)| status == "TRAPPED") {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            let verdicts = trap_events(events, i);
+            let mut ok = true;
+            if &shape != reference_shape {
+                ok = false;
+                anomalies.push(format!("fight {i}: {shape:?}, without faults {reference_shape:?}"));
+            }
+            if verdicts.len() != reference_count {
+                ok = false;
+                anomalies.push(format!(
+                    "fight {i}: {} trap verdicts ({verdicts:?}), without faults {reference_count}",
+                    verdicts.len()
+                ));
+            }
+            per_fight.push(verdicts);
+            preserved += usize::from(ok);
+        }
+        Verdict {
+            checker: "traps".into(),
+            valid: anomalies.is_empty(),
+            anomalies,
+            detail: serde_json::json!({
+                "preserved": format!("{preserved}/{FIGHTS}"),
+                "reference": format!("{reference_shape:?}"),
+                "reference_verdicts": reference_events,
+                "verdicts": per_fight,
+            }),
+        }
+    }
+
+    async fn check_replicas(&self) -> Verdict {
+        let members = self.cluster.nodes.len();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut infos = BTreeMap::new();
+        let mut agree = false;
+        while Instant::now() < deadline {
+            infos = self.cluster.node_infos().await;
+            let applied: BTreeSet<u64> = infos.values().map(|i| i.applied_index).collect();
+            let hashes: BTreeSet<&String> = infos.values().map(|i| &i.state_hash).collect();
+            if infos.len() == members && applied.len() == 1 {
+                agree = hashes.len() == 1;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        let mut anomalies = Vec::new();
+        let shown: Vec<String> =
+            infos.iter().map(|(id, i)| format!("node {id}: applied {} hash {}", i.applied_index, i.state_hash)).collect();
+        if !agree {
+            anomalies.push(format!("replicas disagree or never reached one applied index: {}", shown.join(", ")));
+        }
+        let mut replays = Vec::new();
+        for id in self.cluster.nodes.keys() {
+            let replay = async {
+                let mut client = self.cluster.client(*id).await.ok()?;
+                client.replay(pb::ReplayRequest {}).await.ok().map(tonic::Response::into_inner)
+            };
+            match tokio::time::timeout(Duration::from_secs(60), replay).await {
+                Ok(Some(report)) => {
+                    if !report.matches {
+                        anomalies.push(format!(
+                            "node {id}: replay gives {} at {}, live {}",
+                            report.replayed_state_hash, report.applied_index, report.live_state_hash
+                        ));
+                    }
+                    replays.push(format!("node {id}: {} at {}", report.matches, report.applied_index));
+                }
+                _ => anomalies.push(format!("node {id}: no replay answer")),
+            }
+        }
+        Verdict {
+            checker: "replicas".into(),
+            valid: anomalies.is_empty(),
+            anomalies,
+            detail: serde_json::json!({ "nodes": shown, "replay": replays }),
+        }
+    }
+}
