@@ -11,7 +11,7 @@
 //! (`Mutate` sets absolute values), `Release` and `Retry`; a retried
 //! `SubmitProgram` may install the same program as two versions.
 
-use crate::error::{is_transient, ClientError};
+use crate::error::{is_transient, retry_after, ClientError};
 use crate::provenance::{Explanation, WriteRecord};
 use crate::value::{self, Value};
 use lexum_proto::v1 as pb;
@@ -580,9 +580,19 @@ impl Client {
             if !is_transient(&status) {
                 return Err(ClientError::from_status(&status));
             }
+            let remaining = config.deadline.saturating_sub(started.elapsed());
+            if let Some(wait) = retry_after(&status) {
+                // The node is up but over a limit: wait as it asks, then
+                // try it again (it refused the call before running it).
+                if wait > remaining {
+                    return Err(ClientError::from_status(&status));
+                }
+                tokio::time::sleep(wait).await;
+                continue;
+            }
             self.forget_leader(&address);
             cursor += 1;
-            tokio::time::sleep(backoff.min(config.deadline.saturating_sub(started.elapsed()))).await;
+            tokio::time::sleep(backoff.min(remaining)).await;
             backoff = (backoff * 2).min(config.retry.max_backoff);
         }
         Err(ClientError::Unavailable(format!(
@@ -901,6 +911,11 @@ impl Client {
                         return;
                     }
                     last_error = format!("{address}: {}", describe(&status));
+                    if let Some(wait) = retry_after(&status) {
+                        failing_since.get_or_insert_with(Instant::now);
+                        tokio::time::sleep(wait).await;
+                        continue;
+                    }
                 }
             }
             failing_since.get_or_insert_with(Instant::now);

@@ -2,6 +2,7 @@
 //! `lexumctl`'s exit codes) can tell a user mistake from an unavailable
 //! cluster.
 
+use std::time::Duration;
 use tonic::Code;
 
 /// Metadata key carrying a diagnostic code (`E011`, `E002`, ...) on errors.
@@ -113,6 +114,22 @@ pub(crate) fn is_transient(status: &tonic::Status) -> bool {
         status.code(),
         Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Aborted | Code::Unknown
     ) || (status.code() == Code::FailedPrecondition && status.message().starts_with("not the leader"))
+        || retry_after(status).is_some()
+}
+
+/// Longest wait a node's hint may ask for (a longer hint is cut to this).
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
+
+/// How long a node over one of its `[limits]` asked the caller to wait: a
+/// RESOURCE_EXHAUSTED status with `retry-after-ms` metadata. The node
+/// refused the call before running it, so trying again is always safe.
+pub(crate) fn retry_after(status: &tonic::Status) -> Option<Duration> {
+    if status.code() != Code::ResourceExhausted {
+        return None;
+    }
+    let millis: u64 =
+        status.metadata().get(lexum_proto::RETRY_AFTER_METADATA_KEY)?.to_str().ok()?.trim().parse().ok()?;
+    Some(Duration::from_millis(millis).min(MAX_RETRY_AFTER))
 }
 
 #[cfg(test)]
@@ -124,6 +141,21 @@ mod tests {
         assert_eq!(err.is_user_error(), user, "{err:?}");
         assert_eq!(err.is_unavailable(), unavailable, "{err:?}");
         assert_eq!(err.code(), diag, "{err:?}");
+    }
+
+    #[test]
+    fn a_limit_with_a_hint_is_retried_after_it() {
+        let mut status = tonic::Status::resource_exhausted("over the write rate");
+        assert_eq!(retry_after(&status), None, "no hint, no retry");
+        assert!(!is_transient(&status));
+        status.metadata_mut().insert(lexum_proto::RETRY_AFTER_METADATA_KEY, "250".parse().expect("ascii"));
+        assert_eq!(retry_after(&status), Some(Duration::from_millis(250)));
+        assert!(is_transient(&status));
+        status.metadata_mut().insert(lexum_proto::RETRY_AFTER_METADATA_KEY, "99999999".parse().expect("ascii"));
+        assert_eq!(retry_after(&status), Some(MAX_RETRY_AFTER));
+        let mut other = tonic::Status::invalid_argument("bad");
+        other.metadata_mut().insert(lexum_proto::RETRY_AFTER_METADATA_KEY, "5".parse().expect("ascii"));
+        assert_eq!(retry_after(&other), None);
     }
 
     #[test]

@@ -79,6 +79,9 @@ pub struct FileConfig {
     pub tls: Option<TlsSection>,
     /// Named tokens with roles, and the peer token.
     pub auth: Option<AuthSection>,
+    /// Deadlines, caps on calls and watchers, and the write rate.
+    #[serde(default)]
+    pub limits: crate::service::limits::LimitsConfig,
 }
 
 /// `[auth]` section: who may call what (`docs/operations.md`, Security).
@@ -231,6 +234,8 @@ pub struct Settings {
     pub engine: EngineSection,
     /// TLS section.
     pub tls: Option<TlsSection>,
+    /// Limits section.
+    pub limits: crate::service::limits::LimitsConfig,
 }
 
 impl Settings {
@@ -295,6 +300,7 @@ impl Settings {
         {
             bail!("every [engine] setting must be positive");
         }
+        file.limits.validate()?;
         let legacy = flags.token.or(file.token).filter(|t| !t.is_empty());
         let (auth, mut warnings) = auth_settings(legacy, file.auth.unwrap_or_default())?;
         if !listen.ip().is_loopback() {
@@ -326,6 +332,7 @@ impl Settings {
             raft,
             engine: file.engine,
             tls: file.tls,
+            limits: file.limits,
         })
     }
 
@@ -466,6 +473,17 @@ mod tests {
         assert!(Settings::merge(flags(&["--id", "1", "--peer", "nonsense"]), FileConfig::default()).is_err());
         assert!(Settings::merge(flags(&["--id", "3", "--peer", "1=a:1"]), FileConfig::default()).is_err());
         assert!(toml::from_str::<FileConfig>("idd = 1").is_err());
+    }
+
+    #[test]
+    fn limits_are_read_and_checked() {
+        let file: FileConfig = toml::from_str("id = 1\n[limits]\nwrites_per_second = 5\nwrite_burst = 7\n").unwrap();
+        let settings = Settings::merge(flags(&[]), file).unwrap();
+        assert_eq!((settings.limits.writes_per_second, settings.limits.write_burst), (5, 7));
+        assert_eq!(settings.limits.max_watchers, crate::service::limits::LimitsConfig::default().max_watchers);
+        let file: FileConfig = toml::from_str("id = 1\n[limits]\nmax_watchers = 0\n").unwrap();
+        assert!(Settings::merge(flags(&[]), file).is_err());
+        assert!(toml::from_str::<FileConfig>("id = 1\n[limits]\nwatchers = 1\n").is_err());
     }
 
     const AUTH: &str = "[auth]\npeer_token = \"pppppppppppppppppppp\"\n\

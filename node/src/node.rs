@@ -8,6 +8,7 @@ use crate::network::Network;
 use crate::raft_types::Raft;
 use crate::service::auth::{Guard, Tokens};
 use crate::service::client::ClientApi;
+use crate::service::limits::{Limited, Limits};
 use crate::service::raft::RaftTransport;
 use crate::service::worker::WorkerApi;
 use crate::service::RAFT_MESSAGE_LIMIT;
@@ -69,7 +70,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let raft_api = RaftServer::new(RaftTransport::new(raft.clone()))
         .max_decoding_message_size(RAFT_MESSAGE_LIMIT)
         .max_encoding_message_size(RAFT_MESSAGE_LIMIT);
-    let mut server = Server::builder().tcp_nodelay(true).http2_keepalive_interval(Some(Duration::from_secs(10)));
+    let limits = Limits::new(settings.limits.clone());
+    let mut server = Server::builder()
+        .tcp_nodelay(true)
+        .http2_keepalive_interval(Some(Duration::from_secs(10)))
+        .max_concurrent_streams(settings.limits.max_streams_per_connection());
     if let Some(tls) = server_tls {
         server = server.tls_config(tls)?;
     }
@@ -82,8 +87,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         "lexumd serving"
     );
     server
-        .add_service(Guard::new(client_api, tokens.clone()))
-        .add_service(Guard::new(worker_api, tokens.clone()))
+        .add_service(Guard::new(Limited::new(client_api, limits.clone()), tokens.clone()))
+        .add_service(Guard::new(Limited::new(worker_api, limits), tokens.clone()))
         .add_service(Guard::new(raft_api, tokens))
         .serve_with_shutdown(settings.listen, shutdown_signal())
         .await

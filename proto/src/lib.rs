@@ -12,5 +12,8 @@ pub mod v1 {
 pub const LEADER_METADATA_KEY: &str = "lexum-leader";
 /// Request metadata key carrying the bearer token (`authorization: Bearer ...`).
 pub const AUTH_METADATA_KEY: &str = "authorization";
+/// Metadata key of a RESOURCE_EXHAUSTED status saying how many
+/// milliseconds to wait before trying again (a node's `[limits]`).
+pub const RETRY_AFTER_METADATA_KEY: &str = "retry-after-ms";
 /// Largest request a node accepts, in bytes.
 pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;

@@ -324,7 +324,9 @@ impl Lexum for ClientApi {
 
     type WatchStream = EventStream;
 
-    async fn watch(&self, request: Request<pb::WatchRequest>) -> Result<Response<EventStream>, Status> {
+    async fn watch(&self, mut request: Request<pb::WatchRequest>) -> Result<Response<EventStream>, Status> {
+        // The watcher's place under `[limits]`, held as long as the stream.
+        let permit = super::limits::Permit::take(&mut request);
         let from_index = request.into_inner().from_index;
         let (backlog, receiver) = self.cluster.replica.subscribe_events(from_index).map_err(|floor| {
             Status::out_of_range(format!(
@@ -338,7 +340,10 @@ impl Lexum for ClientApi {
                 Err(Status::data_loss(format!("watcher fell {n} events behind; resume from a later index")))
             }
         });
-        let stream = backlog.chain(live);
+        let stream = backlog.chain(live).map(move |item| {
+            let _held = &permit;
+            item
+        });
         Ok(Response::new(Box::pin(stream)))
     }
 
@@ -457,6 +462,10 @@ impl Lexum for ClientApi {
     }
 
     async fn replay(&self, _: Request<pb::ReplayRequest>) -> Result<Response<pb::ReplayResponse>, Status> {
+        let _running = replay::RUNNING.try_acquire().map_err(|_| {
+            let reason = "a replay is already running on this node".to_string();
+            super::limits::Refusal { reason, retry_after: Duration::from_secs(1) }.into_status()
+        })?;
         let outcome = replay::replay(&self.cluster, self.store.clone(), self.sm.clone())
             .await
             .map_err(|e| Status::internal(format!("replay failed: {e:#}")))?;

@@ -1,8 +1,10 @@
 //! gRPC services of a node: client API, worker API and Raft transport,
-//! with the token and role check (`auth.rs`) and size limits they share.
+//! with the token and role check (`auth.rs`), the resource limits behind
+//! it (`limits.rs`) and size limits they share.
 
 pub mod auth;
 pub mod client;
+pub mod limits;
 pub mod raft;
 pub mod worker;
 
