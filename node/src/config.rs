@@ -149,9 +149,9 @@ pub struct RaftSection {
 impl Default for RaftSection {
     fn default() -> Self {
         RaftSection {
-            heartbeat_ms: 100,
-            election_timeout_min_ms: 500,
-            election_timeout_max_ms: 1000,
+            heartbeat_ms: 50,
+            election_timeout_min_ms: 200,
+            election_timeout_max_ms: 350,
             snapshot_logs: 5000,
             keep_logs: 1000,
         }

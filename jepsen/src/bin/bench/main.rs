@@ -106,6 +106,10 @@ struct Args {
     /// Bytes per written value with `--compare` (a string field for Lexum).
     #[arg(long, default_value_t = 256)]
     value_size: usize,
+    /// Seconds of load (64 clients) with no fault, printing the Raft term
+    /// before and after: a leader change under load shows as a new term.
+    #[arg(long, default_value_t = 0)]
+    steady: u64,
 }
 
 /// One domain of the fleet: a goal repaired by one effect.
@@ -131,7 +135,9 @@ async fn main() -> anyhow::Result<()> {
     }
     let fleet: String = (0..args.fleet).map(fleet_domain).collect();
     let program = PROGRAM.replace("{FLEET}", &fleet);
-    let mut cluster = LocalCluster::start(ClusterOptions::default()).await?;
+    // lexumd's own Raft timeouts: the failover measured is the shipped one.
+    let options = ClusterOptions { raft_timeouts: None, ..ClusterOptions::default() };
+    let mut cluster = LocalCluster::start(options).await?;
     let leader = cluster.wait_for_leader(Duration::from_secs(30)).await?;
     let mut client = cluster.client(leader).await?;
     client
@@ -142,6 +148,9 @@ async fn main() -> anyhow::Result<()> {
         .await
         .context("submitting the benchmark program")?;
     println!("cluster: 3 lexumd on loopback ({}), fsync on every append", cluster.path().display());
+    if args.steady > 0 {
+        return steady(&cluster, args.steady).await;
+    }
     if let Some(anchor) = args.compare.as_deref() {
         if anchor != "etcd" {
             bail!("--compare knows only `etcd`");
@@ -329,6 +338,39 @@ async fn compare_with_etcd(args: &Args, cluster: &mut LocalCluster) -> anyhow::R
     Ok(())
 }
 
+/// Load without faults for `seconds`: the leader's term before and after
+/// (equal when no election happened), and the throughput per minute.
+async fn steady(cluster: &LocalCluster, seconds: u64) -> anyhow::Result<()> {
+    if seconds > 24 * 3600 {
+        bail!("--steady must be at most a day");
+    }
+    let leader = cluster.wait_for_leader(Duration::from_secs(30)).await?;
+    let term = |infos: &std::collections::BTreeMap<u64, pb::NodeInfoResponse>| infos.get(&leader).map(|i| i.term);
+    let before = term(&cluster.node_infos().await).context("the leader's term")?;
+    let addr = cluster.nodes.get(&leader).map(|n| n.addr.clone()).context("leader address")?;
+    println!("steady: 64 clients for {seconds} s, leader {leader}, term {before}");
+    let mut left = seconds;
+    while left > 0 {
+        let chunk = left.min(60);
+        let sample = throughput(&addr, 64, Duration::from_secs(chunk)).await?;
+        println!(
+            "steady: {:>8.0} /s   p99 {:>7.2} ms   ({} failed)",
+            sample.ok as f64 / chunk as f64,
+            percentile_ms(&sample.latencies, 0.99),
+            sample.failed
+        );
+        left -= chunk;
+    }
+    let infos = cluster.node_infos().await;
+    let after = term(&infos).context("the leader's term after the run")?;
+    let still = infos.get(&leader).is_some_and(|i| i.leader == leader);
+    println!("steady: term {before} -> {after}; leader {leader} {}", if still { "kept" } else { "lost" });
+    if after != before || !still {
+        bail!("the leader changed under load without a fault");
+    }
+    Ok(())
+}
+
 /// What each benchmark write carries.
 #[derive(Clone, Copy)]
 enum Payload {
@@ -494,9 +536,42 @@ async fn reaction_latency(cluster: &LocalCluster, samples: usize) -> anyhow::Res
 }
 
 /// Kills the leader, restarts it, and returns the time to the first write
-/// acknowledged by any other node.
+/// acknowledged by any other node. A sample counts only when every member
+/// agreed on the leader before the kill and the term moved after it (a
+/// leader that changed just before the kill would time a follower's death).
 async fn failover(cluster: &mut LocalCluster) -> anyhow::Result<Duration> {
-    let old = cluster.wait_for_leader(Duration::from_secs(30)).await?;
+    for _ in 0..5 {
+        let (old, term) = settled_leader(cluster).await?;
+        let elapsed = failover_once(cluster, old).await?;
+        let moved = cluster.node_infos().await.values().any(|i| i.term > term && i.role == "leader");
+        if moved {
+            return Ok(elapsed);
+        }
+    }
+    bail!("five kills in a row did not hit the leader")
+}
+
+/// A leader every live member names, with its term, once that has held for
+/// half a second.
+async fn settled_leader(cluster: &LocalCluster) -> anyhow::Result<(u64, u64)> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut previous = None;
+    while Instant::now() < deadline {
+        let infos = cluster.node_infos().await;
+        let leaders: std::collections::BTreeSet<(u64, u64)> = infos.values().map(|i| (i.leader, i.term)).collect();
+        let agreed = infos.len() == cluster.nodes.len() && leaders.len() == 1;
+        let current = leaders.into_iter().next().filter(|(leader, _)| agreed && *leader != 0);
+        if current.is_some() && current == previous {
+            return current.context("a leader");
+        }
+        previous = current;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    bail!("the members did not agree on a leader within 30 s")
+}
+
+/// One kill of `old`: the time to the first acknowledged write elsewhere.
+async fn failover_once(cluster: &mut LocalCluster, old: u64) -> anyhow::Result<Duration> {
     let others: Vec<String> = cluster.nodes.values().filter(|n| n.id != old).map(|n| n.addr.clone()).collect();
     let mut clients: Vec<Option<LexumClient<Channel>>> = vec![None; others.len()];
     let killed = Instant::now();
