@@ -412,8 +412,11 @@ impl Worker {
                         self.counters.sessions.fetch_add(1, Ordering::Relaxed);
                     }
                     self.counters.tasks.fetch_add(1, Ordering::Relaxed);
-                    let run = self.execute(EffectTask::from_wire(task), tasks.slots.clone(), tasks.results_tx.clone());
-                    tasks.running.spawn(run);
+                    let task = EffectTask::from_wire(task);
+                    let (key, attempt) = (task.idempotency_key.clone(), task.attempt);
+                    let run = self.execute(task, tasks.slots.clone(), tasks.results_tx.clone());
+                    let handle = tasks.running.spawn(run);
+                    tasks.supersede(key, attempt, handle);
                 }
                 Some(pb::worker_command::Kind::Ack(ack)) if !ack.accepted => {
                     self.counters.refused.fetch_add(1, Ordering::Relaxed);
@@ -539,13 +542,32 @@ struct Tasks {
     slots: Arc<Semaphore>,
     results_tx: mpsc::Sender<pb::WorkerMessage>,
     results: mpsc::Receiver<pb::WorkerMessage>,
+    /// The latest attempt received per idempotency key, to cancel.
+    latest: BTreeMap<String, (u32, tokio::task::AbortHandle)>,
 }
 
 impl Tasks {
     fn new(concurrency: u32) -> Tasks {
         let (results_tx, results) = mpsc::channel(RESULT_BACKLOG);
         let slots = Arc::new(Semaphore::new(concurrency.max(1) as usize));
-        Tasks { running: JoinSet::new(), slots, results_tx, results }
+        Tasks { running: JoinSet::new(), slots, results_tx, results, latest: BTreeMap::new() }
+    }
+
+    /// Records `handle` as the running attempt of `key`. An older attempt
+    /// of the same effect still running here is cancelled: the leader sends
+    /// a new attempt only after giving up on the old one (whose result it
+    /// would refuse), so the two must not run at once. This happens when a
+    /// worker was frozen (SIGSTOP, a VM pause) with both tasks delivered.
+    fn supersede(&mut self, key: String, attempt: u32, handle: tokio::task::AbortHandle) {
+        self.latest.retain(|_, (_, running)| !running.is_finished());
+        match self.latest.get(&key) {
+            Some((newer, _)) if *newer > attempt => handle.abort(),
+            _ => {
+                if let Some((_, older)) = self.latest.insert(key, (attempt, handle)) {
+                    older.abort();
+                }
+            }
+        }
     }
 }
 
@@ -672,6 +694,34 @@ mod tests {
             })) => Some(error),
             _ => None,
         }
+    }
+
+    #[tokio::test]
+    async fn a_newer_attempt_of_an_effect_cancels_the_older_one_running_here() {
+        // Both attempts delivered at once, as to a worker resumed after a
+        // SIGSTOP longer than the effect timeout: only the newer may run.
+        let (worker, finished) = slow_worker(Duration::from_millis(300));
+        let mut tasks = Tasks::new(4);
+        for attempt in [1, 2] {
+            let mut task = slow_task(5_000);
+            task.attempt = attempt;
+            let handle = tasks.running.spawn(worker.execute(task, tasks.slots.clone(), tasks.results_tx.clone()));
+            tasks.supersede(task_key(), attempt, handle);
+        }
+        let mut late = slow_task(5_000);
+        late.attempt = 1;
+        let handle = tasks.running.spawn(worker.execute(late, tasks.slots.clone(), tasks.results_tx.clone()));
+        tasks.supersede(task_key(), 1, handle);
+        let mut outcomes = 0;
+        while let Some(joined) = tasks.running.join_next().await {
+            outcomes += usize::from(joined.is_ok());
+        }
+        assert_eq!(outcomes, 1, "only attempt 2 ran to its end");
+        assert!(finished.load(Ordering::SeqCst));
+    }
+
+    fn task_key() -> String {
+        slow_task(1).idempotency_key
     }
 
     #[tokio::test]
