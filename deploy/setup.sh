@@ -4,7 +4,9 @@
 # - libclang as bindgen loads it, with clang's own headers (RocksDB's Rust
 #   bindings are generated at build time),
 # - openssl (the TLS tests make their certificates with it),
-# - iproute2 (the partition tests put nodes in network namespaces with `ip`),
+# - iproute2 (the partition tests put nodes in network namespaces with `ip`;
+#   jepsen/run delays and drops their packets with `tc`),
+# - nftables (jepsen/run's random packet loss where the kernel has no netem),
 # - python3 with venv (the Python SDK in client/python: its tools and tests
 #   run in a virtualenv outside the clone, $HOME/.cache/lexum/venv or
 #   LEXUM_VENV, with the versions pinned in client/python/requirements-dev.txt).
@@ -93,7 +95,8 @@ have cc || missing+=(build-essential)
 have c++ || missing+=(g++)
 have make || missing+=(make)
 have openssl || missing+=(openssl)
-have ip || missing+=(iproute2)
+if ! have ip || ! have tc; then missing+=(iproute2); fi
+have nft || missing+=(nftables)
 if [ "$bench" = 1 ] && ! have etcd; then missing+=(etcd-server); fi
 if [ "$browser" = 1 ] && ! have chromium; then missing+=(chromium); fi
 if ! have_libclang_library || ! have_clang_headers; then

@@ -17,6 +17,8 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 # test mode.
 cargo build --workspace --all-targets --locked
 cargo test --workspace --all-targets --locked
+# Every nemesis against every workload for two minutes (docs/jepsen.md).
+JEPSEN_SKIP_BUILD=1 bash jepsen/run --time-limit 120 --nemesis all --workload all --store "$(mktemp -d)"
 # The Python SDK (client/python), in the virtualenv setup.sh made: installed
 # from the tree the way a user installs it, linted, type-checked, and tested
 # against the lexumd just built (real three-node clusters on loopback).

@@ -10,8 +10,15 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The commands setup.sh checks, each with the package that brings it.
-const COMMANDS: &[(&str, &str)] =
-    &[("cc", "build-essential"), ("c++", "g++"), ("make", "make"), ("openssl", "openssl"), ("ip", "iproute2")];
+const COMMANDS: &[(&str, &str)] = &[
+    ("cc", "build-essential"),
+    ("c++", "g++"),
+    ("make", "make"),
+    ("openssl", "openssl"),
+    ("ip", "iproute2"),
+    ("tc", "iproute2"),
+    ("nft", "nftables"),
+];
 
 /// Files of a machine where `libclang-dev` is installed (Debian 12's paths).
 const LIBCLANG_DEV_FILES: &[&str] = &[
@@ -178,8 +185,23 @@ fn an_empty_machine_asks_for_everything() {
 }
 
 #[test]
+fn ip_without_tc_asks_for_iproute2_once() {
+    // jepsen/run shapes the namespace links with `tc`, which iproute2 brings.
+    let present: Vec<&str> = all_commands().into_iter().filter(|command| *command != "tc").collect();
+    let machine = FakeMachine::new(&present, LIBCLANG_DEV_FILES);
+    assert_eq!(machine.run_setup(&[]), packages(&["iproute2"]));
+    let empty = FakeMachine::new(&["cc", "c++", "make", "openssl", "nft"], LIBCLANG_DEV_FILES);
+    let log = {
+        empty.run_setup(&[]);
+        std::fs::read_to_string(empty.apt_log()).unwrap_or_default()
+    };
+    let install = log.lines().find(|l| l.starts_with("install")).unwrap_or_default();
+    assert_eq!(install.matches("iproute2").count(), 1, "{install}");
+}
+
+#[test]
 fn dry_run_lists_without_installing() {
-    let machine = FakeMachine::new(&["cc", "c++", "make", "ip"], &[]);
+    let machine = FakeMachine::new(&["cc", "c++", "make", "ip", "tc", "nft"], &[]);
     let output = Command::new("/bin/bash")
         .arg(setup_script())
         .arg("--dry-run")
