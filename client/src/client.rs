@@ -673,16 +673,6 @@ impl Client {
         Ok(crate::provenance::explanation_from_wire(r))
     }
 
-    /// Writes one observation; returns the log index.
-    pub async fn set(&self, domain: &str, field: &str, value: Value) -> Result<u64, ClientError> {
-        self.mutate(&[FieldWrite::new(domain, field, value)]).await
-    }
-
-    /// Linearizable read of a domain's state.
-    pub async fn read(&self, domain: &str) -> Result<DomainState, ClientError> {
-        let request = pb::ReadRequest { domain: domain.to_string(), ..Default::default() };
-        let r = self.call(Target::Leader, request, |mut c, r| async move { c.read(r).await }).await?;
-        Ok(DomainState { index: r.index, fields: value::named_from_wire(&r.fields) })
     /// The whole engine state at one linearizable read index, as
     /// `Engine::snapshot` bytes (what `lexumctl plan` simulates on).
     pub async fn engine_snapshot(&self) -> Result<EngineSnapshot, ClientError> {
@@ -705,6 +695,16 @@ impl Client {
         }
     }
 
+    /// Writes one observation; returns the log index.
+    pub async fn set(&self, domain: &str, field: &str, value: Value) -> Result<u64, ClientError> {
+        self.mutate(&[FieldWrite::new(domain, field, value)]).await
+    }
+
+    /// Linearizable read of a domain's state.
+    pub async fn read(&self, domain: &str) -> Result<DomainState, ClientError> {
+        let request = pb::ReadRequest { domain: domain.to_string(), ..Default::default() };
+        let r = self.call(Target::Leader, request, |mut c, r| async move { c.read(r).await }).await?;
+        Ok(DomainState { index: r.index, fields: value::named_from_wire(&r.fields) })
     }
 
     /// A page of a kind's live instances with their fields (linearizable);

@@ -1,5 +1,7 @@
 //! The HTTP side of a node: Prometheus `/metrics`, `/healthz` (the process
-//! is serving) and `/readyz` (the node knows a leader and can serve).
+//! is serving), `/readyz` (the node knows a leader and can serve) and the
+//! live web view under `/ui` ([`crate::ui`], behind a reading role when
+//! tokens are on).
 
 use crate::cluster::Cluster;
 use axum::extract::State;
@@ -7,14 +9,22 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
-/// Serves the HTTP endpoints until the process exits.
-pub async fn serve(addr: SocketAddr, cluster: Cluster) -> anyhow::Result<()> {
+/// Serves the HTTP endpoints until the process exits; `tokens` guard the
+/// live view.
+pub async fn serve(
+    addr: SocketAddr,
+    cluster: Cluster,
+    tokens: Arc<crate::service::auth::Tokens>,
+) -> anyhow::Result<()> {
+    let ui = crate::ui::routes(crate::ui::UiState { cluster: cluster.clone(), tokens });
     let app = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .with_state(cluster);
+        .with_state(cluster)
+        .merge(ui);
     let listener = tokio::net::TcpListener::bind(addr).await?;
     axum::serve(listener, app).await?;
     Ok(())

@@ -19,3 +19,4 @@ pub mod replay;
 pub mod replica;
 pub mod service;
 pub mod store;
+pub mod ui;

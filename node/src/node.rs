@@ -54,16 +54,16 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let commits = GroupCommit::start(cluster.clone());
     let dispatcher = Dispatcher::new(cluster.clone(), settings.engine_config(), commits.clone());
     tokio::spawn(dispatcher.clone().run());
+    let tokens = Arc::new(Tokens::new(&settings.auth.tokens, settings.auth.peer_token.as_deref()));
     if let Some(addr) = settings.metrics_listen {
-        let cluster = cluster.clone();
+        let (cluster, tokens) = (cluster.clone(), tokens.clone());
         tokio::spawn(async move {
-            if let Err(e) = crate::http::serve(addr, cluster).await {
+            if let Err(e) = crate::http::serve(addr, cluster, tokens).await {
                 tracing::error!("metrics server stopped: {e:#}");
             }
         });
     }
 
-    let tokens = Arc::new(Tokens::new(&settings.auth.tokens, settings.auth.peer_token.as_deref()));
     let client_api = LexumServer::new(ClientApi::new(cluster.clone(), commits, log_store, state_machine))
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
     let worker_api = WorkerServer::new(WorkerApi::new(dispatcher)).max_decoding_message_size(MAX_MESSAGE_BYTES);
