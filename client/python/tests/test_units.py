@@ -13,7 +13,7 @@ import pytest
 
 import lexum
 from lexum import values
-from lexum.errors import from_rpc_error, is_transient
+from lexum.errors import from_rpc_error, is_transient, retry_after
 from lexum.v1 import types_pb2, worker_pb2
 from lexum.worker import result_message
 
@@ -97,6 +97,47 @@ def test_transient_statuses_are_retried_and_others_are_not() -> None:
     assert is_transient(status(grpc.StatusCode.FAILED_PRECONDITION, "not the leader; leader is 2"))
     assert not is_transient(status(grpc.StatusCode.FAILED_PRECONDITION, "E010"))
     assert not is_transient(status(grpc.StatusCode.INVALID_ARGUMENT, "E011"))
+
+
+def test_a_limit_with_a_hint_is_retried_after_it() -> None:
+    hinted = status(grpc.StatusCode.RESOURCE_EXHAUSTED, "over the write rate", (("retry-after-ms", "250"),))
+    assert retry_after(hinted) == 0.25
+    assert is_transient(hinted)
+    bare = status(grpc.StatusCode.RESOURCE_EXHAUSTED, "message too large")
+    assert retry_after(bare) is None
+    assert not is_transient(bare)
+    huge = status(grpc.StatusCode.RESOURCE_EXHAUSTED, "busy", (("retry-after-ms", "99999999"),))
+    assert retry_after(huge) == 30.0
+    assert retry_after(status(grpc.StatusCode.INVALID_ARGUMENT, "bad", (("retry-after-ms", "5"),))) is None
+    assert retry_after(status(grpc.StatusCode.RESOURCE_EXHAUSTED, "x", (("retry-after-ms", "soon"),))) is None
+
+
+def test_a_call_over_a_limit_waits_for_the_hint_and_succeeds_on_the_same_node() -> None:
+    client = lexum.Client(["127.0.0.1:1", "127.0.0.1:2"], config=lexum.ClientConfig(deadline=5.0))
+    calls: list[float] = []
+
+    async def rpc(stub: object, timeout: float, metadata: object) -> str:
+        calls.append(time.monotonic())
+        if len(calls) < 3:
+            raise status(grpc.StatusCode.RESOURCE_EXHAUSTED, "over the write rate", (("retry-after-ms", "100"),))
+        return "done"
+
+    assert asyncio.run(client._call(True, rpc)) == "done"
+    assert len(calls) == 3
+    assert calls[2] - calls[0] >= 0.19, "waited the hint twice"
+    assert client.pick(True, 0) == "127.0.0.1:1", "the busy node was not forgotten"
+
+
+def test_a_hint_past_the_deadline_fails_at_once() -> None:
+    client = lexum.Client(["127.0.0.1:1"], config=lexum.ClientConfig(deadline=0.5))
+
+    async def rpc(stub: object, timeout: float, metadata: object) -> str:
+        raise status(grpc.StatusCode.RESOURCE_EXHAUSTED, "over the write rate", (("retry-after-ms", "5000"),))
+
+    started = time.monotonic()
+    with pytest.raises(lexum.LexumError):
+        asyncio.run(client._call(True, rpc))
+    assert time.monotonic() - started < 0.4
 
 
 def test_client_configuration_is_validated() -> None:

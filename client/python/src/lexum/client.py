@@ -33,6 +33,7 @@ from lexum.errors import (
     describe,
     from_rpc_error,
     is_transient,
+    retry_after,
     status_metadata,
 )
 from lexum.goal import Goal, goal_from_wire
@@ -405,6 +406,14 @@ class Client:
                         continue
                 if not is_transient(error):
                     raise from_rpc_error(error) from None
+                wait = retry_after(error)
+                if wait is not None:
+                    # The node is up but over a limit: wait as it asks, then
+                    # try it again (it refused the call before running it).
+                    if wait > config.deadline - (time.monotonic() - started):
+                        raise from_rpc_error(error) from None
+                    await asyncio.sleep(wait)
+                    continue
             else:
                 if leader:
                     # Only the leader answers these: remember it.
@@ -642,6 +651,12 @@ class Client:
                 if not is_transient(error) and not delivered:
                     raise from_rpc_error(error) from None
                 last_error = f"{address}: {describe(error)}"
+                hinted = retry_after(error)
+                if hinted is not None and not delivered:
+                    if failing_since is None:
+                        failing_since = time.monotonic()
+                    await asyncio.sleep(hinted)
+                    continue
             except asyncio.TimeoutError:
                 last_error = f"{address}: watch did not start"
             finally:

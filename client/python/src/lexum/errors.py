@@ -13,6 +13,11 @@ import grpc
 CODE_METADATA_KEY = "lexum-code"
 #: Response metadata key carrying the leader's client address on redirects.
 LEADER_METADATA_KEY = "lexum-leader"
+#: Metadata key of a RESOURCE_EXHAUSTED status: milliseconds to wait before
+#: trying again (a node's `[limits]`).
+RETRY_AFTER_METADATA_KEY = "retry-after-ms"
+#: Longest wait a node's hint may ask for, in seconds (longer is cut).
+MAX_RETRY_AFTER = 30.0
 
 _LEADING_CODE = re.compile(r"^([EW][0-9]{3}):")
 
@@ -113,9 +118,27 @@ def describe(error: grpc.RpcError) -> str:
     return first or _code(error).name
 
 
+def retry_after(error: grpc.RpcError) -> float | None:
+    """Seconds a node over one of its `[limits]` asked the caller to wait:
+    a RESOURCE_EXHAUSTED status with `retry-after-ms` metadata. The node
+    refused the call before running it, so trying again is always safe."""
+    if _code(error) != grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return None
+    value = status_metadata(error, RETRY_AFTER_METADATA_KEY)
+    if value is None:
+        return None
+    try:
+        millis = int(value.strip())
+    except ValueError:
+        return None
+    return min(max(millis, 0) / 1000.0, MAX_RETRY_AFTER)
+
+
 def is_transient(error: grpc.RpcError) -> bool:
     """Whether a status is worth retrying on another node after a pause."""
     code = _code(error)
+    if retry_after(error) is not None:
+        return True
     if code in (
         grpc.StatusCode.UNAVAILABLE,
         grpc.StatusCode.DEADLINE_EXCEEDED,
