@@ -81,12 +81,12 @@ impl Default for LimitsConfig {
         LimitsConfig {
             default_deadline_ms: 60_000,
             max_deadline_ms: 300_000,
-            max_requests: 1024,
+            max_requests: 4096,
             max_requests_per_connection: 256,
             max_watchers: 1024,
             max_watchers_per_connection: 32,
-            writes_per_second: 2000,
-            write_burst: 4000,
+            writes_per_second: 20_000,
+            write_burst: 40_000,
         }
     }
 }
@@ -467,6 +467,26 @@ mod tests {
         assert!(bad(|c| c.default_deadline_ms = c.max_deadline_ms + 1));
         assert!(bad(|c| c.max_requests_per_connection = c.max_requests + 1));
         assert!(bad(|c| c.max_watchers_per_connection = c.max_watchers + 1));
+    }
+
+    /// The `[limits]` shown in docs/operations.md and in the systemd
+    /// sample are the defaults.
+    #[test]
+    fn the_documented_limits_are_the_defaults() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        for file in ["docs/operations.md", "deploy/systemd/lexumd.toml"] {
+            let text = std::fs::read_to_string(root.join(file)).expect(file);
+            let section: String = text
+                .lines()
+                .skip_while(|l| *l != "[limits]")
+                .skip(1)
+                .take_while(|l| l.contains('='))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            let documented: LimitsConfig = toml::from_str(&section).expect(file);
+            assert_eq!(documented, LimitsConfig::default(), "[limits] in {file}");
+            assert_eq!(section.lines().count(), 8, "every limit is shown in {file}");
+        }
     }
 
     #[test]
