@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 SETUP = Path(__file__).resolve().parents[3] / "deploy" / "setup.sh"
-COMMANDS = ("cc", "c++", "make", "openssl", "ip", "cargo")
+COMMANDS = ("cc", "c++", "make", "openssl", "ip", "tc", "nft", "cargo")
 LIBCLANG = (
     "usr/lib/llvm-14/lib/libclang.so",
     "usr/lib/llvm-14/lib/clang/14.0.6/include/stddef.h",
