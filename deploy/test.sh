@@ -5,8 +5,9 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-# --browser: Chromium for the live view's browser test (jepsen/tests/live_view.rs).
-bash deploy/setup.sh --browser
+# --browser: Chromium for the live view's browser test (jepsen/tests/live_view.rs);
+# --bench: etcd for the comparison's smoke run (jepsen/tests/bench_smoke.rs).
+bash deploy/setup.sh --browser --bench
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/lexum/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 # One selection for everything (the quick start's debug build uses it too):

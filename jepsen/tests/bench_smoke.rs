@@ -54,3 +54,40 @@ fn bench_prints_every_measurement() {
         assert!(stdout.contains(needle), "`{needle}` missing from:\n{stdout}");
     }
 }
+
+#[test]
+fn bench_compares_with_etcd_side_by_side() {
+    let installed = Command::new("etcd").arg("--version").output().is_ok_and(|o| o.status.success());
+    if !installed {
+        eprintln!("skipped: etcd is not installed (deploy/setup.sh --bench installs it; deploy/test.sh does)");
+        return;
+    }
+    let bench = lexum_jepsen::cluster::workspace_binary("bench").expect("bench binary built next to lexumd");
+    let mut child = Command::new(bench)
+        .args(["--compare", "etcd", "--clients", "1,4", "--seconds", "1", "--failovers", "1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start bench --compare etcd");
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("bench --compare etcd did not finish within 180 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = child.wait_with_output().expect("output");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "bench --compare failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    for needle in [
+        "lexum mutations,    1 clients",
+        "etcd puts,    4 clients",
+        "1 clients",
+        "4 clients",
+        "failover median (1 kills)",
+        "failover worst",
+    ] {
+        assert!(stdout.contains(needle), "`{needle}` missing from:\n{stdout}");
+    }
+}
