@@ -106,6 +106,9 @@ struct Args {
     /// Bytes per written value with `--compare` (a string field for Lexum).
     #[arg(long, default_value_t = 256)]
     value_size: usize,
+    /// Background mutations per second while reaction latency is sampled.
+    #[arg(long, default_value_t = 1000)]
+    background: u64,
     /// Seconds of load (64 clients) with no fault, printing the Raft term
     /// before and after: a leader change under load shows as a new term.
     #[arg(long, default_value_t = 0)]
@@ -172,12 +175,13 @@ async fn main() -> anyhow::Result<()> {
         );
     }
 
-    let reaction = reaction_latency(&cluster, args.reactions).await?;
+    let (reaction, background) = reaction_latency(&cluster, args.reactions, args.background).await?;
     println!(
-        "reaction (mutation to worker task), {} samples: p50 {:.2} ms   p99 {:.2} ms",
+        "reaction (mutation to worker task), {} samples: p50 {:.2} ms   p99 {:.2} ms   (background {:.0} mutations/s)",
         reaction.len(),
         percentile_ms(&reaction, 0.50),
-        percentile_ms(&reaction, 0.99)
+        percentile_ms(&reaction, 0.99),
+        background
     );
 
     if args.fleet > 0 {
@@ -483,30 +487,68 @@ async fn fleet_repair(cluster: &LocalCluster, size: usize) -> anyhow::Result<Dur
     let writes = (0..size)
         .map(|i| pb::FieldWrite { domain: format!("Fleet{i}"), field: "want".into(), value: Some(int_value(1)) })
         .collect();
+    // The engine's own events tell when each goal holds again: no polling.
+    let mut events = client.watch(pb::WatchRequest { from_index: 0 }).await.context("watch")?.into_inner();
     let started = Instant::now();
     client.mutate(pb::MutateRequest { writes, ..Default::default() }).await.context("fleet mutation")?;
     let deadline = started + Duration::from_secs(120);
-    loop {
-        let goals = client.list_goals(pb::ListGoalsRequest::default()).await?.into_inner().goals;
-        let waiting = goals.iter().filter(|g| g.domain.starts_with("Fleet") && g.status != "SATISFIED").count();
-        if waiting == 0 {
-            break;
+    let mut repaired = std::collections::BTreeSet::new();
+    while repaired.len() < size {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let event = match tokio::time::timeout(left, events.message()).await {
+            Ok(Ok(Some(event))) => event,
+            Ok(Ok(None)) | Ok(Err(_)) => bail!("the watch ended with {} of {size} repaired", repaired.len()),
+            Err(_) => bail!("{} fleet goals still unrepaired after 120 s", size - repaired.len()),
+        };
+        if event.kind == "goal_status" && event.domain.starts_with("Fleet") && event.message == "SATISFIED" {
+            repaired.insert(event.domain);
         }
-        if Instant::now() > deadline {
-            bail!("{waiting} fleet goals still unrepaired after 120 s");
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let elapsed = started.elapsed();
     let _ = stop_tx.send(true);
     Ok(elapsed)
 }
 
-/// Sets `React.want` and times how long the worker takes to get the task.
-async fn reaction_latency(cluster: &LocalCluster, samples: usize) -> anyhow::Result<Vec<Duration>> {
+/// Sets `React.want` and times how long the worker takes to get the task,
+/// while `background` other mutations a second are written (`Load.n`, 8
+/// connections); returns the samples and the background rate reached.
+async fn reaction_latency(
+    cluster: &LocalCluster,
+    samples: usize,
+    background: u64,
+) -> anyhow::Result<(Vec<Duration>, f64)> {
     let (log, stop_tx) = start_echo_worker(cluster, "bench-worker", 4);
     let leader = cluster.wait_for_leader(Duration::from_secs(30)).await?;
     let mut client = cluster.client(leader).await?;
+    let addr = cluster.nodes.get(&leader).map(|n| n.addr.clone()).context("leader address")?;
+    let (load_stop, load_done) = tokio::sync::watch::channel(false);
+    let mut loaders = Vec::new();
+    let started_load = Instant::now();
+    for c in 0..8u64 {
+        let rate = background / 8 + u64::from(c < background % 8);
+        if rate == 0 {
+            continue;
+        }
+        let mut load = connect(&addr).await?;
+        let mut stop = load_done.clone();
+        loaders.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut done = 0u64;
+            loop {
+                tokio::select! {
+                    _ = stop.changed() => break,
+                    _ = tick.tick() => {
+                        if load.mutate(write((c as i64) << 40 | done as i64)).await.is_ok() {
+                            done += 1;
+                        }
+                    }
+                }
+            }
+            done
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let mut latencies = Vec::new();
     for n in 1..=samples as i64 {
         let seen = log.lock().map(|l| l.tasks.len()).unwrap_or(0);
@@ -531,8 +573,14 @@ async fn reaction_latency(cluster: &LocalCluster, samples: usize) -> anyhow::Res
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let _ = load_stop.send(true);
+    let mut written = 0u64;
+    for loader in loaders {
+        written += loader.await.unwrap_or(0);
+    }
+    let rate = written as f64 / started_load.elapsed().as_secs_f64();
     let _ = stop_tx.send(true);
-    Ok(latencies)
+    Ok((latencies, rate))
 }
 
 /// Kills the leader, restarts it, and returns the time to the first write
