@@ -412,8 +412,17 @@ impl Worker {
                         self.counters.sessions.fetch_add(1, Ordering::Relaxed);
                     }
                     self.counters.tasks.fetch_add(1, Ordering::Relaxed);
-                    let task = EffectTask::from_wire(task);
+                    let mut task = EffectTask::from_wire(task);
+                    // After a freeze the task may have waited in the socket
+                    // since the freeze began: count its deadline from then.
+                    let arrived = tasks.clock.arrival(Instant::now());
+                    task.deadline = task.timeout.and_then(|t| arrived.checked_add(t));
                     let (key, attempt) = (task.idempotency_key.clone(), task.attempt);
+                    if tasks.has_newer(&key, attempt) {
+                        let refused = Err(EffectError::new("a newer attempt of this effect runs here"));
+                        let _ = tasks.results_tx.send(result_message(task.effect_id, task.fencing_token, refused)).await;
+                        continue;
+                    }
                     let run = self.execute(task, tasks.slots.clone(), tasks.results_tx.clone());
                     let handle = tasks.running.spawn(run);
                     tasks.supersede(key, attempt, handle);
@@ -511,6 +520,9 @@ impl Worker {
                 Some(handler) => {
                     let run = async move {
                         let _slot = slots.acquire_owned().await;
+                        if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+                            return Err(EffectError::new("handler timed out"));
+                        }
                         let mut running = AbortOnDrop(tokio::spawn(handler(task)));
                         match (&mut running.0).await {
                             Ok(outcome) => outcome,
@@ -544,13 +556,86 @@ struct Tasks {
     results: mpsc::Receiver<pb::WorkerMessage>,
     /// The latest attempt received per idempotency key, to cancel.
     latest: BTreeMap<String, (u32, tokio::task::AbortHandle)>,
+    /// Notices when this process was frozen.
+    clock: Arc<FreezeClock>,
+    ticker: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        self.ticker.abort();
+    }
+}
+
+/// How often [`FreezeClock`] ticks.
+const TICK: Duration = Duration::from_millis(50);
+/// A gap between ticks longer than this is taken for a freeze (SIGSTOP, a
+/// paused VM, a starved process).
+const FREEZE: Duration = Duration::from_millis(250);
+
+/// Notices when this process was frozen. A task read from the stream right
+/// after a freeze may have waited in the socket since the freeze began, so
+/// its arrival is taken to be then: the leader counts its timeout from
+/// before it sent the task, and a late-read task must not outlive it.
+struct FreezeClock {
+    origin: Instant,
+    /// Nanoseconds from `origin` to the last tick.
+    last_tick: AtomicU64,
+    /// The latest freeze seen: when it began and when it ended.
+    freeze: std::sync::Mutex<Option<(Instant, Instant)>>,
+}
+
+impl FreezeClock {
+    fn new() -> FreezeClock {
+        FreezeClock { origin: Instant::now(), last_tick: AtomicU64::new(0), freeze: std::sync::Mutex::new(None) }
+    }
+
+    fn last_tick(&self) -> Instant {
+        self.origin + Duration::from_nanos(self.last_tick.load(Ordering::Relaxed))
+    }
+
+    fn tick(&self, now: Instant) {
+        let last = self.last_tick();
+        if now.saturating_duration_since(last) > FREEZE {
+            *self.freeze.lock().unwrap_or_else(|p| p.into_inner()) = Some((last, now));
+        }
+        self.last_tick.store(now.saturating_duration_since(self.origin).as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    /// The earliest moment a task read at `now` may have arrived.
+    fn arrival(&self, now: Instant) -> Instant {
+        let last = self.last_tick();
+        if now.saturating_duration_since(last) > FREEZE {
+            return last;
+        }
+        match *self.freeze.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some((began, ended)) if now.saturating_duration_since(ended) < FREEZE => began,
+            _ => now,
+        }
+    }
 }
 
 impl Tasks {
     fn new(concurrency: u32) -> Tasks {
         let (results_tx, results) = mpsc::channel(RESULT_BACKLOG);
         let slots = Arc::new(Semaphore::new(concurrency.max(1) as usize));
-        Tasks { running: JoinSet::new(), slots, results_tx, results, latest: BTreeMap::new() }
+        let clock = Arc::new(FreezeClock::new());
+        let ticking = clock.clone();
+        let ticker = tokio::spawn(async move {
+            let mut interval = tokio::time::interval(TICK);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                interval.tick().await;
+                ticking.tick(Instant::now());
+            }
+        });
+        Tasks { running: JoinSet::new(), slots, results_tx, results, latest: BTreeMap::new(), clock, ticker }
+    }
+
+    /// Whether a newer attempt of `key` than `attempt` is running here.
+    fn has_newer(&mut self, key: &str, attempt: u32) -> bool {
+        self.latest.retain(|_, (_, running)| !running.is_finished());
+        self.latest.get(key).is_some_and(|(newer, _)| *newer > attempt)
     }
 
     /// Records `handle` as the running attempt of `key`. An older attempt
@@ -722,6 +807,25 @@ mod tests {
 
     fn task_key() -> String {
         slow_task(1).idempotency_key
+    }
+
+    #[test]
+    fn a_task_read_right_after_a_freeze_counts_from_the_freeze() {
+        let clock = FreezeClock::new();
+        let start = clock.origin;
+        clock.tick(start + Duration::from_millis(50));
+        assert_eq!(clock.arrival(start + Duration::from_millis(60)), start + Duration::from_millis(60), "no freeze");
+        // Frozen from 50 ms to 3 s; a task read before the ticker ran again:
+        assert_eq!(clock.arrival(start + Duration::from_secs(3)), start + Duration::from_millis(50));
+        // The ticker saw the gap; a task read just after it still counts from 50 ms.
+        clock.tick(start + Duration::from_secs(3));
+        assert_eq!(clock.arrival(start + Duration::from_millis(3_100)), start + Duration::from_millis(50));
+        // Long after the freeze, arrival is now again.
+        for ms in (3_050..=3_400).step_by(50) {
+            clock.tick(start + Duration::from_millis(ms));
+        }
+        let later = start + Duration::from_millis(3_410);
+        assert_eq!(clock.arrival(later), later);
     }
 
     #[tokio::test]
