@@ -166,6 +166,7 @@ fn signal(pid: u32, signal: libc::c_int) {
 
 /// What an active fault must undo when it ends.
 enum Undo {
+    Nothing,
     Heal,
     Restart(u64),
     Resume(u64),
@@ -270,6 +271,15 @@ impl Nemesis<'_> {
                 let loss = format!("{}.{}%", loss_permille / 10, loss_permille % 10);
                 Ok((Undo::RestoreLinks, format!("delay {delay_ms}ms ±{jitter_ms}ms loss {loss} ({how})")))
             }
+            Fault::Membership if !self.removed.is_empty() => {
+                // Never two members out at once: bring the last one back first.
+                let node = self.removed[0];
+                let note = self.add_back(node, Duration::from_secs(30)).await;
+                if self.removed.contains(&node) {
+                    return Err(note);
+                }
+                Ok((Undo::Nothing, note))
+            }
             Fault::Membership => {
                 let node = choose(&followers).ok_or("no follower")?;
                 let leader = leader.ok_or("no leader")?;
@@ -300,6 +310,7 @@ impl Nemesis<'_> {
     /// Undoes a fault; returns what happened when it says more than "done".
     async fn undo(&mut self, undo: Undo) -> Option<String> {
         match undo {
+            Undo::Nothing => None,
             Undo::Heal => self.cluster.network().and_then(|n| n.heal().err()).map(|e| e.to_string()),
             Undo::Restart(node) => self.cluster.restart(node).err().map(|e| e.to_string()),
             Undo::Resume(node) => self.cluster.pause(node, false).err().map(|e| e.to_string()),

@@ -90,6 +90,23 @@ pub fn available() -> Result<(), String> {
     Network::create(&[1]).map(drop).map_err(|e| e.to_string())
 }
 
+/// For a test that needs namespaces: `true` when they are available;
+/// otherwise says why and returns `false` (the test then passes as
+/// skipped), except under CI (`CI=true`), where a skipped network test
+/// would hide a broken machine: there it panics.
+pub fn available_or_skip(test: &str) -> bool {
+    match available() {
+        Ok(()) => true,
+        Err(why) if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") => {
+            panic!("{test} needs network namespaces and CI=true forbids skipping it: {why}")
+        }
+        Err(why) => {
+            eprintln!("skipped {test}: no network namespaces here ({why})");
+            false
+        }
+    }
+}
+
 /// Runs `ip ARGS`; fails with its stderr.
 fn ip(args: &[&str]) -> Result<(), NetError> {
     let output = Command::new("ip").args(args).output().map_err(NetError::Spawn)?;
@@ -317,8 +334,7 @@ mod tests {
 
     #[test]
     fn namespaces_are_created_cut_healed_and_deleted() {
-        if let Err(why) = available() {
-            eprintln!("skipped: no network namespaces here ({why})");
+        if !available_or_skip("namespaces_are_created_cut_healed_and_deleted") {
             return;
         }
         let mut network = Network::create(&[1, 2]).expect("namespaces");

@@ -86,11 +86,36 @@ impl FromStr for Workload {
     }
 }
 
-/// Test-only bugs that a checker must catch.
+/// Test-only bugs that a checker must catch. The first is a bug of the
+/// worker processes; the others are simulated in the harness's clients
+/// (the node has no such switches): they produce the anomaly a node bug
+/// of that class would show, so the checker is seen to catch it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub enum Bug {
     /// Worker processes keep working past a task's deadline.
     WorkerIgnoresDeadline,
+    /// Every 25th append is reported acknowledged but never sent (what
+    /// an acknowledgement before commit looks like once the entry is lost).
+    LostAppends,
+    /// Every 10th read reports a register's initial value after the client
+    /// saw a write to it acknowledged (a read served without a read index).
+    StaleReads,
+}
+
+impl Bug {
+    /// The name after `--bug`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Bug::WorkerIgnoresDeadline => "worker-ignores-deadline",
+            Bug::LostAppends => "lost-appends",
+            Bug::StaleReads => "stale-reads",
+        }
+    }
+
+    /// The bug called `name`.
+    pub fn from_name(name: &str) -> Option<Bug> {
+        [Bug::WorkerIgnoresDeadline, Bug::LostAppends, Bug::StaleReads].into_iter().find(|b| b.name() == name)
+    }
 }
 
 /// A validated run configuration.
@@ -334,8 +359,16 @@ fn int(n: i64) -> Option<pb::Value> {
 
 /// One register client: unique writes to the writer node, whole-domain
 /// reads from random nodes.
-async fn register_client(id: usize, addrs: Vec<String>, start: Instant, stop: Instant) -> (Vec<(usize, Op)>, Vec<OpRecord>) {
+async fn register_client(
+    id: usize,
+    addrs: Vec<String>,
+    start: Instant,
+    stop: Instant,
+    stale_reads: bool,
+) -> (Vec<(usize, Op)>, Vec<OpRecord>) {
     let (mut ops, mut records) = (Vec::new(), Vec::new());
+    let mut acknowledged = [false; KEYS.len()];
+    let mut reads = 0u64;
     let mut conns = Conns::new(addrs, id);
     let mut rng = XorShift(0x9E37_79B9_7F4A_7C15 ^ (id as u64 + 1));
     let mut written = 0i64;
@@ -370,6 +403,7 @@ async fn register_client(id: usize, addrs: Vec<String>, start: Instant, stop: In
                 }
             };
             let done = (outcome == Outcome::Ok).then_some(complete);
+            acknowledged[key] |= outcome == Outcome::Ok;
             if outcome != Outcome::Fail {
                 ops.push((key, Op { kind: OpKind::Write(value), invoke, complete: done }));
             }
@@ -387,7 +421,11 @@ async fn register_client(id: usize, addrs: Vec<String>, start: Instant, stop: In
             let complete = nanos(start);
             let outcome = match answer {
                 Ok(Ok(response)) => {
-                    for (key, value) in read_ints(response.get_ref()) {
+                    reads += 1;
+                    for (key, mut value) in read_ints(response.get_ref()) {
+                        if stale_reads && acknowledged[key] && reads % 10 == 0 {
+                            value = 0;
+                        }
                         ops.push((key, Op { kind: OpKind::Read(value), invoke, complete: Some(complete) }));
                     }
                     Outcome::Ok
@@ -414,7 +452,7 @@ async fn register_client(id: usize, addrs: Vec<String>, start: Instant, stop: In
 }
 
 /// One set client: appends unique elements (`Item[c<id>-<n>]`).
-async fn set_client(id: usize, addrs: Vec<String>, start: Instant, stop: Instant) -> Vec<OpRecord> {
+async fn set_client(id: usize, addrs: Vec<String>, start: Instant, stop: Instant, lost_appends: bool) -> Vec<OpRecord> {
     let mut records = Vec::new();
     let mut conns = Conns::new(addrs, id);
     for n in 0..MAX_OPS {
@@ -428,6 +466,12 @@ async fn set_client(id: usize, addrs: Vec<String>, start: Instant, stop: Instant
             continue;
         };
         let key = format!("c{id}-{n}");
+        if lost_appends && n % 25 == 24 {
+            let at = nanos(start);
+            let (workload, f, value, complete, outcome) = ("set", "append", n as i64, Some(at), Outcome::Ok);
+            records.push(OpRecord { workload, f, key, value, invoke: at, complete, outcome });
+            continue;
+        }
         let request = pb::CreateInstancesRequest {
             kind: "Item".into(),
             instances: vec![pb::InstanceSpec { key: key.clone(), values: Vec::new() }],
@@ -763,13 +807,14 @@ impl Run {
         let start_ns = effects::monotonic_ns();
         let stop = start + self.settings.time_limit;
         let addrs = self.addrs.clone();
+        let (stale, lost) = (self.settings.bug == Some(Bug::StaleReads), self.settings.bug == Some(Bug::LostAppends));
         let registers: Vec<_> = if self.on(Workload::Registers) {
-            (0..REGISTER_CLIENTS).map(|id| tokio::spawn(register_client(id, addrs.clone(), start, stop))).collect()
+            (0..REGISTER_CLIENTS).map(|id| tokio::spawn(register_client(id, addrs.clone(), start, stop, stale))).collect()
         } else {
             Vec::new()
         };
         let sets: Vec<_> = if self.on(Workload::Set) {
-            (0..SET_CLIENTS).map(|id| tokio::spawn(set_client(id, addrs.clone(), start, stop))).collect()
+            (0..SET_CLIENTS).map(|id| tokio::spawn(set_client(id, addrs.clone(), start, stop, lost))).collect()
         } else {
             Vec::new()
         };

@@ -1,6 +1,9 @@
 //! `jepsen-run`'s checkers catch what they claim: with a test-only bug
 //! switched on, the matching checker fails the run (exit 1) and names the
-//! anomaly in the store's verdicts. (`deploy/test.sh` runs the passing
+//! anomaly in the store's verdicts. The worker bug is real (the worker
+//! processes keep working past their deadline); lost appends and stale
+//! reads are simulated in the harness's clients, since the node has no
+//! such switches. (`deploy/test.sh` runs the passing
 //! two-minute run with every nemesis and workload.)
 
 use lexum_jepsen::cluster::workspace_binary;
@@ -35,6 +38,28 @@ fn a_worker_that_ignores_its_deadline_fails_the_effects_checker() {
     assert!(effects["detail"]["overlaps"].as_u64().unwrap_or(0) > 0, "{effects}");
     let last = output.lines().rev().find(|l| l.starts_with("ops=")).unwrap_or_default();
     assert!(!last.contains("duplicate_effects=0 "), "the summary counts them: {last}");
+}
+
+#[test]
+fn appends_acknowledged_but_never_made_fail_the_set_checker() {
+    let args = ["--time-limit", "10", "--nemesis", "kill", "--workload", "set", "--seed", "12", "--bug", "lost-appends"];
+    let (code, output, verdicts) = run(&args);
+    assert_eq!(code, Some(1), "the run fails:\n{output}");
+    let set = verdict(&verdicts, "set");
+    assert_eq!(set["valid"], false, "{set}");
+    assert!(set["detail"]["lost"].as_u64().unwrap_or(0) > 0, "{set}");
+    let last = output.lines().rev().find(|l| l.starts_with("ops=")).unwrap_or_default();
+    assert!(!last.contains(" lost=0 "), "the summary counts them: {last}");
+}
+
+#[test]
+fn stale_reads_fail_the_linearizability_checker() {
+    let args = ["--time-limit", "10", "--nemesis", "pause", "--workload", "registers", "--seed", "13", "--bug", "stale-reads"];
+    let (code, output, verdicts) = run(&args);
+    assert_eq!(code, Some(1), "the run fails:\n{output}");
+    let registers = verdict(&verdicts, "registers");
+    assert_eq!(registers["valid"], false, "{registers}");
+    assert!(registers["anomalies"].to_string().contains("not linearizable"), "{registers}");
 }
 
 #[test]

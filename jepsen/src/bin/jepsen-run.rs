@@ -34,7 +34,8 @@ struct Args {
     /// Where run directories go.
     #[arg(long, default_value = "store")]
     store: PathBuf,
-    /// Test-only: a bug the checkers must catch (`worker-ignores-deadline`).
+    /// Test-only: a bug the checkers must catch (`worker-ignores-deadline`,
+    /// `lost-appends`, `stale-reads`).
     #[arg(long, hide = true)]
     bug: Option<String>,
 }
@@ -48,8 +49,7 @@ fn settings(args: Args) -> Result<Settings, String> {
     let workloads = parse_list(&args.workload, &Workload::ALL).map_err(|e| e.to_string())?;
     let bug = match args.bug.as_deref() {
         None => None,
-        Some("worker-ignores-deadline") => Some(Bug::WorkerIgnoresDeadline),
-        Some(other) => return Err(format!("unknown --bug `{other}`")),
+        Some(name) => Some(Bug::from_name(name).ok_or_else(|| format!("unknown --bug `{name}`"))?),
     };
     let seed = args.seed.unwrap_or_else(|| {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(1)
