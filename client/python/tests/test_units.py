@@ -13,7 +13,7 @@ import pytest
 
 import lexum
 from lexum import values
-from lexum.errors import from_rpc_error, is_transient, retry_after
+from lexum.errors import TlsFailures, from_rpc_error, is_transient, retry_after, tls_failure
 from lexum.v1 import types_pb2, worker_pb2
 from lexum.worker import result_message
 
@@ -159,6 +159,44 @@ def test_redirects_move_the_leader_hint() -> None:
     assert not client.follow_redirect("127.0.0.1:7102", "")
     assert client.leader_hint is None
     assert client.pick(True, 2) == "127.0.0.1:7103"
+
+
+def test_failed_tls_handshakes_are_told_apart_and_fatal_once_every_endpoint_failed() -> None:
+    # What gRPC says for an untrusted node certificate, a node certificate
+    # without the host's name, and a node that wants a client certificate.
+    prefix = "failed to connect to all addresses; last error: "
+    untrusted = status(
+        grpc.StatusCode.UNAVAILABLE,
+        prefix + "UNKNOWN: ipv4:127.0.0.1:1: Tls handshake failed (TSI_PROTOCOL_FAILURE): "
+        "SSL_ERROR_SSL: error:1000007d:SSL routines:OPENSSL_internal:CERTIFICATE_VERIFY_FAILED: "
+        "unable to get local issuer certificate",
+    )
+    misnamed = status(
+        grpc.StatusCode.UNAVAILABLE,
+        prefix + "UNKNOWN: ipv4:127.0.0.1:1: Custom verification check failed with error: UNAUTHENTICATED: "
+        "Hostname Verification Check failed.",
+    )
+    no_certificate = status(
+        grpc.StatusCode.UNAVAILABLE, prefix + "UNAVAILABLE: ipv4:127.0.0.1:1: Unwrap failed (TSI_DATA_CORRUPTED)"
+    )
+    assert "not signed by TlsOptions.ca_pem" in (tls_failure(untrusted) or "")
+    assert "CERTIFICATE_VERIFY_FAILED" in (tls_failure(untrusted) or "")
+    assert "TlsOptions.domain" in (tls_failure(misnamed) or "")
+    assert "client certificate" in (tls_failure(no_certificate) or "")
+    assert (
+        tls_failure(status(grpc.StatusCode.UNAVAILABLE, prefix + "UNAVAILABLE: ipv4:127.0.0.1:1: Socket closed"))
+        is None
+    )
+    assert tls_failure(status(grpc.StatusCode.UNAVAILABLE, "no quorum")) is None
+
+    failures = TlsFailures(["a:1", "b:1"])
+    assert failures.note("a:1", tls_failure(untrusted)) is None
+    assert failures.note("b:1", None) is None  # b answered otherwise: not a TLS setting (yet)
+    error = failures.note("b:1", tls_failure(untrusted))
+    assert isinstance(error, lexum.TlsError) and isinstance(error, lexum.ConfigError) and error.user_error
+    assert "a:1, b:1" in error.message and "CERTIFICATE_VERIFY_FAILED" in error.message
+    failures.clear()
+    assert failures.note("a:1", tls_failure(untrusted)) is None
 
 
 def test_an_unreachable_cluster_is_unavailable_within_the_deadline() -> None:

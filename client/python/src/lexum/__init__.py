@@ -42,6 +42,7 @@ from lexum.errors import (
     NotFoundError,
     RejectedError,
     RpcError,
+    TlsError,
     UnauthenticatedError,
     UnavailableError,
 )
@@ -90,6 +91,7 @@ __all__ = [
     "RpcError",
     "Submitted",
     "Task",
+    "TlsError",
     "TlsOptions",
     "UnauthenticatedError",
     "UnavailableError",

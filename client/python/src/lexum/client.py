@@ -29,12 +29,14 @@ from lexum import provenance
 from lexum.errors import (
     LEADER_METADATA_KEY,
     ConfigError,
+    TlsFailures,
     UnavailableError,
     describe,
     from_rpc_error,
     is_transient,
     retry_after,
     status_metadata,
+    tls_failure,
 )
 from lexum.goal import Goal, goal_from_wire
 from lexum.v1 import client_pb2, client_pb2_grpc, types_pb2
@@ -389,6 +391,7 @@ class Client:
         backoff = config.retry.initial_backoff
         cursor = 0
         last_error = "no attempt made"
+        tls_failures = TlsFailures(config.endpoints)
         for _ in range(max(1, config.retry.max_attempts)):
             remaining = config.deadline - (time.monotonic() - started)
             if remaining <= 0:
@@ -406,6 +409,10 @@ class Client:
                         continue
                 if not is_transient(error):
                     raise from_rpc_error(error) from None
+                # Every node refusing the handshake is a setting to fix.
+                tls_error = tls_failures.note(address, tls_failure(error))
+                if tls_error is not None:
+                    raise tls_error from None
                 wait = retry_after(error)
                 if wait is not None:
                     # The node is up but over a limit: wait as it asks, then
@@ -596,7 +603,8 @@ class Client:
         resumes after the last event it delivered, without duplicates. It
         raises `UnavailableError` after `ClientConfig.deadline` seconds of
         failed reconnects, or the classified error of a non-transient
-        failure (bad token). Closing it (`aclose`, or leaving `async for`)
+        failure (bad token), or `TlsError` when no node's TLS handshake
+        succeeds. Closing it (`aclose`, or leaving `async for`)
         ends the stream.
         """
         config = self._config
@@ -607,6 +615,7 @@ class Client:
         backoff = config.retry.initial_backoff
         cursor = 0
         last_error = ""
+        tls_failures = TlsFailures(config.endpoints)
         while True:
             if failing_since is not None and time.monotonic() - failing_since > config.deadline:
                 raise UnavailableError(
@@ -650,6 +659,9 @@ class Client:
             except grpc.aio.AioRpcError as error:
                 if not is_transient(error) and not delivered:
                     raise from_rpc_error(error) from None
+                tls_error = tls_failures.note(address, None if delivered else tls_failure(error))
+                if tls_error is not None:
+                    raise tls_error from None
                 last_error = f"{address}: {describe(error)}"
                 hinted = retry_after(error)
                 if hinted is not None and not delivered:
@@ -663,6 +675,7 @@ class Client:
                 if call is not None:
                     call.cancel()
             if delivered:
+                tls_failures.clear()
                 failing_since = None
                 backoff = config.retry.initial_backoff
             if failing_since is None:

@@ -1,11 +1,12 @@
 """The SDK's errors, classified from gRPC status codes like the Rust SDK's
 `ClientError`: a user mistake (`RejectedError`, `NotFoundError`,
-`UnauthenticatedError`, `ConfigError`) is told apart from a cluster that
-cannot answer (`UnavailableError`)."""
+`UnauthenticatedError`, `ConfigError`, `TlsError`) is told apart from a
+cluster that cannot answer (`UnavailableError`)."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 import grpc
 
@@ -40,6 +41,13 @@ class ConfigError(LexumError):
     """An endpoint, token or TLS setting could not be used."""
 
     user_error = True
+
+
+class TlsError(ConfigError):
+    """No node could be reached over TLS with these settings: the CA does not
+    sign the nodes' certificates, a certificate does not name the node, the
+    node does not serve TLS, or it demands a client certificate that was not
+    given or that its CA did not sign. Trying again cannot help."""
 
 
 class RejectedError(LexumError):
@@ -178,3 +186,61 @@ def from_rpc_error(error: grpc.RpcError) -> LexumError:
     ):
         return UnavailableError(f"cluster unavailable: {message or code.name}")
     return RpcError(f"request failed: {code.name}: {message}")
+
+
+#: What gRPC says when a TLS handshake fails, and what it means.
+_TLS_FAILURES = (
+    (
+        "Hostname Verification Check failed",
+        "the node's certificate does not name the host it was reached by (see TlsOptions.domain)",
+    ),
+    (
+        "Tls handshake failed",
+        "the TLS handshake failed: the node's certificate is not signed by TlsOptions.ca_pem, "
+        "or the node does not serve TLS",
+    ),
+    (
+        "TSI_DATA_CORRUPTED",
+        "the node refused the TLS connection: it demands a client certificate signed by its CA "
+        "(TlsOptions.cert_pem and key_pem)",
+    ),
+)
+
+
+def tls_failure(error: grpc.RpcError) -> str | None:
+    """What went wrong when a call failed because the TLS handshake with its
+    node did, else None."""
+    if _code(error) != grpc.StatusCode.UNAVAILABLE:
+        return None
+    details = _details(error)
+    for needle, meaning in _TLS_FAILURES:
+        if needle in details:
+            return f"{meaning} ({details.rsplit('last error: ', 1)[-1]})"
+    return None
+
+
+class TlsFailures:
+    """Which endpoints' TLS handshakes failed, in one call or session. A
+    failed handshake is retried on other nodes like any unreachable node,
+    but once every endpoint's has failed the settings are wrong, and
+    waiting out the deadline would only hide that."""
+
+    def __init__(self, endpoints: Iterable[str]) -> None:
+        self._endpoints = set(endpoints)
+        self._failed: dict[str, str] = {}
+
+    def note(self, address: str, failure: str | None) -> TlsError | None:
+        """Notes how an attempt at `address` failed (`tls_failure`; None for
+        any other way); returns the error to raise when every endpoint has
+        failed its TLS handshake."""
+        if failure is None:
+            self._failed.pop(address, None)
+            return None
+        self._failed[address] = failure
+        if not self._endpoints <= self._failed.keys():
+            return None
+        return TlsError(f"TLS with {', '.join(sorted(self._endpoints))} failed: {failure}")
+
+    def clear(self) -> None:
+        """Forgets every failure (a node answered)."""
+        self._failed.clear()

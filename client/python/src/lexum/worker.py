@@ -42,7 +42,15 @@ import grpc
 import grpc.aio
 
 from lexum.client import Client, FieldWrite
-from lexum.errors import ConfigError, UnavailableError, describe, from_rpc_error, is_transient
+from lexum.errors import (
+    ConfigError,
+    TlsFailures,
+    UnavailableError,
+    describe,
+    from_rpc_error,
+    is_transient,
+    tls_failure,
+)
 from lexum.v1 import worker_pb2, worker_pb2_grpc
 from lexum.values import Value, named_from_wire, to_wire
 
@@ -205,6 +213,8 @@ class _Redirect:
 class _Lost:
     served: bool
     error: str
+    #: What went wrong when the TLS handshake failed (`tls_failure`).
+    tls: str | None = None
 
 
 _SessionEnd = _Shutdown | _Redirect | _Lost
@@ -350,7 +360,8 @@ class Worker:
         """Serves until `stop()` is called or `shutdown` completes, then
         finishes running tasks and returns the counters. Raises `ConfigError`
         without handlers, the classified error of a non-transient failure (bad
-        token), or `UnavailableError` when no leader can be reached for
+        token), `TlsError` when no node's TLS handshake succeeds, or
+        `UnavailableError` when no leader can be reached for
         `reconnect_window` seconds."""
         if not self._handlers:
             raise ConfigError("a worker needs at least one effect handler")
@@ -390,6 +401,7 @@ class Worker:
         backoff = retry.initial_backoff
         failing_since: float | None = None
         last_error = "no attempt made"
+        tls_failures = TlsFailures(self.client.config.endpoints)
         while True:
             if failing_since is not None and time.monotonic() - failing_since > self.reconnect_window:
                 raise UnavailableError(
@@ -401,6 +413,7 @@ class Worker:
             if isinstance(end, _Shutdown):
                 return self.stats
             if isinstance(end, _Redirect):
+                tls_failures.note(address, None)
                 last_error = f"{address}: redirected to `{end.leader}`"
                 if not self.client.follow_redirect(address, end.leader):
                     cursor += 1
@@ -410,6 +423,11 @@ class Worker:
                     return self.stats
                 continue
             last_error = f"{address}: {end.error}"
+            if end.served:
+                tls_failures.clear()
+            tls_error = tls_failures.note(address, end.tls)
+            if tls_error is not None:
+                raise tls_error from None
             if end.served:
                 failing_since = None
                 backoff = retry.initial_backoff
@@ -455,7 +473,7 @@ class Worker:
                 error = await _settled(call, raised)
                 if not is_transient(error):
                     raise from_rpc_error(error) from None
-                return _Lost(False, describe(error))
+                return _Lost(False, describe(error), tls_failure(error))
             except (asyncio.TimeoutError, asyncio.InvalidStateError):
                 return _Lost(False, "no answer to hello")
             served = False
