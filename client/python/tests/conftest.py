@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from lexum.testing import ClusterOptions, LocalCluster
+from lexum.testing import ClusterOptions, LocalCluster, TlsFiles, generate_tls
 
 ClusterFactory = Callable[..., LocalCluster]
 
@@ -17,8 +17,13 @@ def start_cluster() -> Iterator[ClusterFactory]:
     is killed when the test ends, and its node logs are printed on failure."""
     clusters: list[LocalCluster] = []
 
-    def start(effect_timeout_ms: int = 10_000, tokens: dict[str, tuple[str, str]] | None = None) -> LocalCluster:
-        options = ClusterOptions(effect_timeout_ms=effect_timeout_ms)
+    def start(
+        effect_timeout_ms: int = 10_000,
+        tokens: dict[str, tuple[str, str]] | None = None,
+        tls: TlsFiles | None = None,
+        client_auth: bool = True,
+    ) -> LocalCluster:
+        options = ClusterOptions(effect_timeout_ms=effect_timeout_ms, tls=tls, client_auth=client_auth)
         if tokens:
             options.tokens, options.peer_token = tokens, "peer-secret-0123456789"
         cluster = LocalCluster(options)
@@ -35,3 +40,16 @@ def start_cluster() -> Iterator[ClusterFactory]:
 def cluster(start_cluster: ClusterFactory) -> LocalCluster:
     """A three-node cluster with the default settings."""
     return start_cluster()
+
+
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    """A test CA and one identity it signed (127.0.0.1, server and client
+    auth), made once per session with `openssl`."""
+    return generate_tls(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture(scope="session")
+def other_tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    """Another CA and identity, that the nodes of `tls_files` do not trust."""
+    return generate_tls(tmp_path_factory.mktemp("other-tls"), ca_name="lexum-other-ca")

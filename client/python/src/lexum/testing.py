@@ -13,6 +13,11 @@ target directory defaults to `$HOME/.cache/lexum/target`). Ports come from
 below the kernel's ephemeral range, like `jepsen/src/ports.rs`, so no
 outgoing connection takes one between choosing it and the node binding it.
 Every wait is bounded; leaving the `with` block kills every process.
+
+With `ClusterOptions(tls=generate_tls(directory))` the nodes serve (and
+talk to each other over) TLS with a test CA made by `openssl`, and demand a
+client certificate signed by it unless `client_auth=False`;
+`LocalCluster.tls_options()` is what a `Client` needs to reach them.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from types import TracebackType
 
 import grpc
 
+from lexum.client import TlsOptions
 from lexum.v1 import client_pb2, client_pb2_grpc
 
 #: Lowest port handed out: above well-known ports and the local cluster's 7101-7103.
@@ -75,6 +81,59 @@ def lexumd_binary() -> Path:
     return path
 
 
+@dataclass(frozen=True)
+class TlsFiles:
+    """PEM files of a test CA and of one identity it signed (as `TlsFiles` in Rust)."""
+
+    #: The CA certificate.
+    ca: Path
+    #: The identity's certificate (server and client auth, for 127.0.0.1).
+    cert: Path
+    #: The identity's private key.
+    key: Path
+
+
+def generate_tls(directory: Path, name: str = "node", ca_name: str = "lexum-test-ca") -> TlsFiles:
+    """Makes a test CA and one identity it signs, for IP 127.0.0.1 and valid
+    for server and client auth, with the `openssl` command (as
+    `deploy/credentials.sh` does): `ca.pem`, `<name>.pem` and `<name>.key`
+    in `directory`. Each call makes a new CA."""
+    if shutil.which("openssl") is None:
+        raise FileNotFoundError("the openssl command is needed to make test certificates (deploy/setup.sh installs it)")
+    directory.mkdir(parents=True, exist_ok=True)
+    files = TlsFiles(ca=directory / "ca.pem", cert=directory / f"{name}.pem", key=directory / f"{name}.key")
+    ca_key, csr, ext = directory / "ca.key", directory / f"{name}.csr", directory / f"{name}.ext"
+    ext.write_text("subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n")
+    new_key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    steps = [
+        ["req", "-x509", *new_key, "-keyout", ca_key, "-out", files.ca, "-days", "2", "-subj", f"/CN={ca_name}"],
+        ["req", *new_key, "-keyout", files.key, "-out", csr, "-subj", f"/CN=lexum-{name}"],
+        [
+            "x509",
+            "-req",
+            "-in",
+            csr,
+            "-CA",
+            files.ca,
+            "-CAkey",
+            ca_key,
+            "-CAcreateserial",
+            "-out",
+            files.cert,
+            "-days",
+            "2",
+            "-extfile",
+            ext,
+        ],
+    ]
+    for step in steps:
+        args = ["openssl", *(str(a) for a in step)]
+        done = subprocess.run(args, stdin=subprocess.DEVNULL, capture_output=True, timeout=60, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(args)}: {done.stderr.decode(errors='replace')}")
+    return files
+
+
 @dataclass
 class ClusterOptions:
     """How a test cluster is configured (as `ClusterOptions` in Rust)."""
@@ -92,6 +151,10 @@ class ClusterOptions:
     #: each other (required with `tokens`).
     tokens: dict[str, tuple[str, str]] = field(default_factory=dict)
     peer_token: str | None = None
+    #: Serve clients and peers over TLS with these files (`[tls]`).
+    tls: TlsFiles | None = None
+    #: With `tls`: demand a client certificate signed by the CA (mutual TLS).
+    client_auth: bool = True
 
 
 @dataclass
@@ -134,6 +197,11 @@ class LocalCluster:
                 f'[[auth.tokens]]\nname = "{name}"\nrole = "{role}"\ntoken = "{secret}"\n'
                 for name, (role, secret) in o.tokens.items()
             )
+        if o.tls is not None:
+            config += (
+                f'[tls]\ncert = "{o.tls.cert}"\nkey = "{o.tls.key}"\nca = "{o.tls.ca}"\n'
+                f"client_auth = {'true' if o.client_auth else 'false'}\n"
+            )
         (self.dir / f"node{node.id}.toml").write_text(config)
 
     def __enter__(self) -> LocalCluster:
@@ -155,6 +223,25 @@ class LocalCluster:
         if self.options.token:
             return self.options.token
         return next((secret for role, secret in self.options.tokens.values() if role == "admin"), None)
+
+    def tls_options(self) -> TlsOptions | None:
+        """What a client needs to reach the nodes: the CA, and the identity
+        when they demand a client certificate; None without TLS."""
+        tls = self.options.tls
+        if tls is None:
+            return None
+        if not self.options.client_auth:
+            return TlsOptions(ca_pem=tls.ca.read_bytes())
+        return TlsOptions(ca_pem=tls.ca.read_bytes(), cert_pem=tls.cert.read_bytes(), key_pem=tls.key.read_bytes())
+
+    def _channel(self, address: str) -> grpc.Channel:
+        tls = self.tls_options()
+        if tls is None:
+            return grpc.insecure_channel(address)
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=tls.ca_pem, private_key=tls.key_pem, certificate_chain=tls.cert_pem
+        )
+        return grpc.secure_channel(address, credentials)
 
     @property
     def endpoints(self) -> list[str]:
@@ -207,7 +294,7 @@ class LocalCluster:
         if node.process is None:
             return None
         metadata = (("authorization", f"Bearer {self.harness_token}"),) if self.harness_token else ()
-        with grpc.insecure_channel(node.addr) as channel:
+        with self._channel(node.addr) as channel:
             try:
                 info: client_pb2.NodeInfoResponse = client_pb2_grpc.LexumStub(channel).NodeInfo(
                     client_pb2.NodeInfoRequest(), timeout=timeout, metadata=metadata
