@@ -805,18 +805,18 @@ impl Engine {
     ) -> Result<(), Rejection> {
         let Some(key) = message.create.clone() else { return Ok(()) };
         let program = self.program.clone().ok_or_else(|| Rejection::new(codes::PROGRAM, "no program"))?;
-        // Created since the message was sent: `on create` runs on it, as an
-        // apply would.
-        if let Route::To(h) = self.route_send(&program, DomainId(0), message.handler, Some(&key)) {
-            message.handler = h;
-            message.create = None;
-            return Ok(());
-        }
         let kind = program
             .handlers
             .get(message.handler.index())
             .map(|h| h.domain)
             .ok_or_else(|| Rejection::new(codes::UNKNOWN, "no such handler"))?;
+        // Created since the message was sent: `on create` runs on it, as an
+        // apply would.
+        if let Route::To(h) = self.route_send(&program, kind, message.handler, Some(&key)) {
+            message.handler = h;
+            message.create = None;
+            return Ok(());
+        }
         let kind_name = program.domains[kind.index()].name.clone();
         drop(program);
         self.check_create(&kind_name, &[NewInstance { key: key.clone(), values: Vec::new() }], false)?;
@@ -831,7 +831,7 @@ impl Engine {
                 cause: Cause::Handler { handler: format!("{kind_name}.{CREATE}") },
             },
         };
-        self.epoch += 1;
+        // The sending cycle's doing, not outside input: no new epoch.
         self.create_one(cx, kind, &kind_name, &key, BTreeMap::new(), &cause);
         let program = self.program.clone().ok_or_else(|| Rejection::new(codes::PROGRAM, "no program"))?;
         match self.route_send(&program, kind, message.handler, Some(&key)) {
