@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use lexum_jepsen::etcd::{EtcdClient, EtcdCluster};
 
-use crate::{percentile_ms, Sample};
+use crate::{drive, percentile_ms, Sample, Writer};
 
 /// One side's numbers: per client count the rate and latencies, and the
 /// failover samples.
@@ -59,35 +59,25 @@ pub async fn etcd_side(clients: &[usize], seconds: u64, failovers: usize, value_
 
 /// `clients` connections put as fast as they are answered for `period`.
 async fn throughput(addr: &str, clients: usize, period: Duration, value: &[u8]) -> anyhow::Result<Sample> {
-    let stop = Instant::now() + period;
-    let mut tasks = Vec::new();
+    let mut writers = Vec::with_capacity(clients);
     for c in 0..clients {
-        let mut client = EtcdClient::connect(addr).await?;
-        let value = value.to_vec();
-        tasks.push(tokio::spawn(async move {
-            let mut sample = Sample { ok: 0, failed: 0, latencies: Vec::new() };
-            let key = format!("k{c}").into_bytes();
-            while Instant::now() < stop {
-                let started = Instant::now();
-                match client.put(&key, &value).await {
-                    Ok(_) => {
-                        sample.ok += 1;
-                        sample.latencies.push(started.elapsed());
-                    }
-                    Err(_) => sample.failed += 1,
-                }
-            }
-            sample
-        }));
+        let client = EtcdClient::connect(addr).await?;
+        writers.push(EtcdWriter { client, key: format!("k{c}").into_bytes(), value: value.to_vec() });
     }
-    let mut total = Sample { ok: 0, failed: 0, latencies: Vec::new() };
-    for task in tasks {
-        let sample = task.await?;
-        total.ok += sample.ok;
-        total.failed += sample.failed;
-        total.latencies.extend(sample.latencies);
+    drive(writers, period).await
+}
+
+/// An etcd client putting one key.
+struct EtcdWriter {
+    client: EtcdClient,
+    key: Vec<u8>,
+    value: Vec<u8>,
+}
+
+impl Writer for EtcdWriter {
+    async fn write(&mut self, _n: u64) -> bool {
+        self.client.put(&self.key, &self.value).await.is_ok()
     }
-    Ok(total)
 }
 
 /// Kills the leader, times the first put a survivor acknowledges, then

@@ -428,27 +428,56 @@ async fn throughput(addr: &str, clients: usize, period: Duration) -> anyhow::Res
 
 /// [`throughput`] with the given payload.
 async fn throughput_of(addr: &str, clients: usize, period: Duration, payload: Payload) -> anyhow::Result<Sample> {
-    let stop = Instant::now() + period;
-    let mut tasks = Vec::new();
+    let mut writers = Vec::with_capacity(clients);
     for c in 0..clients {
-        let mut client = connect(addr).await?;
-        tasks.push(tokio::spawn(async move {
-            let mut sample = Sample { ok: 0, failed: 0, latencies: Vec::new() };
-            let mut value = (c as i64) << 32;
-            while Instant::now() < stop {
-                value += 1;
-                let started = Instant::now();
-                match client.mutate(write_payload(payload, value)).await {
-                    Ok(_) => {
+        writers.push(LexumWriter { client: connect(addr).await?, payload, base: (c as i64) << 32 });
+    }
+    drive(writers, period).await
+}
+
+/// One client's connection, writing one value after another.
+pub(crate) trait Writer: Send + 'static {
+    /// Writes the `n`th value; true when it was acknowledged.
+    fn write(&mut self, n: u64) -> impl std::future::Future<Output = bool> + Send;
+}
+
+/// A Lexum client writing `Load`.
+struct LexumWriter {
+    client: LexumClient<Channel>,
+    payload: Payload,
+    base: i64,
+}
+
+impl Writer for LexumWriter {
+    async fn write(&mut self, n: u64) -> bool {
+        self.client.mutate(write_payload(self.payload, self.base + n as i64)).await.is_ok()
+    }
+}
+
+/// Each writer writes as fast as it is answered for `period`, on its own
+/// task; their samples summed.
+pub(crate) async fn drive<W: Writer>(writers: Vec<W>, period: Duration) -> anyhow::Result<Sample> {
+    let stop = Instant::now() + period;
+    let tasks: Vec<_> = writers
+        .into_iter()
+        .map(|mut writer| {
+            tokio::spawn(async move {
+                let mut sample = Sample { ok: 0, failed: 0, latencies: Vec::new() };
+                let mut n = 0;
+                while Instant::now() < stop {
+                    n += 1;
+                    let started = Instant::now();
+                    if writer.write(n).await {
                         sample.ok += 1;
                         sample.latencies.push(started.elapsed());
+                    } else {
+                        sample.failed += 1;
                     }
-                    Err(_) => sample.failed += 1,
                 }
-            }
-            sample
-        }));
-    }
+                sample
+            })
+        })
+        .collect();
     let mut total = Sample { ok: 0, failed: 0, latencies: Vec::new() };
     for task in tasks {
         let sample = task.await?;
