@@ -274,7 +274,7 @@ impl Nemesis<'_> {
             Fault::Membership if !self.removed.is_empty() => {
                 // Never two members out at once: bring the last one back first.
                 let node = self.removed[0];
-                let note = self.add_back(node, Duration::from_secs(30)).await;
+                let note = self.add_back(node, Duration::from_secs(5)).await;
                 if self.removed.contains(&node) {
                     return Err(note);
                 }
@@ -285,7 +285,7 @@ impl Nemesis<'_> {
                 let leader = leader.ok_or("no leader")?;
                 let mut client = self.cluster.client(leader).await.map_err(|e| e.to_string())?;
                 let call = client.remove_member(lexum_proto::v1::RemoveMemberRequest { id: node });
-                match tokio::time::timeout(Duration::from_secs(10), call).await {
+                match tokio::time::timeout(Duration::from_secs(5), call).await {
                     Ok(Ok(_)) => {}
                     Ok(Err(status)) => return Err(format!("remove {node} refused: {}", status.message())),
                     Err(_) => return Err(format!("remove {node} timed out")),
@@ -315,7 +315,9 @@ impl Nemesis<'_> {
             Undo::Restart(node) => self.cluster.restart(node).err().map(|e| e.to_string()),
             Undo::Resume(node) => self.cluster.pause(node, false).err().map(|e| e.to_string()),
             Undo::RestoreLinks => self.cluster.network().and_then(|n| n.restore_links().err()).map(|e| e.to_string()),
-            Undo::AddBack(node) => Some(self.add_back(node, Duration::from_secs(20)).await),
+            // Bounded short: other faults' ends wait behind it. A node not back
+            // yet is retried by the next membership fault and by the heal.
+            Undo::AddBack(node) => Some(self.add_back(node, Duration::from_secs(5)).await),
             Undo::ReplaceWorker(slot) => self.workers.replace(slot).err().map(|e| e.to_string()),
             Undo::ResumeWorker(slot) => {
                 self.workers.pause(slot, false);
@@ -332,8 +334,16 @@ impl Nemesis<'_> {
         while Instant::now() < deadline {
             if let Some(leader) = self.leader().await {
                 if let Ok(mut client) = self.cluster.client(leader).await {
+                    // An earlier call that timed out here may have gone through.
+                    let members = client.members(lexum_proto::v1::MembersRequest {});
+                    if let Ok(Ok(members)) = tokio::time::timeout(Duration::from_secs(2), members).await {
+                        if members.get_ref().members.iter().any(|m| m.id == node && m.voter) {
+                            self.removed.retain(|id| *id != node);
+                            return format!("node {node} added back");
+                        }
+                    }
                     let request = lexum_proto::v1::AddMemberRequest { id: node, address: address.clone() };
-                    match tokio::time::timeout(Duration::from_secs(15), client.add_member(request)).await {
+                    match tokio::time::timeout(Duration::from_secs(4), client.add_member(request)).await {
                         Ok(Ok(_)) => {
                             self.removed.retain(|id| *id != node);
                             return format!("node {node} added back");

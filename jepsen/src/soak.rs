@@ -644,20 +644,16 @@ async fn goals_of(cluster: &LocalCluster, domain: &str) -> Option<Vec<pb::GoalIn
     Some(goals)
 }
 
-/// What one fight's goals ended as: (goal, status, code, evidence), with
-/// the fight's names mapped to fight 0's.
-type TrapShape = BTreeSet<(String, String, String, String)>;
+/// What one fight's trapped goals show: (code, evidence shape), with the
+/// fight's names mapped to fight 0's. (A goal that holds in the state the
+/// fight stopped in may show SATISFIED; its verdict is in the events.)
+type TrapShape = BTreeSet<(String, String)>;
 
 async fn trap_shape(cluster: &LocalCluster, i: usize) -> TrapShape {
     let mut shape = TrapShape::new();
     for domain in [format!("Warm{i}"), format!("Chill{i}")] {
-        for g in goals_of(cluster, &domain).await.unwrap_or_default() {
-            shape.insert((
-                program::as_fight_zero(&format!("{}.{}", g.domain, g.goal), i),
-                g.status,
-                g.code,
-                program::evidence_shape(&program::as_fight_zero(&g.evidence, i)),
-            ));
+        for g in goals_of(cluster, &domain).await.unwrap_or_default().into_iter().filter(|g| g.status == "TRAPPED") {
+            shape.insert((g.code, program::evidence_shape(&program::as_fight_zero(&g.evidence, i))));
         }
     }
     shape
@@ -676,7 +672,7 @@ async fn reference_trap() -> Result<(TrapShape, Vec<String>), SoakError> {
     let mut shape = TrapShape::new();
     while Instant::now() < deadline {
         shape = trap_shape(&cluster, 0).await;
-        if shape.iter().any(|(_, status, _, _)| status == "TRAPPED") {
+        if !shape.is_empty() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -687,13 +683,14 @@ async fn reference_trap() -> Result<(TrapShape, Vec<String>), SoakError> {
     Ok((shape, trap_events(&events, 0)))
 }
 
-/// The E005 trap verdicts of fight `i` among `events`.
+/// The trap verdicts (E005 `trap` events) of fight `i` among `events`:
+/// the goal each names, mapped to fight 0's names, in log order.
 fn trap_events(events: &BTreeSet<(u64, String, String, String, String)>, i: usize) -> Vec<String> {
     let domains = [format!("Warm{i}"), format!("Chill{i}")];
     events
         .iter()
-        .filter(|(_, kind, domain, _, code)| code == "E005" && kind != "cycle" && domains.contains(domain))
-        .map(|(index, kind, domain, goal, _)| format!("{kind} {domain}.{goal} at {index}"))
+        .filter(|(_, kind, domain, _, code)| code == "E005" && kind == "trap" && domains.contains(domain))
+        .map(|(_, _, domain, goal, _)| program::as_fight_zero(&format!("{domain}.{goal}"), i))
         .collect()
 }
 
@@ -1151,10 +1148,11 @@ impl Run {
         reference: &(TrapShape, Vec<String>),
     ) -> Verdict {
         let (reference_shape, reference_events) = reference;
-        let reference_count = reference_events.len();
+        let mut reference_goals = reference_events.clone();
+        reference_goals.sort();
         let mut per_fight = Vec::new();
         let mut anomalies = Vec::new();
-        if !reference_shape.iter().any(|(_, status, _, _)| status == "TRAPPED") {
+        if reference_shape.is_empty() || reference_goals.is_empty() {
             anomalies.push(format!("the fault-free run did not trap: {reference_shape:?}"));
         }
         let mut preserved = 0;
@@ -1163,7 +1161,7 @@ impl Run {
             let deadline = Instant::now() + Duration::from_secs(30);
             while Instant::now() < deadline {
                 shape = trap_shape(&self.cluster, i).await;
-                if shape.iter().any(|(_, status, _, _)| status == "TRAPPED") {
+                if !shape.is_empty() {
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(300)).await;
@@ -1174,12 +1172,11 @@ impl Run {
                 ok = false;
                 anomalies.push(format!("fight {i}: {shape:?}, without faults {reference_shape:?}"));
             }
-            if verdicts.len() != reference_count {
+            let mut goals = verdicts.clone();
+            goals.sort();
+            if goals != reference_goals {
                 ok = false;
-                anomalies.push(format!(
-                    "fight {i}: {} trap verdicts ({verdicts:?}), without faults {reference_count}",
-                    verdicts.len()
-                ));
+                anomalies.push(format!("fight {i}: trap verdicts {verdicts:?}, without faults {reference_goals:?}"));
             }
             per_fight.push(verdicts);
             preserved += usize::from(ok);

@@ -144,7 +144,7 @@ fn shade(nemesis: &str) -> RGBColor {
 }
 
 const WORKLOADS: [&str; 4] = ["registers", "set", "effects", "traps"];
-const SIZE: (u32, u32) = (960, 360);
+const SIZE: (u32, u32) = (900, 330);
 
 type Result2 = Result<(), String>;
 
@@ -251,7 +251,7 @@ fn throughput(path: &Path, ops: &[OpRecord], faults: &[FaultWindow], end: f64, f
 
 fn latency(path: &Path, ops: &[OpRecord], faults: &[FaultWindow], end: f64, font: bool) -> Result2 {
     // At most this many points, evenly thinned, so long runs stay small.
-    const MAX_POINTS: usize = 30_000;
+    const MAX_POINTS: usize = 12_000;
     let answered: Vec<&OpRecord> = ops.iter().filter(|o| o.outcome != Outcome::Fail).collect();
     let step = (answered.len() / MAX_POINTS).max(1);
     let root = BitMapBackend::new(path, SIZE).into_drawing_area();
