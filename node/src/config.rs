@@ -150,8 +150,8 @@ impl Default for RaftSection {
     fn default() -> Self {
         RaftSection {
             heartbeat_ms: 50,
-            election_timeout_min_ms: 200,
-            election_timeout_max_ms: 350,
+            election_timeout_min_ms: 250,
+            election_timeout_max_ms: 400,
             snapshot_logs: 5000,
             keep_logs: 1000,
         }
