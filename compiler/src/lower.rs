@@ -31,20 +31,22 @@ pub fn expr_fields(e: &Expr, out: &mut Vec<FieldId>) {
     }
 }
 
-/// Every kind an expression reads through an aggregate or a lookup.
-pub fn expr_kinds(e: &Expr, out: &mut Vec<DomainId>) {
+/// What an expression reads of a kind's instances, one entry per aggregate
+/// or lookup: the kind, the template field (`None` for `count(Kind[*])`)
+/// and whether it is an aggregate (else a `Kind[expr]` lookup).
+pub fn kind_reads(e: &Expr, out: &mut Vec<(DomainId, Option<FieldId>, bool)>) {
     match e {
-        Expr::Aggregate { kind, .. } => out.push(*kind),
-        Expr::Lookup { kind, key, .. } => {
-            out.push(*kind);
-            expr_kinds(key, out);
+        Expr::Aggregate { kind, field, .. } => out.push((*kind, *field, true)),
+        Expr::Lookup { kind, key, field } => {
+            out.push((*kind, Some(*field), false));
+            kind_reads(key, out);
         }
         Expr::Lit(_) | Expr::Slot(_) | Expr::Key | Expr::Field(_) => {}
-        Expr::List(items) | Expr::Call(_, items) => items.iter().for_each(|i| expr_kinds(i, out)),
-        Expr::Unary(_, x) => expr_kinds(x, out),
+        Expr::List(items) | Expr::Call(_, items) => items.iter().for_each(|i| kind_reads(i, out)),
+        Expr::Unary(_, x) => kind_reads(x, out),
         Expr::Binary(_, a, b) | Expr::Quantified { list: a, body: b, .. } => {
-            expr_kinds(a, out);
-            expr_kinds(b, out);
+            kind_reads(a, out);
+            kind_reads(b, out);
         }
     }
 }
@@ -136,11 +138,11 @@ pub fn fill_sets(p: &mut Program, map: &SourceMap, report: bool, diags: &mut Vec
         let goal = p.transitions[ti].goal.index();
         let Some(g) = p.goals.get(goal) else { continue };
         let t = &p.transitions[ti];
-        let mut kinds = Vec::new();
-        expr_kinds(&g.predicate, &mut kinds);
+        let mut reads = Vec::new();
+        kind_reads(&g.predicate, &mut reads);
         let reaches = !t.emits.is_empty()
             || intersects(&t.write_set, &g.read_set)
-            || creates[ti].iter().any(|k| kinds.contains(k));
+            || creates[ti].iter().any(|k| reads.iter().any(|(kind, _, _)| kind == k));
         p.transitions[ti].reaches_goal = reaches;
     }
     if !report {

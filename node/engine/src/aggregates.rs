@@ -298,26 +298,6 @@ pub(crate) struct KindReaders {
     pub guards: BTreeMap<u32, Vec<DomainId>>,
 }
 
-/// Every `(kind, template field)` an expression reads through an aggregate
-/// (`None` for `count(Kind[*])`) or a lookup.
-pub(crate) fn kind_reads(e: &lexum_compiler::program::Expr, out: &mut Vec<(DomainId, Option<FieldId>, bool)>) {
-    use lexum_compiler::program::Expr;
-    match e {
-        Expr::Aggregate { kind, field, .. } => out.push((*kind, *field, true)),
-        Expr::Lookup { kind, key, field } => {
-            out.push((*kind, Some(*field), false));
-            kind_reads(key, out);
-        }
-        Expr::Lit(_) | Expr::Field(_) | Expr::Slot(_) | Expr::Key => {}
-        Expr::List(items) | Expr::Call(_, items) => items.iter().for_each(|i| kind_reads(i, out)),
-        Expr::Unary(_, a) => kind_reads(a, out),
-        Expr::Binary(_, a, b) | Expr::Quantified { list: a, body: b, .. } => {
-            kind_reads(a, out);
-            kind_reads(b, out);
-        }
-    }
-}
-
 impl Index {
     /// The template field an instance's field copies (`None` for fields of
     /// singletons, templates and deleted instances).
@@ -365,7 +345,7 @@ impl Index {
         let Some(domain) = program.domains.get(d.index()) else { return };
         let reads = |e: &lexum_compiler::program::Expr| {
             let mut out = Vec::new();
-            kind_reads(e, &mut out);
+            lexum_compiler::lower::kind_reads(e, &mut out);
             out
         };
         let readers = &mut self.kind_readers;
