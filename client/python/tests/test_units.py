@@ -15,7 +15,7 @@ import lexum
 from lexum import values
 from lexum.errors import TlsFailures, from_rpc_error, is_transient, retry_after, tls_failure
 from lexum.v1 import types_pb2, worker_pb2
-from lexum.worker import result_message
+from lexum.worker import FREEZE_GAP, FREEZE_TICK, FreezeClock, result_message
 
 
 def status(code: grpc.StatusCode, details: str, trailers: tuple[tuple[str, str], ...] = ()) -> grpc.aio.AioRpcError:
@@ -374,3 +374,118 @@ def test_a_sync_handler_sees_cancelled_at_its_deadline() -> None:
     result = asyncio.run(run_one(worker, wire_task(timeout_ms=100)))
     assert result.error == "handler timed out"
     assert saw_cancel.wait(2), "the sync handler never saw task.cancelled"
+
+
+def test_a_task_read_right_after_a_freeze_counts_from_the_freeze() -> None:
+    start = 1000.0
+    clock = FreezeClock(start)
+    clock.tick(start + 0.05)
+    assert clock.arrival(start + 0.06) == start + 0.06, "no freeze"
+    # Frozen from 50 ms to 3 s; a task read before the ticker ran again:
+    assert clock.arrival(start + 3.0) == start + 0.05
+    # The ticker saw the gap; a task read just after it still counts from 50 ms.
+    clock.tick(start + 3.0)
+    assert clock.arrival(start + 3.1) == start + 0.05
+    # Long after the freeze, arrival is now again.
+    for ms in range(3050, 3401, 50):
+        clock.tick(start + ms / 1000)
+    later = start + 3.41
+    assert clock.arrival(later) == later
+    assert FREEZE_TICK < FREEZE_GAP
+
+
+def test_a_task_read_after_a_freeze_longer_than_its_timeout_never_starts() -> None:
+    worker = lexum.Worker(lexum.Client(["127.0.0.1:1"]))
+    ran: list[bool] = []
+
+    @worker.effect("Slow.Op")
+    async def quick(task: lexum.Task) -> None:
+        ran.append(True)
+
+    async def main() -> worker_pb2.TaskResult:
+        worker._prepare()
+        assert worker._results_ready is not None
+        # The clock last ticked 3 s ago: the process was frozen since then.
+        worker._clock = FreezeClock(time.monotonic() - 3)
+        worker._start(wire_task(timeout_ms=1000))
+        await asyncio.wait_for(worker._results_ready.wait(), 10)
+        return worker._results.popleft().result
+
+    assert asyncio.run(main()).error == "handler timed out"
+    assert ran == []
+    assert worker.stats.failed == 1
+
+
+def test_a_task_whose_deadline_passed_while_it_waited_for_a_slot_never_starts() -> None:
+    worker = lexum.Worker(lexum.Client(["127.0.0.1:1"]), concurrency=1)
+    ran: list[bool] = []
+
+    async def quick(task: lexum.Task) -> None:
+        ran.append(True)
+
+    async def main() -> None:
+        worker._prepare()
+        # The slot comes free only after the deadline.
+        task = lexum.Task.from_wire(wire_task(timeout_ms=100), arrived=time.monotonic() - 1)
+        with pytest.raises(lexum.EffectError, match="handler timed out"):
+            await worker._run_in_slot(quick, True, task)
+
+    asyncio.run(main())
+    assert ran == []
+
+
+def test_a_newer_attempt_of_an_effect_cancels_the_older_one_running_here() -> None:
+    # Both attempts delivered at once, as to a worker resumed after a SIGSTOP
+    # longer than the effect timeout: only the newer may run.
+    worker = lexum.Worker(lexum.Client(["127.0.0.1:1"]))
+    events: list[str] = []
+    sync_cancelled = threading.Event()
+
+    @worker.effect("Slow.Op")
+    async def slow(task: lexum.Task) -> int:
+        events.append(f"started {task.attempt}")
+        try:
+            await asyncio.sleep(0.2)
+        except asyncio.CancelledError:
+            events.append(f"cancelled {task.attempt}")
+            raise
+        events.append(f"finished {task.attempt}")
+        return task.attempt
+
+    @worker.effect("Sync.Op")
+    def polling(task: lexum.Task) -> int:
+        for _ in range(30 if task.attempt == 1 else 0):
+            if task.cancelled:
+                sync_cancelled.set()
+                break
+            time.sleep(0.01)
+        return task.attempt
+
+    def attempt(n: int, effect: str = "Slow.Op") -> worker_pb2.Task:
+        wire = wire_task(effect=effect, timeout_ms=5000)
+        wire.attempt = n
+        wire.effect_id = (10 if effect == "Slow.Op" else 20) + n
+        wire.idempotency_key = effect
+        return wire
+
+    async def main() -> list[worker_pb2.TaskResult]:
+        worker._prepare()
+        assert worker._results_ready is not None
+        worker._start(attempt(1))
+        worker._start(attempt(1, "Sync.Op"))
+        await asyncio.sleep(0.02)
+        worker._start(attempt(2))
+        worker._start(attempt(2, "Sync.Op"))
+        worker._start(attempt(1))  # late: older than the attempt running here
+        while worker._running:
+            await asyncio.gather(*worker._running, return_exceptions=True)
+        return [message.result for message in worker._results]
+
+    results = asyncio.run(main())
+    assert events == ["started 1", "cancelled 1", "started 2", "finished 2"], "only attempt 2 ran to its end"
+    assert sync_cancelled.is_set(), "the older sync attempt never saw task.cancelled"
+    by_id = {result.effect_id: result for result in results}
+    assert by_id[11].error == "a newer attempt of this effect runs here"
+    assert by_id[12].ok.value.int == 2 and by_id[22].ok.value.int == 2
+    assert len(results) == 3, "the cancelled attempts report nothing"
+    assert worker.stats.succeeded == 2

@@ -18,6 +18,15 @@ effect at once. A plain `def` handler runs in a thread, which Python cannot
 cancel: it should return before `task.deadline` or poll `task.cancelled`,
 which turns true at the deadline (its late result is not sent).
 
+Three rules keep one effect from running on two workers at once after this
+process was frozen (SIGSTOP, a paused VM) past the effect timeout, as in the
+Rust SDK. A `FreezeClock` notices the freeze, and a task read right after it
+counts its deadline from when the freeze began (it may have waited in the
+socket since then). A task whose deadline passed while it waited for a slot
+never starts. A newer attempt of an effect (same idempotency key, higher
+attempt) cancels an older one still running here, and a task older than an
+attempt already running here is refused with an error.
+
 Graceful stop (`Worker.stop`, SIGTERM or SIGINT under `run_forever`): tasks
 already running finish (within `shutdown_grace` seconds) and their results
 are sent; tasks that arrive after the stop began are answered with an error
@@ -65,6 +74,40 @@ Handler = AsyncHandler | SyncHandler
 #: are dropped first (the leader has given up on them long before).
 RESULT_BACKLOG = 1024
 
+#: Seconds between ticks of the `FreezeClock`.
+FREEZE_TICK = 0.05
+#: A gap between ticks longer than this (seconds) is taken for a freeze
+#: (SIGSTOP, a paused VM, a starved event loop).
+FREEZE_GAP = 0.25
+
+
+class FreezeClock:
+    """Notices when this process was frozen. A task read from the stream right
+    after a freeze may have waited in the socket since the freeze began, so
+    its arrival is taken to be then: the leader counts its timeout from before
+    it sent the task, and a late-read task must not outlive it. Times are
+    `time.monotonic()` seconds, passed in (a test can fake them)."""
+
+    def __init__(self, now: float | None = None) -> None:
+        #: When the clock last ticked.
+        self.last_tick = time.monotonic() if now is None else now
+        #: The latest freeze seen: when it began and when it ended.
+        self.freeze: tuple[float, float] | None = None
+
+    def tick(self, now: float) -> None:
+        """Records that the process ran at `now` (every `FREEZE_TICK`)."""
+        if now - self.last_tick > FREEZE_GAP:
+            self.freeze = (self.last_tick, now)
+        self.last_tick = max(self.last_tick, now)
+
+    def arrival(self, now: float) -> float:
+        """The earliest moment a task read at `now` may have arrived."""
+        if now - self.last_tick > FREEZE_GAP:
+            return self.last_tick
+        if self.freeze is not None and now - self.freeze[1] < FREEZE_GAP:
+            return self.freeze[0]
+        return now
+
 
 class EffectError(Exception):
     """A failed effect; the cluster retries it with backoff. Raise it from a
@@ -91,7 +134,8 @@ class Task:
     #: Seconds the cluster waits for this attempt, if it said.
     timeout: float | None
     #: When the handler is cancelled (`time.monotonic()`): `timeout` after
-    #: the task arrived; None without a timeout.
+    #: the task arrived (after a freeze: after the freeze began); None
+    #: without a timeout.
     deadline: float | None
     _client: Client | None = field(default=None, repr=False, compare=False)
     _loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False, compare=False)
@@ -298,6 +342,11 @@ class Worker:
         self._running: set[asyncio.Task[None]] = set()
         self._slots: asyncio.Semaphore | None = None
         self._executor: ThreadPoolExecutor | None = None
+        self._clock = FreezeClock()
+        self._ticker: asyncio.Task[None] | None = None
+        #: The latest attempt received per idempotency key, while it runs:
+        #: its number, its asyncio task and the task handed to the handler.
+        self._latest: dict[str, tuple[int, asyncio.Task[None], Task]] = {}
 
     # -- registration ------------------------------------------------------
 
@@ -375,6 +424,9 @@ class Worker:
             if watcher is not None:
                 watcher.cancel()
             await self._cancel_running()
+            if self._ticker is not None:
+                self._ticker.cancel()
+                self._ticker = None
             executor.shutdown(wait=False, cancel_futures=True)
             self._loop = None
             self._stop_requested = False
@@ -388,7 +440,18 @@ class Worker:
         self._results_ready = asyncio.Event()
         self._slots = asyncio.Semaphore(self.concurrency)
         self._executor = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="lexum-handler")
+        self._latest.clear()
+        self._clock = FreezeClock()
+        if self._ticker is not None:
+            self._ticker.cancel()
+        self._ticker = asyncio.ensure_future(self._tick())
         return self._executor
+
+    async def _tick(self) -> None:
+        """Ticks the freeze clock while the event loop runs."""
+        while True:
+            await asyncio.sleep(FREEZE_TICK)
+            self._clock.tick(time.monotonic())
 
     async def _stop_after(self, shutdown: Awaitable[object]) -> None:
         await shutdown
@@ -592,11 +655,31 @@ class Worker:
                     pending.cancel()
 
     def _start(self, wire: worker_pb2.Task) -> None:
-        """Runs one task in the background (see `_execute`)."""
-        task = Task.from_wire(wire, self.client, self._loop, time.monotonic())
+        """Runs one task in the background (see `_execute`). After a freeze
+        the task may have waited in the socket since the freeze began: its
+        deadline counts from then. A task older than an attempt of the same
+        effect running here is refused; a newer one cancels the older."""
+        assert self._results_ready is not None
+        arrived = self._clock.arrival(time.monotonic())
+        task = Task.from_wire(wire, self.client, self._loop, arrived)
+        self._latest = {key: entry for key, entry in self._latest.items() if not entry[1].done()}
+        latest = self._latest.get(task.idempotency_key)
+        if latest is not None and latest[0] > task.attempt:
+            refused = "a newer attempt of this effect runs here"
+            self._results.append(result_message(task.effect_id, task.fencing_token, error=refused))
+            self._results_ready.set()
+            return
+        if latest is not None:
+            # The leader sends a new attempt only after giving up on the old
+            # one (whose result it would refuse), so the two must not run at
+            # once. This happens when a worker was frozen with both delivered.
+            _, older, older_task = latest
+            older_task._cancel.set()
+            older.cancel()
         running = asyncio.ensure_future(self._execute(task))
         self._running.add(running)
         running.add_done_callback(self._running.discard)
+        self._latest[task.idempotency_key] = (task.attempt, running, task)
 
     async def _execute(self, task: Task) -> None:
         """Runs one task in a free slot until its deadline, and queues its
@@ -620,7 +703,8 @@ class Worker:
         except asyncio.TimeoutError:
             error = "handler timed out"
         except asyncio.CancelledError:
-            # The worker stopped and its grace ran out: no result.
+            # The worker stopped and its grace ran out, or a newer attempt
+            # of this effect arrived: no result.
             task._cancel.set()
             raise
         except EffectError as e:
@@ -644,6 +728,9 @@ class Worker:
     async def _run_in_slot(self, handler: Handler, is_async: bool, task: Task) -> Result:
         assert self._slots is not None
         async with self._slots:
+            # A task whose deadline passed while it waited never starts.
+            if task.deadline is not None and time.monotonic() >= task.deadline:
+                raise EffectError("handler timed out")
             if is_async:
                 return await cast(AsyncHandler, handler)(task)
             loop = asyncio.get_running_loop()
