@@ -31,10 +31,11 @@ struct Record {
 }
 
 /// A small deterministic generator (no dependency needed for a coin flip).
-struct XorShift(u64);
+pub(crate) struct XorShift(pub(crate) u64);
 
 impl XorShift {
-    fn next(&mut self) -> u64 {
+    /// The next pseudo-random number.
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
@@ -43,17 +44,26 @@ impl XorShift {
 }
 
 /// Nanoseconds since the run started (the histories' clock).
-fn nanos_since(start: Instant) -> u64 {
+pub(crate) fn nanos_since(start: Instant) -> u64 {
     start.elapsed().as_nanos() as u64
 }
 
 /// Refusals that happen before an entry reaches the log (not the leader,
-/// or the engine refused it): the write certainly did not take effect.
-fn certainly_not_applied(status: &tonic::Status) -> bool {
-    matches!(status.code(), tonic::Code::FailedPrecondition | tonic::Code::InvalidArgument | tonic::Code::NotFound)
+/// the engine or the auth guard refused it): the write certainly did not
+/// take effect.
+pub(crate) fn certainly_not_applied(status: &tonic::Status) -> bool {
+    matches!(
+        status.code(),
+        tonic::Code::FailedPrecondition
+            | tonic::Code::InvalidArgument
+            | tonic::Code::NotFound
+            | tonic::Code::AlreadyExists
+            | tonic::Code::PermissionDenied
+    )
 }
 
-fn read_ints(response: &pb::ReadResponse) -> Vec<(usize, i64)> {
+/// The registers' values in a read of `Reg`, by key index.
+pub(crate) fn read_ints(response: &pb::ReadResponse) -> Vec<(usize, i64)> {
     response
         .fields
         .iter()
@@ -69,29 +79,37 @@ fn read_ints(response: &pb::ReadResponse) -> Vec<(usize, i64)> {
 
 /// Connections to every node, dropped on transport errors; writes stick
 /// to one node (the leader, once found).
-struct Nodes {
-    addrs: Vec<String>,
+pub(crate) struct Nodes {
+    pub(crate) addrs: Vec<String>,
     clients: Vec<Option<LexumClient<Channel>>>,
-    writer: usize,
+    pub(crate) writer: usize,
 }
 
 impl Nodes {
-    fn new(addrs: Vec<String>, first: usize) -> Nodes {
+    pub(crate) fn new(addrs: Vec<String>, first: usize) -> Nodes {
         let clients = vec![None; addrs.len()];
-        Nodes { writer: first % addrs.len(), addrs, clients }
+        Nodes { writer: first % addrs.len().max(1), addrs, clients }
     }
 
     /// A connection to node `index`, opened if needed.
-    async fn client(&mut self, index: usize) -> Option<LexumClient<Channel>> {
+    pub(crate) async fn client(&mut self, index: usize) -> Option<LexumClient<Channel>> {
         if self.clients[index].is_none() {
-            self.clients[index] = connect(&self.addrs[index]).await.ok();
+            let opened = tokio::time::timeout(OP_TIMEOUT, connect(&self.addrs[index])).await;
+            self.clients[index] = opened.ok().and_then(Result::ok);
         }
         self.clients[index].clone()
     }
 
+    /// Drops the connection to node `index` (reopened on next use).
+    pub(crate) fn drop_client(&mut self, index: usize) {
+        if let Some(slot) = self.clients.get_mut(index) {
+            *slot = None;
+        }
+    }
+
     /// Writes go to the next node from now on; `broken` drops the
     /// connection to the current one.
-    fn next_writer(&mut self, broken: bool) {
+    pub(crate) fn next_writer(&mut self, broken: bool) {
         if broken {
             self.clients[self.writer] = None;
         }
@@ -161,7 +179,7 @@ async fn run_client(id: usize, addrs: Vec<String>, start: Instant, stop: Instant
                     }
                 }
                 Ok(Err(status)) if status.code() == tonic::Code::FailedPrecondition => {}
-                _ => nodes.clients[reader] = None,
+                _ => nodes.drop_client(reader),
             }
         }
     }

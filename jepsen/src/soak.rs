@@ -21,6 +21,7 @@ use crate::linearizable::{check_register, Op, OpKind};
 use crate::nemesis::{FaultWindow, Nemesis as Executor, Workers};
 use crate::netns::{self, Network};
 use crate::program::{self, FIGHTS, JOBS};
+use crate::registers::{certainly_not_applied, nanos_since, read_ints, Nodes, XorShift, KEYS};
 use crate::schedule::{self, Nemesis, Planned, UnknownName};
 use crate::store::{Store, StoreError};
 use lexum_proto::v1 as pb;
@@ -278,81 +279,6 @@ const SET_CLIENTS: usize = 2;
 /// Most operations one client issues.
 const MAX_OPS: usize = 2_000_000;
 /// Register names.
-const KEYS: [&str; 3] = ["k0", "k1", "k2"];
-
-/// Nanoseconds since `start`.
-fn nanos(start: Instant) -> u64 {
-    start.elapsed().as_nanos() as u64
-}
-
-/// A small deterministic generator for the clients' choices.
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
-/// Refusals before an entry reaches the log: certainly not applied.
-fn certainly_not_applied(status: &tonic::Status) -> bool {
-    matches!(
-        status.code(),
-        tonic::Code::FailedPrecondition
-            | tonic::Code::InvalidArgument
-            | tonic::Code::NotFound
-            | tonic::Code::AlreadyExists
-            | tonic::Code::PermissionDenied
-    )
-}
-
-/// Connections to every node, reopened after errors; writes go to one
-/// node (the last that took one).
-struct Conns {
-    addrs: Vec<String>,
-    clients: Vec<Option<LexumClient<Channel>>>,
-    writer: usize,
-}
-
-impl Conns {
-    fn new(addrs: Vec<String>, first: usize) -> Conns {
-        let clients = vec![None; addrs.len()];
-        Conns { writer: first % addrs.len().max(1), addrs, clients }
-    }
-
-    async fn client(&mut self, index: usize) -> Option<LexumClient<Channel>> {
-        if self.clients[index].is_none() {
-            let connect = crate::cluster::connect(&self.addrs[index]);
-            self.clients[index] = tokio::time::timeout(OP_TIMEOUT, connect).await.ok().and_then(Result::ok);
-        }
-        self.clients[index].clone()
-    }
-
-    fn next_writer(&mut self, broken: bool) {
-        if broken {
-            self.clients[self.writer] = None;
-        }
-        self.writer = (self.writer + 1) % self.addrs.len();
-    }
-}
-
-fn read_ints(response: &pb::ReadResponse) -> Vec<(usize, i64)> {
-    response
-        .fields
-        .iter()
-        .filter_map(|field| {
-            let key = KEYS.iter().position(|k| *k == field.name)?;
-            match field.value.as_ref()?.kind {
-                Some(pb::value::Kind::Int(n)) => Some((key, n)),
-                _ => None,
-            }
-        })
-        .collect()
-}
-
 fn int(n: i64) -> Option<pb::Value> {
     Some(pb::Value { kind: Some(pb::value::Kind::Int(n)) })
 }
@@ -369,7 +295,7 @@ async fn register_client(
     let (mut ops, mut records) = (Vec::new(), Vec::new());
     let mut acknowledged = [false; KEYS.len()];
     let mut reads = 0u64;
-    let mut conns = Conns::new(addrs, id);
+    let mut conns = Nodes::new(addrs, id);
     let mut rng = XorShift(0x9E37_79B9_7F4A_7C15 ^ (id as u64 + 1));
     let mut written = 0i64;
     for _ in 0..MAX_OPS {
@@ -387,10 +313,10 @@ async fn register_client(
             written += 1;
             let value = (id as i64 + 1) * 1_000_000_000 + written;
             let write = pb::FieldWrite { domain: "Reg".into(), field: KEYS[key].into(), value: int(value) };
-            let invoke = nanos(start);
+            let invoke = nanos_since(start);
             let request = pb::MutateRequest { writes: vec![write], ..Default::default() };
             let answer = tokio::time::timeout(OP_TIMEOUT, client.mutate(request)).await;
-            let complete = nanos(start);
+            let complete = nanos_since(start);
             let outcome = match answer {
                 Ok(Ok(_)) => Outcome::Ok,
                 Ok(Err(status)) if certainly_not_applied(&status) => {
@@ -415,10 +341,10 @@ async fn register_client(
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             };
-            let invoke = nanos(start);
+            let invoke = nanos_since(start);
             let request = pb::ReadRequest { domain: "Reg".into(), ..Default::default() };
             let answer = tokio::time::timeout(OP_TIMEOUT, client.read(request)).await;
-            let complete = nanos(start);
+            let complete = nanos_since(start);
             let outcome = match answer {
                 Ok(Ok(response)) => {
                     reads += 1;
@@ -432,7 +358,7 @@ async fn register_client(
                 }
                 Ok(Err(status)) if status.code() == tonic::Code::FailedPrecondition => Outcome::Fail,
                 _ => {
-                    conns.clients[reader] = None;
+                    conns.drop_client(reader);
                     Outcome::Info
                 }
             };
@@ -454,7 +380,7 @@ async fn register_client(
 /// One set client: appends unique elements (`Item[c<id>-<n>]`).
 async fn set_client(id: usize, addrs: Vec<String>, start: Instant, stop: Instant, lost_appends: bool) -> Vec<OpRecord> {
     let mut records = Vec::new();
-    let mut conns = Conns::new(addrs, id);
+    let mut conns = Nodes::new(addrs, id);
     for n in 0..MAX_OPS {
         if Instant::now() >= stop {
             break;
@@ -467,7 +393,7 @@ async fn set_client(id: usize, addrs: Vec<String>, start: Instant, stop: Instant
         };
         let key = format!("c{id}-{n}");
         if lost_appends && n % 25 == 24 {
-            let at = nanos(start);
+            let at = nanos_since(start);
             let (workload, f, value, complete, outcome) = ("set", "append", n as i64, Some(at), Outcome::Ok);
             records.push(OpRecord { workload, f, key, value, invoke: at, complete, outcome });
             continue;
@@ -477,9 +403,9 @@ async fn set_client(id: usize, addrs: Vec<String>, start: Instant, stop: Instant
             instances: vec![pb::InstanceSpec { key: key.clone(), values: Vec::new() }],
             ..Default::default()
         };
-        let invoke = nanos(start);
+        let invoke = nanos_since(start);
         let answer = tokio::time::timeout(OP_TIMEOUT, client.create_instances(request)).await;
-        let complete = nanos(start);
+        let complete = nanos_since(start);
         let outcome = match answer {
             Ok(Ok(_)) => Outcome::Ok,
             Ok(Err(status)) if certainly_not_applied(&status) => {
@@ -498,7 +424,7 @@ async fn set_client(id: usize, addrs: Vec<String>, start: Instant, stop: Instant
 }
 
 /// Sets `Domain.field = value` through any node that takes it (bounded).
-async fn set_field(conns: &mut Conns, domain: &str, field: &str, value: i64) -> Result<(), Outcome> {
+async fn set_field(conns: &mut Nodes, domain: &str, field: &str, value: i64) -> Result<(), Outcome> {
     let Some(mut client) = conns.client(conns.writer).await else {
         conns.next_writer(false);
         return Err(Outcome::Fail);
@@ -521,7 +447,7 @@ async fn set_field(conns: &mut Conns, domain: &str, field: &str, value: i64) -> 
 /// Moves the jobs' targets (`want`) every 250 ms until `stop`.
 async fn move_targets(addrs: Vec<String>, start: Instant, stop: Instant) -> Vec<OpRecord> {
     let mut records = Vec::new();
-    let mut conns = Conns::new(addrs, 0);
+    let mut conns = Nodes::new(addrs, 0);
     for round in 0..MAX_OPS {
         if Instant::now() >= stop {
             break;
@@ -529,12 +455,12 @@ async fn move_targets(addrs: Vec<String>, start: Instant, stop: Instant) -> Vec<
         tokio::time::sleep(Duration::from_millis(250)).await;
         let domain = format!("Job{}", round % JOBS);
         let value = round as i64 + 2;
-        let invoke = nanos(start);
+        let invoke = nanos_since(start);
         let outcome = match set_field(&mut conns, &domain, "want", value).await {
             Ok(()) => Outcome::Ok,
             Err(outcome) => outcome,
         };
-        let complete = (outcome == Outcome::Ok).then(|| nanos(start));
+        let complete = (outcome == Outcome::Ok).then(|| nanos_since(start));
         records.push(OpRecord { workload: "effects", f: "want", key: domain, value, invoke, complete, outcome });
     }
     records
@@ -544,14 +470,22 @@ async fn move_targets(addrs: Vec<String>, start: Instant, stop: Instant) -> Vec<
 /// acknowledged (bounded).
 async fn arm(addrs: Vec<String>, i: usize, start: Instant) -> Vec<OpRecord> {
     let mut records = Vec::new();
-    let mut conns = Conns::new(addrs, i);
+    let mut conns = Nodes::new(addrs, i);
     let domain = format!("Thermo{i}");
     for _ in 0..200 {
-        let invoke = nanos(start);
+        let invoke = nanos_since(start);
         let result = set_field(&mut conns, &domain, "armed", 1).await;
         let outcome = result.err().unwrap_or(Outcome::Ok);
-        let complete = (outcome == Outcome::Ok).then(|| nanos(start));
-        records.push(OpRecord { workload: "traps", f: "arm", key: domain.clone(), value: 1, invoke, complete, outcome });
+        let complete = (outcome == Outcome::Ok).then(|| nanos_since(start));
+        records.push(OpRecord {
+            workload: "traps",
+            f: "arm",
+            key: domain.clone(),
+            value: 1,
+            invoke,
+            complete,
+            outcome,
+        });
         if outcome == Outcome::Ok {
             break;
         }
@@ -562,7 +496,11 @@ async fn arm(addrs: Vec<String>, i: usize, start: Instant) -> Vec<OpRecord> {
 
 /// Events seen by a watcher that follows the cluster from `from` across
 /// faults (reconnecting to the next node), deduplicated.
-async fn watch_events(addrs: Vec<String>, from: u64, stop: Arc<Mutex<bool>>) -> BTreeSet<(u64, String, String, String, String)> {
+async fn watch_events(
+    addrs: Vec<String>,
+    from: u64,
+    stop: Arc<Mutex<bool>>,
+) -> BTreeSet<(u64, String, String, String, String)> {
     use tokio_stream::StreamExt;
     let mut seen = BTreeSet::new();
     let mut last = from;
@@ -631,8 +569,12 @@ async fn goals_of(cluster: &LocalCluster, domain: &str) -> Option<Vec<pb::GoalIn
     let mut client = leader_client(cluster).await?;
     let mut goals = Vec::new();
     for _ in 0..10_000 {
-        let request =
-            pb::ListGoalsRequest { domain: domain.into(), limit: 1000, offset: goals.len() as u64, ..Default::default() };
+        let request = pb::ListGoalsRequest {
+            domain: domain.into(),
+            limit: 1000,
+            offset: goals.len() as u64,
+            ..Default::default()
+        };
         let page = tokio::time::timeout(Duration::from_secs(10), client.list_goals(request)).await.ok()?.ok()?;
         let page = page.into_inner();
         let done = page.goals.is_empty() || goals.len() + page.goals.len() >= page.total as usize;
@@ -778,7 +720,8 @@ struct Run {
 
 impl Run {
     async fn start(settings: Settings, network: Option<Network>, store: std::path::PathBuf) -> Result<Run, SoakError> {
-        let options = ClusterOptions { effect_timeout_ms: EFFECT_TIMEOUT.as_millis() as u64, ..ClusterOptions::default() };
+        let options =
+            ClusterOptions { effect_timeout_ms: EFFECT_TIMEOUT.as_millis() as u64, ..ClusterOptions::default() };
         let clients_namespace = network.as_ref().map(Network::client_namespace);
         let cluster = match network {
             Some(network) => LocalCluster::start_in(options, network).await,
@@ -799,14 +742,20 @@ impl Run {
         self.settings.workloads.contains(&workload)
     }
 
-    async fn go(&mut self, plan: &[Planned], reference: Option<(TrapShape, Vec<String>)>) -> Result<Finished, SoakError> {
+    async fn go(
+        &mut self,
+        plan: &[Planned],
+        reference: Option<(TrapShape, Vec<String>)>,
+    ) -> Result<Finished, SoakError> {
         let start = Instant::now();
         let start_ns = effects::monotonic_ns();
         let stop = start + self.settings.time_limit;
         let addrs = self.addrs.clone();
         let (stale, lost) = (self.settings.bug == Some(Bug::StaleReads), self.settings.bug == Some(Bug::LostAppends));
         let registers: Vec<_> = if self.on(Workload::Registers) {
-            (0..REGISTER_CLIENTS).map(|id| tokio::spawn(register_client(id, addrs.clone(), start, stop, stale))).collect()
+            (0..REGISTER_CLIENTS)
+                .map(|id| tokio::spawn(register_client(id, addrs.clone(), start, stop, stale)))
+                .collect()
         } else {
             Vec::new()
         };
@@ -818,7 +767,9 @@ impl Run {
         let mover = (self.on(Workload::Effects) || self.on(Workload::Convergence))
             .then(|| tokio::spawn(move_targets(addrs.clone(), start, stop)));
         let watch_stop = Arc::new(Mutex::new(false));
-        let watcher = self.on(Workload::Traps).then(|| tokio::spawn(watch_events(addrs.clone(), self.submitted, watch_stop.clone())));
+        let watcher = self
+            .on(Workload::Traps)
+            .then(|| tokio::spawn(watch_events(addrs.clone(), self.submitted, watch_stop.clone())));
         let armers: Vec<_> = if self.on(Workload::Traps) {
             (0..FIGHTS)
                 .map(|i| {
@@ -835,7 +786,8 @@ impl Run {
         };
 
         eprintln!("jepsen: {} faults planned over {:?}", plan.len(), self.settings.time_limit);
-        let mut executor = Executor { cluster: &mut self.cluster, workers: &mut self.workers, start, removed: Vec::new() };
+        let mut executor =
+            Executor { cluster: &mut self.cluster, workers: &mut self.workers, start, removed: Vec::new() };
         let mut windows = executor.run(plan).await;
         tokio::time::sleep_until(stop.into()).await;
         let heal_at = start.elapsed().as_secs_f64();
@@ -870,12 +822,10 @@ impl Run {
         let mut checks = Vec::new();
         let mut summary = Summary { traps_preserved: "-".into(), hashes_agree: "-".into(), ..Summary::default() };
         let skipped: Vec<&FaultWindow> = windows.iter().filter(|w| w.skipped && w.nemesis != "heal").collect();
-        let ci_skips: Vec<String> = skipped
-            .iter()
-            .filter(|w| w.label.contains("no network namespaces"))
-            .map(|w| w.label.clone())
-            .collect();
-        let heal_failed: Vec<String> = windows.iter().filter(|w| w.nemesis == "heal" && w.skipped).map(|w| w.label.clone()).collect();
+        let ci_skips: Vec<String> =
+            skipped.iter().filter(|w| w.label.contains("no network namespaces")).map(|w| w.label.clone()).collect();
+        let heal_failed: Vec<String> =
+            windows.iter().filter(|w| w.nemesis == "heal" && w.skipped).map(|w| w.label.clone()).collect();
         let mut anomalies = heal_failed.clone();
         if self.settings.ci {
             anomalies.extend(ci_skips);
@@ -933,10 +883,10 @@ impl Run {
         let mut final_read = false;
         for _ in 0..20 {
             let Some(mut client) = leader_client(&self.cluster).await else { continue };
-            let invoke = nanos(start);
+            let invoke = nanos_since(start);
             let request = pb::ReadRequest { domain: "Reg".into(), ..Default::default() };
             if let Ok(Ok(response)) = tokio::time::timeout(OP_TIMEOUT, client.read(request)).await {
-                let complete = nanos(start);
+                let complete = nanos_since(start);
                 for (key, value) in read_ints(response.get_ref()) {
                     ops.push((key, Op { kind: OpKind::Read(value), invoke, complete: Some(complete) }));
                 }
@@ -970,9 +920,10 @@ impl Run {
             }
             let _ = tx.send((found, ops.len()));
         });
-        let (found, checked) = tokio::task::spawn_blocking(move || rx.recv().unwrap_or((vec!["checker thread died".into()], 0)))
-            .await
-            .unwrap_or((vec!["checker task died".into()], 0));
+        let (found, checked) =
+            tokio::task::spawn_blocking(move || rx.recv().unwrap_or((vec!["checker thread died".into()], 0)))
+                .await
+                .unwrap_or((vec!["checker task died".into()], 0));
         anomalies.extend(found);
         Verdict {
             checker: "registers".into(),
@@ -985,17 +936,22 @@ impl Run {
     /// Sets a final target for every job (so goals that ran out of retries
     /// re-arm), waits for every Job and Item goal to hold, then checks the
     /// workers' logs. Returns the effects and the convergence verdicts.
-    async fn check_effects(&mut self, start: Instant, start_ns: u64, records: &mut Vec<OpRecord>) -> (Verdict, Verdict) {
-        let mut conns = Conns::new(self.addrs.clone(), 0);
+    async fn check_effects(
+        &mut self,
+        start: Instant,
+        start_ns: u64,
+        records: &mut Vec<OpRecord>,
+    ) -> (Verdict, Verdict) {
+        let mut conns = Nodes::new(self.addrs.clone(), 0);
         let mut finals = BTreeMap::new();
         for d in 0..JOBS {
             let domain = format!("Job{d}");
             let value = 1_000_000 + d as i64;
             for _ in 0..50 {
-                let invoke = nanos(start);
+                let invoke = nanos_since(start);
                 let result = set_field(&mut conns, &domain, "want", value).await;
                 let outcome = result.err().unwrap_or(Outcome::Ok);
-                let complete = (outcome == Outcome::Ok).then(|| nanos(start));
+                let complete = (outcome == Outcome::Ok).then(|| nanos_since(start));
                 let key = domain.clone();
                 records.push(OpRecord { workload: "effects", f: "want", key, value, invoke, complete, outcome });
                 if outcome == Outcome::Ok {
@@ -1028,7 +984,8 @@ impl Run {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
         let took = began.elapsed().as_secs_f64();
-        let mut anomalies: Vec<String> = pending.iter().take(20).map(|p| format!("not converged within {CONVERGENCE_BOUND:?}: {p}")).collect();
+        let mut anomalies: Vec<String> =
+            pending.iter().take(20).map(|p| format!("not converged within {CONVERGENCE_BOUND:?}: {p}")).collect();
         if finals.len() < JOBS {
             anomalies.push(format!("only {} of {JOBS} final targets acknowledged", finals.len()));
         }
@@ -1050,7 +1007,7 @@ impl Run {
             anomalies.push(format!("... {} overlaps in all", found.len()));
         }
         // Every final target was carried out by a worker, and recorded.
-        let mut client = Conns::new(self.addrs.clone(), 0);
+        let mut client = Nodes::new(self.addrs.clone(), 0);
         for (domain, want) in &finals {
             let done_by_worker = lines.iter().any(|l| l.ev == "done" && l.n == *want);
             let mut recorded = None;
@@ -1058,15 +1015,12 @@ impl Run {
                 if let Some(mut c) = client.client(index).await {
                     let request = pb::ReadRequest { domain: domain.clone(), ..Default::default() };
                     if let Ok(Ok(response)) = tokio::time::timeout(OP_TIMEOUT, c.read(request)).await {
-                        recorded = response
-                            .get_ref()
-                            .fields
-                            .iter()
-                            .find(|f| f.name == "done")
-                            .and_then(|f| match f.value.as_ref()?.kind {
+                        recorded = response.get_ref().fields.iter().find(|f| f.name == "done").and_then(|f| {
+                            match f.value.as_ref()?.kind {
                                 Some(pb::value::Kind::Int(n)) => Some(n),
                                 _ => None,
-                            });
+                            }
+                        });
                         break;
                     }
                 }
@@ -1110,8 +1064,11 @@ impl Run {
             let key = g.domain.strip_prefix("Item[").and_then(|k| k.strip_suffix(']')).unwrap_or(&g.domain);
             *present.entry(key.to_string()).or_default() += 1;
         }
-        let lost: Vec<&str> =
-            attempted.iter().filter(|(k, o)| **o == Outcome::Ok && !present.contains_key(**k)).map(|(k, _)| *k).collect();
+        let lost: Vec<&str> = attempted
+            .iter()
+            .filter(|(k, o)| **o == Outcome::Ok && !present.contains_key(**k))
+            .map(|(k, _)| *k)
+            .collect();
         let duplicated: Vec<&String> = present.iter().filter(|(_, n)| **n > 1).map(|(k, _)| k).collect();
         let invented: Vec<&String> = present
             .keys()
@@ -1210,8 +1167,10 @@ impl Run {
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
         let mut anomalies = Vec::new();
-        let shown: Vec<String> =
-            infos.iter().map(|(id, i)| format!("node {id}: applied {} hash {}", i.applied_index, i.state_hash)).collect();
+        let shown: Vec<String> = infos
+            .iter()
+            .map(|(id, i)| format!("node {id}: applied {} hash {}", i.applied_index, i.state_hash))
+            .collect();
         if !agree {
             anomalies.push(format!("replicas disagree or never reached one applied index: {}", shown.join(", ")));
         }
