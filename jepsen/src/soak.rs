@@ -24,6 +24,7 @@ use crate::program::{self, FIGHTS, JOBS};
 use crate::registers::{certainly_not_applied, nanos_since, read_ints, Nodes, XorShift, KEYS};
 use crate::schedule::{self, Nemesis, Planned, UnknownName};
 use crate::store::{Store, StoreError};
+use crate::worker::int_value;
 use lexum_proto::v1 as pb;
 use lexum_proto::v1::lexum_client::LexumClient;
 use serde::Serialize;
@@ -278,11 +279,6 @@ const REGISTER_CLIENTS: usize = 3;
 const SET_CLIENTS: usize = 2;
 /// Most operations one client issues.
 const MAX_OPS: usize = 2_000_000;
-/// Register names.
-fn int(n: i64) -> Option<pb::Value> {
-    Some(pb::Value { kind: Some(pb::value::Kind::Int(n)) })
-}
-
 /// One register client: unique writes to the writer node, whole-domain
 /// reads from random nodes.
 async fn register_client(
@@ -312,7 +308,7 @@ async fn register_client(
             };
             written += 1;
             let value = (id as i64 + 1) * 1_000_000_000 + written;
-            let write = pb::FieldWrite { domain: "Reg".into(), field: KEYS[key].into(), value: int(value) };
+            let write = pb::FieldWrite { domain: "Reg".into(), field: KEYS[key].into(), value: Some(int_value(value)) };
             let invoke = nanos_since(start);
             let request = pb::MutateRequest { writes: vec![write], ..Default::default() };
             let answer = tokio::time::timeout(OP_TIMEOUT, client.mutate(request)).await;
@@ -429,7 +425,7 @@ async fn set_field(conns: &mut Nodes, domain: &str, field: &str, value: i64) -> 
         conns.next_writer(false);
         return Err(Outcome::Fail);
     };
-    let write = pb::FieldWrite { domain: domain.into(), field: field.into(), value: int(value) };
+    let write = pb::FieldWrite { domain: domain.into(), field: field.into(), value: Some(int_value(value)) };
     let request = pb::MutateRequest { writes: vec![write], ..Default::default() };
     match tokio::time::timeout(OP_TIMEOUT, client.mutate(request)).await {
         Ok(Ok(_)) => Ok(()),
