@@ -622,7 +622,11 @@ impl Engine {
     /// A domain's fields in declaration order.
     pub fn domain_state(&self, domain: &str) -> Option<Vec<(String, Value)>> {
         let program = self.program.as_ref()?;
-        let d = self.index.domains.get(domain)?;
+        self.fields_of(program, *self.index.domains.get(domain)?)
+    }
+
+    /// A domain's fields with their values, in declaration order.
+    fn fields_of(&self, program: &Program, d: DomainId) -> Option<Vec<(String, Value)>> {
         let fields = &program.domains.get(d.index())?.fields;
         Some(
             fields
@@ -645,16 +649,13 @@ impl Engine {
         let program = self.program.as_ref()?;
         let k = *self.index.domains.get(kind)?;
         program.domains.get(k.index())?.key.as_ref()?;
-        let live = self.index.instances.range((k.0, String::new())..).take_while(|((kind, _), _)| *kind == k.0);
-        let total = live.clone().count() as u64;
+        let total = self.live_instances(k).count() as u64;
         let take = if limit == 0 { usize::MAX } else { limit as usize };
-        let page = live
+        let page = self
+            .live_instances(k)
             .skip(usize::try_from(offset).unwrap_or(usize::MAX))
             .take(take)
-            .filter_map(|(_, d)| {
-                let name = program.domains.get(*d as usize)?.name.clone();
-                Some((name.clone(), self.domain_state(&name)?))
-            })
+            .filter_map(|d| Some((program.domains.get(d.index())?.name.clone(), self.fields_of(program, d)?)))
             .collect();
         Some((page, total))
     }
