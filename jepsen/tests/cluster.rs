@@ -475,3 +475,65 @@ async fn a_node_is_added_as_a_voter_catches_up_and_is_removed() {
     let members = client.remove_member(pb::RemoveMemberRequest { id: 4 }).await.expect("remove").into_inner().members;
     assert!(members.iter().all(|m| m.id != 4 || !m.voter), "node 4 is no longer a voter: {members:?}");
 }
+
+/// A fleet of `n` domains, each with a goal repaired by one effect.
+fn fleet_program(n: usize) -> String {
+    let mut source = String::from("effect Cloud.Apply(value: int) -> int\n");
+    for i in 0..n {
+        source.push_str(&format!(
+            "domain Fleet{i} {{\n  state {{\n    want: int = 0\n    have: int = 0\n  }}\n  goal Caught {{ have == want }}\n  \
+             transition Catch for Caught {{\n    slice call {{ emit Cloud.Apply(value: want) -> got }}\n    \
+             slice record {{ have = got }}\n  }}\n}}\n"
+        ));
+    }
+    source
+}
+
+/// A worker that takes a thousand tasks at once gets every task of a fleet
+/// repair at its first attempt: none is lost on the way and timed out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_with_room_for_the_whole_fleet_gets_every_task_at_its_first_attempt() {
+    let _serial = SERIAL.lock().await;
+    let cluster = LocalCluster::start(ClusterOptions::default()).await.expect("cluster");
+    let size = 700;
+    submit(&cluster, &fleet_program(size)).await;
+    let endpoints: Vec<String> = cluster.nodes.values().map(|n| n.addr.clone()).collect();
+    let log = Arc::new(Mutex::new(WorkerLog::default()));
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let handler: lexum_jepsen::worker::Handler = Arc::new(|task| Ok(int_arg(task, "value").map(int_value)));
+    let worker = TestWorker {
+        id: "fleet".into(),
+        effects: vec!["Cloud.Apply".into()],
+        delay: Duration::ZERO,
+        handler,
+        concurrency: 1024,
+    };
+    tokio::spawn(worker.run(endpoints, log.clone(), stop_rx, Duration::from_secs(120)));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let leader = cluster.wait_for_leader(Duration::from_secs(5)).await.expect("leader");
+        let (_, text) = cluster.http_get(leader, "/metrics").await.expect("metrics");
+        if metric(&text, "lexum_workers").is_some_and(|n| n >= 1.0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the worker did not register");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let writes = (0..size).map(|i| pb::FieldWrite { domain: format!("Fleet{i}"), field: "want".into(), value: int(1) });
+    let mut client = leader_client(&cluster).await;
+    client.mutate(pb::MutateRequest { writes: writes.collect(), ..Default::default() }).await.expect("fleet mutation");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let goals = leader_client(&cluster).await.list_goals(pb::ListGoalsRequest::default()).await.expect("goals");
+        if goals.into_inner().goals.iter().all(|g| g.status == "SATISFIED") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the fleet did not converge within 60 s");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let _ = stop.send(true);
+    let log = log.lock().expect("log");
+    let retried: Vec<&pb::Task> = log.tasks.iter().filter(|t| t.attempt != 1).collect();
+    assert_eq!(log.tasks.len(), size, "one task per goal; retried: {}", retried.len());
+    assert!(retried.is_empty(), "{} tasks were retried, e.g. {:?}", retried.len(), retried.first());
+}

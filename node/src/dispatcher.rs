@@ -35,6 +35,9 @@ use tokio::sync::{mpsc, Notify};
 /// How often the dispatcher looks again even when nothing was applied.
 const TICK: Duration = Duration::from_millis(50);
 
+/// Most tasks one worker may hold at once, whatever it announces.
+pub const MAX_WORKER_CONCURRENCY: u32 = 1024;
+
 /// Most of the leader's entries committed as one batch.
 const MAX_BATCH: usize = 512;
 
@@ -348,7 +351,7 @@ impl Dispatcher {
             WorkerSlot {
                 name: if hello.worker_id.is_empty() { format!("worker-{conn}") } else { hello.worker_id.clone() },
                 effects: hello.effects.iter().cloned().collect(),
-                concurrency: hello.concurrency.clamp(1, 1024),
+                concurrency: hello.concurrency.clamp(1, MAX_WORKER_CONCURRENCY),
                 active: 0,
                 commands,
             },

@@ -2,7 +2,7 @@
 //! Followers answer with a redirect; the leader registers the worker with
 //! the dispatcher and relays its results.
 
-use crate::dispatcher::{Dispatcher, RegisterError};
+use crate::dispatcher::{Dispatcher, RegisterError, MAX_WORKER_CONCURRENCY};
 use lexum_proto::v1 as pb;
 use lexum_proto::v1::worker_server::Worker;
 use std::pin::Pin;
@@ -54,7 +54,9 @@ impl Worker for WorkerApi {
         if hello.effects.is_empty() {
             return Err(Status::invalid_argument("a worker must serve at least one effect"));
         }
-        let (commands, outbound) = mpsc::channel(256);
+        // Room for every task the worker may hold and an ack for each, so a
+        // healthy worker's stream never refuses a task the leader committed.
+        let (commands, outbound) = mpsc::channel(command_capacity(hello.concurrency));
         let conn = match self.dispatcher.register(&hello, commands) {
             Ok(conn) => conn,
             Err(RegisterError::NotLeader(leader)) => return Ok(redirect(leader)),
@@ -79,4 +81,11 @@ impl Worker for WorkerApi {
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(outbound).map(Ok))))
     }
+}
+
+/// Commands a worker's stream buffers: its tasks at the concurrency it
+/// announced (clamped as the dispatcher clamps it), an ack for each, and a
+/// little room for redirects.
+fn command_capacity(concurrency: u32) -> usize {
+    2 * concurrency.clamp(1, MAX_WORKER_CONCURRENCY) as usize + 16
 }
