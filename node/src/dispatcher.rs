@@ -4,10 +4,16 @@
 //! rebuilt from the engine after a failover.
 //!
 //! - Steps (`RunStep`) are proposed in the engine's priority order; all of
-//!   a round's proposals go out as one [`Entry::Batch`] (one WAL sync).
+//!   a round's proposals, timers included, go out as one [`Entry::Batch`]
+//!   (one WAL sync).
 //! - Effects go to connected workers that serve them and have free
 //!   capacity, highest priority first; each dispatch is committed
 //!   (`Dispatched`) before the task leaves, and its index is the fencing token.
+//! - A step whose effects all have a worker with room is proposed as
+//!   `RunStepAndDispatch`: the entry that runs it also dispatches what it
+//!   emits (one commit less), and the tasks leave once it is committed, to
+//!   the least busy worker then. A task no worker has room for by then
+//!   waits here, unsent, and its deadline starts when it is sent.
 //! - Attempts that outlive their deadline are reported as failures so the
 //!   engine retries them elsewhere. The deadline is the replicated effect
 //!   timeout plus a margin, counted from before the task is sent; the
@@ -78,7 +84,12 @@ struct State {
     steps_proposed: BTreeSet<StepId>,
     dispatching: BTreeSet<EffectKey>,
     in_flight: BTreeMap<EffectKey, InFlight>,
+    /// Attempts a `RunStepAndDispatch` of this leader committed that no
+    /// worker had room for yet.
+    unsent: BTreeMap<EffectKey, pb::Task>,
     timers: BTreeSet<TimerId>,
+    /// Timers that expired, proposed with the next round.
+    fired: Vec<TimerId>,
     leading: bool,
     /// A `Configure` proposal is in flight.
     configuring: bool,
@@ -168,9 +179,21 @@ impl Dispatcher {
 
             let pending_steps: BTreeSet<StepId> = pending.steps.iter().map(|s| s.step).collect();
             state.steps_proposed.retain(|s| pending_steps.contains(s));
+            let mut room = free_room(state, &pending);
             for step in &pending.steps {
                 if state.steps_proposed.insert(step.step) {
-                    proposals.push((Entry::RunStep { step: step.step }, Completion::Step(step.step)));
+                    let dispatch = !step.emits.is_empty() && step.emits.iter().all(|e| room.get(e) > Some(&0));
+                    let entry = if dispatch {
+                        for effect in &step.emits {
+                            if let Some(n) = room.get_mut(effect) {
+                                *n -= 1;
+                            }
+                        }
+                        Entry::RunStepAndDispatch { step: step.step }
+                    } else {
+                        Entry::RunStep { step: step.step }
+                    };
+                    proposals.push((entry, Completion::Step { step: step.step, dispatch }));
                 }
             }
 
@@ -187,13 +210,24 @@ impl Dispatcher {
                     release_capacity(state, flight.conn);
                 }
             }
-            for (key, fencing) in &in_flight_now {
+            state.unsent.retain(|key, task| in_flight_now.get(key) == Some(&task.fencing_token));
+            for (key, fencing) in in_flight_now.iter().filter(|(key, _)| !state.unsent.contains_key(key)) {
                 state.in_flight.entry(*key).or_insert_with(|| InFlight {
                     fencing: *fencing,
                     conn: None,
                     deadline: give_up_at(now, effect_timeout),
                     reported: false,
                 });
+            }
+
+            let unsent: Vec<EffectKey> = state.unsent.keys().copied().collect();
+            for key in unsent {
+                let Some(conn) = state.unsent.get(&key).and_then(|task| pick_worker(state, &task.effect)) else {
+                    continue;
+                };
+                if let Some(task) = state.unsent.remove(&key) {
+                    send_task(state, conn, task, effect_timeout);
+                }
             }
 
             for effect in pending.effects.iter().filter(|e| e.in_flight.is_none()) {
@@ -247,12 +281,14 @@ impl Dispatcher {
                     tokio::spawn(async move {
                         tokio::time::sleep(delay).await;
                         if this.cluster.is_leader() {
-                            let _ = this.cluster.propose(Entry::TimerFired { timer: id }).await;
+                            this.lock().fired.push(id);
                         }
-                        this.lock().timers.remove(&id);
                         this.wake.notify_one();
                     });
                 }
+            }
+            for timer in std::mem::take(&mut state.fired) {
+                proposals.push((Entry::TimerFired { timer }, Completion::Timer(timer)));
             }
         }
         let mut proposals = proposals.into_iter().peekable();
@@ -282,8 +318,16 @@ impl Dispatcher {
                 Ok(Ok(response)) => response.data.outcomes(completions.len()).into_iter().map(Result::ok).collect(),
                 _ => Vec::new(),
             };
+            let mut dispatched_at = None;
             for (i, completion) in completions.into_iter().enumerate() {
-                this.complete(completion, indexes.get(i).copied().flatten());
+                let index = indexes.get(i).copied().flatten();
+                if matches!(completion, Completion::Step { dispatch: true, .. }) && index.is_some() {
+                    dispatched_at = index;
+                }
+                this.complete(completion, index);
+            }
+            if let Some(index) = dispatched_at {
+                this.send_dispatched(index);
             }
             this.wake.notify_one();
         });
@@ -303,10 +347,13 @@ impl Dispatcher {
                     }
                 }
             }
-            Completion::Step(step) => {
+            Completion::Step { step, .. } => {
                 if index.is_none() {
                     state.steps_proposed.remove(&step);
                 }
+            }
+            Completion::Timer(timer) => {
+                state.timers.remove(&timer);
             }
             Completion::Dispatch { conn, mut task } => {
                 let key = EffectKey(task.effect_id);
@@ -316,23 +363,40 @@ impl Dispatcher {
                     return;
                 };
                 task.fencing_token = fencing;
-                state.in_flight.insert(
-                    key,
-                    InFlight {
-                        fencing,
-                        conn: Some(conn),
-                        deadline: give_up_at(Instant::now(), self.effect_timeout()),
-                        reported: false,
-                    },
-                );
-                let sent = state.workers.get(&conn).map(|slot| {
-                    slot.commands.try_send(pb::WorkerCommand { kind: Some(pb::worker_command::Kind::Task(task)) })
-                });
-                if !matches!(sent, Some(Ok(()))) {
-                    // The worker is gone or jammed: let the deadline fail the attempt soon.
-                    if let Some(flight) = state.in_flight.get_mut(&key) {
-                        flight.deadline = Instant::now();
-                    }
+                // The capacity was taken when the dispatch was proposed.
+                release_capacity(state, Some(conn));
+                send_task(state, conn, task, self.effect_timeout());
+            }
+        }
+    }
+
+    /// Sends the attempts a committed `RunStepAndDispatch` at `index`
+    /// dispatched: each to the least busy worker with room, or into the
+    /// unsent queue until one has room.
+    fn send_dispatched(&self, index: u64) {
+        let effects = self.cluster.replica.with_engine(|e| e.dispatched_at(index));
+        let effect_timeout = self.effect_timeout();
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        for effect in effects {
+            if state.in_flight.get(&effect.key).is_some_and(|f| f.conn.is_some()) {
+                continue;
+            }
+            let task = pb::Task {
+                effect_id: effect.key.0,
+                effect: effect.effect.clone(),
+                idempotency_key: effect.idempotency_key.clone(),
+                attempt: effect.attempt,
+                args: named_to_wire(&effect.args),
+                fencing_token: index,
+                timeout_ms: effect_timeout.as_millis() as u64,
+            };
+            match pick_worker(state, &effect.effect) {
+                Some(conn) => send_task(state, conn, task, effect_timeout),
+                None => {
+                    // Not sent, so not timed: the deadline starts when it leaves.
+                    state.in_flight.remove(&effect.key);
+                    state.unsent.insert(effect.key, task);
                 }
             }
         }
@@ -436,9 +500,51 @@ impl Dispatcher {
 /// What to do when a proposal finishes.
 enum Completion {
     Timeout { key: EffectKey, fencing: u64 },
-    Step(StepId),
+    /// A step; `dispatch` when proposed as `RunStepAndDispatch`.
+    Step { step: StepId, dispatch: bool },
+    Timer(TimerId),
     Dispatch { conn: u64, task: pb::Task },
     Configure,
+}
+
+/// Hands `task` (committed, with its fencing token) to the worker on
+/// `conn`, which takes one more of its capacity, and starts its deadline.
+fn send_task(state: &mut State, conn: u64, task: pb::Task, effect_timeout: Duration) {
+    let key = EffectKey(task.effect_id);
+    let fencing = task.fencing_token;
+    let sent = state.workers.get_mut(&conn).map(|slot| {
+        slot.active += 1;
+        slot.commands.try_send(pb::WorkerCommand { kind: Some(pb::worker_command::Kind::Task(task)) })
+    });
+    // A worker that is gone or jammed: the deadline fails the attempt soon.
+    let deadline = match sent {
+        Some(Ok(())) => give_up_at(Instant::now(), effect_timeout),
+        _ => Instant::now(),
+    };
+    state.in_flight.insert(key, InFlight { fencing, conn: Some(conn), deadline, reported: false });
+}
+
+/// Per effect, the room connected workers have for more tasks, less the
+/// attempts already waiting for it (ready to dispatch or unsent; those
+/// being dispatched already took theirs).
+fn free_room(state: &State, pending: &Pending) -> BTreeMap<String, u32> {
+    let mut room: BTreeMap<String, u32> = BTreeMap::new();
+    for slot in state.workers.values() {
+        for effect in &slot.effects {
+            *room.entry(effect.clone()).or_default() += slot.concurrency.saturating_sub(slot.active);
+        }
+    }
+    let waiting = pending
+        .effects
+        .iter()
+        .filter(|e| e.in_flight.is_none() && !state.dispatching.contains(&e.key))
+        .map(|e| &e.effect);
+    for effect in waiting.chain(state.unsent.values().map(|t| &t.effect)) {
+        if let Some(n) = room.get_mut(effect) {
+            *n = n.saturating_sub(1);
+        }
+    }
+    room
 }
 
 /// The least busy connected worker that serves `effect` and has capacity.

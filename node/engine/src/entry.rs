@@ -154,6 +154,17 @@ pub enum Entry {
         /// Their keys.
         keys: Vec<String>,
     },
+    /// Run a step like [`Entry::RunStep`] and dispatch the effects it
+    /// intends at once: each becomes attempt 1 in flight, and this entry's
+    /// index is its fencing token (one commit instead of a `RunStep` and a
+    /// `Dispatched`). The leader proposes it only when it has a worker with
+    /// room for every effect the step may emit, and picks the worker after
+    /// the commit, so nothing leaves the cluster before the intent is
+    /// committed.
+    RunStepAndDispatch {
+        /// The step.
+        step: StepId,
+    },
 }
 
 impl Entry {
@@ -195,6 +206,7 @@ mod nested_decode {
         Batch { entries: Vec<Entry> },
         CreateInstances { kind: String, instances: Vec<crate::NewInstance>, upsert: bool, principal: String },
         DeleteInstances { kind: String, keys: Vec<String> },
+        RunStepAndDispatch { step: StepId },
     }
 
     impl<'de> Deserialize<'de> for Entry {
@@ -219,6 +231,7 @@ mod nested_decode {
                     Entry::CreateInstances { kind, instances, upsert, principal }
                 }
                 EntryRepr::DeleteInstances { kind, keys } => Entry::DeleteInstances { kind, keys },
+                EntryRepr::RunStepAndDispatch { step } => Entry::RunStepAndDispatch { step },
             })
         }
     }

@@ -28,6 +28,8 @@ struct Origin {
     retry: RetryPolicy,
     /// `{domain}-{transition}-{instance}-{slice}` or `{domain}-{handler}-m{message}`.
     key_prefix: String,
+    /// Dispatch the plan's effects at once ([`crate::Entry::RunStepAndDispatch`]).
+    dispatch: bool,
 }
 
 impl Engine {
@@ -43,19 +45,20 @@ impl Engine {
         }
     }
 
-    /// Applies `Entry::RunStep`: stale or duplicate steps are no-ops.
-    pub(crate) fn run_step(&mut self, cx: &mut Cx, step: StepId) {
+    /// Applies `Entry::RunStep` (and `RunStepAndDispatch` with `dispatch`):
+    /// stale or duplicate steps are no-ops.
+    pub(crate) fn run_step(&mut self, cx: &mut Cx, step: StepId, dispatch: bool) {
         let Some(entry) = self.steps.remove(&step.0) else {
             cx.event("stale", None, None, None, format!("step {} is not ready (already run or cancelled)", step.0));
             return;
         };
         match entry.kind {
-            StepKind::Slice { cycle } => self.run_slice(cx, cycle, step.0),
-            StepKind::Deliver { message } => self.deliver(cx, message),
+            StepKind::Slice { cycle } => self.run_slice(cx, cycle, step.0, dispatch),
+            StepKind::Deliver { message } => self.deliver(cx, message, dispatch),
         }
     }
 
-    fn run_slice(&mut self, cx: &mut Cx, cycle_id: u64, step: u64) {
+    fn run_slice(&mut self, cx: &mut Cx, cycle_id: u64, step: u64, dispatch: bool) {
         let Some(program) = self.program.clone() else { return };
         let Some(c) = self.cycles.get_mut(&cycle_id) else { return };
         if c.step != Some(step) || !c.waiting.is_empty() {
@@ -91,6 +94,7 @@ impl Engine {
             since: self.goal_states[c.goal.index()].violated_since,
             retry: transition.retry,
             key_prefix: format!("{domain}-{}-{cycle_id}-{}", transition.name, slice.name),
+            dispatch,
         };
         let outcome = match result {
             Err(e) => Err(Rejection::new(
@@ -137,7 +141,7 @@ impl Engine {
         self.maybe_close(cx, cycle_id);
     }
 
-    fn deliver(&mut self, cx: &mut Cx, message_id: u64) {
+    fn deliver(&mut self, cx: &mut Cx, message_id: u64, dispatch: bool) {
         let Some(mut message) = self.messages.remove(&message_id) else { return };
         // `on create`: the instance is created now, then receives the message.
         let created = self.create_for_message(cx, &mut message);
@@ -173,6 +177,7 @@ impl Engine {
             since,
             retry,
             key_prefix: format!("{domain}-{}-m{message_id}", handler.name),
+            dispatch,
         };
         let outcome = result.and_then(|()| self.commit_plan(cx, &program, plan, &origin));
         let failure = match outcome {
@@ -229,8 +234,8 @@ impl Engine {
             let (domain, goal) = self.cycle_names(origin.cycle);
             cx.event(
                 "effect_planned",
-                domain,
-                goal,
+                domain.clone(),
+                goal.clone(),
                 None,
                 format!("{name} planned as effect {key} ({idempotency_key})"),
             );
@@ -238,14 +243,26 @@ impl Engine {
                 let remembered = EffectOrigin { tag, effect: name.clone(), worker: None };
                 self.remember_effect(idempotency_key.clone(), remembered);
             }
+            // Dispatched with its step: attempt 1 in flight, fenced by this entry.
+            let (attempts, state) =
+                if origin.dispatch { (1, EffectState::InFlight { token: cx.index }) } else { (0, EffectState::Ready) };
+            if origin.dispatch {
+                cx.event(
+                    "effect_dispatched",
+                    domain,
+                    goal,
+                    None,
+                    format!("{name} (effect {key}) attempt 1 dispatched with its step, fencing token {}", cx.index),
+                );
+            }
             self.effects.insert(
                 key,
                 EffectRecord {
                     effect,
                     args,
                     idempotency_key,
-                    attempts: 0,
-                    state: EffectState::Ready,
+                    attempts,
+                    state,
                     cycle: origin.cycle,
                     domain: origin.domain,
                     goal: origin.tag.map(|t| t.goal),
@@ -324,6 +341,7 @@ impl Engine {
             }
             if c.waiting.is_empty() && c.step.is_none() && !c.slices_done {
                 self.advance(cx, id);
+                cx.continue_step = self.cycles.get(&id).and_then(|c| c.step);
                 return;
             }
         }

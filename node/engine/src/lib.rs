@@ -236,6 +236,9 @@ pub struct Applied {
     /// in order (the entry's own `outcome` is then `Ok`); empty for every
     /// other entry.
     pub parts: Vec<Result<(), Rejection>>,
+    /// Steps a worker's result ran in this entry: the next slice of a
+    /// cycle whose effects the result completed.
+    pub continued: Vec<StepId>,
 }
 
 /// The rejection of a batch found inside a batch.
@@ -261,6 +264,10 @@ pub struct PendingStep {
     pub step: StepId,
     /// Its level.
     pub priority: Priority,
+    /// The effects (`Namespace.Name`) its slice or handler may emit
+    /// directly: the leader proposes [`Entry::RunStepAndDispatch`] when it
+    /// has a worker with room for each.
+    pub emits: Vec<String>,
 }
 
 /// An effect that is ready for dispatch or in flight.
@@ -373,6 +380,10 @@ pub(crate) struct Cx {
     /// Kinds whose instances were created or deleted (their aggregates and
     /// lookups changed).
     pub(crate) kinds_changed: BTreeSet<u32>,
+    /// The next slice a result just queued, to run in the same entry.
+    pub(crate) continue_step: Option<u64>,
+    /// The steps run that way so far.
+    pub(crate) continued: Vec<StepId>,
 }
 
 impl Cx {
@@ -442,13 +453,15 @@ impl Engine {
             status_dirty: BTreeSet::new(),
             dirty_domains: BTreeSet::new(),
             kinds_changed: BTreeSet::new(),
+            continue_step: None,
+            continued: Vec::new(),
         };
         if index <= self.last_applied {
             let rejection = Rejection::new(
                 codes::ORDER,
                 format!("entry index {index} is not after the last applied index {}", self.last_applied),
             );
-            return Applied { outcome: Err(rejection), events: Vec::new(), parts: Vec::new() };
+            return Applied { outcome: Err(rejection), events: Vec::new(), parts: Vec::new(), continued: Vec::new() };
         }
         // Each change checks what `validate` checks before it changes anything.
         let (outcome, parts) = match entry {
@@ -458,23 +471,40 @@ impl Engine {
                     .map(|entry| {
                         let outcome = match entry {
                             Entry::Batch { .. } => Err(nested_batch()),
-                            single => self.apply_entry(&mut cx, single),
+                            single => self.apply_part(&mut cx, single),
                         };
-                        self.conclude(&mut cx, &outcome);
                         outcome
                     })
                     .collect();
                 (Ok(()), parts)
             }
-            single => {
-                let outcome = self.apply_entry(&mut cx, single);
-                self.conclude(&mut cx, &outcome);
-                (outcome, Vec::new())
-            }
+            single => (self.apply_part(&mut cx, single), Vec::new()),
         };
         self.last_applied = index;
         self.hash = hash::chain(&self.hash, index, entry, &outcome, &cx.events);
-        Applied { outcome, events: cx.events, parts }
+        Applied { outcome, events: cx.events, parts, continued: cx.continued }
+    }
+
+    /// Applies one change and evaluates what it touched. A result that
+    /// completes a slice's effects runs the cycle's next slice in the same
+    /// entry (one commit less per repair) unless a step of a higher level
+    /// waits or the cycle was preempted at that boundary.
+    fn apply_part(&mut self, cx: &mut Cx, entry: &Entry) -> Result<(), Rejection> {
+        cx.continue_step = None;
+        let outcome = self.apply_entry(cx, entry);
+        self.conclude(cx, &outcome);
+        if let Some(step) = cx.continue_step.take().filter(|s| outcome.is_ok() && self.may_continue(*s)) {
+            cx.continued.push(StepId(step));
+            self.run_step(cx, StepId(step), false);
+            self.settle(cx);
+        }
+        outcome
+    }
+
+    /// Whether a queued step may run now, ahead of the leader's queue: it
+    /// is still queued and no step of a higher level waits.
+    fn may_continue(&self, step: u64) -> bool {
+        self.steps.get(&step).is_some_and(|s| !self.steps.values().any(|other| other.priority > s.priority))
     }
 
     /// After one change: evaluate what it touched, or record why it was
@@ -497,7 +527,11 @@ impl Engine {
             // `apply` splits a batch into its parts.
             Entry::Batch { .. } => Ok(()),
             Entry::RunStep { step } => {
-                self.run_step(cx, *step);
+                self.run_step(cx, *step, false);
+                Ok(())
+            }
+            Entry::RunStepAndDispatch { step } => {
+                self.run_step(cx, *step, true);
                 Ok(())
             }
             Entry::Dispatched { effect, attempt, worker } => self.dispatched(cx, *effect, *attempt, worker),
@@ -557,6 +591,7 @@ impl Engine {
             Entry::CreateInstances { kind, instances, upsert, .. } => self.validate_create(kind, instances, *upsert),
             Entry::DeleteInstances { kind, keys } => self.validate_delete(kind, keys),
             Entry::RunStep { .. }
+            | Entry::RunStepAndDispatch { .. }
             | Entry::Dispatched { .. }
             | Entry::TimerFired { .. }
             | Entry::Noop

@@ -6,7 +6,7 @@ use std::cmp::Reverse;
 use lexum_compiler::program::{DomainId, GoalId, Program, TransitionId};
 
 use crate::eval::{self, Slots};
-use crate::state::{Cycle, EffectState, Step, StepKind};
+use crate::state::{Cycle, EffectRecord, EffectState, Step, StepKind};
 use crate::{Cx, EffectKey, Engine, Pending, PendingEffect, PendingStep, PendingTimer, StepId, TimerId};
 
 impl Engine {
@@ -198,41 +198,28 @@ impl Engine {
         let mut steps: Vec<_> = self
             .steps
             .iter()
-            .map(|(id, s)| ((Reverse(s.priority), s.since, names(s.goal, s.domain), *id), s.priority))
+            .map(|(id, s)| ((Reverse(s.priority), s.since, names(s.goal, s.domain), *id), s))
             .collect();
-        steps.sort();
+        steps.sort_by(|a, b| a.0.cmp(&b.0));
         let mut effects: Vec<_> = self
             .effects
             .iter()
             .filter_map(|(key, e)| {
-                let in_flight = match e.state {
-                    EffectState::Ready => None,
-                    EffectState::InFlight { token } => Some(token),
-                    EffectState::Backoff { .. } => return None,
-                };
-                let decl = program.effects.get(e.effect.index())?;
-                let args = decl.params.iter().map(|p| p.name.clone()).zip(e.args.iter().cloned()).collect();
-                let attempt = if in_flight.is_some() { e.attempts } else { e.attempts + 1 };
+                let pending = self.pending_effect(program, *key, e)?;
                 let (domain, goal) = e
                     .cycle
                     .and_then(|c| self.cycles.get(&c))
                     .map(|c| names(Some(c.goal), c.domain))
                     .unwrap_or_default();
-                let pending = PendingEffect {
-                    key: EffectKey(*key),
-                    effect: decl.full_name(),
-                    args,
-                    idempotency_key: e.idempotency_key.clone(),
-                    attempt,
-                    priority: e.priority,
-                    in_flight,
-                };
                 Some(((Reverse(e.priority), e.since, domain, goal, *key), pending))
             })
             .collect();
         effects.sort_by(|a, b| a.0.cmp(&b.0));
         Pending {
-            steps: steps.into_iter().map(|(k, priority)| PendingStep { step: StepId(k.3), priority }).collect(),
+            steps: steps
+                .into_iter()
+                .map(|(k, s)| PendingStep { step: StepId(k.3), priority: s.priority, emits: self.emits(program, s) })
+                .collect(),
             effects: effects.into_iter().map(|(_, e)| e).collect(),
             timers: self
                 .timers
@@ -240,5 +227,61 @@ impl Engine {
                 .map(|(id, t)| PendingTimer { timer: TimerId(*id), delay_ms: t.delay_ms })
                 .collect(),
         }
+    }
+
+    /// The effects in flight with fencing token `token`: those a
+    /// [`crate::Entry::RunStepAndDispatch`] at that index dispatched (and
+    /// any `Dispatched` entry of the same batch), for the leader to send.
+    pub fn dispatched_at(&self, token: u64) -> Vec<PendingEffect> {
+        let Some(program) = self.program.as_ref() else { return Vec::new() };
+        self.effects
+            .iter()
+            .filter(|(_, e)| e.state == EffectState::InFlight { token })
+            .filter_map(|(key, e)| self.pending_effect(program, *key, e))
+            .collect()
+    }
+
+    /// An effect of the journal as the leader sees it; `None` while it
+    /// backs off before its next attempt.
+    fn pending_effect(&self, program: &Program, key: u64, e: &EffectRecord) -> Option<PendingEffect> {
+        let in_flight = match e.state {
+            EffectState::Ready => None,
+            EffectState::InFlight { token } => Some(token),
+            EffectState::Backoff { .. } => return None,
+        };
+        let decl = program.effects.get(e.effect.index())?;
+        let args = decl.params.iter().map(|p| p.name.clone()).zip(e.args.iter().cloned()).collect();
+        Some(PendingEffect {
+            key: EffectKey(key),
+            effect: decl.full_name(),
+            args,
+            idempotency_key: e.idempotency_key.clone(),
+            attempt: if in_flight.is_some() { e.attempts } else { e.attempts + 1 },
+            priority: e.priority,
+            in_flight,
+        })
+    }
+
+    /// The effects a step's slice or handler may emit directly, by name.
+    fn emits(&self, program: &Program, step: &Step) -> Vec<String> {
+        let emits = match step.kind {
+            StepKind::Slice { cycle } => self.cycles.get(&cycle).and_then(|c| {
+                let slices = &program.transitions.get(c.transition.index())?.slices;
+                Some(&slices.get(c.next_slice as usize)?.emits)
+            }),
+            StepKind::Deliver { message } => self
+                .messages
+                .get(&message)
+                .and_then(|m| program.handlers.get(m.handler.index()))
+                .map(|h| &h.emits),
+        };
+        let mut names: Vec<String> = emits
+            .into_iter()
+            .flatten()
+            .filter_map(|e| program.effects.get(e.index()).map(|d| d.full_name()))
+            .collect();
+        names.sort();
+        names.dedup();
+        names
     }
 }

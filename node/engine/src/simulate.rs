@@ -262,7 +262,7 @@ pub fn simulate(mut engine: Engine, program: Option<&[u8]>, options: &Simulation
     let mut fields = Vec::new();
     if let Some(bytes) = program {
         let applied = sim.propose(&mut engine, Entry::SubmitProgram { bytes: bytes.to_vec() });
-        match applied {
+        match applied.outcome.map_err(|r| r.to_string()) {
             Ok(()) => {
                 if let Some(new) = engine.program.clone() {
                     fields = field_changes(old_program.as_deref(), &old_values, &new, &engine.values);
@@ -332,10 +332,10 @@ struct Driver {
 }
 
 impl Driver {
-    fn propose(&mut self, engine: &mut Engine, entry: Entry) -> Result<(), String> {
+    fn propose(&mut self, engine: &mut Engine, entry: Entry) -> crate::Applied {
         self.index += 1;
         self.entries += 1;
-        engine.apply(self.index, &entry).outcome.map_err(|r| r.to_string())
+        engine.apply(self.index, &entry)
     }
 
     /// Proposes what a leader would propose next: steps first, then
@@ -377,7 +377,11 @@ impl Driver {
                 *outcome = recorded;
             }
             let fencing = e.in_flight.unwrap_or_default();
-            let _ = self.propose(engine, Entry::EffectResult { effect: e.key, fencing, outcome: answer });
+            let next = describe_continuation(engine, e.key, self.index + 1);
+            let applied = self.propose(engine, Entry::EffectResult { effect: e.key, fencing, outcome: answer });
+            if let Some(next) = next.filter(|_| !applied.continued.is_empty()) {
+                self.dispatch.push(next);
+            }
             return true;
         }
         let timer = engine
@@ -453,6 +457,26 @@ fn describe_step(engine: &Engine, step: StepId, index: u64) -> Option<Dispatch> 
             Some(Dispatch::Delivery { index, priority: m.priority, handler: format!("{domain}.{}", h.name), args })
         }
     }
+}
+
+/// The slice a result for `key` would run in its own entry (when it is
+/// the last effect its slice waits for), before the result is applied.
+fn describe_continuation(engine: &Engine, key: EffectKey, index: u64) -> Option<Dispatch> {
+    let program = engine.program.as_ref()?;
+    let record = engine.effects.get(&key.0)?;
+    let c = engine.cycles.get(&record.cycle?)?;
+    if !record.from_slice || c.waiting.len() != 1 || !c.waiting.contains(&key.0) {
+        return None;
+    }
+    let t = program.transitions.get(c.transition.index())?;
+    let slice = t.slices.get(c.next_slice as usize)?;
+    Some(Dispatch::Slice {
+        index,
+        priority: c.priority,
+        goal: program.goal_path(c.goal),
+        transition: t.name.clone(),
+        slice: slice.name.clone(),
+    })
 }
 
 /// Outside contention per goal in the live state.

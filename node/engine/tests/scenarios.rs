@@ -384,13 +384,34 @@ domain Autoscaler priority high {
     );
 }
 
+/// `request`'s result runs `note` in its own entry; `record` is a step of
+/// its own (a slice with no effect queues the next one).
+const POOL_NOTED: &str = r#"
+effect Cloud.SetNodeCount(pool: string, count: int) -> int
+domain Pool {
+  state {
+    nodes: int = 3
+    target: int = 10
+    asked: int = 0
+  }
+  goal Big { nodes >= target }
+  transition Grow for Big {
+    slice request { emit Cloud.SetNodeCount(pool: "web", count: nodes + 1) -> got }
+    slice note { asked = got }
+    slice record { nodes = asked }
+  }
+}
+"#;
+
 #[test]
 fn a_crash_between_slices_resumes_at_the_next_slice() {
-    let mut sim = Sim::new(POOL);
+    let mut sim = Sim::new(POOL_NOTED);
     sim.set("Pool", "target", Value::Int(4));
     let mut worker = echo_count();
-    // The request slice runs and its effect succeeds: three entries.
+    // The request slice runs, its effect succeeds and its result runs the
+    // note slice: three entries, with the record slice left to run.
     assert_eq!(sim.drive(3, &mut worker), 3);
+    assert_eq!(sim.engine.read("Pool", "asked"), Some(Value::Int(4)));
     assert!(sim.engine.pending().effects.is_empty() && sim.engine.pending().steps.len() == 1);
     let before = sim.engine.state_hash();
     let mut resumed = Sim {
