@@ -35,6 +35,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     for warning in &settings.warnings {
         tracing::warn!("{warning}");
     }
+    for warning in settings.test_faults.warnings() {
+        tracing::warn!("{warning}");
+    }
     let network = Network { token: settings.auth.peer_token.clone(), tls: client_tls.clone() };
     let raft =
         Raft::new(settings.id, Arc::new(settings.raft_config()?), network, log_store.clone(), state_machine.clone())
@@ -64,8 +67,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         });
     }
 
-    let client_api = LexumServer::new(ClientApi::new(cluster.clone(), commits, log_store, state_machine))
-        .max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let client_api = ClientApi::new(cluster.clone(), commits, log_store, state_machine, settings.test_faults.clone());
+    let client_api = LexumServer::new(client_api).max_decoding_message_size(MAX_MESSAGE_BYTES);
     let worker_api = WorkerServer::new(WorkerApi::new(dispatcher)).max_decoding_message_size(MAX_MESSAGE_BYTES);
     let raft_api = RaftServer::new(RaftTransport::new(raft.clone()))
         .max_decoding_message_size(RAFT_MESSAGE_LIMIT)
