@@ -12,6 +12,7 @@ use crate::service::limits::{Limited, Limits};
 use crate::service::raft::RaftTransport;
 use crate::service::worker::WorkerApi;
 use crate::service::RAFT_MESSAGE_LIMIT;
+use crate::test_faults::TestFault;
 use anyhow::Context;
 use lexum_proto::v1::lexum_server::LexumServer;
 use lexum_proto::v1::raft_server::RaftServer;
@@ -57,6 +58,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let commits = GroupCommit::start(cluster.clone());
     let dispatcher = Dispatcher::new(cluster.clone(), settings.engine_config(), commits.clone());
     tokio::spawn(dispatcher.clone().run());
+    if settings.test_faults.contains(TestFault::LeaderForgetsRetryCounts) {
+        tokio::spawn(crate::test_faults::forget_retry_counts(cluster.clone()));
+    }
     let tokens = Arc::new(Tokens::new(&settings.auth.tokens, settings.auth.peer_token.as_deref()));
     if let Some(addr) = settings.metrics_listen {
         let (cluster, tokens) = (cluster.clone(), tokens.clone());

@@ -14,10 +14,19 @@
 //! - `read-without-read-index`: `service/client.rs` answers every read
 //!   from this node's replica as it is, without openraft's read index
 //!   (`ensure_linearizable`), on followers and on a deposed leader too.
+//! - `leader-forgets-retry-counts`: [`forget_retry_counts`] runs beside
+//!   the dispatcher and re-arms goals whose effect ran out of retries
+//!   unless this node itself counted the attempts, so every new leader
+//!   grants a failing effect a fresh budget.
 
-use std::collections::BTreeSet;
+use crate::cluster::Cluster;
+use lexum_engine::entry::Entry;
+use lexum_engine::{Engine, Event};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::str::FromStr;
+use std::time::Duration;
+use tokio::sync::broadcast;
 
 /// The environment variable that must be `1` for `--test-fault` to be accepted.
 pub const ALLOW_ENV: &str = "LEXUM_ALLOW_TEST_FAULTS";
@@ -29,17 +38,22 @@ pub enum TestFault {
     AckBeforeCommit,
     /// Serve reads from the local replica without a read index.
     ReadWithoutReadIndex,
+    /// Count effect attempts in the leader's memory, so a new leader
+    /// re-arms goals whose effect ran out of retries.
+    LeaderForgetsRetryCounts,
 }
 
 impl TestFault {
     /// Every fault.
-    pub const ALL: [TestFault; 2] = [TestFault::AckBeforeCommit, TestFault::ReadWithoutReadIndex];
+    pub const ALL: [TestFault; 3] =
+        [TestFault::AckBeforeCommit, TestFault::ReadWithoutReadIndex, TestFault::LeaderForgetsRetryCounts];
 
     /// The name after `--test-fault`.
     pub fn name(self) -> &'static str {
         match self {
             TestFault::AckBeforeCommit => "ack-before-commit",
             TestFault::ReadWithoutReadIndex => "read-without-read-index",
+            TestFault::LeaderForgetsRetryCounts => "leader-forgets-retry-counts",
         }
     }
 
@@ -49,6 +63,9 @@ impl TestFault {
             TestFault::AckBeforeCommit => "acknowledges writes before they commit, so acknowledged writes can be lost",
             TestFault::ReadWithoutReadIndex => {
                 "answers reads from its own replica without a read index, on followers too, so reads can be stale"
+            }
+            TestFault::LeaderForgetsRetryCounts => {
+                "as leader re-arms goals whose effect ran out of retries, so effects run past their retry limit"
             }
         }
     }
@@ -71,7 +88,9 @@ impl FromStr for TestFault {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum TestFaultError {
     /// No fault has this name.
-    #[error("unknown test fault `{0}` (expected ack-before-commit or read-without-read-index)")]
+    #[error(
+        "unknown test fault `{0}` (expected ack-before-commit, read-without-read-index or leader-forgets-retry-counts)"
+    )]
     Unknown(String),
     /// A fault was asked for without the environment allowing it.
     #[error("--test-fault {0} makes this node wrong on purpose and is for fault tests only; it is refused unless {ALLOW_ENV}=1 is set")]
@@ -144,6 +163,136 @@ impl TestFaults {
     }
 }
 
+/// How often the forgetful leader looks at the goals.
+const FORGETFUL_TICK: Duration = Duration::from_millis(50);
+
+/// `leader-forgets-retry-counts`: the bookkeeping of a leader that counts
+/// effect attempts in its own memory instead of trusting the replicated
+/// journal. While this node leads, it counts the attempts dispatched in
+/// its term, per goal. A goal FAILED because its effect ran out of retries
+/// (E010), for which it counted fewer attempts than the transition allows,
+/// looks to it like a goal with budget left, so it re-arms the goal
+/// (`Entry::Retry`), once per failure. A leader that dispatched every
+/// attempt itself leaves the goal FAILED; a new leader, whose count starts
+/// at zero, re-arms it and the effect gets another full budget of attempts.
+/// Runs until the process exits.
+pub async fn forget_retry_counts(cluster: Cluster) {
+    let mut memory: Option<Memory> = None;
+    loop {
+        tokio::time::sleep(FORGETFUL_TICK).await;
+        if !cluster.is_leader() {
+            memory = None;
+            continue;
+        }
+        let term = cluster.raft.metrics().borrow().current_term;
+        let memory = match &mut memory {
+            Some(memory) if memory.term == term => memory,
+            slot => match Memory::start(&cluster, term) {
+                Some(fresh) => slot.insert(fresh),
+                None => continue,
+            },
+        };
+        // The goals first, then the events: every dispatch applied before
+        // the goals were read has been sent to the receiver by then.
+        let exhausted = cluster.replica.with_engine(exhausted_goals);
+        memory.count_dispatches();
+        for goal in exhausted {
+            if !memory.forgets(&goal) {
+                continue;
+            }
+            tracing::warn!(
+                domain = %goal.domain,
+                goal = %goal.goal,
+                counted = memory.counted(&goal),
+                allowed = goal.max_attempts,
+                "test fault leader-forgets-retry-counts: re-arming a goal whose effect ran out of retries"
+            );
+            let retry = Entry::Retry { domain: goal.domain.clone(), goal: goal.goal.clone() };
+            if let Err(error) = cluster.propose(retry).await {
+                tracing::warn!("test fault leader-forgets-retry-counts: re-arming failed: {error}");
+            }
+        }
+    }
+}
+
+/// A goal FAILED with E010, as the forgetful leader sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Exhausted {
+    domain: String,
+    goal: String,
+    /// Index of the entry that made it FAILED: one failure.
+    since: u64,
+    /// The most attempts its transitions allow an effect.
+    max_attempts: u32,
+}
+
+/// Every goal FAILED because an effect ran out of retries, with its budget.
+fn exhausted_goals(engine: &Engine) -> Vec<Exhausted> {
+    let Some(program) = engine.program() else { return Vec::new() };
+    let mut budgets: BTreeMap<(&str, &str), u32> = BTreeMap::new();
+    for transition in &program.transitions {
+        let goal = &program.goals[transition.goal.index()];
+        let domain = program.domains[goal.domain.index()].name.as_str();
+        let budget = budgets.entry((domain, goal.name.as_str())).or_default();
+        *budget = (*budget).max(transition.retry.max_attempts);
+    }
+    let (failed, _) = engine.goals_page(None, Some("FAILED"), 0, u64::MAX);
+    failed
+        .into_iter()
+        .filter(|g| g.code.as_deref() == Some(lexum_engine::codes::RETRIES_EXHAUSTED))
+        .filter_map(|g| {
+            let max_attempts = *budgets.get(&(g.domain.as_str(), g.goal.as_str()))?;
+            Some(Exhausted { domain: g.domain, goal: g.goal, since: g.since_index, max_attempts })
+        })
+        .collect()
+}
+
+/// What one term of leadership remembers: attempts it saw dispatched, per
+/// goal, and the failures it already re-armed.
+struct Memory {
+    term: u64,
+    events: broadcast::Receiver<Event>,
+    attempts: BTreeMap<(String, String), u32>,
+    rearmed: BTreeSet<(String, String, u64)>,
+}
+
+impl Memory {
+    /// Starts counting with the next applied entry.
+    fn start(cluster: &Cluster, term: u64) -> Option<Memory> {
+        let next = cluster.replica.applied_index() + 1;
+        let (_, events) = cluster.replica.subscribe_events(next).ok()?;
+        Some(Memory { term, events, attempts: BTreeMap::new(), rearmed: BTreeSet::new() })
+    }
+
+    /// Counts the dispatches applied since the last call (events lost to
+    /// a lagging receiver are simply not counted: the memory is the bug).
+    fn count_dispatches(&mut self) {
+        loop {
+            match self.events.try_recv() {
+                Ok(event) if event.kind == "effect_dispatched" => {
+                    if let (Some(domain), Some(goal)) = (event.domain, event.goal) {
+                        *self.attempts.entry((domain, goal)).or_default() += 1;
+                    }
+                }
+                Ok(_) | Err(broadcast::error::TryRecvError::Lagged(_)) => {}
+                Err(_) => break,
+            }
+        }
+    }
+
+    /// The attempts this term counted for `goal`.
+    fn counted(&self, goal: &Exhausted) -> u32 {
+        self.attempts.get(&(goal.domain.clone(), goal.goal.clone())).copied().unwrap_or(0)
+    }
+
+    /// Whether this leader, by its own count, would grant `goal` more
+    /// attempts (once per failure).
+    fn forgets(&mut self, goal: &Exhausted) -> bool {
+        self.counted(goal) < goal.max_attempts
+            && self.rearmed.insert((goal.domain.clone(), goal.goal.clone(), goal.since))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,5 +327,34 @@ mod tests {
     fn no_faults_need_no_permission() {
         assert_eq!(TestFaults::new(&[], Permission::Refused), Ok(TestFaults::none()));
         assert!(TestFaults::none().is_empty());
+    }
+
+    fn exhausted(since: u64) -> Exhausted {
+        Exhausted { domain: "Doomed".into(), goal: "Applied".into(), since, max_attempts: 3 }
+    }
+
+    #[test]
+    fn a_leader_that_counted_every_attempt_leaves_the_goal_failed_and_a_new_one_rearms_it_once() {
+        let replica_events = broadcast::channel::<Event>(16);
+        let mut memory =
+            Memory { term: 1, events: replica_events.1, attempts: BTreeMap::new(), rearmed: BTreeSet::new() };
+        let dispatched = Event {
+            index: 1,
+            kind: "effect_dispatched".into(),
+            domain: Some("Doomed".into()),
+            goal: Some("Applied".into()),
+            code: None,
+            message: String::new(),
+        };
+        for _ in 0..3 {
+            replica_events.0.send(dispatched.clone()).expect("a receiver");
+        }
+        memory.count_dispatches();
+        assert!(!memory.forgets(&exhausted(9)), "it saw all three attempts");
+        let (_, fresh) = broadcast::channel::<Event>(16);
+        let mut new_leader = Memory { term: 2, events: fresh, attempts: BTreeMap::new(), rearmed: BTreeSet::new() };
+        assert!(new_leader.forgets(&exhausted(9)));
+        assert!(!new_leader.forgets(&exhausted(9)), "one re-arm per failure");
+        assert!(new_leader.forgets(&exhausted(20)), "a later failure is another");
     }
 }
