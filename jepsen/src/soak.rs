@@ -8,7 +8,8 @@
 //! registers (linearizability, [`crate::linearizable`]), set (unique
 //! appends: every acknowledged one present, none twice, none invented),
 //! effects (worker processes; no key on two workers at once, every final
-//! target done), convergence (every goal of the converging domains
+//! target done, no intent of an always-failing effect tried more often
+//! than its retry limit), convergence (every goal of the converging domains
 //! SATISFIED within a bound after heal), traps (each tug-of-war armed
 //! during the faults is trapped exactly once, with the evidence of a
 //! fault-free run), replicas (one state hash at one applied index on every
@@ -1028,6 +1029,21 @@ impl Run {
                 anomalies.push(format!("{domain}.done is {recorded:?}, want {want}"));
             }
         }
+        // No intent of the always-failing effect was tried more often than
+        // its retry limit allows (a FAILED goal is never re-armed here).
+        let failing = effects::attempts_per_intent(&lines, program::FAILING_EFFECT);
+        for (n, attempts) in &failing {
+            if attempts.len() > program::DOOMED_ATTEMPTS as usize {
+                let keys: BTreeSet<&str> = attempts.iter().map(|(key, _)| key.as_str()).collect();
+                anomalies.push(format!(
+                    "{}(n: {n}) ran {} attempts under {} idempotency keys; Doomed.Applied allows {}",
+                    program::FAILING_EFFECT,
+                    attempts.len(),
+                    keys.len(),
+                    program::DOOMED_ATTEMPTS
+                ));
+            }
+        }
         let retried = executions.iter().filter(|e| e.attempt > 1).count();
         let effects = Verdict {
             checker: "effects".into(),
@@ -1038,6 +1054,7 @@ impl Run {
                 "retried_executions": retried,
                 "overlaps": found.len(),
                 "done_lines": lines.iter().filter(|l| l.ev == "done").count(),
+                "failing_attempts": failing.values().map(BTreeSet::len).max().unwrap_or(0),
             }),
         };
         (effects, convergence)
