@@ -37,6 +37,9 @@ pub struct ClusterOptions {
     /// `(heartbeat, election min, election max)` in ms; `None` keeps
     /// lexumd's defaults (what the benchmark measures).
     pub raft_timeouts: Option<(u64, u64, u64)>,
+    /// Test-only bugs every node runs with (`lexumd --test-fault NAME`,
+    /// with `LEXUM_ALLOW_TEST_FAULTS=1`); empty for a correct cluster.
+    pub test_faults: Vec<String>,
 }
 
 /// The `[auth]` section of every node.
@@ -71,6 +74,7 @@ impl Default for ClusterOptions {
             tls: None,
             auth: None,
             raft_timeouts: Some((100, 500, 1000)),
+            test_faults: Vec::new(),
         }
     }
 }
@@ -255,6 +259,9 @@ impl LocalCluster {
         if public && self.options.token.is_none() && self.options.auth.is_none() {
             // Namespace addresses are not loopback: say so explicitly.
             command.arg("--insecure");
+        }
+        for fault in &self.options.test_faults {
+            command.arg("--test-fault").arg(fault).env("LEXUM_ALLOW_TEST_FAULTS", "1");
         }
         let child = command
             .arg("--config")

@@ -11,10 +11,14 @@
 //! the deadline before acting again; one that ignores it acts after
 //! another worker took over, and [`crate::exclusive::overlaps`] sees two
 //! executions of one key at once.
+//!
+//! The logs also say how often an effect was tried: [`attempts_per_intent`]
+//! gathers the attempts of every intent (an effect with its argument),
+//! under whatever idempotency keys they ran, for the retry-limit check.
 
 use crate::exclusive::Execution;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -31,6 +35,8 @@ pub fn monotonic_ns() -> u64 {
 pub struct ActLine {
     /// `act` (a step of work) or `done` (the effect succeeded).
     pub ev: String,
+    /// The effect, `Namespace.Name`.
+    pub effect: String,
     /// The effect instance's idempotency key.
     pub key: String,
     /// The worker process's name.
@@ -81,13 +87,47 @@ pub fn executions(lines: &[ActLine], base: Instant, base_ns: u64) -> Vec<Executi
         .collect()
 }
 
+/// The attempts of every intent of `effect` (one per argument `n`): each
+/// distinct (idempotency key, attempt) a worker started. A retried effect
+/// keeps its key; a goal re-armed after it failed plans the effect again
+/// under a new key, with the same argument.
+pub fn attempts_per_intent(lines: &[ActLine], effect: &str) -> BTreeMap<i64, BTreeSet<(String, u32)>> {
+    let mut intents: BTreeMap<i64, BTreeSet<(String, u32)>> = BTreeMap::new();
+    for line in lines.iter().filter(|l| l.ev == "act" && l.effect == effect) {
+        intents.entry(line.n).or_default().insert((line.key.clone(), line.attempt));
+    }
+    intents
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::exclusive::overlaps;
 
     fn line(ev: &str, key: &str, worker: &str, attempt: u32, t: u64) -> ActLine {
-        ActLine { ev: ev.into(), key: key.into(), worker: worker.into(), attempt, n: 1, t }
+        ActLine { ev: ev.into(), effect: "Ops.Apply".into(), key: key.into(), worker: worker.into(), attempt, n: 1, t }
+    }
+
+    #[test]
+    fn attempts_are_counted_per_intent_across_keys_and_workers() {
+        let fail = |key: &str, worker: &str, attempt: u32, n: i64| ActLine {
+            effect: "Ops.Fail".into(),
+            n,
+            ..line("act", key, worker, attempt, 0)
+        };
+        let lines = [
+            fail("k", "a", 1, 1),
+            fail("k", "a", 1, 1),
+            fail("k", "b", 2, 1),
+            fail("k", "a", 3, 1),
+            fail("r", "b", 1, 1),
+            fail("x", "a", 1, 7),
+            line("act", "k", "a", 4, 0),
+        ];
+        let intents = attempts_per_intent(&lines, "Ops.Fail");
+        assert_eq!(intents[&1].len(), 4, "three attempts under k and one under r, steps of one attempt once");
+        assert_eq!(intents[&7].len(), 1);
+        assert_eq!(intents.len(), 2, "other effects are not counted");
     }
 
     #[test]

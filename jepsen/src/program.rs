@@ -6,6 +6,10 @@
 //!   its trivial goal makes every instance show up in `ListGoals`.
 //! - `Job0..`: a target `want` that workers apply through the effect
 //!   `Ops.Apply` and record as `done` (the effects and convergence workloads).
+//! - `Doomed`: a goal violated from the start whose effect `Ops.Fail`
+//!   every worker fails, so it is FAILED (E010) after [`DOOMED_ATTEMPTS`]
+//!   attempts and stays FAILED: nothing writes it (the effects workload
+//!   checks that no attempt beyond the limit ran).
 //! - `Thermo<i>`, `Warm<i>`, `Chill<i>`: a tug-of-war (as in
 //!   `examples/tugofwar.lxm`) that stays quiet until a client sets
 //!   `Thermo<i>.armed`, then is trapped (E005) by the engine alone.
@@ -14,11 +18,17 @@
 pub const JOBS: usize = 4;
 /// Tug-of-wars the traps workload arms during a run.
 pub const FIGHTS: usize = 3;
+/// The effect every worker fails.
+pub const FAILING_EFFECT: &str = "Ops.Fail";
+/// The retry limit of `Doomed`'s transition: attempts of `Ops.Fail`
+/// before the goal is FAILED.
+pub const DOOMED_ATTEMPTS: u32 = 3;
 
 /// The source of the program.
 pub fn source() -> String {
     let mut source = String::from(
-        "effect Ops.Apply(n: int) -> int\n\n\
+        "effect Ops.Apply(n: int) -> int\n\
+         effect Ops.Fail(n: int) -> int\n\n\
          domain Reg {\n  state {\n    k0: int = 0\n    k1: int = 0\n    k2: int = 0\n  }\n}\n\n\
          domain Item[name] {\n  state {\n    n: int = 0\n  }\n  goal Present { n >= 0 }\n}\n",
     );
@@ -29,6 +39,11 @@ pub fn source() -> String {
              slice call {{ emit Ops.Apply(n: want) -> got }}\n    slice record {{ done = got }}\n  }}\n}}\n"
         ));
     }
+    source.push_str(&format!(
+        "\ndomain Doomed {{\n  state {{\n    done: int = 0\n    want: int = 1\n  }}\n  goal Applied {{ done == want }}\n  \
+         transition Apply for Applied retry {DOOMED_ATTEMPTS} backoff 50ms..100ms {{\n    \
+         slice call {{ emit Ops.Fail(n: want) -> got }}\n    slice record {{ done = got }}\n  }}\n}}\n"
+    ));
     for i in 0..FIGHTS {
         source.push_str(&format!(
             "\ndomain Thermo{i} {{\n  state {{\n    armed: int = 0\n    heater: int = 0\n    cooler: int = 0\n  }}\n  \
@@ -99,6 +114,15 @@ mod tests {
         let compiled = lexum_compiler::compile("soak.lxm", &source, &lexum_compiler::CompileOptions::default());
         let errors: Vec<String> = compiled.diagnostics.iter().filter(|d| d.is_error()).map(|d| format!("{d:?}")).collect();
         assert!(!compiled.has_errors(), "{errors:?}");
+    }
+
+    #[test]
+    fn the_doomed_goal_allows_its_effect_the_checked_number_of_attempts() {
+        let compiled = lexum_compiler::compile("soak.lxm", &source(), &lexum_compiler::CompileOptions::default());
+        let program = compiled.program.expect("compiles");
+        let doomed = program.transitions.iter().find(|t| program.domains[t.domain.index()].name == "Doomed");
+        assert_eq!(doomed.map(|t| t.retry.max_attempts), Some(DOOMED_ATTEMPTS));
+        assert!(program.effects.iter().any(|e| e.full_name() == FAILING_EFFECT));
     }
 
     #[test]

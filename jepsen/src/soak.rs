@@ -8,7 +8,8 @@
 //! registers (linearizability, [`crate::linearizable`]), set (unique
 //! appends: every acknowledged one present, none twice, none invented),
 //! effects (worker processes; no key on two workers at once, every final
-//! target done), convergence (every goal of the converging domains
+//! target done, no intent of an always-failing effect tried more often
+//! than its retry limit), convergence (every goal of the converging domains
 //! SATISFIED within a bound after heal), traps (each tug-of-war armed
 //! during the faults is trapped exactly once, with the evidence of a
 //! fault-free run), replicas (one state hash at one applied index on every
@@ -88,35 +89,52 @@ impl FromStr for Workload {
     }
 }
 
-/// Test-only bugs that a checker must catch. The first is a bug of the
-/// worker processes; the others are simulated in the harness's clients
-/// (the node has no such switches): they produce the anomaly a node bug
-/// of that class would show, so the checker is seen to catch it.
+/// Test-only bugs, one per class of bug a checker claims to catch. Each is
+/// real: three are `lexumd --test-fault` switches (see `lexum_node::test_faults`),
+/// one is a switch of the worker processes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub enum Bug {
-    /// Worker processes keep working past a task's deadline.
+    /// The leader acknowledges client writes before they commit, so an
+    /// acknowledged append can be lost (the set checker).
+    AckBeforeCommit,
+    /// Every node answers reads from its own replica without a read index,
+    /// so reads can be stale (the registers checker).
+    ReadWithoutReadIndex,
+    /// Worker processes keep working past a task's deadline, so two work
+    /// on one effect at once (the effects checker's overlaps).
     WorkerIgnoresDeadline,
-    /// Every 25th append is reported acknowledged but never sent (what
-    /// an acknowledgement before commit looks like once the entry is lost).
-    LostAppends,
-    /// Every 10th read reports a register's initial value after the client
-    /// saw a write to it acknowledged (a read served without a read index).
-    StaleReads,
+    /// A new leader re-arms goals whose effect ran out of retries, so an
+    /// effect is tried more often than its retry limit (the effects
+    /// checker's attempts).
+    LeaderForgetsRetryCounts,
 }
 
 impl Bug {
+    /// Every bug.
+    pub const ALL: [Bug; 4] =
+        [Bug::AckBeforeCommit, Bug::ReadWithoutReadIndex, Bug::WorkerIgnoresDeadline, Bug::LeaderForgetsRetryCounts];
+
     /// The name after `--bug`.
     pub fn name(self) -> &'static str {
         match self {
+            Bug::AckBeforeCommit => "ack-before-commit",
+            Bug::ReadWithoutReadIndex => "read-without-read-index",
             Bug::WorkerIgnoresDeadline => "worker-ignores-deadline",
-            Bug::LostAppends => "lost-appends",
-            Bug::StaleReads => "stale-reads",
+            Bug::LeaderForgetsRetryCounts => "leader-forgets-retry-counts",
         }
     }
 
     /// The bug called `name`.
     pub fn from_name(name: &str) -> Option<Bug> {
-        [Bug::WorkerIgnoresDeadline, Bug::LostAppends, Bug::StaleReads].into_iter().find(|b| b.name() == name)
+        Bug::ALL.into_iter().find(|b| b.name() == name)
+    }
+
+    /// The `lexumd --test-fault` that is this bug, when it is the node's.
+    pub fn node_fault(self) -> Option<&'static str> {
+        match self {
+            Bug::WorkerIgnoresDeadline => None,
+            node => Some(node.name()),
+        }
     }
 }
 
@@ -286,11 +304,8 @@ async fn register_client(
     addrs: Vec<String>,
     start: Instant,
     stop: Instant,
-    stale_reads: bool,
 ) -> (Vec<(usize, Op)>, Vec<OpRecord>) {
     let (mut ops, mut records) = (Vec::new(), Vec::new());
-    let mut acknowledged = [false; KEYS.len()];
-    let mut reads = 0u64;
     let mut conns = Nodes::new(addrs, id);
     let mut rng = XorShift(0x9E37_79B9_7F4A_7C15 ^ (id as u64 + 1));
     let mut written = 0i64;
@@ -325,7 +340,6 @@ async fn register_client(
                 }
             };
             let done = (outcome == Outcome::Ok).then_some(complete);
-            acknowledged[key] |= outcome == Outcome::Ok;
             if outcome != Outcome::Fail {
                 ops.push((key, Op { kind: OpKind::Write(value), invoke, complete: done }));
             }
@@ -343,11 +357,7 @@ async fn register_client(
             let complete = nanos_since(start);
             let outcome = match answer {
                 Ok(Ok(response)) => {
-                    reads += 1;
-                    for (key, mut value) in read_ints(response.get_ref()) {
-                        if stale_reads && acknowledged[key] && reads % 10 == 0 {
-                            value = 0;
-                        }
+                    for (key, value) in read_ints(response.get_ref()) {
                         ops.push((key, Op { kind: OpKind::Read(value), invoke, complete: Some(complete) }));
                     }
                     Outcome::Ok
@@ -374,7 +384,7 @@ async fn register_client(
 }
 
 /// One set client: appends unique elements (`Item[c<id>-<n>]`).
-async fn set_client(id: usize, addrs: Vec<String>, start: Instant, stop: Instant, lost_appends: bool) -> Vec<OpRecord> {
+async fn set_client(id: usize, addrs: Vec<String>, start: Instant, stop: Instant) -> Vec<OpRecord> {
     let mut records = Vec::new();
     let mut conns = Nodes::new(addrs, id);
     for n in 0..MAX_OPS {
@@ -388,12 +398,6 @@ async fn set_client(id: usize, addrs: Vec<String>, start: Instant, stop: Instant
             continue;
         };
         let key = format!("c{id}-{n}");
-        if lost_appends && n % 25 == 24 {
-            let at = nanos_since(start);
-            let (workload, f, value, complete, outcome) = ("set", "append", n as i64, Some(at), Outcome::Ok);
-            records.push(OpRecord { workload, f, key, value, invoke: at, complete, outcome });
-            continue;
-        }
         let request = pb::CreateInstancesRequest {
             kind: "Item".into(),
             instances: vec![pb::InstanceSpec { key: key.clone(), values: Vec::new() }],
@@ -716,8 +720,12 @@ struct Run {
 
 impl Run {
     async fn start(settings: Settings, network: Option<Network>, store: std::path::PathBuf) -> Result<Run, SoakError> {
-        let options =
-            ClusterOptions { effect_timeout_ms: EFFECT_TIMEOUT.as_millis() as u64, ..ClusterOptions::default() };
+        let test_faults = settings.bug.and_then(Bug::node_fault).map(String::from).into_iter().collect();
+        let options = ClusterOptions {
+            effect_timeout_ms: EFFECT_TIMEOUT.as_millis() as u64,
+            test_faults,
+            ..ClusterOptions::default()
+        };
         let clients_namespace = network.as_ref().map(Network::client_namespace);
         let cluster = match network {
             Some(network) => LocalCluster::start_in(options, network).await,
@@ -747,16 +755,13 @@ impl Run {
         let start_ns = effects::monotonic_ns();
         let stop = start + self.settings.time_limit;
         let addrs = self.addrs.clone();
-        let (stale, lost) = (self.settings.bug == Some(Bug::StaleReads), self.settings.bug == Some(Bug::LostAppends));
         let registers: Vec<_> = if self.on(Workload::Registers) {
-            (0..REGISTER_CLIENTS)
-                .map(|id| tokio::spawn(register_client(id, addrs.clone(), start, stop, stale)))
-                .collect()
+            (0..REGISTER_CLIENTS).map(|id| tokio::spawn(register_client(id, addrs.clone(), start, stop))).collect()
         } else {
             Vec::new()
         };
         let sets: Vec<_> = if self.on(Workload::Set) {
-            (0..SET_CLIENTS).map(|id| tokio::spawn(set_client(id, addrs.clone(), start, stop, lost))).collect()
+            (0..SET_CLIENTS).map(|id| tokio::spawn(set_client(id, addrs.clone(), start, stop))).collect()
         } else {
             Vec::new()
         };
@@ -1028,6 +1033,21 @@ impl Run {
                 anomalies.push(format!("{domain}.done is {recorded:?}, want {want}"));
             }
         }
+        // No intent of the always-failing effect was tried more often than
+        // its retry limit allows (a FAILED goal is never re-armed here).
+        let failing = effects::attempts_per_intent(&lines, program::FAILING_EFFECT);
+        for (n, attempts) in &failing {
+            if attempts.len() > program::DOOMED_ATTEMPTS as usize {
+                let keys: BTreeSet<&str> = attempts.iter().map(|(key, _)| key.as_str()).collect();
+                anomalies.push(format!(
+                    "{}(n: {n}) ran {} attempts under {} idempotency keys; Doomed.Applied allows {}",
+                    program::FAILING_EFFECT,
+                    attempts.len(),
+                    keys.len(),
+                    program::DOOMED_ATTEMPTS
+                ));
+            }
+        }
         let retried = executions.iter().filter(|e| e.attempt > 1).count();
         let effects = Verdict {
             checker: "effects".into(),
@@ -1038,6 +1058,7 @@ impl Run {
                 "retried_executions": retried,
                 "overlaps": found.len(),
                 "done_lines": lines.iter().filter(|l| l.ev == "done").count(),
+                "failing_attempts": failing.values().map(BTreeSet::len).max().unwrap_or(0),
             }),
         };
         (effects, convergence)

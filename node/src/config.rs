@@ -3,6 +3,7 @@
 //! [`Settings`]. Flags win over the file; the file wins over defaults.
 
 use crate::service::auth::{NamedToken, Role};
+use crate::test_faults::{Permission, TestFault, TestFaults};
 use anyhow::{bail, Context};
 use clap::Parser;
 use serde::Deserialize;
@@ -46,6 +47,10 @@ pub struct Flags {
     /// Log format: text or json.
     #[arg(long)]
     pub log_format: Option<String>,
+    /// Test-only: a bug to switch on (repeatable; see `test_faults`).
+    /// Refused unless `LEXUM_ALLOW_TEST_FAULTS=1`; not in `--help`.
+    #[arg(long = "test-fault", value_name = "NAME", hide = true)]
+    pub test_faults: Vec<TestFault>,
 }
 
 /// The TOML file's shape; every key is optional.
@@ -236,6 +241,8 @@ pub struct Settings {
     pub tls: Option<TlsSection>,
     /// Limits section.
     pub limits: crate::service::limits::LimitsConfig,
+    /// Test-only bugs switched on (empty in production).
+    pub test_faults: TestFaults,
 }
 
 impl Settings {
@@ -251,8 +258,16 @@ impl Settings {
         Settings::merge(flags, file)
     }
 
-    /// Merges already-parsed layers and validates.
+    /// Merges already-parsed layers and validates; test faults only with
+    /// this process's environment's permission.
     pub fn merge(flags: Flags, file: FileConfig) -> anyhow::Result<Settings> {
+        Settings::merge_with(flags, file, Permission::from_env())
+    }
+
+    /// Merges already-parsed layers and validates, with `permission` for
+    /// `--test-fault`.
+    pub fn merge_with(flags: Flags, file: FileConfig, permission: Permission) -> anyhow::Result<Settings> {
+        let test_faults = TestFaults::new(&flags.test_faults, permission)?;
         let id = flags.id.or(file.id).context("a node id is required (--id or `id` in the config file)")?;
         if id == 0 {
             bail!("node id must be non-zero");
@@ -333,6 +348,7 @@ impl Settings {
             engine: file.engine,
             tls: file.tls,
             limits: file.limits,
+            test_faults,
         })
     }
 
@@ -560,6 +576,22 @@ mod tests {
         let same =
             format!("{}{}", token("a", "admin", "aaaaaaaaaaaaaaaaaaaa"), token("b", "read", "aaaaaaaaaaaaaaaaaaaa"));
         assert!(bad(&format!("{peer}{same}")), "two names with one secret");
+    }
+
+    #[test]
+    fn test_faults_are_refused_without_the_environment_variable() {
+        let asked = ["--id", "1", "--test-fault", "ack-before-commit"];
+        let refused = Settings::merge_with(flags(&asked), FileConfig::default(), Permission::Refused);
+        let error = format!("{:#}", refused.expect_err("no permission"));
+        assert!(error.contains("LEXUM_ALLOW_TEST_FAULTS=1"), "{error}");
+        let allowed = Settings::merge_with(flags(&asked), FileConfig::default(), Permission::Granted).expect("allowed");
+        assert!(allowed.test_faults.contains(TestFault::AckBeforeCommit));
+        let plain = Settings::merge_with(flags(&["--id", "1"]), FileConfig::default(), Permission::Refused);
+        assert!(plain.expect("no faults asked").test_faults.is_empty());
+        let unknown = Flags::try_parse_from(["lexumd", "--test-fault", "lost-appends"]);
+        assert!(unknown.is_err(), "an unknown fault is a usage error");
+        let help = <Flags as clap::CommandFactory>::command().render_long_help().to_string();
+        assert!(!help.contains("test-fault"), "hidden from --help");
     }
 
     #[test]

@@ -19,4 +19,5 @@ pub mod replay;
 pub mod replica;
 pub mod service;
 pub mod store;
+pub mod test_faults;
 pub mod ui;

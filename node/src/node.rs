@@ -12,6 +12,7 @@ use crate::service::limits::{Limited, Limits};
 use crate::service::raft::RaftTransport;
 use crate::service::worker::WorkerApi;
 use crate::service::RAFT_MESSAGE_LIMIT;
+use crate::test_faults::TestFault;
 use anyhow::Context;
 use lexum_proto::v1::lexum_server::LexumServer;
 use lexum_proto::v1::raft_server::RaftServer;
@@ -35,6 +36,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     for warning in &settings.warnings {
         tracing::warn!("{warning}");
     }
+    for warning in settings.test_faults.warnings() {
+        tracing::warn!("{warning}");
+    }
     let network = Network { token: settings.auth.peer_token.clone(), tls: client_tls.clone() };
     let raft =
         Raft::new(settings.id, Arc::new(settings.raft_config()?), network, log_store.clone(), state_machine.clone())
@@ -54,6 +58,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let commits = GroupCommit::start(cluster.clone());
     let dispatcher = Dispatcher::new(cluster.clone(), settings.engine_config(), commits.clone());
     tokio::spawn(dispatcher.clone().run());
+    if settings.test_faults.contains(TestFault::LeaderForgetsRetryCounts) {
+        tokio::spawn(crate::test_faults::forget_retry_counts(cluster.clone()));
+    }
     let tokens = Arc::new(Tokens::new(&settings.auth.tokens, settings.auth.peer_token.as_deref()));
     if let Some(addr) = settings.metrics_listen {
         let (cluster, tokens) = (cluster.clone(), tokens.clone());
@@ -64,8 +71,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         });
     }
 
-    let client_api = LexumServer::new(ClientApi::new(cluster.clone(), commits, log_store, state_machine))
-        .max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let client_api = ClientApi::new(cluster.clone(), commits, log_store, state_machine, settings.test_faults.clone());
+    let client_api = LexumServer::new(client_api).max_decoding_message_size(MAX_MESSAGE_BYTES);
     let worker_api = WorkerServer::new(WorkerApi::new(dispatcher)).max_decoding_message_size(MAX_MESSAGE_BYTES);
     let raft_api = RaftServer::new(RaftTransport::new(raft.clone()))
         .max_decoding_message_size(RAFT_MESSAGE_LIMIT)

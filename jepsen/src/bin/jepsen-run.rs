@@ -34,8 +34,9 @@ struct Args {
     /// Where run directories go.
     #[arg(long, default_value = "store")]
     store: PathBuf,
-    /// Test-only: a bug the checkers must catch (`worker-ignores-deadline`,
-    /// `lost-appends`, `stale-reads`).
+    /// Test-only: a bug the checkers must catch (`ack-before-commit`,
+    /// `read-without-read-index`, `leader-forgets-retry-counts`: lexumd's
+    /// `--test-fault`; `worker-ignores-deadline`: the worker processes').
     #[arg(long, hide = true)]
     bug: Option<String>,
 }

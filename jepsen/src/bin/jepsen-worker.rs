@@ -1,7 +1,8 @@
 //! `jepsen-worker`: an SDK worker process for `jepsen/run`'s effects
 //! workload. It serves `Ops.Apply(n) -> int` in 20 ms steps and appends
 //! one JSON line per step (and one when done) to its log (see
-//! `lexum_jepsen::effects`). Before every step it checks the task's
+//! `lexum_jepsen::effects`), and `Ops.Fail(n)`, which logs one step and
+//! fails every attempt. Before every step it checks the task's
 //! deadline and gives up past it; `--ignore-deadline` (a test-only bug
 //! switch) keeps working in a detached task the SDK cannot cancel.
 //!
@@ -11,6 +12,7 @@ use anyhow::Context;
 use clap::Parser;
 use lexum_client::{Client, ClientConfig, EffectError, EffectOutput, EffectTask, Value, Worker, WorkerOptions};
 use lexum_jepsen::effects::{monotonic_ns, ActLine};
+use lexum_jepsen::program::FAILING_EFFECT;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -50,6 +52,7 @@ impl Log {
     fn write(&self, ev: &str, task: &EffectTask, n: i64) {
         let line = ActLine {
             ev: ev.into(),
+            effect: task.effect.clone(),
             key: task.idempotency_key.clone(),
             worker: self.worker.clone(),
             attempt: task.attempt,
@@ -108,6 +111,7 @@ async fn main() -> anyhow::Result<()> {
         reconnect_window: Duration::from_secs(3600),
     };
     let ignore = args.ignore_deadline;
+    let fail_log = log.clone();
     let worker = Worker::new(client).with_options(options).handle("Ops.Apply", move |task: EffectTask| {
         let log = log.clone();
         async move {
@@ -118,6 +122,14 @@ async fn main() -> anyhow::Result<()> {
                 return detached.await.map_err(|e| EffectError::new(e.to_string()))?;
             }
             work(log, task, n, true).await
+        }
+    });
+    let worker = worker.handle(FAILING_EFFECT, move |task: EffectTask| {
+        let log = fail_log.clone();
+        async move {
+            let n = task.int_arg("n").ok_or_else(|| EffectError::new("n missing"))?;
+            log.write("act", &task, n);
+            Err::<EffectOutput, _>(EffectError::new("Ops.Fail fails every attempt"))
         }
     });
     let stop = async {

@@ -6,6 +6,7 @@ use crate::convert::{explanation_to_wire, goal_to_wire, write_record_to_wire};
 use crate::convert::{named_to_wire, propose_error_to_status, value_from_wire};
 use crate::group_commit::GroupCommit;
 use crate::replay;
+use crate::test_faults::{TestFault, TestFaults};
 use lexum_compiler::program::Program;
 use lexum_compiler::{compile, render, CompileOptions, Severity};
 use lexum_engine::entry::{Entry, FieldWrite};
@@ -33,18 +34,45 @@ pub struct ClientApi {
     store: crate::store::log_store::LogStore,
     sm: crate::store::state_machine::StateMachine,
     compile_options: CompileOptions,
+    faults: TestFaults,
 }
 
 impl ClientApi {
     /// Serves `cluster`, committing mutations through `commits`; `store`
-    /// and `sm` are read by `Replay`.
+    /// and `sm` are read by `Replay`. `faults` is empty except in fault
+    /// tests (`ack-before-commit`, `read-without-read-index` act here).
     pub fn new(
         cluster: Cluster,
         commits: GroupCommit,
         store: crate::store::log_store::LogStore,
         sm: crate::store::state_machine::StateMachine,
+        faults: TestFaults,
     ) -> ClientApi {
-        ClientApi { cluster, commits, store, sm, compile_options: CompileOptions::default() }
+        ClientApi { cluster, commits, store, sm, compile_options: CompileOptions::default(), faults }
+    }
+
+    /// Commits a client's entry through group commit and returns its
+    /// index. Under the test fault `ack-before-commit` the entry is handed
+    /// to group commit and the answer comes at once (with the index
+    /// applied so far), whether or not the entry ever commits.
+    async fn commit_client_entry(&self, entry: Entry, bytes: usize) -> Result<u64, Status> {
+        if self.faults.contains(TestFault::AckBeforeCommit) {
+            let commits = self.commits.clone();
+            tokio::spawn(async move { commits.commit(entry, bytes).await });
+            return Ok(self.cluster.replica.applied_index());
+        }
+        self.commits.commit(entry, bytes).await.map_err(propose_error_to_status)
+    }
+
+    /// Makes a read linearizable: this node must lead and have applied
+    /// everything committed before the call (openraft's read index). Under
+    /// the test fault `read-without-read-index` it returns at once, so any
+    /// node answers from its replica as it is.
+    async fn read_index(&self) -> Result<(), Status> {
+        if self.faults.contains(TestFault::ReadWithoutReadIndex) {
+            return Ok(());
+        }
+        self.cluster.linearize().await.map_err(propose_error_to_status)
     }
 
     fn compile_request(&self, request: pb::SubmitProgramRequest) -> Result<(Vec<u8>, Vec<String>), Status> {
@@ -198,7 +226,7 @@ impl Lexum for ClientApi {
             .collect::<Result<Vec<_>, Status>>()?;
         self.cluster.admit(|engine| engine.validate_mutation(&writes)).await.map_err(propose_error_to_status)?;
         let entry = Entry::Mutate { writes, principal, caused_by };
-        let index = self.commits.commit(entry, bytes).await.map_err(propose_error_to_status)?;
+        let index = self.commit_client_entry(entry, bytes).await?;
         Ok(Response::new(pb::MutateResponse { index }))
     }
 
@@ -208,7 +236,7 @@ impl Lexum for ClientApi {
             0 => usize::MAX,
             n => n as usize,
         };
-        self.cluster.linearize().await.map_err(propose_error_to_status)?;
+        self.read_index().await?;
         let (index, writes) =
             self.cluster.replica.with_engine(|e| (e.last_applied(), e.why(&request.domain, &request.field, last)));
         let writes = writes.ok_or_else(|| unknown(format!("unknown field `{}.{}`", request.domain, request.field)))?;
@@ -217,7 +245,7 @@ impl Lexum for ClientApi {
 
     async fn explain(&self, request: Request<pb::ExplainRequest>) -> Result<Response<pb::ExplainResponse>, Status> {
         let request = request.into_inner();
-        self.cluster.linearize().await.map_err(propose_error_to_status)?;
+        self.read_index().await?;
         let (index, explanation) =
             self.cluster.replica.with_engine(|e| (e.last_applied(), e.explain(&request.domain, &request.goal)));
         let explanation =
@@ -227,7 +255,7 @@ impl Lexum for ClientApi {
 
     async fn read(&self, request: Request<pb::ReadRequest>) -> Result<Response<pb::ReadResponse>, Status> {
         let r = request.into_inner();
-        self.cluster.linearize().await.map_err(propose_error_to_status)?;
+        self.read_index().await?;
         let (index, fields, page) = self.cluster.replica.with_engine(|e| {
             let page = e.instances_page(&r.domain, r.offset, u64::from(r.limit));
             let fields = if page.is_none() { e.domain_state(&r.domain) } else { None };
@@ -249,7 +277,7 @@ impl Lexum for ClientApi {
         request: Request<pb::ListGoalsRequest>,
     ) -> Result<Response<pb::ListGoalsResponse>, Status> {
         let r = request.into_inner();
-        self.cluster.linearize().await.map_err(propose_error_to_status)?;
+        self.read_index().await?;
         let domain = (!r.domain.is_empty()).then_some(r.domain.as_str());
         let status = (!r.status.is_empty()).then_some(r.status.as_str());
         let (index, (goals, total)) = self
@@ -290,7 +318,7 @@ impl Lexum for ClientApi {
             .collect::<Result<Vec<_>, Status>>()?;
         let entry = Entry::CreateInstances { kind: request.kind, instances, upsert: request.upsert, principal };
         self.cluster.admit(|engine| engine.validate(&entry)).await.map_err(propose_error_to_status)?;
-        let index = self.commits.commit(entry, bytes).await.map_err(propose_error_to_status)?;
+        let index = self.commit_client_entry(entry, bytes).await?;
         Ok(Response::new(pb::CommandResponse { index }))
     }
 
@@ -308,7 +336,7 @@ impl Lexum for ClientApi {
     type EngineSnapshotStream = SnapshotStream;
 
     async fn engine_snapshot(&self, _: Request<pb::EngineSnapshotRequest>) -> Result<Response<SnapshotStream>, Status> {
-        self.cluster.linearize().await.map_err(propose_error_to_status)?;
+        self.read_index().await?;
         let (index, bytes) = self.cluster.replica.with_engine(|e| (e.last_applied(), e.snapshot()));
         let total_bytes = bytes.len() as u64;
         let chunks: Vec<Result<pb::EngineSnapshotChunk, Status>> = if bytes.is_empty() {
@@ -352,7 +380,7 @@ impl Lexum for ClientApi {
             0 => 100,
             n => n.min(10_000) as usize,
         };
-        self.cluster.linearize().await.map_err(propose_error_to_status)?;
+        self.read_index().await?;
         let cycles = self.cluster.replica.with_engine(|e| e.history(limit));
         let cycles_json = cycles.iter().filter_map(|c| serde_json::to_string(c).ok()).collect();
         Ok(Response::new(pb::HistoryResponse { cycles_json }))
