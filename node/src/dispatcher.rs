@@ -47,6 +47,10 @@ pub const MAX_WORKER_CONCURRENCY: u32 = 1024;
 /// Most of the leader's entries committed as one batch.
 const MAX_BATCH: usize = 512;
 
+/// Most tasks per effect one group of client writes may dispatch
+/// (`Entry::DispatchArmed`); the steps beyond wait for the leader's rounds.
+const MAX_ARMED: u32 = 256;
+
 /// Bounds of the margin the leader adds to the effect timeout before it
 /// gives an attempt up: it covers the task's delivery and the difference
 /// between the two machines' clock rates.
@@ -370,10 +374,22 @@ impl Dispatcher {
         }
     }
 
-    /// Sends the attempts a committed `RunStepAndDispatch` at `index`
-    /// dispatched: each to the least busy worker with room, or into the
-    /// unsent queue until one has room.
-    fn send_dispatched(&self, index: u64) {
+    /// Room for the steps a group of client writes arms
+    /// (`Entry::DispatchArmed`): per effect, the tasks connected workers can
+    /// take (at most [`MAX_ARMED`]), less those waiting here unsent. Empty
+    /// unless leading.
+    pub fn room(&self) -> Vec<(String, u32)> {
+        let state = self.lock();
+        if !state.leading || !self.cluster.is_leader() {
+            return Vec::new();
+        }
+        worker_room(&state).into_iter().filter(|(_, n)| *n > 0).map(|(e, n)| (e, n.min(MAX_ARMED))).collect()
+    }
+
+    /// Sends the attempts a committed `RunStepAndDispatch` or
+    /// `DispatchArmed` at `index` dispatched: each to the least busy worker
+    /// with room, or into the unsent queue until one has room.
+    pub fn send_dispatched(&self, index: u64) {
         let effects = self.cluster.replica.with_engine(|e| e.dispatched_at(index));
         let effect_timeout = self.effect_timeout();
         let mut guard = self.lock();
@@ -499,11 +515,20 @@ impl Dispatcher {
 
 /// What to do when a proposal finishes.
 enum Completion {
-    Timeout { key: EffectKey, fencing: u64 },
+    Timeout {
+        key: EffectKey,
+        fencing: u64,
+    },
     /// A step; `dispatch` when proposed as `RunStepAndDispatch`.
-    Step { step: StepId, dispatch: bool },
+    Step {
+        step: StepId,
+        dispatch: bool,
+    },
     Timer(TimerId),
-    Dispatch { conn: u64, task: pb::Task },
+    Dispatch {
+        conn: u64,
+        task: pb::Task,
+    },
     Configure,
 }
 
@@ -525,22 +550,28 @@ fn send_task(state: &mut State, conn: u64, task: pb::Task, effect_timeout: Durat
 }
 
 /// Per effect, the room connected workers have for more tasks, less the
-/// attempts already waiting for it (ready to dispatch or unsent; those
-/// being dispatched already took theirs).
-fn free_room(state: &State, pending: &Pending) -> BTreeMap<String, u32> {
+/// attempts waiting here unsent (those being dispatched took theirs).
+fn worker_room(state: &State) -> BTreeMap<String, u32> {
     let mut room: BTreeMap<String, u32> = BTreeMap::new();
     for slot in state.workers.values() {
         for effect in &slot.effects {
             *room.entry(effect.clone()).or_default() += slot.concurrency.saturating_sub(slot.active);
         }
     }
-    let waiting = pending
-        .effects
-        .iter()
-        .filter(|e| e.in_flight.is_none() && !state.dispatching.contains(&e.key))
-        .map(|e| &e.effect);
-    for effect in waiting.chain(state.unsent.values().map(|t| &t.effect)) {
-        if let Some(n) = room.get_mut(effect) {
+    for task in state.unsent.values() {
+        if let Some(n) = room.get_mut(&task.effect) {
+            *n = n.saturating_sub(1);
+        }
+    }
+    room
+}
+
+/// [`worker_room`] less the attempts ready in the journal, waiting for it.
+fn free_room(state: &State, pending: &Pending) -> BTreeMap<String, u32> {
+    let mut room = worker_room(state);
+    let waiting = pending.effects.iter().filter(|e| e.in_flight.is_none() && !state.dispatching.contains(&e.key));
+    for effect in waiting {
+        if let Some(n) = room.get_mut(&effect.effect) {
             *n = n.saturating_sub(1);
         }
     }

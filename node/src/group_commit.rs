@@ -11,10 +11,17 @@
 //!
 //! The engine applies a batch part by part, so every caller gets its own
 //! outcome; they share the entry's log index.
+//!
+//! While this node leads and its workers have room, each group ends with
+//! an [`Entry::DispatchArmed`] part carrying that room: the steps the group
+//! arms run and dispatch their effects in the same entry, and once it is
+//! committed the dispatcher sends the tasks. A mutation that violates a
+//! goal then reaches a worker after one commit instead of two.
 
 use crate::cluster::{Cluster, ProposeError};
+use crate::dispatcher::Dispatcher;
 use lexum_engine::entry::Entry;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, Weak};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 /// Proposals of batches in flight at once: enough to keep the leader's
@@ -35,18 +42,29 @@ struct Queued {
     done: oneshot::Sender<Result<u64, ProposeError>>,
 }
 
+/// The dispatcher that gives groups their room and sends what they
+/// dispatched (set once, after both exist).
+type DispatcherHook = Arc<OnceLock<Weak<Dispatcher>>>;
+
 /// The queue in front of Raft.
 #[derive(Clone)]
 pub struct GroupCommit {
     queue: mpsc::Sender<Queued>,
+    dispatcher: DispatcherHook,
 }
 
 impl GroupCommit {
     /// Starts the proposer task for `cluster`.
     pub fn start(cluster: Cluster) -> GroupCommit {
         let (queue, waiting) = mpsc::channel(QUEUE);
-        tokio::spawn(propose_batches(cluster, waiting));
-        GroupCommit { queue }
+        let dispatcher = DispatcherHook::default();
+        tokio::spawn(propose_batches(cluster, waiting, dispatcher.clone()));
+        GroupCommit { queue, dispatcher }
+    }
+
+    /// Lets groups dispatch the steps they arm through `dispatcher`.
+    pub fn dispatch_armed_with(&self, dispatcher: &Arc<Dispatcher>) {
+        let _ = self.dispatcher.set(Arc::downgrade(dispatcher));
     }
 
     /// Commits `entry` (already validated; `bytes` is roughly its request's
@@ -64,7 +82,7 @@ impl GroupCommit {
 }
 
 /// Takes what has queued, up to the limits, whenever a proposal slot is free.
-async fn propose_batches(cluster: Cluster, mut waiting: mpsc::Receiver<Queued>) {
+async fn propose_batches(cluster: Cluster, mut waiting: mpsc::Receiver<Queued>, dispatcher: DispatcherHook) {
     let slots = Arc::new(Semaphore::new(IN_FLIGHT));
     while let Some(first) = waiting.recv().await {
         let Ok(slot) = slots.clone().acquire_owned().await else { return };
@@ -76,19 +94,30 @@ async fn propose_batches(cluster: Cluster, mut waiting: mpsc::Receiver<Queued>) 
             batch.push(next);
         }
         let cluster = cluster.clone();
+        let dispatcher = dispatcher.get().and_then(Weak::upgrade);
         tokio::spawn(async move {
-            propose(&cluster, batch).await;
+            propose(&cluster, batch, dispatcher).await;
             drop(slot);
         });
     }
 }
 
-/// Proposes one batch and answers each of its callers.
-async fn propose(cluster: &Cluster, batch: Vec<Queued>) {
+/// Proposes one batch (ending with the room for what it arms, when the
+/// dispatcher has any), answers each of its callers, and has the
+/// dispatcher send what the batch dispatched.
+async fn propose(cluster: &Cluster, batch: Vec<Queued>, dispatcher: Option<Arc<Dispatcher>>) {
     cluster.replica.metrics().requests_per_entry.observe(batch.len() as f64);
-    let (entries, callers): (Vec<Entry>, Vec<_>) = batch.into_iter().map(|q| (q.entry, q.done)).unzip();
+    let (mut entries, callers): (Vec<Entry>, Vec<_>) = batch.into_iter().map(|q| (q.entry, q.done)).unzip();
+    let room = dispatcher.as_ref().map(|d| d.room()).unwrap_or_default();
+    let dispatching = if room.is_empty() { None } else { dispatcher };
+    if dispatching.is_some() {
+        entries.push(Entry::DispatchArmed { room });
+    }
     let outcomes: Vec<Result<u64, ProposeError>> = match cluster.propose(Entry::grouped(entries)).await {
         Ok(response) => {
+            if let Some(dispatcher) = &dispatching {
+                dispatcher.send_dispatched(response.index);
+            }
             response.outcomes(callers.len()).into_iter().map(|o| o.map_err(ProposeError::Rejected)).collect()
         }
         Err(error) => vec![Err(error); callers.len()],

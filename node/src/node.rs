@@ -57,6 +57,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
 
     let commits = GroupCommit::start(cluster.clone());
     let dispatcher = Dispatcher::new(cluster.clone(), settings.engine_config(), commits.clone());
+    commits.dispatch_armed_with(&dispatcher);
     tokio::spawn(dispatcher.clone().run());
     if settings.test_faults.contains(TestFault::LeaderForgetsRetryCounts) {
         tokio::spawn(crate::test_faults::forget_retry_counts(cluster.clone()));

@@ -18,6 +18,10 @@ use tokio::sync::{broadcast, watch};
 const EVENT_BACKLOG: usize = 50_000;
 /// Events per chunk of the backlog.
 const CHUNK: usize = 1024;
+/// Events a live watcher may fall behind before its stream ends with
+/// DATA_LOSS: several times what one entry of a large fleet makes (a
+/// mutation of 1,024 goals and the steps it dispatches make about 4,000).
+const LIVE_LAG: usize = 16_384;
 
 /// Recent events in shared chunks, so a watcher's catch-up takes a few
 /// reference counts under the lock and copies its events after letting go.
@@ -112,7 +116,7 @@ pub struct Replica {
 impl Replica {
     /// A replica starting from `engine` with nothing applied.
     pub fn new(engine: Engine) -> Replica {
-        let (events, _) = broadcast::channel(4096);
+        let (events, _) = broadcast::channel(LIVE_LAG);
         let (applied, _) = watch::channel(0);
         Replica {
             inner: Mutex::new(Inner {

@@ -165,6 +165,18 @@ pub enum Entry {
         /// The step.
         step: StepId,
     },
+    /// The last part of a leader's group of client mutations and worker
+    /// results: runs the steps the group's earlier parts queued, highest
+    /// level first, as [`Entry::RunStepAndDispatch`] would, each whose
+    /// effects all have room left in `room` (tasks the leader's workers can
+    /// take, per effect, less the attempts the journal holds ready for
+    /// them), and none while a step queued before the group has a higher
+    /// level. So a mutation that violates a goal reaches a worker after
+    /// one commit; the other steps wait for the leader as usual.
+    DispatchArmed {
+        /// `Namespace.Name` → tasks the leader's workers can take.
+        room: Vec<(String, u32)>,
+    },
 }
 
 impl Entry {
@@ -207,6 +219,7 @@ mod nested_decode {
         CreateInstances { kind: String, instances: Vec<crate::NewInstance>, upsert: bool, principal: String },
         DeleteInstances { kind: String, keys: Vec<String> },
         RunStepAndDispatch { step: StepId },
+        DispatchArmed { room: Vec<(String, u32)> },
     }
 
     impl<'de> Deserialize<'de> for Entry {
@@ -232,6 +245,7 @@ mod nested_decode {
                 }
                 EntryRepr::DeleteInstances { kind, keys } => Entry::DeleteInstances { kind, keys },
                 EntryRepr::RunStepAndDispatch { step } => Entry::RunStepAndDispatch { step },
+                EntryRepr::DispatchArmed { room } => Entry::DispatchArmed { room },
             })
         }
     }

@@ -34,8 +34,11 @@
 //! proposes [`Entry::TimerFired`].
 //!
 //! **Architecture invariant:** every loop is bounded by one entry. A step
-//! (a slice, a delivery) is its own entry, so state is re-evaluated after
-//! each and a crash between slices resumes at the next slice.
+//! (a slice, a delivery) runs in an entry the leader proposes, and at most
+//! one more runs with a worker's result (the next slice of the cycle whose
+//! effects it completed, when no higher level waits); state is
+//! re-evaluated after each, and a crash between entries resumes at the
+//! next step.
 //!
 //! - `provenance.rs`: the cause of every write ([`Cause`]), field write
 //!   histories ([`Engine::why`]) and effect keys → cycles for `caused_by`.
@@ -384,6 +387,9 @@ pub(crate) struct Cx {
     pub(crate) continue_step: Option<u64>,
     /// The steps run that way so far.
     pub(crate) continued: Vec<StepId>,
+    /// The first id this entry allotted: steps with this id or a later one
+    /// were queued by this entry.
+    pub(crate) first_id: u64,
 }
 
 impl Cx {
@@ -455,6 +461,7 @@ impl Engine {
             kinds_changed: BTreeSet::new(),
             continue_step: None,
             continued: Vec::new(),
+            first_id: self.next_id,
         };
         if index <= self.last_applied {
             let rejection = Rejection::new(
@@ -534,6 +541,10 @@ impl Engine {
                 self.run_step(cx, *step, true);
                 Ok(())
             }
+            Entry::DispatchArmed { room } => {
+                self.dispatch_armed(cx, room);
+                Ok(())
+            }
             Entry::Dispatched { effect, attempt, worker } => self.dispatched(cx, *effect, *attempt, worker),
             Entry::EffectResult { effect, fencing, outcome } => self.effect_result(cx, *effect, *fencing, outcome),
             Entry::TimerFired { timer } => {
@@ -592,6 +603,7 @@ impl Engine {
             Entry::DeleteInstances { kind, keys } => self.validate_delete(kind, keys),
             Entry::RunStep { .. }
             | Entry::RunStepAndDispatch { .. }
+            | Entry::DispatchArmed { .. }
             | Entry::Dispatched { .. }
             | Entry::TimerFired { .. }
             | Entry::Noop

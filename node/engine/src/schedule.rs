@@ -2,8 +2,9 @@
 //! preemption at slice boundaries and the ready queue the leader reads.
 
 use std::cmp::Reverse;
+use std::collections::BTreeMap;
 
-use lexum_compiler::program::{DomainId, GoalId, Program, TransitionId};
+use lexum_compiler::program::{DomainId, GoalId, Priority, Program, TransitionId};
 
 use crate::eval::{self, Slots};
 use crate::state::{Cycle, EffectRecord, EffectState, Step, StepKind};
@@ -190,16 +191,8 @@ impl Engine {
     /// then domain and goal name.
     pub fn pending(&self) -> Pending {
         let Some(program) = self.program.as_ref() else { return Pending::default() };
-        let names = |goal: Option<GoalId>, domain: DomainId| {
-            let d = program.domains.get(domain.index()).map(|d| d.name.clone()).unwrap_or_default();
-            let g = goal.and_then(|g| program.goals.get(g.index())).map(|g| g.name.clone()).unwrap_or_default();
-            (d, g)
-        };
-        let mut steps: Vec<_> = self
-            .steps
-            .iter()
-            .map(|(id, s)| ((Reverse(s.priority), s.since, names(s.goal, s.domain), *id), s))
-            .collect();
+        let names = |goal: Option<GoalId>, domain: DomainId| names(program, goal, domain);
+        let mut steps: Vec<_> = self.steps.iter().map(|(id, s)| (step_rank(program, *id, s), s)).collect();
         steps.sort_by(|a, b| a.0.cmp(&b.0));
         let mut effects: Vec<_> = self
             .effects
@@ -226,6 +219,39 @@ impl Engine {
                 .iter()
                 .map(|(id, t)| PendingTimer { timer: TimerId(*id), delay_ms: t.delay_ms })
                 .collect(),
+        }
+    }
+
+    /// Applies `Entry::DispatchArmed`: runs the steps this entry queued, in
+    /// the leader's order, dispatching their effects while `room` lasts.
+    pub(crate) fn dispatch_armed(&mut self, cx: &mut Cx, room: &[(String, u32)]) {
+        let Some(program) = self.program.clone() else { return };
+        let mut room: BTreeMap<String, u32> = room.iter().cloned().collect();
+        for e in self.effects.values().filter(|e| e.state == EffectState::Ready) {
+            let name = program.effects.get(e.effect.index()).map(|d| d.full_name()).unwrap_or_default();
+            if let Some(n) = room.get_mut(&name) {
+                *n = n.saturating_sub(1);
+            }
+        }
+        let waiting = self.steps.range(..cx.first_id).map(|(_, s)| s.priority).max();
+        let mut armed: Vec<_> = self.steps.range(cx.first_id..).map(|(id, s)| step_rank(&program, *id, s)).collect();
+        armed.sort();
+        for (_, _, _, id) in armed {
+            let Some(step) = self.steps.get(&id) else { continue };
+            if waiting.is_some_and(|level| level > step.priority) {
+                continue;
+            }
+            let emits = self.emits(&program, step);
+            if emits.is_empty() || !emits.iter().all(|e| room.get(e).is_some_and(|n| *n > 0)) {
+                continue;
+            }
+            for effect in &emits {
+                if let Some(n) = room.get_mut(effect) {
+                    *n -= 1;
+                }
+            }
+            self.run_step(cx, StepId(id), true);
+            self.settle(cx);
         }
     }
 
@@ -269,19 +295,27 @@ impl Engine {
                 let slices = &program.transitions.get(c.transition.index())?.slices;
                 Some(&slices.get(c.next_slice as usize)?.emits)
             }),
-            StepKind::Deliver { message } => self
-                .messages
-                .get(&message)
-                .and_then(|m| program.handlers.get(m.handler.index()))
-                .map(|h| &h.emits),
+            StepKind::Deliver { message } => {
+                self.messages.get(&message).and_then(|m| program.handlers.get(m.handler.index())).map(|h| &h.emits)
+            }
         };
-        let mut names: Vec<String> = emits
-            .into_iter()
-            .flatten()
-            .filter_map(|e| program.effects.get(e.index()).map(|d| d.full_name()))
-            .collect();
+        let mut names: Vec<String> =
+            emits.into_iter().flatten().filter_map(|e| program.effects.get(e.index()).map(|d| d.full_name())).collect();
         names.sort();
         names.dedup();
         names
     }
+}
+
+/// Domain and goal names, for ordering.
+fn names(program: &Program, goal: Option<GoalId>, domain: DomainId) -> (String, String) {
+    let d = program.domains.get(domain.index()).map(|d| d.name.clone()).unwrap_or_default();
+    let g = goal.and_then(|g| program.goals.get(g.index())).map(|g| g.name.clone()).unwrap_or_default();
+    (d, g)
+}
+
+/// The leader's order of steps: level, then the index at which the goal
+/// became violated, then domain and goal name, then id.
+fn step_rank(program: &Program, id: u64, s: &Step) -> (Reverse<Priority>, u64, (String, String), u64) {
+    (Reverse(s.priority), s.since, names(program, s.goal, s.domain), id)
 }

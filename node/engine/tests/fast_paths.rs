@@ -7,7 +7,7 @@ mod common;
 
 use common::{echo_count, Sim};
 use lexum_compiler::program::Value;
-use lexum_engine::{codes, EffectOutcome, Entry, GoalStatus, PendingEffect};
+use lexum_engine::{codes, EffectOutcome, Entry, FieldWrite, GoalStatus, PendingEffect};
 
 const POOL: &str = r#"
 effect Cloud.SetNodeCount(pool: string, count: int) -> int
@@ -20,6 +20,17 @@ domain Pool {
   transition Grow for Big {
     slice request { emit Cloud.SetNodeCount(pool: "web", count: target) -> got }
     slice record { nodes = got }
+  }
+}
+domain Cache {
+  state {
+    size: int = 0
+    want: int = 0
+  }
+  goal Fits priority normal { size == want }
+  transition Resize for Fits {
+    slice call { emit Cloud.SetNodeCount(pool: "cache", count: want) -> got }
+    slice record { size = got }
   }
 }
 domain Alarm {
@@ -110,4 +121,59 @@ fn a_result_waits_behind_a_step_of_a_higher_level() {
     sim.drive(10, &mut echo_count());
     assert_eq!(sim.status("Alarm", "Quiet").0, GoalStatus::Satisfied);
     assert_eq!(sim.status("Pool", "Big").0, GoalStatus::Satisfied);
+}
+
+/// A group of client writes as the leader proposes it, with `room` for
+/// the steps it arms.
+fn group(writes: &[(&str, &str, Value)], room: u32) -> Entry {
+    let mut entries: Vec<Entry> = writes
+        .iter()
+        .map(|(d, f, v)| {
+            Entry::mutation(vec![FieldWrite { domain: d.to_string(), field: f.to_string(), value: v.clone() }], "test")
+        })
+        .collect();
+    entries.push(Entry::DispatchArmed { room: vec![("Cloud.SetNodeCount".into(), room)] });
+    Entry::Batch { entries }
+}
+
+#[test]
+fn a_violating_mutation_reaches_a_worker_in_its_own_entry() {
+    let mut sim = Sim::new(POOL);
+    let applied = sim.propose(group(&[("Pool", "target", Value::Int(5))], 4));
+    assert_eq!(applied.parts.len(), 2);
+    assert!(applied.parts.iter().all(Result::is_ok));
+    let effect = only_effect(&sim);
+    assert_eq!((effect.attempt, effect.in_flight), (1, Some(sim.index)), "dispatched by the mutation's entry");
+    assert!(sim.engine.pending().steps.is_empty());
+    sim.drive(10, &mut echo_count());
+    assert_eq!(sim.status("Pool", "Big").0, GoalStatus::Satisfied);
+}
+
+#[test]
+fn armed_steps_are_dispatched_in_order_while_room_lasts() {
+    let mut sim = Sim::new(POOL);
+    // Both goals violated by one group, with room for one task: the normal
+    // level goes first, the low one waits for the leader.
+    sim.propose(group(&[("Pool", "target", Value::Int(5)), ("Cache", "want", Value::Int(2))], 1));
+    let effect = only_effect(&sim);
+    assert_eq!(effect.in_flight, Some(sim.index));
+    assert_eq!(effect.args[0].1, Value::Str("cache".into()));
+    assert_eq!(sim.engine.pending().steps.len(), 1, "the pool's step waits");
+    // No room: nothing runs.
+    let mut empty = Sim::new(POOL);
+    empty.propose(group(&[("Pool", "target", Value::Int(5))], 0));
+    assert!(empty.engine.pending().effects.is_empty());
+    assert_eq!(empty.engine.pending().steps.len(), 1);
+}
+
+#[test]
+fn armed_steps_wait_behind_a_higher_level_queued_before() {
+    let mut sim = Sim::new(POOL);
+    sim.set("Alarm", "raised", Value::Bool(true));
+    sim.propose(group(&[("Pool", "target", Value::Int(5))], 4));
+    assert!(sim.engine.pending().effects.is_empty(), "the critical step was queued first");
+    assert_eq!(sim.engine.pending().steps.len(), 2);
+    // A replica that replays the log agrees.
+    let replica = Sim::replay(sim.engine.config().clone(), &sim.log);
+    assert_eq!(replica.engine.state_hash(), sim.engine.state_hash());
 }
