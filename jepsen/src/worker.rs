@@ -21,6 +21,8 @@ pub struct WorkerLog {
     pub redirects: Vec<String>,
     /// Address of the node whose stream delivered tasks, per task.
     pub served_by: Vec<String>,
+    /// When each task arrived, per task.
+    pub arrived: Vec<std::time::Instant>,
 }
 
 /// Decides a task's result: `Ok(value)` or `Err(message)`.
@@ -120,6 +122,7 @@ impl TestWorker {
                     if let Ok(mut log) = log.lock() {
                         log.tasks.push(task.clone());
                         log.served_by.push(addr.to_string());
+                        log.arrived.push(std::time::Instant::now());
                     }
                     let (tx, handler, delay) = (tx.clone(), self.handler.clone(), self.delay);
                     tokio::spawn(async move {

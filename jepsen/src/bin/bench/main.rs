@@ -603,13 +603,17 @@ async fn reaction_latency(
         };
         client.mutate(request).await.context("reaction mutation")?;
         let deadline = started + Duration::from_secs(10);
-        while log.lock().map(|l| l.tasks.len()).unwrap_or(0) <= seen {
+        // Polled, but timed by when the worker logged the task's arrival.
+        let arrived = loop {
+            if let Some(at) = log.lock().ok().and_then(|l| l.arrived.get(seen).copied()) {
+                break at;
+            }
             if Instant::now() > deadline {
                 bail!("the worker got no task within 10 s of mutation {n}");
             }
             tokio::time::sleep(Duration::from_micros(200)).await;
-        }
-        latencies.push(started.elapsed());
+        };
+        latencies.push(arrived.saturating_duration_since(started));
         // Let the repair finish (result acknowledged, record slice run)
         // before the next sample, so no sample waits behind the last one.
         while log.lock().map(|l| l.acks.len() < l.tasks.len()).unwrap_or(false) && Instant::now() < deadline {
