@@ -475,12 +475,9 @@ impl Engine {
             Entry::Batch { entries } => {
                 let parts = entries
                     .iter()
-                    .map(|entry| {
-                        let outcome = match entry {
-                            Entry::Batch { .. } => Err(nested_batch()),
-                            single => self.apply_part(&mut cx, single),
-                        };
-                        outcome
+                    .map(|entry| match entry {
+                        Entry::Batch { .. } => Err(nested_batch()),
+                        single => self.apply_part(&mut cx, single),
                     })
                     .collect();
                 (Ok(()), parts)
