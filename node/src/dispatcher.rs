@@ -9,11 +9,12 @@
 //! - Effects go to connected workers that serve them and have free
 //!   capacity, highest priority first; each dispatch is committed
 //!   (`Dispatched`) before the task leaves, and its index is the fencing token.
-//! - A step whose effects all have a worker with room is proposed as
-//!   `RunStepAndDispatch`: the entry that runs it also dispatches what it
-//!   emits (one commit less), and the tasks leave once it is committed, to
-//!   the least busy worker then. A task no worker has room for by then
-//!   waits here, unsent, and its deadline starts when it is sent.
+//! - A step whose effects one worker serves and has room for is proposed
+//!   as `RunStepAndDispatch` naming it: the entry that runs it also
+//!   dispatches what it emits (one commit less), and the tasks leave once
+//!   it is committed, to that worker (or another with room if it has none
+//!   left). A task no worker has room for by then waits here, unsent, and
+//!   its deadline starts when it is sent.
 //! - Attempts that outlive their deadline are reported as failures so the
 //!   engine retries them elsewhere. The deadline is the replicated effect
 //!   timeout plus a margin, counted from before the task is sent; the
@@ -31,7 +32,7 @@ use crate::cluster::Cluster;
 use crate::convert::{named_to_wire, value_from_wire};
 use crate::group_commit::GroupCommit;
 use lexum_engine::entry::{EffectKey, EffectOutcome, Entry, StepId, TimerId};
-use lexum_engine::{EngineConfig, Pending};
+use lexum_engine::{EngineConfig, Pending, WorkerRoom};
 use lexum_proto::v1 as pb;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -183,20 +184,20 @@ impl Dispatcher {
 
             let pending_steps: BTreeSet<StepId> = pending.steps.iter().map(|s| s.step).collect();
             state.steps_proposed.retain(|s| pending_steps.contains(s));
-            let mut room = free_room(state, &pending);
+            let mut rooms = free_rooms(state, &pending);
             for step in &pending.steps {
                 if state.steps_proposed.insert(step.step) {
-                    let dispatch = !step.emits.is_empty() && step.emits.iter().all(|e| room.get(e) > Some(&0));
-                    let entry = if dispatch {
-                        for effect in &step.emits {
-                            if let Some(n) = room.get_mut(effect) {
-                                *n -= 1;
-                            }
+                    let need = step.emits.len() as u32;
+                    let serving =
+                        rooms.iter_mut().find(|w| w.room >= need && step.emits.iter().all(|e| w.effects.contains(e)));
+                    let entry = match serving.filter(|_| need > 0) {
+                        Some(worker) => {
+                            worker.room -= need;
+                            Entry::RunStepAndDispatch { step: step.step, worker: worker.worker.clone() }
                         }
-                        Entry::RunStepAndDispatch { step: step.step }
-                    } else {
-                        Entry::RunStep { step: step.step }
+                        None => Entry::RunStep { step: step.step },
                     };
+                    let dispatch = matches!(entry, Entry::RunStepAndDispatch { .. });
                     proposals.push((entry, Completion::Step { step: step.step, dispatch }));
                 }
             }
@@ -375,26 +376,32 @@ impl Dispatcher {
     }
 
     /// Room for the steps a group of client writes arms
-    /// (`Entry::DispatchArmed`): per effect, the tasks connected workers can
-    /// take (at most [`MAX_ARMED`]), less those waiting here unsent. Empty
+    /// (`Entry::DispatchArmed`): the connected workers with room (at most
+    /// [`MAX_ARMED`] each), less the tasks waiting here unsent. Empty
     /// unless leading.
-    pub fn room(&self) -> Vec<(String, u32)> {
+    pub fn room(&self) -> Vec<WorkerRoom> {
         let state = self.lock();
         if !state.leading || !self.cluster.is_leader() {
             return Vec::new();
         }
-        worker_room(&state).into_iter().filter(|(_, n)| *n > 0).map(|(e, n)| (e, n.min(MAX_ARMED))).collect()
+        worker_rooms(&state)
+            .into_iter()
+            .filter(|w| w.room > 0)
+            .map(|w| WorkerRoom { room: w.room.min(MAX_ARMED), ..w })
+            .collect()
     }
 
     /// Sends the attempts a committed `RunStepAndDispatch` or
-    /// `DispatchArmed` at `index` dispatched: each to the least busy worker
-    /// with room, or into the unsent queue until one has room.
+    /// `DispatchArmed` at `index` dispatched: each to the worker the entry
+    /// named (the least busy of its connections), to another with room
+    /// when that one has none left or is gone, or into the unsent queue
+    /// until one has room.
     pub fn send_dispatched(&self, index: u64) {
         let effects = self.cluster.replica.with_engine(|e| e.dispatched_at(index));
         let effect_timeout = self.effect_timeout();
         let mut guard = self.lock();
         let state = &mut *guard;
-        for effect in effects {
+        for (effect, named) in effects {
             if state.in_flight.get(&effect.key).is_some_and(|f| f.conn.is_some()) {
                 continue;
             }
@@ -407,7 +414,8 @@ impl Dispatcher {
                 fencing_token: index,
                 timeout_ms: effect_timeout.as_millis() as u64,
             };
-            match pick_worker(state, &effect.effect) {
+            let named = named.and_then(|name| pick_named_worker(state, &name, &effect.effect));
+            match named.or_else(|| pick_worker(state, &effect.effect)) {
                 Some(conn) => send_task(state, conn, task, effect_timeout),
                 None => {
                     // Not sent, so not timed: the deadline starts when it leaves.
@@ -549,33 +557,50 @@ fn send_task(state: &mut State, conn: u64, task: pb::Task, effect_timeout: Durat
     state.in_flight.insert(key, InFlight { fencing, conn: Some(conn), deadline, reported: false });
 }
 
-/// Per effect, the room connected workers have for more tasks, less the
-/// attempts waiting here unsent (those being dispatched took theirs).
-fn worker_room(state: &State) -> BTreeMap<String, u32> {
-    let mut room: BTreeMap<String, u32> = BTreeMap::new();
-    for slot in state.workers.values() {
-        for effect in &slot.effects {
-            *room.entry(effect.clone()).or_default() += slot.concurrency.saturating_sub(slot.active);
-        }
-    }
+/// The room each connected worker has for more tasks, in connection order,
+/// less the tasks waiting here unsent (those being dispatched took theirs).
+fn worker_rooms(state: &State) -> Vec<WorkerRoom> {
+    let mut rooms: Vec<WorkerRoom> = state
+        .workers
+        .values()
+        .map(|slot| WorkerRoom {
+            worker: slot.name.clone(),
+            effects: slot.effects.iter().cloned().collect(),
+            room: slot.concurrency.saturating_sub(slot.active),
+        })
+        .collect();
     for task in state.unsent.values() {
-        if let Some(n) = room.get_mut(&task.effect) {
-            *n = n.saturating_sub(1);
-        }
+        take_room(&mut rooms, &task.effect);
     }
-    room
+    rooms
 }
 
-/// [`worker_room`] less the attempts ready in the journal, waiting for it.
-fn free_room(state: &State, pending: &Pending) -> BTreeMap<String, u32> {
-    let mut room = worker_room(state);
+/// [`worker_rooms`] less the attempts ready in the journal, waiting for them.
+fn free_rooms(state: &State, pending: &Pending) -> Vec<WorkerRoom> {
+    let mut rooms = worker_rooms(state);
     let waiting = pending.effects.iter().filter(|e| e.in_flight.is_none() && !state.dispatching.contains(&e.key));
     for effect in waiting {
-        if let Some(n) = room.get_mut(&effect.effect) {
-            *n = n.saturating_sub(1);
-        }
+        take_room(&mut rooms, &effect.effect);
     }
-    room
+    rooms
+}
+
+/// Takes one task's room for `effect` from the first worker serving it.
+fn take_room(rooms: &mut [WorkerRoom], effect: &str) {
+    if let Some(worker) = rooms.iter_mut().find(|w| w.room > 0 && w.effects.iter().any(|e| e == effect)) {
+        worker.room -= 1;
+    }
+}
+
+/// The least busy connection of the worker called `name` that serves
+/// `effect` and has capacity.
+fn pick_named_worker(state: &State, name: &str, effect: &str) -> Option<u64> {
+    state
+        .workers
+        .iter()
+        .filter(|(_, slot)| slot.name == name && slot.effects.contains(effect) && slot.active < slot.concurrency)
+        .min_by_key(|(conn, slot)| (slot.active, **conn))
+        .map(|(conn, _)| *conn)
 }
 
 /// The least busy connected worker that serves `effect` and has capacity.

@@ -13,7 +13,7 @@
 //! outcome; they share the entry's log index.
 //!
 //! While this node leads and its workers have room, each group ends with
-//! an [`Entry::DispatchArmed`] part carrying that room: the steps the group
+//! an [`Entry::DispatchArmed`] part naming them and their room: the steps the group
 //! arms run and dispatch their effects in the same entry, and once it is
 //! committed the dispatcher sends the tasks. A mutation that violates a
 //! goal then reaches a worker after one commit instead of two.
@@ -111,7 +111,7 @@ async fn propose(cluster: &Cluster, batch: Vec<Queued>, dispatcher: Option<Arc<D
     let room = dispatcher.as_ref().map(|d| d.room()).unwrap_or_default();
     let dispatching = if room.is_empty() { None } else { dispatcher };
     if dispatching.is_some() {
-        entries.push(Entry::DispatchArmed { room });
+        entries.push(Entry::DispatchArmed { workers: room });
     }
     let outcomes: Vec<Result<u64, ProposeError>> = match cluster.propose(Entry::grouped(entries)).await {
         Ok(response) => {

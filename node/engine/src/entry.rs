@@ -49,6 +49,17 @@ pub enum EffectOutcome {
     },
 }
 
+/// A worker connected to the leader, as [`Entry::DispatchArmed`] sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerRoom {
+    /// The worker's name (history).
+    pub worker: String,
+    /// The effects it serves (`Namespace.Name`).
+    pub effects: Vec<String>,
+    /// Tasks it can take now.
+    pub room: u32,
+}
+
 /// A committed log entry, applied in order by every replica.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub enum Entry {
@@ -164,18 +175,20 @@ pub enum Entry {
     RunStepAndDispatch {
         /// The step.
         step: StepId,
+        /// The worker the leader hands the step's effects to (history).
+        worker: String,
     },
     /// The last part of a leader's group of client mutations and worker
     /// results: runs the steps the group's earlier parts queued, highest
-    /// level first, as [`Entry::RunStepAndDispatch`] would, each whose
-    /// effects all have room left in `room` (tasks the leader's workers can
-    /// take, per effect, less the attempts the journal holds ready for
-    /// them), and none while a step queued before the group has a higher
-    /// level. So a mutation that violates a goal reaches a worker after
-    /// one commit; the other steps wait for the leader as usual.
+    /// level first, as [`Entry::RunStepAndDispatch`] would, each that the
+    /// first worker in `workers` serving all its effects has room for
+    /// (less the attempts the journal holds ready), and none while a step
+    /// queued before the group has a higher level. So a mutation that
+    /// violates a goal reaches a worker after one commit; the other steps
+    /// wait for the leader as usual.
     DispatchArmed {
-        /// `Namespace.Name` → tasks the leader's workers can take.
-        room: Vec<(String, u32)>,
+        /// The leader's workers with room, in the order to fill them.
+        workers: Vec<WorkerRoom>,
     },
 }
 
@@ -218,8 +231,8 @@ mod nested_decode {
         Batch { entries: Vec<Entry> },
         CreateInstances { kind: String, instances: Vec<crate::NewInstance>, upsert: bool, principal: String },
         DeleteInstances { kind: String, keys: Vec<String> },
-        RunStepAndDispatch { step: StepId },
-        DispatchArmed { room: Vec<(String, u32)> },
+        RunStepAndDispatch { step: StepId, worker: String },
+        DispatchArmed { workers: Vec<WorkerRoom> },
     }
 
     impl<'de> Deserialize<'de> for Entry {
@@ -244,8 +257,8 @@ mod nested_decode {
                     Entry::CreateInstances { kind, instances, upsert, principal }
                 }
                 EntryRepr::DeleteInstances { kind, keys } => Entry::DeleteInstances { kind, keys },
-                EntryRepr::RunStepAndDispatch { step } => Entry::RunStepAndDispatch { step },
-                EntryRepr::DispatchArmed { room } => Entry::DispatchArmed { room },
+                EntryRepr::RunStepAndDispatch { step, worker } => Entry::RunStepAndDispatch { step, worker },
+                EntryRepr::DispatchArmed { workers } => Entry::DispatchArmed { workers },
             })
         }
     }

@@ -28,8 +28,9 @@ struct Origin {
     retry: RetryPolicy,
     /// `{domain}-{transition}-{instance}-{slice}` or `{domain}-{handler}-m{message}`.
     key_prefix: String,
-    /// Dispatch the plan's effects at once ([`crate::Entry::RunStepAndDispatch`]).
-    dispatch: bool,
+    /// Dispatch the plan's effects at once, to this worker
+    /// ([`crate::Entry::RunStepAndDispatch`]).
+    dispatch: Option<String>,
 }
 
 impl Engine {
@@ -45,9 +46,9 @@ impl Engine {
         }
     }
 
-    /// Applies `Entry::RunStep` (and `RunStepAndDispatch` with `dispatch`):
-    /// stale or duplicate steps are no-ops.
-    pub(crate) fn run_step(&mut self, cx: &mut Cx, step: StepId, dispatch: bool) {
+    /// Applies `Entry::RunStep` (and `RunStepAndDispatch` with the worker
+    /// in `dispatch`): stale or duplicate steps are no-ops.
+    pub(crate) fn run_step(&mut self, cx: &mut Cx, step: StepId, dispatch: Option<String>) {
         let Some(entry) = self.steps.remove(&step.0) else {
             cx.event("stale", None, None, None, format!("step {} is not ready (already run or cancelled)", step.0));
             return;
@@ -58,7 +59,7 @@ impl Engine {
         }
     }
 
-    fn run_slice(&mut self, cx: &mut Cx, cycle_id: u64, step: u64, dispatch: bool) {
+    fn run_slice(&mut self, cx: &mut Cx, cycle_id: u64, step: u64, dispatch: Option<String>) {
         let Some(program) = self.program.clone() else { return };
         let Some(c) = self.cycles.get_mut(&cycle_id) else { return };
         if c.step != Some(step) || !c.waiting.is_empty() {
@@ -141,7 +142,7 @@ impl Engine {
         self.maybe_close(cx, cycle_id);
     }
 
-    fn deliver(&mut self, cx: &mut Cx, message_id: u64, dispatch: bool) {
+    fn deliver(&mut self, cx: &mut Cx, message_id: u64, dispatch: Option<String>) {
         let Some(mut message) = self.messages.remove(&message_id) else { return };
         // `on create`: the instance is created now, then receives the message.
         let created = self.create_for_message(cx, &mut message);
@@ -244,17 +245,23 @@ impl Engine {
                 self.remember_effect(idempotency_key.clone(), remembered);
             }
             // Dispatched with its step: attempt 1 in flight, fenced by this entry.
-            let (attempts, state) =
-                if origin.dispatch { (1, EffectState::InFlight { token: cx.index }) } else { (0, EffectState::Ready) };
-            if origin.dispatch {
-                cx.event(
-                    "effect_dispatched",
-                    domain,
-                    goal,
-                    None,
-                    format!("{name} (effect {key}) attempt 1 dispatched with its step, fencing token {}", cx.index),
-                );
-            }
+            let (attempts, state) = match &origin.dispatch {
+                Some(worker) => {
+                    self.remember_worker(&idempotency_key, worker);
+                    cx.event(
+                        "effect_dispatched",
+                        domain,
+                        goal,
+                        None,
+                        format!(
+                            "{name} (effect {key}) attempt 1 dispatched to {worker} with its step, fencing token {}",
+                            cx.index
+                        ),
+                    );
+                    (1, EffectState::InFlight { token: cx.index })
+                }
+                None => (0, EffectState::Ready),
+            };
             self.effects.insert(
                 key,
                 EffectRecord {

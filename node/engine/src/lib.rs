@@ -102,7 +102,7 @@ use std::sync::Arc;
 use lexum_compiler::program::{DomainId, FieldId, GoalId, Priority, Program, Value};
 use serde::{Deserialize, Serialize};
 
-pub use entry::{EffectKey, EffectOutcome, Entry, FieldWrite, StepId, TimerId};
+pub use entry::{EffectKey, EffectOutcome, Entry, FieldWrite, StepId, TimerId, WorkerRoom};
 pub use instances::NewInstance;
 pub use provenance::{Cause, CycleCause, ObservedEffect, WriteRecord};
 pub use report::{
@@ -268,8 +268,8 @@ pub struct PendingStep {
     /// Its level.
     pub priority: Priority,
     /// The effects (`Namespace.Name`) its slice or handler may emit
-    /// directly: the leader proposes [`Entry::RunStepAndDispatch`] when it
-    /// has a worker with room for each.
+    /// directly: the leader proposes [`Entry::RunStepAndDispatch`] when one
+    /// worker serves them all and has room for them.
     pub emits: Vec<String>,
 }
 
@@ -499,7 +499,7 @@ impl Engine {
         self.conclude(cx, &outcome);
         if let Some(step) = cx.continue_step.take().filter(|s| outcome.is_ok() && self.may_continue(*s)) {
             cx.continued.push(StepId(step));
-            self.run_step(cx, StepId(step), false);
+            self.run_step(cx, StepId(step), None);
             self.settle(cx);
         }
         outcome
@@ -531,15 +531,15 @@ impl Engine {
             // `apply` splits a batch into its parts.
             Entry::Batch { .. } => Ok(()),
             Entry::RunStep { step } => {
-                self.run_step(cx, *step, false);
+                self.run_step(cx, *step, None);
                 Ok(())
             }
-            Entry::RunStepAndDispatch { step } => {
-                self.run_step(cx, *step, true);
+            Entry::RunStepAndDispatch { step, worker } => {
+                self.run_step(cx, *step, Some(worker.clone()));
                 Ok(())
             }
-            Entry::DispatchArmed { room } => {
-                self.dispatch_armed(cx, room);
+            Entry::DispatchArmed { workers } => {
+                self.dispatch_armed(cx, workers);
                 Ok(())
             }
             Entry::Dispatched { effect, attempt, worker } => self.dispatched(cx, *effect, *attempt, worker),

@@ -2,13 +2,12 @@
 //! preemption at slice boundaries and the ready queue the leader reads.
 
 use std::cmp::Reverse;
-use std::collections::BTreeMap;
 
 use lexum_compiler::program::{DomainId, GoalId, Priority, Program, TransitionId};
 
 use crate::eval::{self, Slots};
 use crate::state::{Cycle, EffectRecord, EffectState, Step, StepKind};
-use crate::{Cx, EffectKey, Engine, Pending, PendingEffect, PendingStep, PendingTimer, StepId, TimerId};
+use crate::{Cx, EffectKey, Engine, Pending, PendingEffect, PendingStep, PendingTimer, StepId, TimerId, WorkerRoom};
 
 impl Engine {
     /// Whether a goal may start a cycle now (ignoring whether its domain is busy).
@@ -223,14 +222,15 @@ impl Engine {
     }
 
     /// Applies `Entry::DispatchArmed`: runs the steps this entry queued, in
-    /// the leader's order, dispatching their effects while `room` lasts.
-    pub(crate) fn dispatch_armed(&mut self, cx: &mut Cx, room: &[(String, u32)]) {
+    /// the leader's order, dispatching their effects to the first worker
+    /// that serves them all and has room, while room lasts.
+    pub(crate) fn dispatch_armed(&mut self, cx: &mut Cx, workers: &[WorkerRoom]) {
         let Some(program) = self.program.clone() else { return };
-        let mut room: BTreeMap<String, u32> = room.iter().cloned().collect();
+        let mut workers = workers.to_vec();
         for e in self.effects.values().filter(|e| e.state == EffectState::Ready) {
             let name = program.effects.get(e.effect.index()).map(|d| d.full_name()).unwrap_or_default();
-            if let Some(n) = room.get_mut(&name) {
-                *n = n.saturating_sub(1);
+            if let Some(w) = workers.iter_mut().find(|w| w.room > 0 && w.effects.contains(&name)) {
+                w.room -= 1;
             }
         }
         let waiting = self.steps.range(..cx.first_id).map(|(_, s)| s.priority).max();
@@ -242,28 +242,30 @@ impl Engine {
                 continue;
             }
             let emits = self.emits(&program, step);
-            if emits.is_empty() || !emits.iter().all(|e| room.get(e).is_some_and(|n| *n > 0)) {
-                continue;
-            }
-            for effect in &emits {
-                if let Some(n) = room.get_mut(effect) {
-                    *n -= 1;
-                }
-            }
-            self.run_step(cx, StepId(id), true);
+            let need = emits.len() as u32;
+            let serving = workers.iter_mut().find(|w| w.room >= need && emits.iter().all(|e| w.effects.contains(e)));
+            let Some(worker) = serving.filter(|_| need > 0) else { continue };
+            worker.room -= need;
+            let name = worker.worker.clone();
+            self.run_step(cx, StepId(id), Some(name));
             self.settle(cx);
         }
     }
 
     /// The effects in flight with fencing token `token`: those a
-    /// [`crate::Entry::RunStepAndDispatch`] at that index dispatched (and
-    /// any `Dispatched` entry of the same batch), for the leader to send.
-    pub fn dispatched_at(&self, token: u64) -> Vec<PendingEffect> {
+    /// [`crate::Entry::RunStepAndDispatch`] or [`crate::Entry::DispatchArmed`]
+    /// at that index dispatched (and any `Dispatched` entry of the same
+    /// batch), each with the worker named for it when it is known, for the
+    /// leader to send.
+    pub fn dispatched_at(&self, token: u64) -> Vec<(PendingEffect, Option<String>)> {
         let Some(program) = self.program.as_ref() else { return Vec::new() };
         self.effects
             .iter()
             .filter(|(_, e)| e.state == EffectState::InFlight { token })
-            .filter_map(|(key, e)| self.pending_effect(program, *key, e))
+            .filter_map(|(key, e)| {
+                let worker = self.effect_origins.get(&e.idempotency_key).and_then(|o| o.worker.clone());
+                Some((self.pending_effect(program, *key, e)?, worker))
+            })
             .collect()
     }
 

@@ -7,7 +7,7 @@ mod common;
 
 use common::{echo_count, Sim};
 use lexum_compiler::program::Value;
-use lexum_engine::{codes, EffectOutcome, Entry, FieldWrite, GoalStatus, PendingEffect};
+use lexum_engine::{codes, EffectOutcome, Entry, FieldWrite, GoalStatus, PendingEffect, WorkerRoom};
 
 const POOL: &str = r#"
 effect Cloud.SetNodeCount(pool: string, count: int) -> int
@@ -58,9 +58,12 @@ fn a_step_dispatches_its_effects_in_the_entry_that_runs_it() {
     sim.set("Pool", "target", Value::Int(5));
     let step = sim.engine.pending().steps[0].clone();
     assert_eq!(step.emits, ["Cloud.SetNodeCount"]);
-    sim.propose(Entry::RunStepAndDispatch { step: step.step });
+    sim.propose(Entry::RunStepAndDispatch { step: step.step, worker: "w1".into() });
     let effect = only_effect(&sim);
     assert_eq!((effect.attempt, effect.in_flight), (1, Some(sim.index)), "attempt 1, fenced by the step's entry");
+    let sent = sim.engine.dispatched_at(sim.index);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].1.as_deref(), Some("w1"), "the worker is in the history");
     // The attempt is in flight: a `Dispatched` of it is stale.
     let again = sim.propose(Entry::Dispatched { effect: effect.key, attempt: 1, worker: "w".into() });
     assert_eq!(again.outcome.map_err(|r| r.code), Err(codes::STALE.to_string()));
@@ -83,7 +86,7 @@ fn a_step_dispatches_its_effects_in_the_entry_that_runs_it() {
 fn a_result_runs_the_next_slice_in_its_own_entry() {
     let mut sim = Sim::new(POOL);
     sim.set("Pool", "target", Value::Int(5));
-    sim.propose(Entry::RunStepAndDispatch { step: sim.engine.pending().steps[0].step });
+    sim.propose(Entry::RunStepAndDispatch { step: sim.engine.pending().steps[0].step, worker: "w1".into() });
     let effect = only_effect(&sim);
     let result = sim.propose(Entry::EffectResult {
         effect: effect.key,
@@ -104,7 +107,7 @@ fn a_result_runs_the_next_slice_in_its_own_entry() {
 fn a_result_waits_behind_a_step_of_a_higher_level() {
     let mut sim = Sim::new(POOL);
     sim.set("Pool", "target", Value::Int(5));
-    sim.propose(Entry::RunStepAndDispatch { step: sim.engine.pending().steps[0].step });
+    sim.propose(Entry::RunStepAndDispatch { step: sim.engine.pending().steps[0].step, worker: "w1".into() });
     let effect = only_effect(&sim);
     sim.set("Alarm", "raised", Value::Bool(true));
     let alarm = sim.engine.pending().steps[0].clone();
@@ -132,7 +135,8 @@ fn group(writes: &[(&str, &str, Value)], room: u32) -> Entry {
             Entry::mutation(vec![FieldWrite { domain: d.to_string(), field: f.to_string(), value: v.clone() }], "test")
         })
         .collect();
-    entries.push(Entry::DispatchArmed { room: vec![("Cloud.SetNodeCount".into(), room)] });
+    let worker = WorkerRoom { worker: "w1".into(), effects: vec!["Cloud.SetNodeCount".into()], room };
+    entries.push(Entry::DispatchArmed { workers: vec![worker] });
     Entry::Batch { entries }
 }
 
@@ -144,6 +148,7 @@ fn a_violating_mutation_reaches_a_worker_in_its_own_entry() {
     assert!(applied.parts.iter().all(Result::is_ok));
     let effect = only_effect(&sim);
     assert_eq!((effect.attempt, effect.in_flight), (1, Some(sim.index)), "dispatched by the mutation's entry");
+    assert_eq!(sim.engine.dispatched_at(sim.index)[0].1.as_deref(), Some("w1"));
     assert!(sim.engine.pending().steps.is_empty());
     sim.drive(10, &mut echo_count());
     assert_eq!(sim.status("Pool", "Big").0, GoalStatus::Satisfied);

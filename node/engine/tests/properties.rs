@@ -101,7 +101,7 @@ fn op() -> impl Strategy<Value = Op> {
 /// Everything the leader could propose now: steps, dispatches, timers.
 fn leader_options(pending: &lexum_engine::Pending) -> Vec<Entry> {
     let mut options: Vec<Entry> = pending.steps.iter().map(|s| Entry::RunStep { step: s.step }).collect();
-    options.extend(pending.steps.iter().map(|s| Entry::RunStepAndDispatch { step: s.step }));
+    options.extend(pending.steps.iter().map(|s| Entry::RunStepAndDispatch { step: s.step, worker: "w".into() }));
     options.extend(pending.effects.iter().filter(|e| e.in_flight.is_none()).map(|e| Entry::Dispatched {
         effect: e.key,
         attempt: e.attempt,
@@ -158,7 +158,7 @@ fn entry_for(engine: &Engine, op: &Op) -> Entry {
         }
         Op::Junk(kind, n) => match kind {
             0 if n % 2 == 0 => Entry::RunStep { step: StepId(*n) },
-            0 => Entry::RunStepAndDispatch { step: StepId(*n) },
+            0 => Entry::RunStepAndDispatch { step: StepId(*n), worker: "rogue".into() },
             1 => Entry::Dispatched { effect: EffectKey(*n), attempt: 1, worker: "rogue".into() },
             2 => Entry::EffectResult {
                 effect: EffectKey(*n),
