@@ -34,10 +34,12 @@
 //! proposes [`Entry::TimerFired`].
 //!
 //! **Architecture invariant:** every loop is bounded by one entry. A step
-//! (a slice, a delivery) runs in an entry the leader proposes, and at most
-//! one more runs with a worker's result (the next slice of the cycle whose
-//! effects it completed, when no higher level waits); state is
-//! re-evaluated after each, and a crash between entries resumes at the
+//! (a slice, a delivery) runs in an entry the leader proposes: its own
+//! (`RunStep`, `RunStepAndDispatch`), or the group of client writes that
+//! armed it (`DispatchArmed`, as many as the room the entry carries); and
+//! at most one more runs with a worker's result (the next slice of the
+//! cycle whose effects it completed, when no higher level waits). State
+//! is re-evaluated after each, and a crash between entries resumes at the
 //! next step.
 //!
 //! - `provenance.rs`: the cause of every write ([`Cause`]), field write
