@@ -32,7 +32,7 @@ use crate::cluster::Cluster;
 use crate::convert::{named_to_wire, value_from_wire};
 use crate::group_commit::GroupCommit;
 use lexum_engine::entry::{EffectKey, EffectOutcome, Entry, StepId, TimerId};
-use lexum_engine::{EngineConfig, Pending, WorkerRoom};
+use lexum_engine::{EngineConfig, Pending, PendingEffect, WorkerRoom};
 use lexum_proto::v1 as pb;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -248,15 +248,8 @@ impl Dispatcher {
                     None => continue,
                 };
                 state.dispatching.insert(effect.key);
-                let task = pb::Task {
-                    effect_id: effect.key.0,
-                    effect: effect.effect.clone(),
-                    idempotency_key: effect.idempotency_key.clone(),
-                    attempt: effect.attempt,
-                    args: named_to_wire(&effect.args),
-                    fencing_token: 0,
-                    timeout_ms: effect_timeout.as_millis() as u64,
-                };
+                // The fencing token is the `Dispatched` entry's index, known once committed.
+                let task = task_of(effect, 0, effect_timeout);
                 proposals.push((
                     Entry::Dispatched { effect: effect.key, attempt: effect.attempt, worker },
                     Completion::Dispatch { conn, task },
@@ -405,15 +398,7 @@ impl Dispatcher {
             if state.in_flight.get(&effect.key).is_some_and(|f| f.conn.is_some()) {
                 continue;
             }
-            let task = pb::Task {
-                effect_id: effect.key.0,
-                effect: effect.effect.clone(),
-                idempotency_key: effect.idempotency_key.clone(),
-                attempt: effect.attempt,
-                args: named_to_wire(&effect.args),
-                fencing_token: index,
-                timeout_ms: effect_timeout.as_millis() as u64,
-            };
+            let task = task_of(&effect, index, effect_timeout);
             let named = named.and_then(|name| pick_named_worker(state, &name, &effect.effect));
             match named.or_else(|| pick_worker(state, &effect.effect)) {
                 Some(conn) => send_task(state, conn, task, effect_timeout),
@@ -538,6 +523,19 @@ enum Completion {
         task: pb::Task,
     },
     Configure,
+}
+
+/// The task a worker gets for an attempt of `effect` fenced by `fencing`.
+fn task_of(effect: &PendingEffect, fencing: u64, effect_timeout: Duration) -> pb::Task {
+    pb::Task {
+        effect_id: effect.key.0,
+        effect: effect.effect.clone(),
+        idempotency_key: effect.idempotency_key.clone(),
+        attempt: effect.attempt,
+        args: named_to_wire(&effect.args),
+        fencing_token: fencing,
+        timeout_ms: effect_timeout.as_millis() as u64,
+    }
 }
 
 /// Hands `task` (committed, with its fencing token) to the worker on

@@ -36,15 +36,24 @@ impl Engine {
         record.attempts = attempt;
         record.state = EffectState::InFlight { token: cx.index };
         let idempotency_key = record.idempotency_key.clone();
-        self.remember_worker(&idempotency_key, worker);
-        cx.event(
-            "effect_dispatched",
-            domain,
-            goal,
-            None,
-            format!("{name} (effect {}) attempt {attempt} dispatched to {worker}, fencing token {}", key.0, cx.index),
-        );
+        let message =
+            format!("{name} (effect {}) attempt {attempt} dispatched to {worker}, fencing token {}", key.0, cx.index);
+        self.note_dispatch(cx, &idempotency_key, (domain, goal), worker, message);
         Ok(())
+    }
+
+    /// Remembers the worker an attempt went to and reports the dispatch.
+    pub(crate) fn note_dispatch(
+        &mut self,
+        cx: &mut Cx,
+        idempotency_key: &str,
+        scope: (Option<String>, Option<String>),
+        worker: &str,
+        message: String,
+    ) {
+        self.remember_worker(idempotency_key, worker);
+        let (domain, goal) = scope;
+        cx.event("effect_dispatched", domain, goal, None, message);
     }
 
     /// Domain and goal of the cycle an effect belongs to, for events.

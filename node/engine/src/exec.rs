@@ -247,17 +247,11 @@ impl Engine {
             // Dispatched with its step: attempt 1 in flight, fenced by this entry.
             let (attempts, state) = match &origin.dispatch {
                 Some(worker) => {
-                    self.remember_worker(&idempotency_key, worker);
-                    cx.event(
-                        "effect_dispatched",
-                        domain,
-                        goal,
-                        None,
-                        format!(
-                            "{name} (effect {key}) attempt 1 dispatched to {worker} with its step, fencing token {}",
-                            cx.index
-                        ),
+                    let message = format!(
+                        "{name} (effect {key}) attempt 1 dispatched to {worker} with its step, fencing token {}",
+                        cx.index
                     );
+                    self.note_dispatch(cx, &idempotency_key, (domain, goal), worker, message);
                     (1, EffectState::InFlight { token: cx.index })
                 }
                 None => (0, EffectState::Ready),

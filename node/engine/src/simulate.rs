@@ -30,7 +30,7 @@ use lexum_compiler::program::{Priority, Program, Value};
 use serde::{Deserialize, Serialize};
 
 use crate::report::{ContentionReport, GoalStatus, VectorEntry};
-use crate::state::{StepKind, TimerKind};
+use crate::state::{Cycle, StepKind, TimerKind};
 use crate::{EffectKey, EffectOutcome, Engine, Entry, PendingEffect, StepId};
 
 /// Entries a simulation proposes at most by default.
@@ -434,18 +434,7 @@ fn describe_step(engine: &Engine, step: StepId, index: u64) -> Option<Dispatch> 
     let program = engine.program.as_ref()?;
     let s = engine.steps.get(&step.0)?;
     match &s.kind {
-        StepKind::Slice { cycle } => {
-            let c = engine.cycles.get(cycle)?;
-            let t = program.transitions.get(c.transition.index())?;
-            let slice = t.slices.get(c.next_slice as usize)?;
-            Some(Dispatch::Slice {
-                index,
-                priority: s.priority,
-                goal: program.goal_path(c.goal),
-                transition: t.name.clone(),
-                slice: slice.name.clone(),
-            })
-        }
+        StepKind::Slice { cycle } => describe_next_slice(program, engine.cycles.get(cycle)?, s.priority, index),
         StepKind::Deliver { message } => {
             let m = engine.messages.get(message)?;
             let h = program.handlers.get(m.handler.index())?;
@@ -468,11 +457,16 @@ fn describe_continuation(engine: &Engine, key: EffectKey, index: u64) -> Option<
     if !record.from_slice || c.waiting.len() != 1 || !c.waiting.contains(&key.0) {
         return None;
     }
+    describe_next_slice(program, c, c.priority, index)
+}
+
+/// The next slice of cycle `c`, run at `priority` in the entry at `index`.
+fn describe_next_slice(program: &Program, c: &Cycle, priority: Priority, index: u64) -> Option<Dispatch> {
     let t = program.transitions.get(c.transition.index())?;
     let slice = t.slices.get(c.next_slice as usize)?;
     Some(Dispatch::Slice {
         index,
-        priority: c.priority,
+        priority,
         goal: program.goal_path(c.goal),
         transition: t.name.clone(),
         slice: slice.name.clone(),
