@@ -197,8 +197,7 @@ impl Dispatcher {
                         }
                         None => Entry::RunStep { step: step.step },
                     };
-                    let dispatch = matches!(entry, Entry::RunStepAndDispatch { .. });
-                    proposals.push((entry, Completion::Step { step: step.step, dispatch }));
+                    proposals.push((entry, Completion::Step(step.step)));
                 }
             }
 
@@ -312,17 +311,15 @@ impl Dispatcher {
         };
         let this = self.clone();
         tokio::spawn(async move {
-            let indexes: Vec<Option<u64>> = match receiver.await {
-                Ok(Ok(response)) => response.data.outcomes(completions.len()).into_iter().map(Result::ok).collect(),
-                _ => Vec::new(),
+            let (indexes, dispatched_at): (Vec<Option<u64>>, _) = match receiver.await {
+                Ok(Ok(response)) => (
+                    response.data.outcomes(completions.len()).into_iter().map(Result::ok).collect(),
+                    response.data.dispatched.then_some(response.data.index),
+                ),
+                _ => (Vec::new(), None),
             };
-            let mut dispatched_at = None;
             for (i, completion) in completions.into_iter().enumerate() {
-                let index = indexes.get(i).copied().flatten();
-                if matches!(completion, Completion::Step { dispatch: true, .. }) && index.is_some() {
-                    dispatched_at = index;
-                }
-                this.complete(completion, index);
+                this.complete(completion, indexes.get(i).copied().flatten());
             }
             if let Some(index) = dispatched_at {
                 this.send_dispatched(index);
@@ -345,7 +342,7 @@ impl Dispatcher {
                     }
                 }
             }
-            Completion::Step { step, .. } => {
+            Completion::Step(step) => {
                 if index.is_none() {
                     state.steps_proposed.remove(&step);
                 }
@@ -508,20 +505,10 @@ impl Dispatcher {
 
 /// What to do when a proposal finishes.
 enum Completion {
-    Timeout {
-        key: EffectKey,
-        fencing: u64,
-    },
-    /// A step; `dispatch` when proposed as `RunStepAndDispatch`.
-    Step {
-        step: StepId,
-        dispatch: bool,
-    },
+    Timeout { key: EffectKey, fencing: u64 },
+    Step(StepId),
     Timer(TimerId),
-    Dispatch {
-        conn: u64,
-        task: pb::Task,
-    },
+    Dispatch { conn: u64, task: pb::Task },
     Configure,
 }
 

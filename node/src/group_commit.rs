@@ -115,7 +115,7 @@ async fn propose(cluster: &Cluster, batch: Vec<Queued>, dispatcher: Option<Arc<D
     }
     let outcomes: Vec<Result<u64, ProposeError>> = match cluster.propose(Entry::grouped(entries)).await {
         Ok(response) => {
-            if let Some(dispatcher) = &dispatching {
+            if let Some(dispatcher) = dispatching.as_ref().filter(|_| response.dispatched) {
                 dispatcher.send_dispatched(response.index);
             }
             response.outcomes(callers.len()).into_iter().map(|o| o.map_err(ProposeError::Rejected)).collect()

@@ -15,6 +15,8 @@ pub struct ApplyResponse {
     pub outcome: Result<(), Rejection>,
     /// For a batch of mutations, each one's outcome, in order; empty otherwise.
     pub parts: Vec<Result<(), Rejection>>,
+    /// A step dispatched effects with it: the leader has tasks to send.
+    pub dispatched: bool,
 }
 
 impl ApplyResponse {
@@ -67,9 +69,10 @@ mod tests {
             matches!(Entry::grouped(vec![Entry::Noop, Entry::Noop]), Entry::Batch { entries } if entries.len() == 2)
         );
         let refused = Rejection { code: "E011".into(), message: "no".into() };
-        let batch = ApplyResponse { index: 7, outcome: Ok(()), parts: vec![Ok(()), Err(refused.clone())] };
+        let batch =
+            ApplyResponse { index: 7, outcome: Ok(()), parts: vec![Ok(()), Err(refused.clone())], dispatched: false };
         assert_eq!(batch.outcomes(2), vec![Ok(7), Err(refused.clone())]);
-        let lone = ApplyResponse { index: 8, outcome: Err(refused.clone()), parts: Vec::new() };
+        let lone = ApplyResponse { index: 8, outcome: Err(refused.clone()), parts: Vec::new(), dispatched: false };
         assert_eq!(lone.outcomes(1), vec![Err(refused)]);
     }
 }

@@ -158,7 +158,12 @@ impl Replica {
         let traps = applied.events.iter().filter(|e| e.code.as_deref() == Some("E005")).count();
         self.metrics.observe_traps(traps as u64);
         self.applied.send_replace(log_id.index);
-        ApplyResponse { index: log_id.index, outcome: applied.outcome, parts: applied.parts }
+        ApplyResponse {
+            index: log_id.index,
+            outcome: applied.outcome,
+            parts: applied.parts,
+            dispatched: applied.dispatched,
+        }
     }
 
     /// Records a Raft-only entry (blank or membership) as applied.

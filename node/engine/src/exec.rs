@@ -252,6 +252,7 @@ impl Engine {
                         cx.index
                     );
                     self.note_dispatch(cx, &idempotency_key, (domain, goal), worker, message);
+                    cx.dispatched = true;
                     (1, EffectState::InFlight { token: cx.index })
                 }
                 None => (0, EffectState::Ready),

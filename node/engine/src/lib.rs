@@ -244,6 +244,10 @@ pub struct Applied {
     /// Steps a worker's result ran in this entry: the next slice of a
     /// cycle whose effects the result completed.
     pub continued: Vec<StepId>,
+    /// Whether a step dispatched effects with it ([`Entry::RunStepAndDispatch`],
+    /// [`Entry::DispatchArmed`]): the leader has tasks fenced by this index
+    /// to send ([`Engine::dispatched_at`]).
+    pub dispatched: bool,
 }
 
 /// The rejection of a batch found inside a batch.
@@ -392,6 +396,8 @@ pub(crate) struct Cx {
     /// The first id this entry allotted: steps with this id or a later one
     /// were queued by this entry.
     pub(crate) first_id: u64,
+    /// A step dispatched effects with it.
+    pub(crate) dispatched: bool,
 }
 
 impl Cx {
@@ -464,13 +470,20 @@ impl Engine {
             continue_step: None,
             continued: Vec::new(),
             first_id: self.next_id,
+            dispatched: false,
         };
         if index <= self.last_applied {
             let rejection = Rejection::new(
                 codes::ORDER,
                 format!("entry index {index} is not after the last applied index {}", self.last_applied),
             );
-            return Applied { outcome: Err(rejection), events: Vec::new(), parts: Vec::new(), continued: Vec::new() };
+            return Applied {
+                outcome: Err(rejection),
+                events: Vec::new(),
+                parts: Vec::new(),
+                continued: Vec::new(),
+                dispatched: false,
+            };
         }
         // Each change checks what `validate` checks before it changes anything.
         let (outcome, parts) = match entry {
@@ -488,7 +501,7 @@ impl Engine {
         };
         self.last_applied = index;
         self.hash = hash::chain(&self.hash, index, entry, &outcome, &cx.events);
-        Applied { outcome, events: cx.events, parts, continued: cx.continued }
+        Applied { outcome, events: cx.events, parts, continued: cx.continued, dispatched: cx.dispatched }
     }
 
     /// Applies one change and evaluates what it touched. A result that

@@ -146,6 +146,7 @@ fn a_violating_mutation_reaches_a_worker_in_its_own_entry() {
     let applied = sim.propose(group(&[("Pool", "target", Value::Int(5))], 4));
     assert_eq!(applied.parts.len(), 2);
     assert!(applied.parts.iter().all(Result::is_ok));
+    assert!(applied.dispatched, "the leader is told it has tasks to send");
     let effect = only_effect(&sim);
     assert_eq!((effect.attempt, effect.in_flight), (1, Some(sim.index)), "dispatched by the mutation's entry");
     assert_eq!(sim.engine.dispatched_at(sim.index)[0].1.as_deref(), Some("w1"));

@@ -125,12 +125,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let response = match entry.payload {
                 EntryPayload::Blank => {
                     self.replica.note_applied(entry.log_id, None);
-                    ApplyResponse { index: entry.log_id.index, outcome: Ok(()), parts: Vec::new() }
+                    ApplyResponse { index: entry.log_id.index, outcome: Ok(()), parts: Vec::new(), dispatched: false }
                 }
                 EntryPayload::Membership(membership) => {
                     self.replica
                         .note_applied(entry.log_id, Some(StoredMembership::new(Some(entry.log_id), membership)));
-                    ApplyResponse { index: entry.log_id.index, outcome: Ok(()), parts: Vec::new() }
+                    ApplyResponse { index: entry.log_id.index, outcome: Ok(()), parts: Vec::new(), dispatched: false }
                 }
                 EntryPayload::Normal(ref request) => self.replica.apply(entry.log_id, request),
             };
