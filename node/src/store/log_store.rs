@@ -3,6 +3,13 @@
 //! Durability contract: `append` calls openraft's callback only after the
 //! WAL is flushed and synced; `save_vote` syncs before returning;
 //! `purge` persists `last_purged` before deleting entries.
+//!
+//! `append` writes the entries (so the replication tasks can read them at
+//! once) and hands the sync to one background thread ([`WalSyncer`]), which
+//! syncs once for every append queued since its last sync and then completes
+//! their callbacks in order. A follower awaits that callback before it
+//! acknowledges; a leader replicates meanwhile and counts itself towards a
+//! quorum only when it fires (the openraft patch in `vendor/openraft`).
 
 use super::{index_key, key_index, CF_LOG, CF_META};
 use crate::raft_types::{LogEntry, LogId, NodeId, StorageError, TypeConfig};
@@ -13,22 +20,26 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::fmt::Debug;
 use std::ops::RangeBounds;
-use std::sync::Arc;
+use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex, Weak};
 
 const KEY_VOTE: &[u8] = b"vote";
 const KEY_COMMITTED: &[u8] = b"committed";
 const KEY_LAST_PURGED: &[u8] = b"last_purged";
 
-/// The Raft log of one node. Cheap to clone: clones share the database.
+/// The Raft log of one node. Cheap to clone: clones share the database and
+/// the WAL syncer.
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<DB>,
+    syncer: WalSyncer,
 }
 
 impl LogStore {
     /// A log store over an opened database.
     pub fn new(db: Arc<DB>) -> LogStore {
-        LogStore { db }
+        let syncer = WalSyncer::start(&db);
+        LogStore { db, syncer }
     }
 
     fn cf_log(&self) -> &rocksdb::ColumnFamily {
@@ -132,9 +143,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             batch.put_cf(self.cf_log(), index_key(entry.log_id.index), bytes);
         }
         self.db.write(batch).map_err(|e| StorageIOError::write_logs(&e))?;
-        // The callback promises durability: sync the WAL first.
-        let flushed = self.db.flush_wal(true).map_err(std::io::Error::other);
-        callback.log_io_completed(flushed);
+        // The callback promises durability: it fires after the next sync.
+        self.syncer.after_next_sync(callback);
         Ok(())
     }
 
@@ -155,5 +165,100 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .delete_range_cf(self.cf_log(), index_key(0), index_key(log_id.index + 1))
             .map_err(|e| StorageIOError::write_logs(&e))?;
         Ok(())
+    }
+}
+
+/// One thread that syncs the WAL for every append queued since its last sync,
+/// then completes their callbacks in the order they were queued.
+///
+/// The thread holds the database weakly, so dropping the last [`LogStore`]
+/// closes the database; the thread ends when every sender is gone.
+#[derive(Clone)]
+struct WalSyncer {
+    queue: mpsc::Sender<LogFlushed<TypeConfig>>,
+    holds: Arc<SyncHolds>,
+}
+
+/// How many [`SyncHold`]s are alive; the sync thread waits while any is.
+#[derive(Default)]
+struct SyncHolds {
+    count: Mutex<usize>,
+    released: Condvar,
+}
+
+impl SyncHolds {
+    fn wait_until_released(&self) {
+        let count = self.count.lock().unwrap_or_else(|p| p.into_inner());
+        drop(self.released.wait_while(count, |count| *count > 0).unwrap_or_else(|p| p.into_inner()));
+    }
+
+    fn change(&self, by: isize) {
+        let mut count = self.count.lock().unwrap_or_else(|p| p.into_inner());
+        *count = count.saturating_add_signed(by);
+        self.released.notify_all();
+    }
+}
+
+/// While alive, appends stay written but unsynced and their callbacks wait
+/// (see [`LogStore::hold_syncs`]).
+pub struct SyncHold {
+    holds: Arc<SyncHolds>,
+}
+
+impl Drop for SyncHold {
+    fn drop(&mut self) {
+        self.holds.change(-1);
+    }
+}
+
+impl LogStore {
+    /// Holds back every append's sync, and so its callback, until the
+    /// returned guard is dropped. For tests of what a cluster does while a
+    /// node's log is written but not yet durable (a slow disk).
+    pub fn hold_syncs(&self) -> SyncHold {
+        self.syncer.holds.change(1);
+        SyncHold { holds: self.syncer.holds.clone() }
+    }
+}
+
+impl WalSyncer {
+    fn start(db: &Arc<DB>) -> WalSyncer {
+        let (queue, pending) = mpsc::channel();
+        let holds = Arc::new(SyncHolds::default());
+        let db = Arc::downgrade(db);
+        let thread_holds = holds.clone();
+        let spawned = std::thread::Builder::new()
+            .name("lexum-wal-sync".into())
+            .spawn(move || sync_loop(&db, &pending, &thread_holds));
+        if let Err(e) = spawned {
+            // Without the thread every callback is dropped, which openraft
+            // reports as a storage error on the first append.
+            tracing::error!(error = %e, "cannot start the WAL sync thread");
+        }
+        WalSyncer { queue, holds }
+    }
+
+    /// Completes `callback` after a sync that covers every write made so far.
+    fn after_next_sync(&self, callback: LogFlushed<TypeConfig>) {
+        if let Err(mpsc::SendError(callback)) = self.queue.send(callback) {
+            callback.log_io_completed(Err(std::io::Error::other("the WAL sync thread is gone")));
+        }
+    }
+}
+
+fn sync_loop(db: &Weak<DB>, pending: &mpsc::Receiver<LogFlushed<TypeConfig>>, holds: &SyncHolds) {
+    while let Ok(first) = pending.recv() {
+        holds.wait_until_released();
+        // Everything queued now was written before it was queued, so one
+        // sync issued after draining the queue covers all of it.
+        let mut batch = vec![first];
+        batch.extend(pending.try_iter());
+        let synced = match db.upgrade() {
+            Some(db) => db.flush_wal(true).map_err(|e| e.to_string()),
+            None => Err("the database is closed".to_string()),
+        };
+        for callback in batch {
+            callback.log_io_completed(synced.clone().map_err(std::io::Error::other));
+        }
     }
 }

@@ -1,0 +1,184 @@
+//! A leader's own log sync and the quorum (the openraft patch in
+//! `vendor/openraft`, see its LEXUM-PATCH.md): the leader replicates an
+//! entry while its own append is being synced, and counts itself towards a
+//! commit only once that sync completes (Raft thesis §10.2.1).
+//!
+//! Three in-process Raft nodes on Lexum's RocksDB store, joined by an
+//! in-memory network a test can cut; `LogStore::hold_syncs` plays a slow
+//! disk on the leader.
+
+use lexum_engine::Entry;
+use lexum_node::raft_types::{NodeId, Raft, TypeConfig};
+use lexum_node::store::log_store::LogStore;
+use openraft::error::{InstallSnapshotError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
+    VoteResponse,
+};
+use openraft::BasicNode;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Every node's Raft handle, and the nodes cut off from the rest.
+#[derive(Default)]
+struct Router {
+    nodes: Mutex<BTreeMap<NodeId, Raft>>,
+    cut: Mutex<BTreeSet<NodeId>>,
+}
+
+impl Router {
+    fn reach(&self, from: NodeId, to: NodeId) -> Result<Raft, Unreachable> {
+        let cut = self.cut.lock().expect("cut lock");
+        if cut.contains(&from) || cut.contains(&to) {
+            return Err(Unreachable::new(&std::io::Error::other(format!("{from} -> {to} is cut"))));
+        }
+        let nodes = self.nodes.lock().expect("nodes lock");
+        nodes.get(&to).cloned().ok_or_else(|| Unreachable::new(&std::io::Error::other(format!("no node {to}"))))
+    }
+}
+
+/// The network of one node: calls go straight to the target's Raft.
+struct Net {
+    from: NodeId,
+    router: Arc<Router>,
+}
+
+impl RaftNetworkFactory<TypeConfig> for Net {
+    type Network = Conn;
+
+    async fn new_client(&mut self, target: NodeId, _node: &BasicNode) -> Conn {
+        Conn { from: self.from, to: target, router: self.router.clone() }
+    }
+}
+
+struct Conn {
+    from: NodeId,
+    to: NodeId,
+    router: Arc<Router>,
+}
+
+type Rpc<T, E = openraft::error::Infallible> = Result<T, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>;
+
+impl RaftNetwork<TypeConfig> for Conn {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        _option: RPCOption,
+    ) -> Rpc<AppendEntriesResponse<NodeId>> {
+        let raft = self.router.reach(self.from, self.to).map_err(RPCError::Unreachable)?;
+        raft.append_entries(rpc).await.map_err(|e| RPCError::RemoteError(RemoteError::new(self.to, e)))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        _option: RPCOption,
+    ) -> Rpc<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
+        let raft = self.router.reach(self.from, self.to).map_err(RPCError::Unreachable)?;
+        raft.install_snapshot(rpc).await.map_err(|e| RPCError::RemoteError(RemoteError::new(self.to, e)))
+    }
+
+    async fn vote(&mut self, rpc: VoteRequest<NodeId>, _option: RPCOption) -> Rpc<VoteResponse<NodeId>> {
+        let raft = self.router.reach(self.from, self.to).map_err(RPCError::Unreachable)?;
+        raft.vote(rpc).await.map_err(|e| RPCError::RemoteError(RemoteError::new(self.to, e)))
+    }
+}
+
+/// Three nodes with an elected leader; the directories live as long as it.
+struct Cluster {
+    router: Arc<Router>,
+    rafts: BTreeMap<NodeId, Raft>,
+    logs: BTreeMap<NodeId, LogStore>,
+    leader: NodeId,
+    _dirs: Vec<tempfile::TempDir>,
+}
+
+impl Cluster {
+    async fn start() -> Cluster {
+        let router = Arc::new(Router::default());
+        let config = openraft::Config {
+            heartbeat_interval: 50,
+            election_timeout_min: 300,
+            election_timeout_max: 600,
+            ..Default::default()
+        };
+        let config = Arc::new(config.validate().expect("valid Raft config"));
+        let (mut rafts, mut logs, mut dirs) = (BTreeMap::new(), BTreeMap::new(), Vec::new());
+        for id in 1..=3 {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let (log, sm) = lexum_node::store::open(dir.path()).await.expect("open store");
+            let net = Net { from: id, router: router.clone() };
+            let raft = Raft::new(id, config.clone(), net, log.clone(), sm).await.expect("start raft");
+            router.nodes.lock().expect("nodes lock").insert(id, raft.clone());
+            rafts.insert(id, raft);
+            logs.insert(id, log);
+            dirs.push(dir);
+        }
+        let members: BTreeMap<NodeId, BasicNode> = (1..=3).map(|id| (id, BasicNode::new(format!("n{id}")))).collect();
+        rafts[&1].initialize(members).await.expect("initialize");
+        let metrics = rafts[&1]
+            .wait(Some(Duration::from_secs(10)))
+            .metrics(|m| m.current_leader.is_some() && m.last_applied.is_some(), "a leader applied its first entry")
+            .await
+            .expect("a leader is elected");
+        let leader = metrics.current_leader.expect("leader");
+        Cluster { router, rafts, logs, leader, _dirs: dirs }
+    }
+
+    fn followers(&self) -> Vec<NodeId> {
+        self.rafts.keys().copied().filter(|id| *id != self.leader).collect()
+    }
+
+    async fn write(&self) -> Result<(), String> {
+        let raft = &self.rafts[&self.leader];
+        match tokio::time::timeout(Duration::from_secs(5), raft.client_write(Entry::Noop)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(format!("write failed: {e}")),
+            Err(_) => Err("write not committed within 5 s".into()),
+        }
+    }
+
+    async fn stop(self) {
+        for raft in self.rafts.values() {
+            let _ = raft.shutdown().await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_commits_on_both_followers_syncs_while_its_own_sync_is_slow() {
+    let cluster = Cluster::start().await;
+    let slow_disk = cluster.logs[&cluster.leader].hold_syncs();
+
+    // Unpatched openraft 0.9 waits for the leader's own sync before it
+    // replicates, so this write would hang until the disk caught up.
+    let written = cluster.write().await;
+
+    drop(slow_disk);
+    cluster.stop().await;
+    assert_eq!(written, Ok(()), "two synced followers are a quorum without the leader");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_counts_itself_towards_a_quorum_only_after_its_own_sync() {
+    let cluster = Cluster::start().await;
+    let cut_off = cluster.followers()[0];
+    cluster.router.cut.lock().expect("cut lock").insert(cut_off);
+    let slow_disk = cluster.logs[&cluster.leader].hold_syncs();
+
+    let raft = cluster.rafts[&cluster.leader].clone();
+    let write = tokio::spawn(async move { raft.client_write(Entry::Noop).await.map(|_| ()) });
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    let committed_before_sync = write.is_finished();
+
+    // The leader's entry is now durable: the leader plus the one reachable
+    // follower are a quorum.
+    drop(slow_disk);
+    let after_sync = tokio::time::timeout(Duration::from_secs(5), write).await;
+
+    cluster.stop().await;
+    assert!(!committed_before_sync, "committed on one follower's sync and the leader's unsynced log");
+    assert!(matches!(after_sync, Ok(Ok(Ok(())))), "not committed after the leader's sync: {after_sync:?}");
+}
