@@ -166,13 +166,15 @@ async fn main() -> anyhow::Result<()> {
         );
     }
 
-    let (reaction, background) = reaction_latency(&cluster, args.reactions, args.background).await?;
+    let reaction = reaction_latency(&cluster, args.reactions, args.background).await?;
     println!(
-        "reaction (mutation to worker task), {} samples: p50 {:.2} ms   p99 {:.2} ms   (background {:.0} mutations/s)",
-        reaction.len(),
-        percentile_ms(&reaction, 0.50),
-        percentile_ms(&reaction, 0.99),
-        background
+        "reaction (mutation to worker task), {} samples: p50 {:.2} ms   p99 {:.2} ms   (background {:.0} mutations/s; the same mutations acknowledged: p50 {:.2} ms   p99 {:.2} ms)",
+        reaction.tasks.len(),
+        percentile_ms(&reaction.tasks, 0.50),
+        percentile_ms(&reaction.tasks, 0.99),
+        reaction.background,
+        percentile_ms(&reaction.acks, 0.50),
+        percentile_ms(&reaction.acks, 0.99),
     );
 
     if args.fleet > 0 {
@@ -553,14 +555,20 @@ async fn fleet_repair(cluster: &LocalCluster, size: usize) -> anyhow::Result<Dur
     Ok(elapsed)
 }
 
+/// What [`reaction_latency`] measured.
+struct Reaction {
+    /// From each violating mutation to its task's arrival at the worker.
+    tasks: Vec<Duration>,
+    /// From each violating mutation to its acknowledgement.
+    acks: Vec<Duration>,
+    /// Background mutations per second reached.
+    background: f64,
+}
+
 /// Sets `React.want` and times how long the worker takes to get the task,
 /// while `background` other mutations a second are written (`Load.n`, 8
-/// connections); returns the samples and the background rate reached.
-async fn reaction_latency(
-    cluster: &LocalCluster,
-    samples: usize,
-    background: u64,
-) -> anyhow::Result<(Vec<Duration>, f64)> {
+/// connections).
+async fn reaction_latency(cluster: &LocalCluster, samples: usize, background: u64) -> anyhow::Result<Reaction> {
     let (log, stop_tx) = start_echo_worker(cluster, "bench-worker", 4);
     let leader = cluster.wait_for_leader(Duration::from_secs(30)).await?;
     let mut client = cluster.client(leader).await?;
@@ -593,7 +601,7 @@ async fn reaction_latency(
         }));
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let mut latencies = Vec::new();
+    let (mut latencies, mut acks) = (Vec::new(), Vec::new());
     for n in 1..=samples as i64 {
         let seen = log.lock().map(|l| l.tasks.len()).unwrap_or(0);
         let started = Instant::now();
@@ -602,6 +610,7 @@ async fn reaction_latency(
             ..Default::default()
         };
         client.mutate(request).await.context("reaction mutation")?;
+        acks.push(started.elapsed());
         let deadline = started + Duration::from_secs(10);
         // Polled, but timed by when the worker logged the task's arrival.
         let arrived = loop {
@@ -628,7 +637,7 @@ async fn reaction_latency(
     }
     let rate = written as f64 / started_load.elapsed().as_secs_f64();
     let _ = stop_tx.send(true);
-    Ok((latencies, rate))
+    Ok(Reaction { tasks: latencies, acks, background: rate })
 }
 
 /// Kills the leader, restarts it, and returns the time to the first write
