@@ -1,9 +1,9 @@
 //! Group commit of proposals from many callers (client mutations, worker
 //! results).
 //!
-//! openraft 0.9 appends and syncs each proposal on its own and waits for
-//! the sync before it takes the next, so one proposal per request caps a
-//! cluster at one WAL sync per request. Here concurrent entries queue up
+//! openraft appends each proposal on its own, and every node syncs each
+//! append, so one proposal per request caps a cluster at one WAL sync per
+//! request. Here concurrent entries queue up
 //! while a few proposals are in flight, and each proposal takes everything
 //! that queued meanwhile as one [`Entry::Batch`]: one append, one sync and
 //! one replication round for the whole group. A lone entry still goes out

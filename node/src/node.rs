@@ -44,7 +44,6 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         Raft::new(settings.id, Arc::new(settings.raft_config()?), network, log_store.clone(), state_machine.clone())
             .await
             .context("starting raft")?;
-    tokio::spawn(tell_the_log_who_leads(raft.server_metrics(), log_store.clone()));
     let cluster = Cluster {
         id: settings.id,
         raft: raft.clone(),
@@ -162,18 +161,4 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
     tracing::info!("shutting down");
-}
-
-/// Keeps the log store told whether this node leads, which decides where
-/// its appends are synced (`LogStore::set_leading`).
-async fn tell_the_log_who_leads(
-    mut server: tokio::sync::watch::Receiver<openraft::metrics::RaftServerMetrics<u64, BasicNode>>,
-    log_store: crate::store::log_store::LogStore,
-) {
-    loop {
-        log_store.set_leading(server.borrow_and_update().state == openraft::ServerState::Leader);
-        if server.changed().await.is_err() {
-            return;
-        }
-    }
 }

@@ -124,10 +124,6 @@ impl Cluster {
             .await
             .expect("a leader is elected");
         let leader = metrics.current_leader.expect("leader");
-        // What lexumd does on every change of role.
-        for (id, log) in &logs {
-            log.set_leading(*id == leader);
-        }
         Cluster { router, rafts, logs, leader, _dirs: dirs }
     }
 

@@ -4,13 +4,12 @@
 //! WAL is flushed and synced; `save_vote` syncs before returning;
 //! `purge` persists `last_purged` before deleting entries.
 //!
-//! On a leader, `append` writes the entries (so the replication tasks can
-//! read them at once) and hands the sync to one background thread
-//! ([`WalSyncer`]), which syncs once for every append queued since its last
-//! sync and then completes their callbacks in order: the leader replicates
-//! meanwhile and counts itself towards a quorum only when its callback
-//! fires (the openraft patch in `vendor/openraft`). A follower, which
-//! acknowledges only after its sync anyway, syncs in `append` itself.
+//! `append` writes the entries (so the replication tasks can read them at
+//! once) and hands the sync to one background thread ([`WalSyncer`]), which
+//! syncs once for every append queued since its last sync and then completes
+//! their callbacks in order. A follower awaits that callback before it
+//! acknowledges; a leader replicates meanwhile and counts itself towards a
+//! quorum only when it fires (the openraft patch in `vendor/openraft`).
 
 use super::{index_key, key_index, CF_LOG, CF_META};
 use crate::raft_types::{LogEntry, LogId, NodeId, StorageError, TypeConfig};
@@ -21,7 +20,6 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::fmt::Debug;
 use std::ops::RangeBounds;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, Weak};
 
@@ -35,24 +33,13 @@ const KEY_LAST_PURGED: &[u8] = b"last_purged";
 pub struct LogStore {
     db: Arc<DB>,
     syncer: WalSyncer,
-    leading: Arc<AtomicBool>,
 }
 
 impl LogStore {
     /// A log store over an opened database.
     pub fn new(db: Arc<DB>) -> LogStore {
         let syncer = WalSyncer::start(&db);
-        LogStore { db, syncer, leading: Arc::default() }
-    }
-
-    /// Tells the store whether its node leads. A leader's appends are synced
-    /// on the sync thread, so its Raft core replicates meanwhile; a
-    /// follower waits for its sync anyway before it acknowledges, so its
-    /// appends sync at once, without a hop to another thread. Either way
-    /// the callback fires only after the sync, so a stale value costs time,
-    /// never durability.
-    pub fn set_leading(&self, leading: bool) {
-        self.leading.store(leading, Ordering::Relaxed);
+        LogStore { db, syncer }
     }
 
     fn cf_log(&self) -> &rocksdb::ColumnFamily {
@@ -156,13 +143,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             batch.put_cf(self.cf_log(), index_key(entry.log_id.index), bytes);
         }
         self.db.write(batch).map_err(|e| StorageIOError::write_logs(&e))?;
-        // The callback promises durability: it fires after a sync.
-        if self.leading.load(Ordering::Relaxed) {
-            self.syncer.after_next_sync(callback);
-        } else {
-            self.syncer.holds.wait_until_released();
-            callback.log_io_completed(self.db.flush_wal(true).map_err(std::io::Error::other));
-        }
+        // The callback promises durability: it fires after the next sync.
+        self.syncer.after_next_sync(callback);
         Ok(())
     }
 
