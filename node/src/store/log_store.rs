@@ -36,10 +36,10 @@ pub struct LogStore {
 }
 
 impl LogStore {
-    /// A log store over an opened database.
-    pub fn new(db: Arc<DB>) -> LogStore {
-        let syncer = WalSyncer::start(&db);
-        LogStore { db, syncer }
+    /// A log store over an opened database, with its sync thread started.
+    pub fn new(db: Arc<DB>) -> std::io::Result<LogStore> {
+        let syncer = WalSyncer::start(&db)?;
+        Ok(LogStore { db, syncer })
     }
 
     fn cf_log(&self) -> &rocksdb::ColumnFamily {
@@ -222,20 +222,15 @@ impl LogStore {
 }
 
 impl WalSyncer {
-    fn start(db: &Arc<DB>) -> WalSyncer {
+    fn start(db: &Arc<DB>) -> std::io::Result<WalSyncer> {
         let (queue, pending) = mpsc::channel();
         let holds = Arc::new(SyncHolds::default());
         let db = Arc::downgrade(db);
         let thread_holds = holds.clone();
-        let spawned = std::thread::Builder::new()
+        std::thread::Builder::new()
             .name("lexum-wal-sync".into())
-            .spawn(move || sync_loop(&db, &pending, &thread_holds));
-        if let Err(e) = spawned {
-            // Without the thread every callback is dropped, which openraft
-            // reports as a storage error on the first append.
-            tracing::error!(error = %e, "cannot start the WAL sync thread");
-        }
-        WalSyncer { queue, holds }
+            .spawn(move || sync_loop(&db, &pending, &thread_holds))?;
+        Ok(WalSyncer { queue, holds })
     }
 
     /// Completes `callback` after a sync that covers every write made so far.

@@ -8,6 +8,7 @@
 pub mod log_store;
 pub mod state_machine;
 
+use anyhow::Context;
 use rocksdb::{ColumnFamilyDescriptor, Options, DB};
 use std::path::Path;
 use std::sync::Arc;
@@ -32,7 +33,7 @@ pub fn open_db(dir: &Path) -> Result<Arc<DB>, rocksdb::Error> {
 /// Opens the log store and the state machine over one database.
 pub async fn open(dir: &Path) -> anyhow::Result<(log_store::LogStore, state_machine::StateMachine)> {
     let db = open_db(dir)?;
-    let log = log_store::LogStore::new(db.clone());
+    let log = log_store::LogStore::new(db.clone()).context("starting the WAL sync thread")?;
     let sm = state_machine::StateMachine::open(db)?;
     Ok((log, sm))
 }
