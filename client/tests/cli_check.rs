@@ -201,3 +201,25 @@ fn completion_scripts() {
         assert!(stdout.contains("lexumctl"), "{shell}");
     }
 }
+
+#[test]
+fn a_reader_that_stops_reading_ends_lexumctl_quietly() {
+    use std::io::Read;
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().expect("temp dir");
+    // The bash completion script is larger than a pipe's buffer, so
+    // lexumctl is still writing when the reader goes away (`| head -1`).
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lexumctl"))
+        .args(["completion", "bash"])
+        .env("XDG_CONFIG_HOME", dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("lexumctl runs");
+    let mut first = [0u8; 16];
+    child.stdout.take().expect("stdout").read_exact(&mut first).expect("some output");
+    let output = child.wait_with_output().expect("lexumctl ends");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "exit {:?}, stderr: {stderr}", output.status.code());
+    assert!(stderr.is_empty(), "stderr: {stderr}");
+}

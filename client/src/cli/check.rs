@@ -29,7 +29,7 @@ pub fn run(settings: &Settings, files: &[std::path::PathBuf]) -> Result<(), Fail
         }
     }
     if settings.json() {
-        println!("{}", serde_json::to_string_pretty(&records).unwrap_or_else(|_| "[]".into()));
+        outln!("{}", serde_json::to_string_pretty(&records).unwrap_or_else(|_| "[]".into()));
     }
     if failed {
         Err(Failure::Reported)

@@ -24,7 +24,7 @@ pub async fn status(settings: &Settings, client: &Client) -> Result<(), Failure>
     } else {
         format!("version {} ({})", status.program_version, short(&status.program_hash))
     };
-    println!("leader: {leader}   term: {}   commit index: {}   program: {program}", status.term, status.commit_index);
+    outln!("leader: {leader}   term: {}   commit index: {}   program: {program}", status.term, status.commit_index);
     let rows: Vec<Vec<String>> = status
         .members
         .iter()

@@ -132,7 +132,7 @@ fn print_event(settings: &Settings, event: &Event) {
             (Some(d), None) => d.clone(),
             _ => "-".into(),
         };
-        println!(
+        outln!(
             "{:>6}  {:<16}  {:<24}  {:<4}  {}",
             event.index,
             event.kind,
@@ -213,7 +213,7 @@ fn report(settings: &Settings, what: &str, index: u64) {
     if settings.json() {
         output::json(&serde_json::json!({ "index": index }));
     } else {
-        println!("{what} at index {index}");
+        outln!("{what} at index {index}");
     }
 }
 

@@ -2,6 +2,21 @@
 //! [`settings::Settings`] → one module per subcommand group, printing
 //! through [`output`].
 
+/// `println!` for command output: a reader that went away ends `lexumctl`
+/// quietly instead of panicking (see [`output::write_stdout`]).
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::cli::output::write_stdout(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// `print!` for command output, like [`outln`].
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::cli::output::write_stdout(format_args!($($arg)*))
+    };
+}
+
 mod args;
 mod check;
 mod cluster;
@@ -76,7 +91,9 @@ fn one_line(message: &str) -> String {
 fn run(cli: Cli) -> Result<(), Failure> {
     if let Command::Completion { shell } = cli.command {
         let mut command = Cli::command();
-        clap_complete::generate(shell, &mut command, "lexumctl", &mut std::io::stdout());
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut command, "lexumctl", &mut script);
+        out!("{}", String::from_utf8_lossy(&script));
         return Ok(());
     }
     let settings = Settings::load(&cli.global)?;

@@ -1,6 +1,21 @@
 //! Printing: aligned tables for humans, JSON for scripts, colour for goal
 //! statuses.
 
+/// Writes command output to stdout. When the reader has gone away
+/// (`lexumctl goals | head -1`), `lexumctl` stops at once with exit 0, as a
+/// pipeline expects, where `println!` would panic; any other write error
+/// (a full disk) ends it with exit 1 and the reason.
+pub fn write_stdout(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    if let Err(e) = std::io::stdout().lock().write_fmt(args) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("lexumctl: error: cannot write output: {e}");
+        std::process::exit(1);
+    }
+}
+
 /// Prints rows under a header, columns aligned; `paint` colours a cell
 /// (after padding, so alignment ignores escape codes).
 pub fn table(header: &[&str], rows: &[Vec<String>], paint: impl Fn(usize, &str) -> Option<&'static str>) {
@@ -24,20 +39,20 @@ pub fn table(header: &[&str], rows: &[Vec<String>], paint: impl Fn(usize, &str) 
         }
         out.trim_end().to_string()
     };
-    println!("{}", line(header.iter().map(|h| h.to_string()).collect(), false));
+    outln!("{}", line(header.iter().map(|h| h.to_string()).collect(), false));
     for row in rows {
-        println!("{}", line(row.clone(), true));
+        outln!("{}", line(row.clone(), true));
     }
 }
 
 /// Prints one JSON value (pretty) on stdout.
 pub fn json(value: &serde_json::Value) {
-    println!("{}", serde_json::to_string_pretty(value).unwrap_or_else(|_| "null".into()));
+    outln!("{}", serde_json::to_string_pretty(value).unwrap_or_else(|_| "null".into()));
 }
 
 /// Prints one JSON value on one line (streams).
 pub fn json_line(value: &serde_json::Value) {
-    println!("{}", serde_json::to_string(value).unwrap_or_else(|_| "null".into()));
+    outln!("{}", serde_json::to_string(value).unwrap_or_else(|_| "null".into()));
 }
 
 /// ANSI colour of a goal status.

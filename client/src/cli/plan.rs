@@ -40,7 +40,7 @@ pub async fn run(settings: &Settings, client: &Client, flags: &PlanFlags) -> Res
     if settings.json() {
         output::json(&to_json(&prediction));
     } else {
-        print!("{}", render_text(&prediction, settings.color_stdout));
+        out!("{}", render_text(&prediction, settings.color_stdout));
     }
     if prediction.gates() {
         Err(Failure::Gated)

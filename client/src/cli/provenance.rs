@@ -17,7 +17,7 @@ pub async fn why(settings: &Settings, client: &Client, target: &str, last: u32) 
         return Ok(());
     }
     if writes.is_empty() {
-        println!("{target} has not been written since the cluster keeps its writes");
+        outln!("{target} has not been written since the cluster keeps its writes");
     }
     print_writes(&writes);
     Ok(())
@@ -105,16 +105,16 @@ pub async fn explain(settings: &Settings, client: &Client, target: &str) -> Resu
         return Ok(());
     }
     let code = e.goal.code.as_deref().map(|c| format!(" {c}")).unwrap_or_default();
-    println!("{target} is {}{code} (priority {}, since index {})", e.goal.status, e.goal.priority, e.goal.since_index);
+    outln!("{target} is {}{code} (priority {}, since index {})", e.goal.status, e.goal.priority, e.goal.since_index);
     if let Some(evidence) = &e.goal.evidence {
-        println!("  evidence: {evidence}");
+        outln!("  evidence: {evidence}");
     }
     if let Some(transition) = &e.armed_transition {
-        println!("  armed transition: {transition}");
+        outln!("  armed transition: {transition}");
     }
-    println!("  waits for: {}", waiting_text(&e.waiting));
+    outln!("  waits for: {}", waiting_text(&e.waiting));
     for c in &e.contention {
-        println!(
+        outln!(
             "  contested by {}: {} undos of {}, penalty {}{}",
             c.principal,
             c.undos,
@@ -124,15 +124,15 @@ pub async fn explain(settings: &Settings, client: &Client, target: &str) -> Resu
         );
     }
     if !e.dominated_by.is_empty() {
-        println!("  dominated by: {}", e.dominated_by.join(", "));
+        outln!("  dominated by: {}", e.dominated_by.join(", "));
     }
     if !e.vector.is_empty() {
         let parts: Vec<String> =
             e.vector.iter().map(|v| format!("{} {} {:+}@{}", v.field, v.writer, v.delta, v.index)).collect();
-        println!("  oscillation vector: {}", parts.join(", "));
+        outln!("  oscillation vector: {}", parts.join(", "));
     }
     if !e.writes.is_empty() {
-        println!("  latest writes of its inputs:");
+        outln!("  latest writes of its inputs:");
         print_writes(&e.writes);
     }
     Ok(())

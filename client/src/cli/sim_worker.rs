@@ -143,7 +143,7 @@ fn report(json: bool, task: &EffectTask, outcome: &Result<EffectOutput, EffectEr
             Ok(EffectOutput { value: None }) => "ok".to_string(),
             Err(e) => format!("error: {e}"),
         };
-        println!(
+        outln!(
             "{}({}) #{} attempt {} key {} -> {result}",
             task.effect,
             args.join(", "),

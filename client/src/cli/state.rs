@@ -37,9 +37,11 @@ pub async fn submit(settings: &Settings, client: &Client, path: &Path) -> Result
             "warnings": to_json(&warnings, &name, &source),
         }));
     } else {
-        println!(
+        outln!(
             "installed {name} as version {} (hash {}) at index {}",
-            submitted.version, submitted.program_hash, submitted.index
+            submitted.version,
+            submitted.program_hash,
+            submitted.index
         );
     }
     Ok(())
@@ -82,7 +84,7 @@ pub async fn set(
     } else {
         let what: Vec<String> =
             writes.iter().map(|w| format!("{}.{} = {}", w.domain, w.field, value::display(&w.value))).collect();
-        println!("set {} at index {index}", what.join(", "));
+        outln!("set {} at index {index}", what.join(", "));
     }
     Ok(())
 }
@@ -183,7 +185,7 @@ pub async fn create(settings: &Settings, client: &Client, items: &[String]) -> R
         indexes.push(index);
         if !settings.json() {
             let names: Vec<String> = instances.iter().map(|(key, _)| format!("{kind}[{key}]")).collect();
-            println!("created {} at index {index}", names.join(", "));
+            outln!("created {} at index {index}", names.join(", "));
         }
     }
     if settings.json() {
@@ -205,7 +207,7 @@ pub async fn delete(settings: &Settings, client: &Client, instances: &[String]) 
         indexes.push(index);
         if !settings.json() {
             let names: Vec<String> = keys.iter().map(|key| format!("{kind}[{key}]")).collect();
-            println!("deleted {} at index {index}", names.join(", "));
+            outln!("deleted {} at index {index}", names.join(", "));
         }
     }
     if settings.json() {
