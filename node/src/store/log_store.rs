@@ -171,8 +171,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 /// One thread that syncs the WAL for every append queued since its last sync,
 /// then completes their callbacks in the order they were queued.
 ///
-/// The thread holds the database weakly, so dropping the last [`LogStore`]
-/// closes the database; the thread ends when every sender is gone.
+/// The thread holds the database weakly, so it never keeps the database
+/// open after the node lets go of it; it ends when every [`LogStore`] clone
+/// (the senders) is gone.
 #[derive(Clone)]
 struct WalSyncer {
     queue: mpsc::Sender<LogFlushed<TypeConfig>>,
