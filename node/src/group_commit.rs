@@ -3,10 +3,10 @@
 //!
 //! openraft appends each proposal on its own, and every node syncs each
 //! append, so one proposal per request caps a cluster at one WAL sync per
-//! request. Here concurrent entries queue up
-//! while a few proposals are in flight, and each proposal takes everything
-//! that queued meanwhile as one [`Entry::Batch`]: one append, one sync and
-//! one replication round for the whole group. A lone entry still goes out
+//! request. Here concurrent entries queue up while up to [`IN_FLIGHT`]
+//! proposals are in flight, and each proposal takes everything that queued
+//! meanwhile as one [`Entry::Batch`]: one append, one sync and one
+//! replication round for the whole group. A lone entry still goes out
 //! at once, as itself.
 //!
 //! The engine applies a batch part by part, so every caller gets its own
@@ -24,10 +24,14 @@ use lexum_engine::entry::Entry;
 use std::sync::{Arc, OnceLock, Weak};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
-/// Proposals of batches in flight at once: enough to keep the leader's
-/// sync and the followers' replication overlapping, few enough that
-/// entries queue up into batches.
-const IN_FLIGHT: usize = 4;
+/// Proposals of batches in flight at once. The leader no longer waits for
+/// its own sync, so an entry proposed at once is in the log for the next
+/// AppendEntries; one that waits for a slot (a proposal ends only after its
+/// commit and apply) misses it and waits a round more. 4 measured 3.2–3.7k
+/// writes/s at 16 clients and a reaction p99 of 7–10 ms under 1,000
+/// writes/s; 32 measured 4.6k/s and 6.0–7.1 ms; 128 no better than 32.
+/// Beyond the cap, entries still queue up into batches.
+const IN_FLIGHT: usize = 32;
 /// Most entries in one batch.
 const MAX_ENTRIES: usize = 256;
 /// A batch stops taking entries once it holds this many request bytes.
