@@ -291,6 +291,12 @@ async fn a_worker_connected_to_a_follower_gets_tasks_and_the_goal_converges() {
     let follower_addr = cluster.nodes[&follower].addr.clone();
     let (log, stop) = spawn_worker(&cluster, "Cloud.SetNodeCount", Duration::ZERO, vec![follower_addr], handler);
     wait_goal_status(&cluster, "Pool", "Sized", "SATISFIED", Duration::from_secs(30)).await;
+    // The goal is SATISFIED once the result is applied; the worker's ack
+    // leaves after that, so it may still be on its way.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !log.lock().expect("log").acks.iter().any(|a| a.accepted) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let _ = stop.send(true);
     let log = log.lock().expect("log");
     assert!(!log.redirects.is_empty(), "the follower redirected the worker");
