@@ -1,6 +1,13 @@
 //! Raft transport, client side: openraft messages as postcard bytes over
 //! tonic, one lazily connected channel per peer.
 //!
+//! AppendEntries go over one long-lived `AppendStream` per peer, opened on
+//! first use: a request and its reply are one message each way on a stream
+//! that already exists. Any failure, timeout or cancellation mid-call drops
+//! the stream (a late reply must never answer the next request), and the
+//! next call opens a new one. A peer that does not know the stream
+//! (`Unimplemented`, an older version) gets unary calls from then on.
+//!
 //! Transport failures map to `Unreachable` (openraft backs off); an error
 //! returned by the remote Raft maps to `RemoteError`; entries that would not
 //! fit in one message map to `PayloadTooLarge`, so openraft sends fewer at
@@ -10,6 +17,8 @@ use crate::raft_types::{NodeId, TypeConfig};
 use crate::service::raft::RaftReply;
 use lexum_proto::v1::raft_client::RaftClient;
 use lexum_proto::v1::RaftPayload;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
 use openraft::error::{
     InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError, Unreachable,
 };
@@ -54,7 +63,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             };
             Some(endpoint.connect_lazy())
         });
-        PeerClient { target, channel, token: self.token.clone() }
+        PeerClient { target, channel, token: self.token.clone(), append: AppendTransport::Stream(None) }
     }
 }
 
@@ -63,14 +72,33 @@ pub struct PeerClient {
     target: NodeId,
     channel: Option<Channel>,
     token: Option<String>,
+    append: AppendTransport,
+}
+
+/// How AppendEntries reach the peer.
+enum AppendTransport {
+    /// On a stream; `None` until opened, and while a call holds it.
+    Stream(Option<AppendStream>),
+    /// One unary call each: the peer does not serve the stream.
+    Unary,
+}
+
+/// An open `AppendStream`: requests go out on `requests`, replies come
+/// back on `replies` in the same order.
+struct AppendStream {
+    requests: mpsc::Sender<RaftPayload>,
+    replies: tonic::Streaming<RaftPayload>,
 }
 
 type RpcResult<T, E> = Result<T, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>;
 
+/// A transport failure as openraft sees it.
+type TransportError = RPCError<NodeId, BasicNode, openraft::error::Infallible>;
+
 impl PeerClient {
     /// Sends `request` (carrying `entries` log entries) and decodes the reply.
     async fn call<Req, Resp, E>(
-        &self,
+        &mut self,
         method: RaftMethod,
         request: &Req,
         entries: usize,
@@ -81,46 +109,142 @@ impl PeerClient {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        let Some(channel) = self.channel.clone() else {
-            let err = std::io::Error::other(format!("bad address or TLS settings for node {}", self.target));
-            return Err(RPCError::Unreachable(Unreachable::new(&err)));
-        };
         let data = postcard::to_stdvec(request).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         if data.len() + PROTOBUF_FRAMING > crate::service::RAFT_MESSAGE_LIMIT {
             if let Some(too_large) = fewer_entries(method, entries) {
                 return Err(RPCError::PayloadTooLarge(too_large));
             }
         }
-        let mut grpc_request = tonic::Request::new(RaftPayload { data });
-        grpc_request.set_timeout(option.hard_ttl());
-        if let Some(token) = &self.token {
-            if let Ok(value) = format!("Bearer {token}").parse() {
-                grpc_request.metadata_mut().insert(lexum_proto::AUTH_METADATA_KEY, value);
-            }
-        }
-        let mut client = RaftClient::new(channel)
-            .max_decoding_message_size(crate::service::RAFT_MESSAGE_LIMIT)
-            .max_encoding_message_size(crate::service::RAFT_MESSAGE_LIMIT);
-        let reply = match method {
-            RaftMethod::AppendEntries => client.append_entries(grpc_request).await,
-            RaftMethod::Vote => client.vote(grpc_request).await,
-            RaftMethod::InstallSnapshot => client.install_snapshot(grpc_request).await,
-        };
-        let payload = reply
-            .map_err(|status| match status.code() {
-                // Connection-level failures: openraft backs off before retrying.
-                tonic::Code::Unavailable | tonic::Code::Unauthenticated => {
-                    RPCError::Unreachable(Unreachable::new(&status))
+        let payload = RaftPayload { data };
+        let streamed = method == RaftMethod::AppendEntries && matches!(self.append, AppendTransport::Stream(_));
+        let reply = if streamed {
+            match tokio::time::timeout(option.hard_ttl(), self.call_on_stream(payload.clone())).await {
+                Ok(Err(StreamCall::Unimplemented)) => {
+                    tracing::info!(peer = self.target, "peer has no AppendStream: unary AppendEntries from now on");
+                    self.append = AppendTransport::Unary;
+                    self.call_unary(method, payload, option).await
                 }
-                _ => RPCError::Network(NetworkError::new(&status)),
-            })?
-            .into_inner();
+                Ok(Err(StreamCall::Failed(error))) => Err(error),
+                Ok(Ok(reply)) => Ok(reply),
+                Err(_) => Err(RPCError::Unreachable(Unreachable::new(&std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "AppendStream reply timed out",
+                )))),
+            }
+        } else {
+            self.call_unary(method, payload, option).await
+        };
         let reply: RaftReply<Resp, RaftError<NodeId, E>> =
-            postcard::from_bytes(&payload.data).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+            postcard::from_bytes(&reply.map_err(widen)?.data).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         match reply {
             Ok(resp) => Ok(resp),
             Err(err) => Err(RPCError::RemoteError(RemoteError::new(self.target, err))),
         }
+    }
+
+    /// A client for the peer, or why there is none.
+    fn client(&self) -> Result<RaftClient<Channel>, TransportError> {
+        let Some(channel) = self.channel.clone() else {
+            let err = std::io::Error::other(format!("bad address or TLS settings for node {}", self.target));
+            return Err(RPCError::Unreachable(Unreachable::new(&err)));
+        };
+        Ok(RaftClient::new(channel)
+            .max_decoding_message_size(crate::service::RAFT_MESSAGE_LIMIT)
+            .max_encoding_message_size(crate::service::RAFT_MESSAGE_LIMIT))
+    }
+
+    /// `message` with the peer token, if the cluster has one.
+    fn with_token<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        if let Some(token) = &self.token {
+            if let Ok(value) = format!("Bearer {token}").parse() {
+                request.metadata_mut().insert(lexum_proto::AUTH_METADATA_KEY, value);
+            }
+        }
+        request
+    }
+
+    /// One unary call.
+    async fn call_unary(
+        &self,
+        method: RaftMethod,
+        payload: RaftPayload,
+        option: &RPCOption,
+    ) -> Result<RaftPayload, TransportError> {
+        let mut client = self.client()?;
+        let mut request = self.with_token(payload);
+        request.set_timeout(option.hard_ttl());
+        let reply = match method {
+            RaftMethod::AppendEntries => client.append_entries(request).await,
+            RaftMethod::Vote => client.vote(request).await,
+            RaftMethod::InstallSnapshot => client.install_snapshot(request).await,
+        };
+        reply.map(tonic::Response::into_inner).map_err(status_to_error)
+    }
+
+    /// One request and its reply on the AppendStream, opened first if need
+    /// be. The stream is put back only after a whole exchange, so a call
+    /// that fails or is dropped half-way leaves none behind.
+    async fn call_on_stream(&mut self, payload: RaftPayload) -> Result<RaftPayload, StreamCall> {
+        let open = match &mut self.append {
+            AppendTransport::Stream(open) => open.take(),
+            AppendTransport::Unary => None,
+        };
+        let mut stream = match open {
+            Some(stream) => stream,
+            None => self.open_stream().await?,
+        };
+        stream.requests.send(payload).await.map_err(|_| closed())?;
+        let reply = match stream.replies.message().await {
+            Ok(Some(reply)) => reply,
+            Ok(None) => return Err(closed()),
+            Err(status) => return Err(StreamCall::Failed(status_to_error(status))),
+        };
+        self.append = AppendTransport::Stream(Some(stream));
+        Ok(reply)
+    }
+
+    async fn open_stream(&self) -> Result<AppendStream, StreamCall> {
+        let mut client = self.client().map_err(StreamCall::Failed)?;
+        let (requests, outgoing) = mpsc::channel(1);
+        let replies = match client.append_stream(self.with_token(ReceiverStream::new(outgoing))).await {
+            Ok(replies) => replies.into_inner(),
+            Err(status) if status.code() == tonic::Code::Unimplemented => return Err(StreamCall::Unimplemented),
+            Err(status) => return Err(StreamCall::Failed(status_to_error(status))),
+        };
+        Ok(AppendStream { requests, replies })
+    }
+}
+
+/// Why a call on the AppendStream did not get its reply.
+enum StreamCall {
+    /// The peer does not serve the stream.
+    Unimplemented,
+    /// The stream or connection failed.
+    Failed(TransportError),
+}
+
+fn closed() -> StreamCall {
+    let err = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "AppendStream closed by the peer");
+    StreamCall::Failed(RPCError::Unreachable(Unreachable::new(&err)))
+}
+
+fn status_to_error(status: tonic::Status) -> TransportError {
+    match status.code() {
+        // Connection-level failures: openraft backs off before retrying.
+        tonic::Code::Unavailable | tonic::Code::Unauthenticated => RPCError::Unreachable(Unreachable::new(&status)),
+        _ => RPCError::Network(NetworkError::new(&status)),
+    }
+}
+
+/// A transport failure as the error type of any Raft RPC.
+fn widen<E: std::error::Error>(error: TransportError) -> RPCError<NodeId, BasicNode, RaftError<NodeId, E>> {
+    match error {
+        RPCError::Unreachable(e) => RPCError::Unreachable(e),
+        RPCError::Network(e) => RPCError::Network(e),
+        RPCError::PayloadTooLarge(e) => RPCError::PayloadTooLarge(e),
+        RPCError::Timeout(e) => RPCError::Timeout(e),
+        RPCError::RemoteError(e) => match e.source {},
     }
 }
 

@@ -82,6 +82,7 @@ pub const RPC_ROLES: &[(&str, &[Role])] = &[
     ("/lexum.v1.Lexum/EngineSnapshot", READERS),
     ("/lexum.v1.Worker/Attach", WORKERS),
     ("/lexum.v1.Raft/AppendEntries", PEERS),
+    ("/lexum.v1.Raft/AppendStream", PEERS),
     ("/lexum.v1.Raft/Vote", PEERS),
     ("/lexum.v1.Raft/InstallSnapshot", PEERS),
 ];
