@@ -17,8 +17,6 @@ use crate::raft_types::{NodeId, TypeConfig};
 use crate::service::raft::RaftReply;
 use lexum_proto::v1::raft_client::RaftClient;
 use lexum_proto::v1::RaftPayload;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use openraft::error::{
     InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError, Unreachable,
 };
@@ -31,6 +29,8 @@ use openraft::BasicNode;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, Endpoint};
 
 /// Bytes the protobuf wrapper adds around a payload (a tag and a length).

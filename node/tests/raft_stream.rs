@@ -129,9 +129,7 @@ async fn start(peer: Peer) -> (String, Arc<Seen>) {
     let seen = Arc::new(Seen::default());
     let service = RaftServer::new(FakePeer { peer, seen: seen.clone() });
     tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(service)
-            .serve_with_incoming(TcpListenerStream::new(listener)),
+        tonic::transport::Server::builder().add_service(service).serve_with_incoming(TcpListenerStream::new(listener)),
     );
     (addr, seen)
 }

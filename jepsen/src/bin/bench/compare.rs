@@ -1,6 +1,12 @@
 //! `bench --compare etcd`: the same load and the same fault against Lexum
-//! and a three-member etcd on loopback, one after the other in one run,
-//! printed as one table with the ratios (Lexum / etcd).
+//! and a three-member etcd on loopback in one run, printed as one table
+//! with the ratios (Lexum / etcd).
+//!
+//! Both clusters run at once. Each client count's time is cut into
+//! one-second slices that alternate between the two sides (etcd first in
+//! even slices, Lexum first in odd ones), so a slow or fast spell of this
+//! shared machine falls on both alike instead of on whichever side ran
+//! then. The idle side meanwhile only sends its heartbeats.
 
 use std::time::{Duration, Instant};
 
@@ -32,43 +38,83 @@ impl Side {
     }
 }
 
-/// Runs the etcd side: a fresh three-member cluster, each client count for
-/// `seconds` with `value_size`-byte values, then `failovers` leader kills.
-pub async fn etcd_side(clients: &[usize], seconds: u64, failovers: usize, value_size: usize) -> anyhow::Result<Side> {
-    let mut cluster = EtcdCluster::start().await?;
-    println!("etcd: 3 members on loopback ({}), its defaults (fsync on)", cluster.log_dir().display());
-    let mut side = Side::default();
-    let value = vec![b'v'; value_size];
-    for &n in clients {
-        let leader = cluster.wait_for_leader(Duration::from_secs(30)).await?;
-        let addr = cluster.client_addrs()[leader].clone();
-        let sample = throughput(&addr, n, Duration::from_secs(seconds), &value).await?;
-        side.record(n, &sample, seconds);
-        println!(
-            "etcd puts, {n:>4} clients: {:>8.0} /s ({} ok, {} failed)",
-            sample.ok as f64 / seconds as f64,
-            sample.ok,
-            sample.failed
-        );
+/// The length of one slice of [`interleaved`] in a comparison.
+pub const SLICE: Duration = Duration::from_secs(1);
+
+/// Drives `a` and `b` for `period` each, alternating in slices of `slice`
+/// (the last one shorter when `period` is not a whole number of them), and
+/// returns each side's samples summed.
+pub async fn interleaved<A: Writer, B: Writer>(
+    mut a: Vec<A>,
+    mut b: Vec<B>,
+    period: Duration,
+    slice_length: Duration,
+) -> anyhow::Result<(Sample, Sample)> {
+    let (mut a_total, mut b_total) = (Sample::default(), Sample::default());
+    let mut left = period;
+    let mut slice = 0u32;
+    while !left.is_zero() {
+        let length = left.min(slice_length);
+        // `b` first in even slices: neither side always follows the other.
+        if slice % 2 == 0 {
+            b = drive_into(b, length, &mut b_total).await?;
+            a = drive_into(a, length, &mut a_total).await?;
+        } else {
+            a = drive_into(a, length, &mut a_total).await?;
+            b = drive_into(b, length, &mut b_total).await?;
+        }
+        left -= length;
+        slice += 1;
     }
-    for _ in 0..failovers {
-        side.failovers.push(failover(&mut cluster, &value).await?);
-    }
-    Ok(side)
+    Ok((a_total, b_total))
 }
 
-/// `clients` connections put as fast as they are answered for `period`.
-async fn throughput(addr: &str, clients: usize, period: Duration, value: &[u8]) -> anyhow::Result<Sample> {
-    let mut writers = Vec::with_capacity(clients);
-    for c in 0..clients {
-        let client = EtcdClient::connect(addr).await?;
-        writers.push(EtcdWriter { client, key: format!("k{c}").into_bytes(), value: value.to_vec() });
+/// [`drive`]s `writers` for `length`, adds their sample to `total` and
+/// hands them back.
+async fn drive_into<W: Writer>(writers: Vec<W>, length: Duration, total: &mut Sample) -> anyhow::Result<Vec<W>> {
+    let (sample, writers) = drive(writers, length).await?;
+    total.add(sample);
+    Ok(writers)
+}
+
+/// The etcd cluster of a comparison and the value its writers put.
+pub struct EtcdSide {
+    cluster: EtcdCluster,
+    value: Vec<u8>,
+}
+
+impl EtcdSide {
+    /// Starts a fresh three-member etcd whose writers put `value_size` bytes.
+    pub async fn start(value_size: usize) -> anyhow::Result<EtcdSide> {
+        let cluster = EtcdCluster::start().await?;
+        println!("etcd: 3 members on loopback ({}), its defaults (fsync on)", cluster.log_dir().display());
+        Ok(EtcdSide { cluster, value: vec![b'v'; value_size] })
     }
-    drive(writers, period).await
+
+    /// `clients` connections to the leader, each putting its own key.
+    pub async fn writers(&self, clients: usize) -> anyhow::Result<Vec<EtcdWriter>> {
+        let leader = self.cluster.wait_for_leader(Duration::from_secs(30)).await?;
+        let addr = self.cluster.client_addrs()[leader].clone();
+        let mut writers = Vec::with_capacity(clients);
+        for c in 0..clients {
+            let client = EtcdClient::connect(&addr).await?;
+            writers.push(EtcdWriter { client, key: format!("k{c}").into_bytes(), value: self.value.clone() });
+        }
+        Ok(writers)
+    }
+
+    /// `count` leader kills, each timed to the first acknowledged put.
+    pub async fn failovers(&mut self, count: usize) -> anyhow::Result<Vec<Duration>> {
+        let mut samples = Vec::with_capacity(count);
+        for _ in 0..count {
+            samples.push(failover(&mut self.cluster, &self.value).await?);
+        }
+        Ok(samples)
+    }
 }
 
 /// An etcd client putting one key.
-struct EtcdWriter {
+pub struct EtcdWriter {
     client: EtcdClient,
     key: Vec<u8>,
     value: Vec<u8>,
@@ -160,6 +206,9 @@ pub fn print_table(lexum: &Side, etcd: &Side, value_size: usize) {
             rate / erate
         );
     }
+    if lexum.failovers.is_empty() && etcd.failovers.is_empty() {
+        return;
+    }
     let show = |s: &[Duration]| s.iter().map(|d| format!("{:.0}", d.as_secs_f64() * 1e3)).collect::<Vec<_>>().join(" ");
     println!(
         "{:<28} {:>26} {:>26} {:>9.2}x",
@@ -176,4 +225,42 @@ pub fn print_table(lexum: &Side, etcd: &Side, value_size: usize) {
         worst_ms(&lexum.failovers) / worst_ms(&etcd.failovers)
     );
     println!("failover samples, ms: etcd [{}]  lexum [{}]", show(&etcd.failovers), show(&lexum.failovers));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    /// A writer that logs which side wrote, one write a millisecond.
+    struct Logged {
+        side: char,
+        log: Arc<Mutex<Vec<char>>>,
+    }
+
+    impl Writer for Logged {
+        async fn write(&mut self, _n: u64) -> bool {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            self.log.lock().map(|mut l| l.push(self.side)).is_ok()
+        }
+    }
+
+    #[tokio::test]
+    async fn the_sides_alternate_slice_by_slice_and_each_gets_its_period() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let writers = |side| vec![Logged { side, log: log.clone() }];
+        let (a, b) = interleaved(writers('a'), writers('b'), Duration::from_millis(100), Duration::from_millis(25))
+            .await
+            .expect("run");
+        let log = log.lock().expect("log").clone();
+        let mut runs: Vec<char> = log.clone();
+        runs.dedup();
+        // Four slices, b a | a b | b a | a b: neither side always goes
+        // first, and consecutive slices of one side run back to back.
+        assert_eq!(runs.iter().collect::<String>(), "babab", "{log:?}");
+        assert_eq!(a.ok, log.iter().filter(|&&s| s == 'a').count());
+        assert_eq!(b.ok, log.iter().filter(|&&s| s == 'b').count());
+        assert!(a.ok > 20 && b.ok > 20, "each side wrote for about 100 ms: {} and {}", a.ok, b.ok);
+        assert_eq!(a.latencies.len(), a.ok);
+    }
 }

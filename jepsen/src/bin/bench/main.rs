@@ -16,8 +16,10 @@
 //!   10 × N, and the size of a snapshot of N instances.
 //!
 //! - `--compare etcd`: the same client counts, 256-byte values (a string
-//!   field for Lexum) and leader kills against Lexum and then a three-member
-//!   etcd on loopback, printed as one table with the ratios.
+//!   field for Lexum) and leader kills against Lexum and a three-member
+//!   etcd on loopback, printed as one table with the ratios. Both clusters
+//!   run at once and each client count's time alternates between them in
+//!   one-second slices, so the machine's drift falls on both alike.
 //!
 //! Build everything with the one cargo selection of `deploy/test.sh`, then
 //! run the binary next to `lexumd`:
@@ -332,29 +334,41 @@ fn engine_cost(n: usize) -> anyhow::Result<(f64, usize)> {
     Ok((micros, engine.snapshot().len()))
 }
 
-/// `bench --compare etcd`: Lexum's side on `cluster`, then etcd's.
+/// `bench --compare etcd`: both clusters up at once, each client count
+/// alternating between them in slices, then the leader kills of each.
 async fn compare_with_etcd(args: &Args, cluster: &mut LocalCluster) -> anyhow::Result<()> {
     if args.value_size == 0 || args.value_size > 1 << 20 {
         bail!("--value-size must be 1..=1048576");
     }
     let payload = Payload::Bytes(args.value_size);
-    let mut lexum = compare::Side::default();
+    let mut etcd_cluster = compare::EtcdSide::start(args.value_size).await?;
+    let (mut lexum, mut etcd) = (compare::Side::default(), compare::Side::default());
     for &clients in &args.clients {
         let leader = cluster.wait_for_leader(Duration::from_secs(30)).await?;
         let addr = cluster.nodes.get(&leader).map(|n| n.addr.clone()).context("leader address")?;
-        let sample = throughput_of(&addr, clients, Duration::from_secs(args.seconds), payload).await?;
-        lexum.record(clients, &sample, args.seconds);
-        println!(
-            "lexum mutations, {clients:>4} clients: {:>8.0} /s ({} ok, {} failed)",
-            sample.ok as f64 / args.seconds as f64,
-            sample.ok,
-            sample.failed
-        );
+        let mut writers = Vec::with_capacity(clients);
+        for c in 0..clients {
+            writers.push(LexumWriter { client: connect(&addr).await?, payload, base: (c as i64) << 32 });
+        }
+        let etcd_writers = etcd_cluster.writers(clients).await?;
+        let (lexum_sample, etcd_sample) =
+            compare::interleaved(writers, etcd_writers, Duration::from_secs(args.seconds), compare::SLICE).await?;
+        for (name, side, sample) in
+            [("lexum mutations", &mut lexum, lexum_sample), ("etcd puts", &mut etcd, etcd_sample)]
+        {
+            side.record(clients, &sample, args.seconds);
+            println!(
+                "{name}, {clients:>4} clients: {:>8.0} /s ({} ok, {} failed)",
+                sample.ok as f64 / args.seconds as f64,
+                sample.ok,
+                sample.failed
+            );
+        }
     }
     for _ in 0..args.failovers {
         lexum.failovers.push(failover(cluster).await?);
     }
-    let etcd = compare::etcd_side(&args.clients, args.seconds, args.failovers, args.value_size).await?;
+    etcd.failovers = etcd_cluster.failovers(args.failovers).await?;
     compare::print_table(&lexum, &etcd, args.value_size);
     Ok(())
 }
@@ -418,6 +432,7 @@ fn write_payload(payload: Payload, value: i64) -> pb::MutateRequest {
 }
 
 /// Acknowledged mutations and their latencies.
+#[derive(Default)]
 pub(crate) struct Sample {
     /// Acknowledged writes.
     pub(crate) ok: usize,
@@ -425,6 +440,15 @@ pub(crate) struct Sample {
     pub(crate) failed: usize,
     /// Latency of each acknowledged write.
     pub(crate) latencies: Vec<Duration>,
+}
+
+impl Sample {
+    /// Adds `other`'s counts and latencies to these.
+    pub(crate) fn add(&mut self, other: Sample) {
+        self.ok += other.ok;
+        self.failed += other.failed;
+        self.latencies.extend(other.latencies);
+    }
 }
 
 async fn connect(addr: &str) -> anyhow::Result<LexumClient<Channel>> {
@@ -449,7 +473,7 @@ async fn throughput_of(addr: &str, clients: usize, period: Duration, payload: Pa
     for c in 0..clients {
         writers.push(LexumWriter { client: connect(addr).await?, payload, base: (c as i64) << 32 });
     }
-    drive(writers, period).await
+    Ok(drive(writers, period).await?.0)
 }
 
 /// One client's connection, writing one value after another.
@@ -472,8 +496,8 @@ impl Writer for LexumWriter {
 }
 
 /// Each writer writes as fast as it is answered for `period`, on its own
-/// task; their samples summed.
-pub(crate) async fn drive<W: Writer>(writers: Vec<W>, period: Duration) -> anyhow::Result<Sample> {
+/// task; their samples summed, and the writers handed back.
+pub(crate) async fn drive<W: Writer>(writers: Vec<W>, period: Duration) -> anyhow::Result<(Sample, Vec<W>)> {
     let stop = Instant::now() + period;
     let tasks: Vec<_> = writers
         .into_iter()
@@ -491,18 +515,18 @@ pub(crate) async fn drive<W: Writer>(writers: Vec<W>, period: Duration) -> anyho
                         sample.failed += 1;
                     }
                 }
-                sample
+                (sample, writer)
             })
         })
         .collect();
     let mut total = Sample { ok: 0, failed: 0, latencies: Vec::new() };
+    let mut writers = Vec::with_capacity(tasks.len());
     for task in tasks {
-        let sample = task.await?;
-        total.ok += sample.ok;
-        total.failed += sample.failed;
-        total.latencies.extend(sample.latencies);
+        let (sample, writer) = task.await?;
+        total.add(sample);
+        writers.push(writer);
     }
-    Ok(total)
+    Ok((total, writers))
 }
 
 /// Starts a worker that answers every `Bench.Apply` at once with its
