@@ -118,8 +118,8 @@ impl PeerClient {
         let payload = RaftPayload { data };
         let streamed = method == RaftMethod::AppendEntries && matches!(self.append, AppendTransport::Stream(_));
         let reply = if streamed {
-            match tokio::time::timeout(option.hard_ttl(), self.call_on_stream(payload.clone())).await {
-                Ok(Err(StreamCall::Unimplemented)) => {
+            match tokio::time::timeout(option.hard_ttl(), self.call_on_stream(payload)).await {
+                Ok(Err(StreamCall::Unimplemented(payload))) => {
                     tracing::info!(peer = self.target, "peer has no AppendStream: unary AppendEntries from now on");
                     self.append = AppendTransport::Unary;
                     self.call_unary(method, payload, option).await
@@ -192,7 +192,11 @@ impl PeerClient {
         };
         let mut stream = match open {
             Some(stream) => stream,
-            None => self.open_stream().await?,
+            None => match self.open_stream().await {
+                Ok(stream) => stream,
+                Err(Opening::Unimplemented) => return Err(StreamCall::Unimplemented(payload)),
+                Err(Opening::Failed(error)) => return Err(StreamCall::Failed(error)),
+            },
         };
         stream.requests.send(payload).await.map_err(|_| closed())?;
         let reply = match stream.replies.message().await {
@@ -204,13 +208,13 @@ impl PeerClient {
         Ok(reply)
     }
 
-    async fn open_stream(&self) -> Result<AppendStream, StreamCall> {
-        let mut client = self.client().map_err(StreamCall::Failed)?;
+    async fn open_stream(&self) -> Result<AppendStream, Opening> {
+        let mut client = self.client().map_err(Opening::Failed)?;
         let (requests, outgoing) = mpsc::channel(1);
         let replies = match client.append_stream(self.with_token(ReceiverStream::new(outgoing))).await {
             Ok(replies) => replies.into_inner(),
-            Err(status) if status.code() == tonic::Code::Unimplemented => return Err(StreamCall::Unimplemented),
-            Err(status) => return Err(StreamCall::Failed(status_to_error(status))),
+            Err(status) if status.code() == tonic::Code::Unimplemented => return Err(Opening::Unimplemented),
+            Err(status) => return Err(Opening::Failed(status_to_error(status))),
         };
         Ok(AppendStream { requests, replies })
     }
@@ -218,9 +222,17 @@ impl PeerClient {
 
 /// Why a call on the AppendStream did not get its reply.
 enum StreamCall {
+    /// The peer does not serve the stream; the request, unsent.
+    Unimplemented(RaftPayload),
+    /// The stream or connection failed.
+    Failed(TransportError),
+}
+
+/// Why an AppendStream could not be opened.
+enum Opening {
     /// The peer does not serve the stream.
     Unimplemented,
-    /// The stream or connection failed.
+    /// The connection failed or the peer refused.
     Failed(TransportError),
 }
 
