@@ -3,14 +3,15 @@
 //! refused with RESOURCE_EXHAUSTED and a `retry-after-ms` hint, then
 //! admitted after it; the SDK waits as asked and its writes all succeed; a
 //! connection (a slow client that never reads) holds no more watchers than
-//! its cap, and gets its place back when a stream ends; a call is cut at
-//! the node's deadline.
+//! its cap, and gets its place back when a stream ends; the same for
+//! attached workers; a call is cut at the node's deadline.
 
 use lexum_client::{Client, ClientConfig, Value};
 use lexum_jepsen::cluster::workspace_binary;
 use lexum_jepsen::ports::loopback_port;
 use lexum_proto::v1 as pb;
 use lexum_proto::v1::lexum_client::LexumClient;
+use lexum_proto::v1::worker_client::WorkerClient;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use tonic::transport::Channel;
@@ -84,6 +85,14 @@ impl Node {
         Ok(LexumClient::new(channel))
     }
 
+    async fn raw_worker(&self) -> anyhow::Result<WorkerClient<Channel>> {
+        let channel = Channel::from_shared(format!("http://{}", self.addr))?
+            .connect_timeout(Duration::from_secs(1))
+            .connect()
+            .await?;
+        Ok(WorkerClient::new(channel))
+    }
+
     fn sdk(&self) -> Client {
         let config = ClientConfig::new([self.addr.as_str()]).with_deadline(Duration::from_secs(20));
         Client::new_lazy(config).expect("client")
@@ -154,6 +163,54 @@ async fn a_connection_holds_no_more_watchers_than_its_cap() {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         match watch(raw.clone()).await {
+            Ok(_) => break,
+            Err(status) if status.code() == Code::ResourceExhausted && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(status) => panic!("the place was not given back: {status:?}"),
+        }
+    }
+}
+
+/// Attaches a worker on `client`'s connection with its hello; the stream of
+/// commands while it is attached, or why it was refused.
+async fn attach(
+    mut client: WorkerClient<Channel>,
+) -> Result<(tonic::Streaming<pb::WorkerCommand>, tokio::sync::mpsc::Sender<pb::WorkerMessage>), tonic::Status> {
+    let (messages, outgoing) = tokio::sync::mpsc::channel(4);
+    let hello = pb::Hello { worker_id: "capped".into(), effects: vec!["Pool.Scale".into()], concurrency: 1 };
+    let hello = pb::WorkerMessage { kind: Some(pb::worker_message::Kind::Hello(hello)) };
+    messages.send(hello).await.map_err(|_| tonic::Status::internal("channel"))?;
+    let commands = client.attach(tokio_stream::wrappers::ReceiverStream::new(outgoing)).await?.into_inner();
+    Ok((commands, messages))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_and_a_node_hold_no_more_workers_than_their_caps() {
+    let node = Node::start(
+        "max_workers_per_connection = 1
+max_workers = 2
+",
+    )
+    .await;
+    let raw = node.raw_worker().await.expect("connect");
+    let first = attach(raw.clone()).await.expect("first worker");
+    let refused = attach(raw.clone()).await.expect_err("a second on the same connection");
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(refused.message().contains("this connection"), "{refused:?}");
+    assert!(retry_after_ms(&refused).is_some(), "{refused:?}");
+
+    let other = node.raw_worker().await.expect("connect");
+    let _second = attach(other).await.expect("another connection");
+    let third = node.raw_worker().await.expect("connect");
+    let refused = attach(third.clone()).await.expect_err("the node is full");
+    assert!(refused.message().contains("this node"), "{refused:?}");
+
+    // A worker that goes away gives its place back.
+    drop(first);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match attach(third.clone()).await {
             Ok(_) => break,
             Err(status) if status.code() == Code::ResourceExhausted && Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(50)).await;

@@ -6,9 +6,9 @@
 //!   streaming calls (`Watch`, `Attach`) it bounds the handshake only; the
 //!   stream itself lives as long as the client keeps it;
 //! - a cap on **calls in flight**, per node and per connection;
-//! - a cap on **watchers** (open `Watch` streams), per node and per
-//!   connection; the permit travels with the stream and is given back when
-//!   the stream ends;
+//! - a cap on **watchers** (open `Watch` streams) and on **workers** (open
+//!   `Attach` streams), per node and per connection; the permit travels
+//!   with the stream and is given back when the stream ends;
 //! - a **write rate** per principal (the token's name the auth
 //!   [`Guard`](super::auth::Guard) resolved): a token bucket over `Mutate`,
 //!   `CreateInstances`, `DeleteInstances` and `SubmitProgram`.
@@ -47,6 +47,8 @@ pub const RATE_LIMITED: &[&str] = &[
 
 /// The RPC whose streams count as watchers.
 pub const WATCH: &str = "/lexum.v1.Lexum/Watch";
+/// The RPC whose streams count as workers.
+pub const ATTACH: &str = "/lexum.v1.Worker/Attach";
 
 /// How long a caller refused for a full node or connection should wait.
 const BUSY_RETRY_AFTER: Duration = Duration::from_millis(100);
@@ -69,6 +71,10 @@ pub struct LimitsConfig {
     pub max_watchers: u32,
     /// Open `Watch` streams on one connection.
     pub max_watchers_per_connection: u32,
+    /// Open worker `Attach` streams on the node.
+    pub max_workers: u32,
+    /// Open worker `Attach` streams on one connection.
+    pub max_workers_per_connection: u32,
     /// Sustained writes per second of one principal (a write is one call of
     /// `Mutate`, `CreateInstances`, `DeleteInstances` or `SubmitProgram`).
     pub writes_per_second: u32,
@@ -85,6 +91,8 @@ impl Default for LimitsConfig {
             max_requests_per_connection: 256,
             max_watchers: 1024,
             max_watchers_per_connection: 32,
+            max_workers: 256,
+            max_workers_per_connection: 16,
             writes_per_second: 20_000,
             write_burst: 40_000,
         }
@@ -115,6 +123,8 @@ impl LimitsConfig {
             ("max_requests_per_connection", u64::from(self.max_requests_per_connection)),
             ("max_watchers", u64::from(self.max_watchers)),
             ("max_watchers_per_connection", u64::from(self.max_watchers_per_connection)),
+            ("max_workers", u64::from(self.max_workers)),
+            ("max_workers_per_connection", u64::from(self.max_workers_per_connection)),
             ("writes_per_second", u64::from(self.writes_per_second)),
             ("write_burst", u64::from(self.write_burst)),
         ];
@@ -130,6 +140,9 @@ impl LimitsConfig {
         if self.max_watchers_per_connection > self.max_watchers {
             return Err(LimitsError::ConnectionOverNode("max_watchers"));
         }
+        if self.max_workers_per_connection > self.max_workers {
+            return Err(LimitsError::ConnectionOverNode("max_workers"));
+        }
         Ok(())
     }
 
@@ -139,10 +152,13 @@ impl LimitsConfig {
         requested.map_or(Duration::from_millis(self.default_deadline_ms), |d| d.min(max))
     }
 
-    /// HTTP/2 streams one connection may open: its calls and watchers
-    /// (`SETTINGS_MAX_CONCURRENT_STREAMS`, a backstop behind the counts).
+    /// HTTP/2 streams one connection may open: its calls, watchers and
+    /// workers (`SETTINGS_MAX_CONCURRENT_STREAMS`, a backstop behind the
+    /// counts).
     pub fn max_streams_per_connection(&self) -> u32 {
-        self.max_requests_per_connection.saturating_add(self.max_watchers_per_connection)
+        self.max_requests_per_connection
+            .saturating_add(self.max_watchers_per_connection)
+            .saturating_add(self.max_workers_per_connection)
     }
 }
 
@@ -178,6 +194,21 @@ struct Bucket {
 struct Counts {
     requests: u32,
     watchers: u32,
+    workers: u32,
+}
+
+impl Counts {
+    fn of(&mut self, slot: Slot) -> &mut u32 {
+        match slot {
+            Slot::Request => &mut self.requests,
+            Slot::Watcher => &mut self.watchers,
+            Slot::Worker => &mut self.workers,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.requests == 0 && self.watchers == 0 && self.workers == 0
+    }
 }
 
 #[derive(Debug, Default)]
@@ -201,11 +232,14 @@ pub enum Slot {
     Request,
     /// An open `Watch` stream.
     Watcher,
+    /// An open worker `Attach` stream.
+    Worker,
 }
 
-/// A call's or watcher's place under the caps, given back when the last
-/// clone is dropped. A `Watch` handler takes its permit out of the
-/// request's extensions ([`Permit::take`]) and keeps it in the stream.
+/// A call's, watcher's or worker's place under the caps, given back when
+/// the last clone is dropped. A `Watch` or `Attach` handler takes its
+/// permit out of the request's extensions ([`Permit::take`]) and keeps it
+/// as long as the stream lives.
 #[derive(Debug, Clone)]
 pub struct Permit(#[allow(dead_code)] Arc<Held>);
 
@@ -217,7 +251,8 @@ struct Held {
 }
 
 impl Permit {
-    /// Takes the watcher permit [`Limited`] put in `request`'s extensions.
+    /// Takes the watcher or worker permit [`Limited`] put in `request`'s
+    /// extensions.
     pub fn take<T>(request: &mut tonic::Request<T>) -> Option<Permit> {
         request.extensions_mut().remove::<Permit>()
     }
@@ -226,22 +261,17 @@ impl Permit {
 impl Drop for Held {
     fn drop(&mut self) {
         let mut state = self.limits.lock();
-        decrement(&mut state.node, self.slot);
+        let used = state.node.of(self.slot);
+        *used = used.saturating_sub(1);
         if let Some(addr) = self.connection {
             if let Some(counts) = state.connections.get_mut(&addr) {
-                decrement(counts, self.slot);
-                if counts.requests == 0 && counts.watchers == 0 {
+                let used = counts.of(self.slot);
+                *used = used.saturating_sub(1);
+                if counts.is_empty() {
                     state.connections.remove(&addr);
                 }
             }
         }
-    }
-}
-
-fn decrement(counts: &mut Counts, slot: Slot) {
-    match slot {
-        Slot::Request => counts.requests = counts.requests.saturating_sub(1),
-        Slot::Watcher => counts.watchers = counts.watchers.saturating_sub(1),
     }
 }
 
@@ -268,33 +298,24 @@ impl Limits {
         let (node_cap, conn_cap, what) = match slot {
             Slot::Request => (c.max_requests, c.max_requests_per_connection, "calls in flight"),
             Slot::Watcher => (c.max_watchers, c.max_watchers_per_connection, "watchers"),
-        };
-        let used = |counts: &Counts| match slot {
-            Slot::Request => counts.requests,
-            Slot::Watcher => counts.watchers,
+            Slot::Worker => (c.max_workers, c.max_workers_per_connection, "workers"),
         };
         let mut state = self.lock();
         let refuse = |scope: &str, cap: u32| Refusal {
             reason: format!("{scope} already has {cap} {what} (limit `[limits]`)"),
             retry_after: BUSY_RETRY_AFTER,
         };
-        if used(&state.node) >= node_cap {
+        if *state.node.of(slot) >= node_cap {
             return Err(refuse("this node", node_cap));
         }
         if let Some(addr) = connection {
             let counts = state.connections.entry(addr).or_default();
-            if used(counts) >= conn_cap {
+            if *counts.of(slot) >= conn_cap {
                 return Err(refuse("this connection", conn_cap));
             }
-            match slot {
-                Slot::Request => counts.requests += 1,
-                Slot::Watcher => counts.watchers += 1,
-            }
+            *counts.of(slot) += 1;
         }
-        match slot {
-            Slot::Request => state.node.requests += 1,
-            Slot::Watcher => state.node.watchers += 1,
-        }
+        *state.node.of(slot) += 1;
         Ok(Permit(Arc::new(Held { limits: self.clone(), connection, slot })))
     }
 
@@ -325,6 +346,11 @@ impl Limits {
     /// Watchers open on the node.
     pub fn watchers(&self) -> u32 {
         self.lock().node.watchers
+    }
+
+    /// Workers attached to the node.
+    pub fn workers(&self) -> u32 {
+        self.lock().node.workers
     }
 
     /// Calls in flight on the node.
@@ -405,8 +431,13 @@ where
         }
         let connection = connection_of(&request);
         let deadline = self.limits.config.deadline(requested_deadline(request.headers()));
-        let permit = if path == WATCH {
-            match self.limits.admit(connection, Slot::Watcher) {
+        let stream = match path {
+            WATCH => Some(Slot::Watcher),
+            ATTACH => Some(Slot::Worker),
+            _ => None,
+        };
+        let permit = if let Some(slot) = stream {
+            match self.limits.admit(connection, slot) {
                 // The handler moves it into the stream.
                 Ok(permit) => {
                     request.extensions_mut().insert(permit);
@@ -467,6 +498,8 @@ mod tests {
         assert!(bad(|c| c.default_deadline_ms = c.max_deadline_ms + 1));
         assert!(bad(|c| c.max_requests_per_connection = c.max_requests + 1));
         assert!(bad(|c| c.max_watchers_per_connection = c.max_watchers + 1));
+        assert!(bad(|c| c.max_workers = 0));
+        assert!(bad(|c| c.max_workers_per_connection = c.max_workers + 1));
     }
 
     /// The `[limits]` shown in docs/operations.md and in the systemd
@@ -485,7 +518,7 @@ mod tests {
                 .collect();
             let documented: LimitsConfig = toml::from_str(&section).expect(file);
             assert_eq!(documented, LimitsConfig::default(), "[limits] in {file}");
-            assert_eq!(section.lines().count(), 8, "every limit is shown in {file}");
+            assert_eq!(section.lines().count(), 10, "every limit is shown in {file}");
         }
     }
 
@@ -554,6 +587,25 @@ mod tests {
         drop((a2, b1));
         assert_eq!(limits.watchers(), 1);
         assert!(limits.admit(addr(1), Slot::Request).is_ok(), "calls are counted apart");
+    }
+
+    #[test]
+    fn workers_are_capped_apart_from_watchers_and_given_back_on_drop() {
+        let limits = limits(|c| {
+            c.max_workers = 2;
+            c.max_workers_per_connection = 1;
+        });
+        let a = limits.admit(addr(1), Slot::Worker).expect("first worker");
+        let refused = limits.admit(addr(1), Slot::Worker).expect_err("a second on one connection");
+        assert!(refused.reason.contains("1 workers"), "{}", refused.reason);
+        let _b = limits.admit(addr(2), Slot::Worker).expect("another connection");
+        let refused = limits.admit(addr(3), Slot::Worker).expect_err("node full");
+        assert!(refused.reason.contains("this node"), "{}", refused.reason);
+        let _watcher = limits.admit(addr(3), Slot::Watcher).expect("watchers are counted apart");
+        assert_eq!((limits.workers(), limits.watchers()), (2, 1));
+        drop(a);
+        assert_eq!(limits.workers(), 1);
+        assert!(limits.admit(addr(1), Slot::Worker).is_ok(), "room again");
     }
 
     #[test]

@@ -41,7 +41,13 @@ fn redirect(leader: Option<String>) -> Response<CommandStream> {
 impl Worker for WorkerApi {
     type AttachStream = CommandStream;
 
-    async fn attach(&self, request: Request<Streaming<pb::WorkerMessage>>) -> Result<Response<CommandStream>, Status> {
+    async fn attach(
+        &self,
+        mut request: Request<Streaming<pb::WorkerMessage>>,
+    ) -> Result<Response<CommandStream>, Status> {
+        // The worker's place under `[limits]` max_workers, held until its
+        // stream ends.
+        let permit = super::limits::Permit::take(&mut request);
         let mut inbound = request.into_inner();
         let first = tokio::time::timeout(HELLO_TIMEOUT, inbound.next())
             .await
@@ -63,6 +69,7 @@ impl Worker for WorkerApi {
         };
         let dispatcher = self.dispatcher.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             while let Some(message) = inbound.next().await {
                 match message {
                     Ok(pb::WorkerMessage { kind: Some(pb::worker_message::Kind::Result(result)) }) => {
