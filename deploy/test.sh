@@ -16,6 +16,12 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 # example worker in target/debug, where the cluster tests start them
 # (`cargo test` alone builds only test executables). Benches run once, in
 # test mode.
+# Formatting first (rustfmt.toml; vendor/ is upstream's code, left as is).
+if command -v rustfmt >/dev/null && git rev-parse --git-dir >/dev/null 2>&1; then
+  git ls-files -z '*.rs' ':!:vendor/*' | xargs -0 rustfmt --edition 2021 --check
+else
+  echo "rustfmt or git not found: Rust formatting not checked" >&2
+fi
 cargo build --workspace --all-targets --locked
 cargo test --workspace --all-targets --locked
 # Every nemesis against every workload for two minutes (docs/jepsen.md).

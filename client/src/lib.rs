@@ -38,9 +38,9 @@ pub mod value;
 pub mod worker;
 
 pub use client::{
-    Client, ClientConfig, ClusterStatus, DomainState, EngineSnapshot, Event, EventStream, FieldWrite, Goal, GoalFilter, GoalPage,
-    InstancePage, Member, MemberStatus, Membership, NodeInfo, ReplayReport, RetryPolicy, Submitted, TlsOptions,
-    WriteOptions, DEFAULT_ENDPOINTS,
+    Client, ClientConfig, ClusterStatus, DomainState, EngineSnapshot, Event, EventStream, FieldWrite, Goal, GoalFilter,
+    GoalPage, InstancePage, Member, MemberStatus, Membership, NodeInfo, ReplayReport, RetryPolicy, Submitted,
+    TlsOptions, WriteOptions, DEFAULT_ENDPOINTS,
 };
 pub use error::ClientError;
 pub use provenance::{Cause, Explanation, WriteRecord};

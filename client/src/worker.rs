@@ -420,7 +420,8 @@ impl Worker {
                     let (key, attempt) = (task.idempotency_key.clone(), task.attempt);
                     if tasks.has_newer(&key, attempt) {
                         let refused = Err(EffectError::new("a newer attempt of this effect runs here"));
-                        let _ = tasks.results_tx.send(result_message(task.effect_id, task.fencing_token, refused)).await;
+                        let _ =
+                            tasks.results_tx.send(result_message(task.effect_id, task.fencing_token, refused)).await;
                         continue;
                     }
                     let run = self.execute(task, tasks.slots.clone(), tasks.results_tx.clone());

@@ -231,7 +231,10 @@ impl Network {
             Err(error) => return Err(error),
         }
         let latency = format!("{}ms", delay_ms.max(1));
-        tc(&["-n", &namespace, "qdisc", "replace", "dev", "eth0", "root", "tbf", "rate", "2mbit", "burst", "8kb", "latency", &latency])?;
+        tc(&[
+            "-n", &namespace, "qdisc", "replace", "dev", "eth0", "root", "tbf", "rate", "2mbit", "burst", "8kb",
+            "latency", &latency,
+        ])?;
         if loss_permille == 0 {
             return Ok(Shaping::TokenBucket { random_loss: false });
         }
@@ -247,11 +250,14 @@ impl Network {
     pub fn restore_links(&mut self) -> Result<(), NetError> {
         for id in std::mem::take(&mut self.degraded) {
             let namespace = self.namespace(id);
-            let _ = Command::new("ip").args(["netns", "exec", &namespace, "nft", "delete", "table", "inet", "lexum"]).output();
+            let _ = Command::new("ip")
+                .args(["netns", "exec", &namespace, "nft", "delete", "table", "inet", "lexum"])
+                .output();
             match tc(&["-n", &namespace, "qdisc", "del", "dev", "eth0", "root"]) {
                 Ok(()) => {}
                 // Nothing to delete: the link was never changed.
-                Err(NetError::Command { stderr, .. }) if stderr.contains("No such") || stderr.contains("handle of zero") => {}
+                Err(NetError::Command { stderr, .. })
+                    if stderr.contains("No such") || stderr.contains("handle of zero") => {}
                 Err(error) => return Err(error),
             }
         }

@@ -101,7 +101,12 @@ pub fn evidence_shape(evidence: &str) -> String {
         vectors.push(format!("{field}: [{}]", entries[..period].join(", ")));
     }
     vectors.sort();
-    format!("{kind} between {}; fields {}; vector period {}", goals.join(" and "), fields.join(", "), vectors.join("; "))
+    format!(
+        "{kind} between {}; fields {}; vector period {}",
+        goals.join(" and "),
+        fields.join(", "),
+        vectors.join("; ")
+    )
 }
 
 #[cfg(test)]
@@ -112,7 +117,8 @@ mod tests {
     fn the_program_compiles_without_errors() {
         let source = source();
         let compiled = lexum_compiler::compile("soak.lxm", &source, &lexum_compiler::CompileOptions::default());
-        let errors: Vec<String> = compiled.diagnostics.iter().filter(|d| d.is_error()).map(|d| format!("{d:?}")).collect();
+        let errors: Vec<String> =
+            compiled.diagnostics.iter().filter(|d| d.is_error()).map(|d| format!("{d:?}")).collect();
         assert!(!compiled.has_errors(), "{errors:?}");
     }
 
@@ -139,7 +145,8 @@ mod tests {
                     input in between); contested fields Thermo0.heater, Thermo0.cooler; oscillation vector \
                     Thermo0.heater: [Warm0.Heating +5@6, Chill0.Cooling -5@8, Warm0.Heating +5@10]; Thermo0.cooler: \
                     [Chill0.Cooling +5@6, Warm0.Heating -5@6, Chill0.Cooling +5@8, Warm0.Heating -5@10]";
-        let busy = "tug-of-war between Chill0.Cooling and Warm0.Heating (10 cycles undid each other); contested fields \
+        let busy =
+            "tug-of-war between Chill0.Cooling and Warm0.Heating (10 cycles undid each other); contested fields \
                     Thermo0.heater, Thermo0.cooler; oscillation vector Thermo0.heater: [Warm0.Heating +5@861, \
                     Chill0.Cooling -5@863, Warm0.Heating +5@868, Chill0.Cooling -5@874]; Thermo0.cooler: \
                     [Chill0.Cooling +5@861, Warm0.Heating -5@861, Chill0.Cooling +5@863, Warm0.Heating -5@868]";

@@ -179,7 +179,9 @@ where
             (y.0 + strip_height * row as f64, y.0 + strip_height * (row as f64 + 1.0))
         };
         let strong = shade(&window.nemesis).mix(0.9).filled();
-        chart.draw_series(std::iter::once(Rectangle::new([(window.start, low), (end, high)], strong))).map_err(|e| e.to_string())?;
+        chart
+            .draw_series(std::iter::once(Rectangle::new([(window.start, low), (end, high)], strong)))
+            .map_err(|e| e.to_string())?;
         if font && !labelled.contains(&window.nemesis.as_str()) {
             labelled.push(window.nemesis.as_str());
             let text = Text::new(window.nemesis.clone(), (window.start, high), ("sans-serif", 11).into_font());
@@ -231,7 +233,8 @@ fn throughput(path: &Path, ops: &[OpRecord], faults: &[FaultWindow], end: f64, f
     bands(&mut chart, faults, (0.0, y_max), font)?;
     for (workload, counts) in &series {
         let points = counts.iter().enumerate().map(|(s, c)| (s as f64 + 0.5, *c));
-        let drawn = chart.draw_series(LineSeries::new(points, colour(workload).stroke_width(2))).map_err(|e| e.to_string())?;
+        let drawn =
+            chart.draw_series(LineSeries::new(points, colour(workload).stroke_width(2))).map_err(|e| e.to_string())?;
         if font {
             let c = colour(workload);
             drawn.label(*workload).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], c.stroke_width(2)));
@@ -334,7 +337,13 @@ mod tests {
                 outcome: if i % 7 == 0 { Outcome::Info } else { Outcome::Ok },
             })
             .collect();
-        let faults = vec![FaultWindow { nemesis: "kill".into(), label: "kill -9 node 1".into(), start: 2.0, end: 4.0, skipped: false }];
+        let faults = vec![FaultWindow {
+            nemesis: "kill".into(),
+            label: "kill -9 node 1".into(),
+            start: 2.0,
+            end: 4.0,
+            skipped: false,
+        }];
         store.plots(&ops, &faults, 10.0).expect("plots");
         for name in ["throughput.png", "latency.png"] {
             let bytes = std::fs::read(store.dir().join(name)).expect("png");

@@ -56,7 +56,15 @@ fn settings(args: Args) -> Result<Settings, String> {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(1)
     });
     let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-    Ok(Settings { time_limit: Duration::from_secs(args.time_limit), nemeses, workloads, seed, store: args.store, ci, bug })
+    Ok(Settings {
+        time_limit: Duration::from_secs(args.time_limit),
+        nemeses,
+        workloads,
+        seed,
+        store: args.store,
+        ci,
+        bug,
+    })
 }
 
 fn main() -> ExitCode {

@@ -98,10 +98,9 @@ impl Engine {
             dispatch,
         };
         let outcome = match result {
-            Err(e) => Err(Rejection::new(
-                eval::failure_code(&e),
-                format!("slice {}.{}: {e}", transition.name, slice.name),
-            )),
+            Err(e) => {
+                Err(Rejection::new(eval::failure_code(&e), format!("slice {}.{}: {e}", transition.name, slice.name)))
+            }
             Ok(()) => self.commit_plan(cx, &program, plan, &origin),
         };
         match outcome {

@@ -402,7 +402,10 @@ fn a_transition_creates_instances_through_on_create() {
     // Naming one more node creates it; the others' `on create` runs again
     // and changes nothing.
     let names = Value::List(["a", "b", "c", "d"].map(|n| Value::Str(n.into())).to_vec());
-    ok(&mut sim, Entry::mutation(vec![FieldWrite { domain: "Fleet".into(), field: "names".into(), value: names }], "t"));
+    ok(
+        &mut sim,
+        Entry::mutation(vec![FieldWrite { domain: "Fleet".into(), field: "names".into(), value: names }], "t"),
+    );
     sim.drive(500, &mut echo_count());
     assert_eq!(sim.engine.read("Node[d]", "booted"), Some(Value::Int(1)));
     assert_eq!(sim.engine.goals().iter().filter(|g| g.domain.starts_with("Node[")).count(), 4);
