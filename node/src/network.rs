@@ -1,9 +1,12 @@
 //! Raft transport, client side: openraft messages as postcard bytes over
 //! tonic, one lazily connected channel per peer.
 //!
-//! AppendEntries go over one long-lived `AppendStream` per peer, opened on
-//! first use: a request and its reply are one message each way on a stream
-//! that already exists. Any failure, timeout or cancellation mid-call drops
+//! AppendEntries go over one long-lived `AppendStream` per peer: a request
+//! and its reply are one message each way on a stream that already exists.
+//! A client's first AppendEntries is a unary call and the stream opens on
+//! the second: openraft's leadership check (behind every linearizable read)
+//! makes a client for a single heartbeat, and opening a stream first would
+//! cost that heartbeat a round trip more within its timeout. Any failure, timeout or cancellation mid-call drops
 //! the stream (a late reply must never answer the next request), and the
 //! next call opens a new one. A peer that does not know the stream
 //! (`Unimplemented`, an older version) gets unary calls from then on.
@@ -63,7 +66,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             };
             Some(endpoint.connect_lazy())
         });
-        PeerClient { target, channel, token: self.token.clone(), append: AppendTransport::Stream(None) }
+        PeerClient { target, channel, token: self.token.clone(), append: AppendTransport::Unused }
     }
 }
 
@@ -77,6 +80,8 @@ pub struct PeerClient {
 
 /// How AppendEntries reach the peer.
 enum AppendTransport {
+    /// None sent yet: the first goes unary.
+    Unused,
     /// On a stream; `None` until opened, and while a call holds it.
     Stream(Option<AppendStream>),
     /// One unary call each: the peer does not serve the stream.
@@ -117,6 +122,9 @@ impl PeerClient {
         }
         let payload = RaftPayload { data };
         let streamed = method == RaftMethod::AppendEntries && matches!(self.append, AppendTransport::Stream(_));
+        if method == RaftMethod::AppendEntries && matches!(self.append, AppendTransport::Unused) {
+            self.append = AppendTransport::Stream(None);
+        }
         let reply = if streamed {
             match tokio::time::timeout(option.hard_ttl(), self.call_on_stream(payload)).await {
                 Ok(Err(StreamCall::Unimplemented(payload))) => {
@@ -188,7 +196,7 @@ impl PeerClient {
     async fn call_on_stream(&mut self, payload: RaftPayload) -> Result<RaftPayload, StreamCall> {
         let open = match &mut self.append {
             AppendTransport::Stream(open) => open.take(),
-            AppendTransport::Unary => None,
+            AppendTransport::Unused | AppendTransport::Unary => None,
         };
         let mut stream = match open {
             Some(stream) => stream,

@@ -1,7 +1,9 @@
 //! The Raft transport's AppendEntries stream, against fake peers on
-//! loopback: one stream carries many calls; a reply that comes too late is
-//! never taken for the next call's; a stream the peer closed is reopened;
-//! a peer without the stream gets unary calls.
+//! loopback: a client's first append is unary (openraft's leadership check
+//! makes a client for one call, and opening a stream would cost it a round
+//! trip more within a heartbeat's timeout); later ones share one stream; a
+//! reply that comes too late is never taken for the next call's; a stream
+//! the peer closed is reopened; a peer without the stream gets unary calls.
 //!
 //! Each fake peer answers an AppendEntries with `PartialSuccess` at the
 //! request's `prev_log_id`, so every reply names the request it answers.
@@ -152,22 +154,28 @@ fn answered_at(result: &AppendResult) -> Option<u64> {
 }
 
 #[tokio::test]
-async fn many_appends_share_one_stream() {
+async fn a_clients_first_append_is_unary_and_the_rest_share_one_stream() {
     let (addr, seen) = start(Peer::Streaming).await;
+    let mut once = client(&addr).await;
+    assert_eq!(answered_at(&append(&mut once, 1, Duration::from_secs(5)).await), Some(1));
+    assert_eq!(seen.unary.load(Ordering::SeqCst), 1, "a client used once opens no stream");
+    assert_eq!(seen.streams.load(Ordering::SeqCst), 0);
+
     let mut client = client(&addr).await;
     for prev in 1..=20 {
         let result = append(&mut client, prev, Duration::from_secs(5)).await;
         assert_eq!(answered_at(&result), Some(prev), "reply to the append at {prev}: {result:?}");
     }
-    assert_eq!(seen.streams.load(Ordering::SeqCst), 1, "one stream for all the appends");
-    assert_eq!(seen.streamed.load(Ordering::SeqCst), 20);
-    assert_eq!(seen.unary.load(Ordering::SeqCst), 0);
+    assert_eq!(seen.unary.load(Ordering::SeqCst), 2, "the new client's first append");
+    assert_eq!(seen.streams.load(Ordering::SeqCst), 1, "one stream for all the others");
+    assert_eq!(seen.streamed.load(Ordering::SeqCst), 19);
 }
 
 #[tokio::test]
 async fn a_late_reply_never_answers_the_next_append() {
     let (addr, seen) = start(Peer::SlowAt(1)).await;
     let mut client = client(&addr).await;
+    assert_eq!(answered_at(&append(&mut client, 0, Duration::from_secs(5)).await), Some(0), "unary");
     let late = append(&mut client, 1, Duration::from_millis(100)).await;
     assert!(late.is_err(), "the append at 1 times out: {late:?}");
     // The reply to the append at 1 arrives while this call waits; taking it
@@ -181,6 +189,7 @@ async fn a_late_reply_never_answers_the_next_append() {
 async fn a_stream_the_peer_closed_is_opened_again() {
     let (addr, seen) = start(Peer::ClosesAfterOne).await;
     let mut client = client(&addr).await;
+    assert_eq!(answered_at(&append(&mut client, 0, Duration::from_secs(5)).await), Some(0), "unary");
     assert_eq!(answered_at(&append(&mut client, 1, Duration::from_secs(5)).await), Some(1));
     // The peer ended the stream: the next call fails (openraft retries it),
     // and the one after that goes out on a new stream.
@@ -203,6 +212,6 @@ async fn a_peer_without_the_stream_gets_unary_appends() {
         let result = append(&mut client, prev, Duration::from_secs(5)).await;
         assert_eq!(answered_at(&result), Some(prev), "{result:?}");
     }
-    assert_eq!(seen.unary.load(Ordering::SeqCst), 3);
+    assert_eq!(seen.unary.load(Ordering::SeqCst), 3, "the first append, then the two after the refusal");
     assert_eq!(seen.streams.load(Ordering::SeqCst), 0);
 }
