@@ -530,8 +530,18 @@ async fn a_worker_with_room_for_the_whole_fleet_gets_every_task_at_its_first_att
     client.mutate(pb::MutateRequest { writes: writes.collect(), ..Default::default() }).await.expect("fleet mutation");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let goals = leader_client(&cluster).await.list_goals(pb::ListGoalsRequest::default()).await.expect("goals");
-        if goals.into_inner().goals.iter().all(|g| g.status == "SATISFIED") {
+        // A read under this load may be refused for a moment (the leader
+        // could not confirm its lease in time); clients retry those.
+        let goals = match leader_client(&cluster).await.list_goals(pb::ListGoalsRequest::default()).await {
+            Ok(goals) => goals.into_inner().goals,
+            Err(status) if status.code() == tonic::Code::Unavailable && Instant::now() < deadline => {
+                eprintln!("read refused, retrying: {}", status.message());
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+            Err(status) => panic!("goals: {status:?}"),
+        };
+        if goals.iter().all(|g| g.status == "SATISFIED") {
             break;
         }
         assert!(Instant::now() < deadline, "the fleet did not converge within 60 s");

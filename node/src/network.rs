@@ -6,10 +6,12 @@
 //! A client's first AppendEntries is a unary call and the stream opens on
 //! the second: openraft's leadership check (behind every linearizable read)
 //! makes a client for a single heartbeat, and opening a stream first would
-//! cost that heartbeat a round trip more within its timeout. Any failure, timeout or cancellation mid-call drops
-//! the stream (a late reply must never answer the next request), and the
-//! next call opens a new one. A peer that does not know the stream
-//! (`Unimplemented`, an older version) gets unary calls from then on.
+//! cost that heartbeat a round trip more within its timeout.
+//!
+//! Any failure, timeout or cancellation mid-call drops the stream (a late
+//! reply must never answer the next request), and the next call opens a
+//! new one. A peer that does not know the stream (`Unimplemented`, an
+//! older version) gets unary calls from then on.
 //!
 //! Transport failures map to `Unreachable` (openraft backs off); an error
 //! returned by the remote Raft maps to `RemoteError`; entries that would not
