@@ -77,20 +77,20 @@ impl Node {
     }
 
     /// A raw gRPC client on its own connection.
-    async fn raw(&self) -> anyhow::Result<LexumClient<Channel>> {
-        let channel = Channel::from_shared(format!("http://{}", self.addr))?
+    /// A new connection to the node.
+    async fn channel(&self) -> anyhow::Result<Channel> {
+        Ok(Channel::from_shared(format!("http://{}", self.addr))?
             .connect_timeout(Duration::from_secs(1))
             .connect()
-            .await?;
-        Ok(LexumClient::new(channel))
+            .await?)
+    }
+
+    async fn raw(&self) -> anyhow::Result<LexumClient<Channel>> {
+        Ok(LexumClient::new(self.channel().await?))
     }
 
     async fn raw_worker(&self) -> anyhow::Result<WorkerClient<Channel>> {
-        let channel = Channel::from_shared(format!("http://{}", self.addr))?
-            .connect_timeout(Duration::from_secs(1))
-            .connect()
-            .await?;
-        Ok(WorkerClient::new(channel))
+        Ok(WorkerClient::new(self.channel().await?))
     }
 
     fn sdk(&self) -> Client {
@@ -104,6 +104,21 @@ fn mutate(nodes: i64) -> pb::MutateRequest {
     pb::MutateRequest {
         writes: vec![pb::FieldWrite { domain: "Pool".into(), field: "nodes".into(), value: Some(value) }],
         ..Default::default()
+    }
+}
+
+/// Retries `open` while it is refused as over a limit, for up to 5 s: a
+/// place freed by a stream that ended comes back once the node sees it end.
+async fn admitted_again<T, F: std::future::Future<Output = Result<T, tonic::Status>>>(mut open: impl FnMut() -> F) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match open().await {
+            Ok(_) => return,
+            Err(status) if status.code() == Code::ResourceExhausted && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(status) => panic!("the place was not given back: {status:?}"),
+        }
     }
 }
 
@@ -160,16 +175,7 @@ async fn a_connection_holds_no_more_watchers_than_its_cap() {
 
     // Ending a stream gives its place back.
     drop(first);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        match watch(raw.clone()).await {
-            Ok(_) => break,
-            Err(status) if status.code() == Code::ResourceExhausted && Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(status) => panic!("the place was not given back: {status:?}"),
-        }
-    }
+    admitted_again(|| watch(raw.clone())).await;
 }
 
 /// Attaches a worker on `client`'s connection with its hello; the stream of
@@ -187,12 +193,7 @@ async fn attach(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_and_a_node_hold_no_more_workers_than_their_caps() {
-    let node = Node::start(
-        "max_workers_per_connection = 1
-max_workers = 2
-",
-    )
-    .await;
+    let node = Node::start("max_workers_per_connection = 1\nmax_workers = 2\n").await;
     let raw = node.raw_worker().await.expect("connect");
     let first = attach(raw.clone()).await.expect("first worker");
     let refused = attach(raw.clone()).await.expect_err("a second on the same connection");
@@ -208,16 +209,7 @@ max_workers = 2
 
     // A worker that goes away gives its place back.
     drop(first);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        match attach(third.clone()).await {
-            Ok(_) => break,
-            Err(status) if status.code() == Code::ResourceExhausted && Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(status) => panic!("the place was not given back: {status:?}"),
-        }
-    }
+    admitted_again(|| attach(third.clone())).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
