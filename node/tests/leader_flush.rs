@@ -1,11 +1,12 @@
 //! A leader's own log sync and the quorum (the openraft patch in
 //! `vendor/openraft`, see its LEXUM-PATCH.md): the leader replicates an
 //! entry while its own append is being synced, and counts itself towards a
-//! commit only once that sync completes (Raft thesis §10.2.1).
+//! commit only once that sync completes (Raft thesis §10.2.1); and a
+//! read's leadership check waits for followers whose syncs are slow.
 //!
 //! Three in-process Raft nodes on Lexum's RocksDB store, joined by an
 //! in-memory network a test can cut; `LogStore::hold_syncs` plays a slow
-//! disk on the leader.
+//! disk.
 
 use lexum_engine::Entry;
 use lexum_node::raft_types::{NodeId, Raft, TypeConfig};
@@ -181,4 +182,30 @@ async fn a_leader_counts_itself_towards_a_quorum_only_after_its_own_sync() {
     cluster.stop().await;
     assert!(!committed_before_sync, "committed on one follower's sync and the leader's unsynced log");
     assert!(matches!(after_sync, Ok(Ok(Ok(())))), "not committed after the leader's sync: {after_sync:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_linearizable_read_waits_for_followers_whose_disk_is_slower_than_a_heartbeat() {
+    let cluster = Cluster::start().await;
+    let slow_disks: Vec<_> = cluster.followers().iter().map(|id| cluster.logs[id].hold_syncs()).collect();
+
+    // A write the followers have received but not yet synced: their Raft
+    // cores await that sync before they answer anything else, the
+    // leadership check's heartbeat included.
+    let raft = cluster.rafts[&cluster.leader].clone();
+    let write = tokio::spawn(async move { raft.client_write(Entry::Noop).await.map(|_| ()) });
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let raft = cluster.rafts[&cluster.leader].clone();
+    let read = tokio::spawn(async move { raft.ensure_linearizable().await.map(|_| ()) });
+
+    // Longer than a heartbeat interval (50 ms), shorter than an election
+    // timeout (300 ms): the disk is slow, and no one lost the leadership.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    drop(slow_disks);
+    let read = tokio::time::timeout(Duration::from_secs(5), read).await;
+    let write = tokio::time::timeout(Duration::from_secs(5), write).await;
+
+    cluster.stop().await;
+    assert!(matches!(read, Ok(Ok(Ok(())))), "the read gave up on a leader it still had: {read:?}");
+    assert!(matches!(write, Ok(Ok(Ok(())))), "the write did not commit: {write:?}");
 }

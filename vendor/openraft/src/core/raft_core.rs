@@ -305,7 +305,10 @@ where
 
         let my_id = self.id.clone();
         let my_vote = self.engine.state.vote_ref().clone();
-        let ttl = Duration::from_millis(self.config.heartbeat_interval);
+        // Lexum patch (LEXUM-PATCH.md): a follower answers this heartbeat
+        // only after the appends queued before it are synced, so it gets an
+        // election timeout, not one heartbeat interval, to do so.
+        let ttl = Duration::from_millis(self.config.election_timeout_min);
         let eff_mem = self.engine.state.membership_state.effective().clone();
         let core_tx = self.tx_notify.clone();
 
@@ -316,7 +319,7 @@ where
             return;
         }
 
-        // Spawn parallel requests, all with the standard timeout for heartbeats.
+        // Spawn parallel requests, all with the timeout above.
         let mut pending = FuturesUnordered::new();
 
         let voter_progresses = {
