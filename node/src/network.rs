@@ -1,5 +1,17 @@
 //! Raft transport, client side: openraft messages as postcard bytes over
-//! tonic, one lazily connected channel per peer.
+//! tonic.
+//!
+//! A node keeps two lazily connected HTTP/2 connections per peer, shared by
+//! every client openraft makes for that peer: `control` for messages
+//! without log entries (votes, heartbeats, the leadership check behind
+//! every linearizable read) and `bulk` for entries and snapshots. openraft
+//! 0.9 makes a new client for each leadership check, so without the
+//! sharing every read cost a TCP and HTTP/2 handshake per follower and left
+//! a socket in TIME_WAIT; a read-heavy client could run the leader out of
+//! ephemeral ports. Keeping heartbeats off the bulk connection means a
+//! snapshot or a large append never holds one up behind it. HTTP/2 pings
+//! (every 5 s, also while idle; 5 s to answer) close a connection that died
+//! without a reset, and the next call connects again.
 //!
 //! AppendEntries go over one long-lived `AppendStream` per peer: a request
 //! and its reply are one message each way on a stream that already exists.
@@ -33,49 +45,113 @@ use openraft::raft::{
 use openraft::BasicNode;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 /// Bytes the protobuf wrapper adds around a payload (a tag and a length).
 const PROTOBUF_FRAMING: usize = 16;
 
-/// Creates one [`PeerClient`] per target node.
+/// Creates [`PeerClient`]s; the clients of one peer share its connections.
 #[derive(Clone)]
 pub struct Network {
-    /// Bearer token sent to peers, if the cluster uses one.
-    pub token: Option<String>,
-    /// TLS settings for outgoing peer connections.
-    pub tls: Option<tonic::transport::ClientTlsConfig>,
+    token: Option<String>,
+    tls: Option<ClientTlsConfig>,
+    peers: Arc<Mutex<HashMap<NodeId, PeerChannels>>>,
+}
+
+impl Network {
+    /// A network that sends `token` (the peer token, if the cluster has
+    /// one) and connects with `tls` (if set).
+    pub fn new(token: Option<String>, tls: Option<ClientTlsConfig>) -> Network {
+        Network { token, tls, peers: Arc::default() }
+    }
+
+    /// The connections to `target` at `addr`: the existing ones, unless the
+    /// peer's address changed.
+    fn channels(&self, target: NodeId, addr: &str) -> PeerChannels {
+        let mut peers = self.peers.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        match peers.get(&target) {
+            Some(channels) if channels.addr == addr => channels.clone(),
+            _ => {
+                let channels = PeerChannels {
+                    addr: addr.to_string(),
+                    control: self.connect_lazy(addr),
+                    bulk: self.connect_lazy(addr),
+                };
+                peers.insert(target, channels.clone());
+                channels
+            }
+        }
+    }
+
+    /// A channel that connects on first use and again after a failure.
+    /// A bad address or TLS setting gives none: every RPC to this peer then
+    /// reports it unreachable, with the reason.
+    fn connect_lazy(&self, addr: &str) -> Option<Channel> {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))
+            .ok()?
+            .connect_timeout(Duration::from_millis(500))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(5))
+            .keep_alive_timeout(Duration::from_secs(5))
+            .keep_alive_while_idle(true);
+        let endpoint = match &self.tls {
+            Some(tls) => endpoint.tls_config(tls.clone()).ok()?,
+            None => endpoint,
+        };
+        Some(endpoint.connect_lazy())
+    }
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerClient {
-        let scheme = if self.tls.is_some() { "https" } else { "http" };
-        let channel = Endpoint::from_shared(format!("{scheme}://{}", node.addr)).ok().and_then(|endpoint| {
-            let endpoint = endpoint
-                .connect_timeout(Duration::from_millis(500))
-                .tcp_nodelay(true)
-                .http2_keep_alive_interval(Duration::from_secs(5));
-            // A bad address or TLS setting leaves no channel: every RPC to
-            // this peer then reports it unreachable, with the reason.
-            let endpoint = match &self.tls {
-                Some(tls) => endpoint.tls_config(tls.clone()).ok()?,
-                None => endpoint,
-            };
-            Some(endpoint.connect_lazy())
-        });
-        PeerClient { target, channel, token: self.token.clone(), append: AppendTransport::Unused }
+        let channels = self.channels(target, &node.addr);
+        PeerClient { target, channels, token: self.token.clone(), append: AppendTransport::Unused }
     }
 }
 
-/// The connection to one peer.
+/// The two connections to one peer (see the module documentation).
+#[derive(Clone)]
+struct PeerChannels {
+    /// The address they connect to.
+    addr: String,
+    /// Messages without log entries: votes and heartbeats.
+    control: Option<Channel>,
+    /// Log entries (the AppendStream among them) and snapshots.
+    bulk: Option<Channel>,
+}
+
+/// Which of a peer's connections a message takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Lane {
+    /// [`PeerChannels::control`].
+    Control,
+    /// [`PeerChannels::bulk`].
+    Bulk,
+}
+
+impl Lane {
+    /// The lane of a `method` call carrying `entries` log entries.
+    fn of(method: RaftMethod, entries: usize) -> Lane {
+        match method {
+            RaftMethod::Vote => Lane::Control,
+            RaftMethod::AppendEntries if entries == 0 => Lane::Control,
+            RaftMethod::AppendEntries | RaftMethod::InstallSnapshot => Lane::Bulk,
+        }
+    }
+}
+
+/// openraft's client for one peer.
 pub struct PeerClient {
     target: NodeId,
-    channel: Option<Channel>,
+    channels: PeerChannels,
     token: Option<String>,
     append: AppendTransport,
 }
@@ -132,7 +208,7 @@ impl PeerClient {
                 Ok(Err(StreamCall::Unimplemented(payload))) => {
                     tracing::info!(peer = self.target, "peer has no AppendStream: unary AppendEntries from now on");
                     self.append = AppendTransport::Unary;
-                    self.call_unary(method, payload, option).await
+                    self.call_unary(method, Lane::of(method, entries), payload, option).await
                 }
                 Ok(Err(StreamCall::Failed(error))) => Err(error),
                 Ok(Ok(reply)) => Ok(reply),
@@ -142,7 +218,7 @@ impl PeerClient {
                 )))),
             }
         } else {
-            self.call_unary(method, payload, option).await
+            self.call_unary(method, Lane::of(method, entries), payload, option).await
         };
         let reply: RaftReply<Resp, RaftError<NodeId, E>> =
             postcard::from_bytes(&reply.map_err(widen)?.data).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
@@ -152,9 +228,13 @@ impl PeerClient {
         }
     }
 
-    /// A client for the peer, or why there is none.
-    fn client(&self) -> Result<RaftClient<Channel>, TransportError> {
-        let Some(channel) = self.channel.clone() else {
+    /// A client on the peer's connection for `lane`, or why there is none.
+    fn client(&self, lane: Lane) -> Result<RaftClient<Channel>, TransportError> {
+        let channel = match lane {
+            Lane::Control => &self.channels.control,
+            Lane::Bulk => &self.channels.bulk,
+        };
+        let Some(channel) = channel.clone() else {
             let err = std::io::Error::other(format!("bad address or TLS settings for node {}", self.target));
             return Err(RPCError::Unreachable(Unreachable::new(&err)));
         };
@@ -174,14 +254,15 @@ impl PeerClient {
         request
     }
 
-    /// One unary call.
+    /// One unary call on the connection for `lane`.
     async fn call_unary(
         &self,
         method: RaftMethod,
+        lane: Lane,
         payload: RaftPayload,
         option: &RPCOption,
     ) -> Result<RaftPayload, TransportError> {
-        let mut client = self.client()?;
+        let mut client = self.client(lane)?;
         let mut request = self.with_token(payload);
         request.set_timeout(option.hard_ttl());
         let reply = match method {
@@ -219,7 +300,7 @@ impl PeerClient {
     }
 
     async fn open_stream(&self) -> Result<AppendStream, Opening> {
-        let mut client = self.client().map_err(Opening::Failed)?;
+        let mut client = self.client(Lane::Bulk).map_err(Opening::Failed)?;
         let (requests, outgoing) = mpsc::channel(1);
         let replies = match client.append_stream(self.with_token(ReceiverStream::new(outgoing))).await {
             Ok(replies) => replies.into_inner(),
@@ -270,7 +351,7 @@ fn widen<E: std::error::Error>(error: TransportError) -> RPCError<NodeId, BasicN
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum RaftMethod {
     AppendEntries,
     Vote,
@@ -313,6 +394,14 @@ fn fewer_entries(method: RaftMethod, entries: usize) -> Option<PayloadTooLarge> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn heartbeats_and_votes_take_the_control_lane_and_entries_the_bulk_one() {
+        assert_eq!(Lane::of(RaftMethod::AppendEntries, 0), Lane::Control);
+        assert_eq!(Lane::of(RaftMethod::Vote, 0), Lane::Control);
+        assert_eq!(Lane::of(RaftMethod::AppendEntries, 1), Lane::Bulk);
+        assert_eq!(Lane::of(RaftMethod::InstallSnapshot, 0), Lane::Bulk);
+    }
 
     #[test]
     fn an_oversized_append_asks_for_half_the_entries() {

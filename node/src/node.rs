@@ -39,7 +39,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     for warning in settings.test_faults.warnings() {
         tracing::warn!("{warning}");
     }
-    let network = Network { token: settings.auth.peer_token.clone(), tls: client_tls.clone() };
+    let network = Network::new(settings.auth.peer_token.clone(), client_tls.clone());
     let raft =
         Raft::new(settings.id, Arc::new(settings.raft_config()?), network, log_store.clone(), state_machine.clone())
             .await

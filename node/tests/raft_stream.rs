@@ -4,6 +4,8 @@
 //! trip more within a heartbeat's timeout); later ones share one stream; a
 //! reply that comes too late is never taken for the next call's; a stream
 //! the peer closed is reopened; a peer without the stream gets unary calls.
+//! And the clients of one peer share two connections, which reconnect
+//! after the peer restarts.
 //!
 //! Each fake peer answers an AppendEntries with `PartialSuccess` at the
 //! request's `prev_log_id`, so every reply names the request it answers.
@@ -40,6 +42,7 @@ enum Peer {
 /// What a fake peer saw.
 #[derive(Default)]
 struct Seen {
+    connections: AtomicUsize,
     streams: AtomicUsize,
     streamed: AtomicUsize,
     unary: AtomicUsize,
@@ -129,15 +132,44 @@ async fn start(peer: Peer) -> (String, Arc<Seen>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
     let addr = listener.local_addr().expect("local address").to_string();
     let seen = Arc::new(Seen::default());
-    let service = RaftServer::new(FakePeer { peer, seen: seen.clone() });
-    tokio::spawn(
-        tonic::transport::Server::builder().add_service(service).serve_with_incoming(TcpListenerStream::new(listener)),
-    );
+    tokio::spawn(serve(listener, peer, seen.clone()));
     (addr, seen)
 }
 
+/// Serves a fake peer on `listener`, counting its connections in `seen`.
+async fn serve(listener: tokio::net::TcpListener, peer: Peer, seen: Arc<Seen>) {
+    let service = RaftServer::new(FakePeer { peer, seen: seen.clone() });
+    let incoming = TcpListenerStream::new(listener).inspect(move |_| {
+        seen.connections.fetch_add(1, Ordering::SeqCst);
+    });
+    let _ = tonic::transport::Server::builder().add_service(service).serve_with_incoming(incoming).await;
+}
+
+/// A fake peer at `addr` in a runtime of its own, which the test shuts
+/// down to kill the peer: its listener and every connection close at once.
+fn start_apart(addr: &str, peer: Peer) -> (Arc<Seen>, tokio::runtime::Runtime) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("a runtime for the peer");
+    let listener = std::net::TcpListener::bind(addr).expect("bind loopback");
+    listener.set_nonblocking(true).expect("non-blocking listener");
+    let seen = Arc::new(Seen::default());
+    let listener = {
+        let _inside = runtime.enter();
+        tokio::net::TcpListener::from_std(listener).expect("tokio listener")
+    };
+    runtime.spawn(serve(listener, peer, seen.clone()));
+    (seen, runtime)
+}
+
+fn node(addr: &str) -> BasicNode {
+    BasicNode { addr: addr.to_string() }
+}
+
 async fn client(addr: &str) -> lexum_node::network::PeerClient {
-    Network { token: None, tls: None }.new_client(2, &BasicNode { addr: addr.to_string() }).await
+    Network::new(None, None).new_client(2, &node(addr)).await
 }
 
 type AppendResult = Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId, Infallible>>>;
@@ -214,4 +246,55 @@ async fn a_peer_without_the_stream_gets_unary_appends() {
     }
     assert_eq!(seen.unary.load(Ordering::SeqCst), 3, "the first append, then the two after the refusal");
     assert_eq!(seen.streams.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn every_client_of_a_peer_shares_one_control_and_one_bulk_connection() {
+    let (addr, seen) = start(Peer::Streaming).await;
+    let mut network = Network::new(None, None);
+    // Twenty leadership checks: openraft makes a client for each one.
+    for prev in 0..20 {
+        let mut check = network.new_client(2, &node(&addr)).await;
+        assert_eq!(answered_at(&append(&mut check, prev, Duration::from_secs(5)).await), Some(prev));
+    }
+    let mut replication = network.new_client(2, &node(&addr)).await;
+    for prev in 0..5 {
+        assert_eq!(answered_at(&append(&mut replication, prev, Duration::from_secs(5)).await), Some(prev));
+    }
+    assert_eq!(seen.unary.load(Ordering::SeqCst), 21, "each check, and the replication's first append");
+    assert_eq!(seen.streams.load(Ordering::SeqCst), 1);
+    assert_eq!(seen.connections.load(Ordering::SeqCst), 2, "a connection per check instead of one for all");
+}
+
+#[tokio::test]
+async fn a_peer_that_restarted_is_reached_again_on_the_shared_connections() {
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|free| free.local_addr())
+        .expect("a free loopback port")
+        .to_string();
+    let (_, first) = start_apart(&addr, Peer::Streaming);
+    let mut network = Network::new(None, None);
+    let mut client = network.new_client(2, &node(&addr)).await;
+    for prev in 0..3 {
+        assert_eq!(answered_at(&append(&mut client, prev, Duration::from_secs(5)).await), Some(prev));
+    }
+
+    first.shutdown_background();
+    let (seen, second) = start_apart(&addr, Peer::Streaming);
+
+    // openraft retries through new clients from the same network, and the
+    // replication client's own retries; neither may stay on a dead connection.
+    let mut answered = (None, None);
+    for _ in 0..20 {
+        let mut check = network.new_client(2, &node(&addr)).await;
+        answered.0 = answered.0.or(answered_at(&append(&mut check, 7, Duration::from_secs(1)).await));
+        answered.1 = answered.1.or(answered_at(&append(&mut client, 8, Duration::from_secs(1)).await));
+        if answered.0.is_some() && answered.1.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    second.shutdown_background();
+    assert_eq!(answered, (Some(7), Some(8)), "the restarted peer was not reached again");
+    assert_eq!(seen.connections.load(Ordering::SeqCst), 2, "control and bulk connected again");
 }
