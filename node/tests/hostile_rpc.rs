@@ -7,6 +7,12 @@
 //! and afterwards the process must still run and lead. Case counts keep the
 //! file to well under a minute in CI.
 //!
+//! The Raft RPCs get random payloads (what a peer sends is postcard bytes
+//! in a `RaftPayload`, whose decoding `hostile_decode.rs` fuzzes on its
+//! own): every call must come back, the stream ones too, and nothing may
+//! panic. A payload that happens to decode is a message from a trusted
+//! peer and may move the node's term; the node must then lead again.
+//!
 //! `AddMember` and `RemoveMember` get their id forced to 0 (a later field
 //! wins in protobuf): a random member would really be added, and a
 //! one-node cluster that must reach an unreachable voter has no quorum.
@@ -77,6 +83,14 @@ const METHODS: &[(&str, u32, &[Ty])] = &[
     ("/lexum.v1.Lexum/DeleteInstances", 64, &[Str, Str]),
     ("/lexum.v1.Lexum/EngineSnapshot", 8, &[]),
     ("/lexum.v1.Worker/Attach", 24, &[Msg(&HELLO), Msg(&TASK_RESULT)]),
+];
+
+/// The Raft RPCs and how many random payloads each gets.
+const RAFT_METHODS: &[(&str, u32)] = &[
+    ("/lexum.v1.Raft/AppendEntries", 64),
+    ("/lexum.v1.Raft/AppendStream", 32),
+    ("/lexum.v1.Raft/Vote", 64),
+    ("/lexum.v1.Raft/InstallSnapshot", 32),
 ];
 
 /// How long one call may take before the test calls it a hang.
@@ -259,11 +273,12 @@ impl Drop for Node {
 }
 
 /// A loopback port below the ephemeral range that is free right now.
+/// A loopback port the kernel just handed out, so the tests of this file,
+/// which run at once in one process, never pick the same one.
 fn free_port() -> u16 {
-    let start = 21_000 + (std::process::id() % 5_000) as u16;
-    (0..5_000u16)
-        .map(|i| start + i)
-        .find(|port| std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok())
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
         .expect("a free loopback port")
 }
 
@@ -347,7 +362,7 @@ async fn call(channel: &Channel, path: &'static str, body: Vec<u8>) -> Result<bo
                 })
                 .await;
             }
-        } else if path.ends_with("/Attach") {
+        } else if path.ends_with("/Attach") || path.ends_with("/AppendStream") {
             let outbound = tokio_stream::iter([body.clone(), body]);
             match grpc.streaming(tonic::Request::new(outbound), uri, Raw).await {
                 Ok(response) => {
@@ -415,4 +430,32 @@ async fn random_protobuf_at_every_rpc_leaves_the_node_running_and_leading() {
 
 fn encode_into(body: &mut Vec<u8>, fields: &[Field]) {
     body.extend_from_slice(&encode(fields));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_payloads_at_every_raft_rpc_leave_the_node_running() {
+    let mut node = Node::start();
+    let channel = channel(&node.addr).await;
+    wait_for_leadership(&channel).await;
+
+    let mut runner = TestRunner::new_with_rng(
+        Config { failure_persistence: None, ..Config::default() },
+        TestRng::deterministic_rng(RngAlgorithm::ChaCha),
+    );
+    let postcard = proptest::collection::vec(any::<u8>(), 0..512);
+    for &(path, cases) in RAFT_METHODS {
+        for _ in 0..cases {
+            let data = postcard.new_tree(&mut runner).expect("random bytes").current();
+            let mut body = Vec::new();
+            encode_into(&mut body, &[Field::Bytes(1, data)]);
+            if let Err(hang) = call(&channel, path, body.clone()).await {
+                panic!("{hang}; request bytes {body:?}\n{}", node.log());
+            }
+            node.assert_running();
+        }
+    }
+
+    wait_for_leadership(&channel).await;
+    node.assert_running();
+    assert!(!node.log().contains("panicked"), "a task panicked:\n{}", node.log());
 }
