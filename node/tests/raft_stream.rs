@@ -153,15 +153,32 @@ fn start_apart(addr: &str, peer: Peer) -> (Arc<Seen>, tokio::runtime::Runtime) {
         .enable_all()
         .build()
         .expect("a runtime for the peer");
-    let listener = std::net::TcpListener::bind(addr).expect("bind loopback");
-    listener.set_nonblocking(true).expect("non-blocking listener");
-    let seen = Arc::new(Seen::default());
     let listener = {
         let _inside = runtime.enter();
-        tokio::net::TcpListener::from_std(listener).expect("tokio listener")
+        rebind(addr)
     };
+    let seen = Arc::new(Seen::default());
     runtime.spawn(serve(listener, peer, seen.clone()));
     (seen, runtime)
+}
+
+/// A listener on `addr`, which a peer killed a moment ago may still hold
+/// (its runtime shuts down in the background): tried for up to 5 s.
+fn rebind(addr: &str) -> tokio::net::TcpListener {
+    let addr: std::net::SocketAddr = addr.parse().expect("a socket address");
+    let mut tries = 0;
+    loop {
+        let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+        socket.set_reuseaddr(true).expect("SO_REUSEADDR");
+        match socket.bind(addr).and_then(|()| socket.listen(128)) {
+            Ok(listener) => return listener,
+            Err(_) if tries < 100 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(error) => panic!("bind {addr}: {error}"),
+        }
+    }
 }
 
 fn node(addr: &str) -> BasicNode {
