@@ -208,6 +208,9 @@ async fn concurrent_mutations_are_group_committed_and_each_is_acknowledged() {
     let entries = count(&after) - count(&before);
     assert_eq!(mutations, (WRITERS as i64 * ROUNDS) as f64, "every mutation went through the group commit");
     assert!(entries < mutations, "{WRITERS} concurrent writers never shared an entry ({entries} entries)");
+    let syncs = |text: &str| metric(text, "lexum_wal_sync_seconds_count").unwrap_or(0.0);
+    let synced = syncs(&after) - syncs(&before);
+    assert!(synced >= 1.0, "no WAL sync timed for {entries} entries");
     let (status, _) = cluster.http_get(leader, "/readyz").await.expect("readyz");
     assert_eq!(status, 200, "a node that knows its leader is ready");
 }

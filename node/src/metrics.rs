@@ -28,6 +28,8 @@ pub struct Metrics {
     /// Requests (client mutations, worker results) group-committed in each
     /// entry the leader proposed.
     pub requests_per_entry: Histogram,
+    /// Duration of each WAL sync (fed by the log store's sync thread).
+    pub wal_sync_seconds: Histogram,
 }
 
 impl Metrics {
@@ -60,6 +62,14 @@ impl Metrics {
             .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
         )
         .expect("valid histogram");
+        let wal_sync_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "lexum_wal_sync_seconds",
+                "Time of one WAL sync (fdatasync), which every acknowledged write waits for on a quorum",
+            )
+            .buckets(vec![0.000_1, 0.000_25, 0.000_5, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128]),
+        )
+        .expect("valid histogram");
         for collector in [
             Box::new(apply_seconds.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(rejected_total.clone()),
@@ -72,6 +82,7 @@ impl Metrics {
             Box::new(dispatch_queue.clone()),
             Box::new(workers.clone()),
             Box::new(requests_per_entry.clone()),
+            Box::new(wal_sync_seconds.clone()),
         ] {
             registry.register(collector).expect("metric names are unique");
         }
@@ -88,6 +99,7 @@ impl Metrics {
             dispatch_queue,
             workers,
             requests_per_entry,
+            wal_sync_seconds,
         }
     }
 

@@ -32,6 +32,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("opening storage in {}", settings.data_dir.display()))?;
     let replica = state_machine.replica();
+    log_store.time_syncs_into(replica.metrics().wal_sync_seconds.clone());
     let (server_tls, client_tls) = tls_configs(&settings)?;
     for warning in &settings.warnings {
         tracing::warn!("{warning}");

@@ -15,13 +15,15 @@ use super::{index_key, key_index, CF_LOG, CF_META};
 use crate::raft_types::{LogEntry, LogId, NodeId, StorageError, TypeConfig};
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{LogState, RaftLogReader, StorageIOError, Vote};
+use prometheus::Histogram;
 use rocksdb::{WriteBatch, DB};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::fmt::Debug;
 use std::ops::RangeBounds;
 use std::sync::mpsc;
-use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
+use std::time::Instant;
 
 const KEY_VOTE: &[u8] = b"vote";
 const KEY_COMMITTED: &[u8] = b"committed";
@@ -178,6 +180,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 struct WalSyncer {
     queue: mpsc::Sender<LogFlushed<TypeConfig>>,
     holds: Arc<SyncHolds>,
+    timings: Arc<OnceLock<Histogram>>,
 }
 
 /// How many [`SyncHold`]s are alive; the sync thread waits while any is.
@@ -213,6 +216,12 @@ impl Drop for SyncHold {
 }
 
 impl LogStore {
+    /// Records how long each WAL sync takes from now on in `histogram`
+    /// (the node's `lexum_wal_sync_seconds`). Only the first call counts.
+    pub fn time_syncs_into(&self, histogram: Histogram) {
+        let _ = self.syncer.timings.set(histogram);
+    }
+
     /// Holds back every append's sync, and so its callback, until the
     /// returned guard is dropped. For tests of what a cluster does while a
     /// node's log is written but not yet durable (a slow disk).
@@ -228,10 +237,12 @@ impl WalSyncer {
         let holds = Arc::new(SyncHolds::default());
         let db = Arc::downgrade(db);
         let thread_holds = holds.clone();
+        let timings = Arc::new(OnceLock::new());
+        let thread_timings = timings.clone();
         std::thread::Builder::new()
             .name("lexum-wal-sync".into())
-            .spawn(move || sync_loop(&db, &pending, &thread_holds))?;
-        Ok(WalSyncer { queue, holds })
+            .spawn(move || sync_loop(&db, &pending, &thread_holds, &thread_timings))?;
+        Ok(WalSyncer { queue, holds, timings })
     }
 
     /// Completes `callback` after a sync that covers every write made so far.
@@ -242,17 +253,26 @@ impl WalSyncer {
     }
 }
 
-fn sync_loop(db: &Weak<DB>, pending: &mpsc::Receiver<LogFlushed<TypeConfig>>, holds: &SyncHolds) {
+fn sync_loop(
+    db: &Weak<DB>,
+    pending: &mpsc::Receiver<LogFlushed<TypeConfig>>,
+    holds: &SyncHolds,
+    timings: &OnceLock<Histogram>,
+) {
     while let Ok(first) = pending.recv() {
         holds.wait_until_released();
         // Everything queued now was written before it was queued, so one
         // sync issued after draining the queue covers all of it.
         let mut batch = vec![first];
         batch.extend(pending.try_iter());
+        let started = Instant::now();
         let synced = match db.upgrade() {
             Some(db) => db.flush_wal(true).map_err(|e| e.to_string()),
             None => Err("the database is closed".to_string()),
         };
+        if let Some(histogram) = timings.get() {
+            histogram.observe(started.elapsed().as_secs_f64());
+        }
         for callback in batch {
             callback.log_io_completed(synced.clone().map_err(std::io::Error::other));
         }
