@@ -4,7 +4,8 @@
 //! - mutation throughput and latency (p50, p99) at several client counts,
 //!   each client a gRPC connection to the leader writing one field;
 //! - reaction latency: from a mutation that violates a goal to the worker
-//!   receiving the repairing effect;
+//!   receiving the repairing effect, with the slowest samples and the
+//!   nodes' WAL syncs meanwhile (how much of the tail the disk explains);
 //! - fleet repair: one mutation violates the goals of many domains at once;
 //!   the time until a worker has repaired them all;
 //! - failover: from `kill -9` of the leader to the first acknowledged write
@@ -26,6 +27,7 @@
 //! `cargo build --release --workspace --all-targets && target/release/bench`.
 
 mod compare;
+mod disk;
 
 use anyhow::{bail, Context};
 use clap::Parser;
@@ -168,7 +170,9 @@ async fn main() -> anyhow::Result<()> {
         );
     }
 
+    let syncs_before = disk::Syncs::of(&cluster).await;
     let reaction = reaction_latency(&cluster, args.reactions, args.background).await?;
+    let syncs = disk::Syncs::of(&cluster).await.since(&syncs_before);
     println!(
         "reaction (mutation to worker task), {} samples: p50 {:.2} ms   p99 {:.2} ms   (background {:.0} mutations/s; the same mutations acknowledged: p50 {:.2} ms   p99 {:.2} ms)",
         reaction.tasks.len(),
@@ -178,6 +182,10 @@ async fn main() -> anyhow::Result<()> {
         percentile_ms(&reaction.acks, 0.50),
         percentile_ms(&reaction.acks, 0.99),
     );
+    if args.reactions > 0 {
+        let slowest = slowest_ms(&reaction.tasks, 8);
+        println!("  slowest reactions, ms: {slowest:?}; {}", syncs.summary());
+    }
 
     if args.fleet > 0 {
         let repaired = fleet_repair(&cluster, args.fleet).await?;
@@ -662,6 +670,15 @@ async fn reaction_latency(cluster: &LocalCluster, samples: usize, background: u6
     let rate = written as f64 / started_load.elapsed().as_secs_f64();
     let _ = stop_tx.send(true);
     Ok(Reaction { tasks: latencies, acks, background: rate })
+}
+
+/// The `count` largest of `samples` in milliseconds, largest first, to a
+/// tenth of a millisecond.
+fn slowest_ms(samples: &[Duration], count: usize) -> Vec<f64> {
+    let mut ms: Vec<f64> = samples.iter().map(|d| (d.as_secs_f64() * 1e4).round() / 10.0).collect();
+    ms.sort_by(|a, b| b.total_cmp(a));
+    ms.truncate(count);
+    ms
 }
 
 /// Kills the leader, restarts it, and returns the time to the first write
