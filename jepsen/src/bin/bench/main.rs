@@ -3,6 +3,8 @@
 //!
 //! - mutation throughput and latency (p50, p99) at several client counts,
 //!   each client a gRPC connection to the leader writing one field;
+//! - linearizable reads (`--reads`): throughput and latency of `Read` on
+//!   the leader at the given client counts;
 //! - reaction latency: from a mutation that violates a goal to the worker
 //!   receiving the repairing effect, with the slowest samples and the
 //!   nodes' WAL syncs meanwhile (how much of the tail the disk explains);
@@ -113,6 +115,10 @@ struct Args {
     /// Background mutations per second while reaction latency is sampled.
     #[arg(long, default_value_t = 1000)]
     background: u64,
+    /// Client counts for linearizable reads (`Read` of one domain on the
+    /// leader), comma-separated; none by default.
+    #[arg(long, value_delimiter = ',')]
+    reads: Vec<usize>,
     /// Seconds of load (64 clients) with no fault, printing the Raft term
     /// before and after: a leader change under load shows as a new term.
     #[arg(long, default_value_t = 0)]
@@ -131,7 +137,8 @@ fn fleet_domain(i: usize) -> String {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    if args.seconds == 0 || args.seconds > 3600 || args.clients.iter().any(|c| *c == 0 || *c > 1024) {
+    let counts = args.clients.iter().chain(&args.reads);
+    if args.seconds == 0 || args.seconds > 3600 || counts.into_iter().any(|c| *c == 0 || *c > 1024) {
         bail!("--seconds must be 1..=3600 and every client count 1..=1024");
     }
     if args.kinds > 100_000 {
@@ -171,6 +178,24 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let syncs_before = disk::Syncs::of(&cluster).await;
+    for &clients in &args.reads {
+        let leader = cluster.wait_for_leader(Duration::from_secs(30)).await?;
+        let addr = cluster.nodes.get(&leader).map(|n| n.addr.clone()).context("leader address")?;
+        let mut readers = Vec::with_capacity(clients);
+        for _ in 0..clients {
+            readers.push(LexumReader { client: connect(&addr).await? });
+        }
+        let (sample, _) = drive(readers, Duration::from_secs(args.seconds)).await?;
+        println!(
+            "linearizable reads, {clients:>4} clients: {:>8.0} /s   p50 {:>7.2} ms   p99 {:>7.2} ms   ({} ok, {} failed)",
+            sample.ok as f64 / args.seconds as f64,
+            percentile_ms(&sample.latencies, 0.50),
+            percentile_ms(&sample.latencies, 0.99),
+            sample.ok,
+            sample.failed
+        );
+    }
+
     let reaction = reaction_latency(&cluster, args.reactions, args.background).await?;
     let syncs = disk::Syncs::of(&cluster).await.since(&syncs_before);
     println!(
@@ -500,6 +525,18 @@ struct LexumWriter {
 impl Writer for LexumWriter {
     async fn write(&mut self, n: u64) -> bool {
         self.client.mutate(write_payload(self.payload, self.base + n as i64)).await.is_ok()
+    }
+}
+
+/// A Lexum client reading `Load` (the leader confirms its leadership with
+/// a quorum first): [`drive`] times a read as it would a write.
+struct LexumReader {
+    client: LexumClient<Channel>,
+}
+
+impl Writer for LexumReader {
+    async fn write(&mut self, _: u64) -> bool {
+        self.client.read(pb::ReadRequest { domain: "Load".into(), ..Default::default() }).await.is_ok()
     }
 }
 
