@@ -21,6 +21,8 @@ fn bench_prints_every_measurement() {
             "1",
             "--kinds",
             "300",
+            "--reads",
+            "2",
         ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -40,7 +42,10 @@ fn bench_prints_every_measurement() {
     for needle in [
         "mutations,    1 clients",
         "mutations,    4 clients",
+        "linearizable reads,    2 clients",
         "reaction (mutation to worker task), 3 samples",
+        "slowest reactions, ms:",
+        "WAL syncs on the three nodes meanwhile:",
         "fleet repair, 20 goals violated by one mutation: all repaired in",
         "failover",
         "kinds: 300 instances x 10 goals created in",
