@@ -161,7 +161,7 @@ enum AppendTransport {
     /// None sent yet: the first goes unary.
     Unused,
     /// On a stream; `None` until opened, and while a call holds it.
-    Stream(Option<AppendStream>),
+    Stream(Option<Box<AppendStream>>),
     /// One unary call each: the peer does not serve the stream.
     Unary,
 }
@@ -299,7 +299,7 @@ impl PeerClient {
         Ok(reply)
     }
 
-    async fn open_stream(&self) -> Result<AppendStream, Opening> {
+    async fn open_stream(&self) -> Result<Box<AppendStream>, Opening> {
         let mut client = self.client(Lane::Bulk).map_err(Opening::Failed)?;
         let (requests, outgoing) = mpsc::channel(1);
         let replies = match client.append_stream(self.with_token(ReceiverStream::new(outgoing))).await {
@@ -307,7 +307,7 @@ impl PeerClient {
             Err(status) if status.code() == tonic::Code::Unimplemented => return Err(Opening::Unimplemented),
             Err(status) => return Err(Opening::Failed(status_to_error(status))),
         };
-        Ok(AppendStream { requests, replies })
+        Ok(Box::new(AppendStream { requests, replies }))
     }
 }
 
