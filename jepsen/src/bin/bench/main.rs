@@ -164,38 +164,22 @@ async fn main() -> anyhow::Result<()> {
     }
 
     for &clients in &args.clients {
-        let leader = cluster.wait_for_leader(Duration::from_secs(30)).await?;
-        let addr = cluster.nodes.get(&leader).map(|n| n.addr.clone()).context("leader address")?;
+        let addr = leader_addr(&cluster).await?;
         let sample = throughput(&addr, clients, Duration::from_secs(args.seconds)).await?;
-        println!(
-            "mutations, {clients:>4} clients: {:>8.0} /s   p50 {:>7.2} ms   p99 {:>7.2} ms   ({} ok, {} failed)",
-            sample.ok as f64 / args.seconds as f64,
-            percentile_ms(&sample.latencies, 0.50),
-            percentile_ms(&sample.latencies, 0.99),
-            sample.ok,
-            sample.failed
-        );
+        print_sample("mutations", clients, args.seconds, &sample);
     }
 
-    let syncs_before = disk::Syncs::of(&cluster).await;
     for &clients in &args.reads {
-        let leader = cluster.wait_for_leader(Duration::from_secs(30)).await?;
-        let addr = cluster.nodes.get(&leader).map(|n| n.addr.clone()).context("leader address")?;
+        let addr = leader_addr(&cluster).await?;
         let mut readers = Vec::with_capacity(clients);
         for _ in 0..clients {
             readers.push(LexumReader { client: connect(&addr).await? });
         }
         let (sample, _) = drive(readers, Duration::from_secs(args.seconds)).await?;
-        println!(
-            "linearizable reads, {clients:>4} clients: {:>8.0} /s   p50 {:>7.2} ms   p99 {:>7.2} ms   ({} ok, {} failed)",
-            sample.ok as f64 / args.seconds as f64,
-            percentile_ms(&sample.latencies, 0.50),
-            percentile_ms(&sample.latencies, 0.99),
-            sample.ok,
-            sample.failed
-        );
+        print_sample("linearizable reads", clients, args.seconds, &sample);
     }
 
+    let syncs_before = disk::Syncs::of(&cluster).await;
     let reaction = reaction_latency(&cluster, args.reactions, args.background).await?;
     let syncs = disk::Syncs::of(&cluster).await.since(&syncs_before);
     println!(
@@ -377,8 +361,7 @@ async fn compare_with_etcd(args: &Args, cluster: &mut LocalCluster) -> anyhow::R
     let mut etcd_cluster = compare::EtcdSide::start(args.value_size).await?;
     let (mut lexum, mut etcd) = (compare::Side::default(), compare::Side::default());
     for &clients in &args.clients {
-        let leader = cluster.wait_for_leader(Duration::from_secs(30)).await?;
-        let addr = cluster.nodes.get(&leader).map(|n| n.addr.clone()).context("leader address")?;
+        let addr = leader_addr(cluster).await?;
         let mut writers = Vec::with_capacity(clients);
         for c in 0..clients {
             writers.push(LexumWriter { client: connect(&addr).await?, payload, base: (c as i64) << 32 });
@@ -707,6 +690,25 @@ async fn reaction_latency(cluster: &LocalCluster, samples: usize, background: u6
     let rate = written as f64 / started_load.elapsed().as_secs_f64();
     let _ = stop_tx.send(true);
     Ok(Reaction { tasks: latencies, acks, background: rate })
+}
+
+/// The address of the current leader (waiting up to 30 s for one).
+async fn leader_addr(cluster: &LocalCluster) -> anyhow::Result<String> {
+    let leader = cluster.wait_for_leader(Duration::from_secs(30)).await?;
+    cluster.nodes.get(&leader).map(|n| n.addr.clone()).context("leader address")
+}
+
+/// One line of a throughput sample: `what` by `clients` clients over
+/// `seconds`.
+fn print_sample(what: &str, clients: usize, seconds: u64, sample: &Sample) {
+    println!(
+        "{what}, {clients:>4} clients: {:>8.0} /s   p50 {:>7.2} ms   p99 {:>7.2} ms   ({} ok, {} failed)",
+        sample.ok as f64 / seconds as f64,
+        percentile_ms(&sample.latencies, 0.50),
+        percentile_ms(&sample.latencies, 0.99),
+        sample.ok,
+        sample.failed
+    );
 }
 
 /// The `count` largest of `samples` in milliseconds, largest first, to a
