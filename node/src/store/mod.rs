@@ -33,6 +33,10 @@ pub fn open_db(dir: &Path) -> Result<Arc<DB>, rocksdb::Error> {
     opts.create_missing_column_families(true);
     opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
     opts.set_recycle_log_file_num(RECYCLED_WALS);
+    // A WAL can be reused only when no column family still needs it. `meta`
+    // and `sm` are written into every WAL but fill their memtables slowly;
+    // flushing them with `log` frees each WAL as soon as `log` moves on.
+    opts.set_atomic_flush(true);
     let mut log_opts = Options::default();
     log_opts.set_write_buffer_size(WAL_BYTES);
     let cfs = [
@@ -133,6 +137,54 @@ mod tests {
         assert!(current >= WAL_BYTES as u64, "the current WAL is a new file, not a recycled one: {wals:?}");
         assert!(wals.len() <= RECYCLED_WALS + 1, "more WAL files than the recycled ones and the current: {wals:?}");
         drop(db);
+    }
+
+    /// The newest WAL file's number.
+    fn current_wal(dir: &Path) -> u64 {
+        wal_lengths(dir).last().map(|(number, _)| *number).expect("a WAL file")
+    }
+
+    #[test]
+    fn a_wal_is_freed_for_reuse_once_the_log_is_flushed_even_with_meta_and_snapshot_writes_in_it() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = open_db(dir.path()).expect("open");
+        let (log, meta, sm) = (
+            db.cf_handle(CF_LOG).expect("log"),
+            db.cf_handle(CF_META).expect("meta"),
+            db.cf_handle(CF_SM).expect("sm"),
+        );
+        let first = current_wal(dir.path());
+        // Three memtables' worth of entries, each batch followed by a
+        // committed marker in `meta` and now and then a snapshot in `sm`,
+        // as a running node writes them.
+        let entry = vec![7u8; 4096];
+        let batches = 3 * WAL_BYTES / (entry.len() * 16);
+        for b in 0..batches {
+            let mut batch = WriteBatch::default();
+            for i in 0..16 {
+                batch.put_cf(log, index_key((b * 16 + i) as u64), &entry);
+            }
+            db.write(batch).expect("append");
+            db.put_cf(meta, b"committed", (b as u64).to_be_bytes()).expect("committed");
+            if b % 500 == 0 {
+                db.put_cf(sm, b"snapshot", vec![1u8; 64 << 10]).expect("snapshot");
+            }
+            db.flush_wal(true).expect("sync");
+        }
+        let current = current_wal(dir.path());
+        assert!(current > first, "three memtables of entries switched no WAL");
+        // The last switch's flush runs in the background: give it 5 s.
+        let min_kept = || db.property_int_value("rocksdb.min-log-number-to-keep").expect("property").expect("a number");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while min_kept() < current && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert_eq!(
+            min_kept(),
+            current,
+            "older WALs are still needed, so none is recycled: {:?}",
+            wal_lengths(dir.path())
+        );
     }
 
     #[test]

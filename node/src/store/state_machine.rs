@@ -95,6 +95,7 @@ impl StateMachine {
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+        let started = std::time::Instant::now();
         let payload = self.replica.snapshot_payload();
         let data = postcard::to_stdvec(&payload).map_err(|e| StorageIOError::write_snapshot(None, &e))?;
         let snapshot_id = match payload.last_applied {
@@ -104,6 +105,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         let meta = SnapshotMeta { last_log_id: payload.last_applied, last_membership: payload.membership, snapshot_id };
         let stored = StoredSnapshot { meta: meta.clone(), data };
         self.save_snapshot(&stored)?;
+        tracing::debug!(snapshot = %meta.snapshot_id, bytes = stored.data.len(), took = ?started.elapsed(), "built snapshot");
         Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(stored.data)) })
     }
 }
