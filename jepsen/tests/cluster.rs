@@ -167,7 +167,7 @@ fn metric(text: &str, name: &str) -> Option<f64> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_mutations_are_group_committed_and_each_is_acknowledged() {
+async fn concurrent_mutations_and_reads_are_batched_and_each_is_acknowledged() {
     const WRITERS: usize = 32;
     const ROUNDS: i64 = 15;
     let _serial = SERIAL.lock().await;
@@ -211,6 +211,33 @@ async fn concurrent_mutations_are_group_committed_and_each_is_acknowledged() {
     let syncs = |text: &str| metric(text, "lexum_wal_sync_seconds_count").unwrap_or(0.0);
     let synced = syncs(&after) - syncs(&before);
     assert!(synced >= 1.0, "no WAL sync timed for {entries} entries");
+
+    // Concurrent linearizable reads share leadership checks, and each sees
+    // every write acknowledged before it.
+    const READERS: usize = 32;
+    const READS: usize = 5;
+    let (_, before) = cluster.http_get(leader, "/metrics").await.expect("metrics");
+    let mut readers = Vec::new();
+    for _ in 0..READERS {
+        let mut client = cluster.client(leader).await.expect("client");
+        readers.push(tokio::spawn(async move {
+            for _ in 0..READS {
+                let request = pb::ReadRequest { domain: "Many".into(), ..Default::default() };
+                let fields = client.read(request).await.expect("read").into_inner().fields;
+                let w0 = fields.iter().find(|f| f.name == "w0").and_then(|f| f.value.clone());
+                assert_eq!(w0, int(ROUNDS * 1000), "a read missed an acknowledged write");
+            }
+        }));
+    }
+    for reader in readers {
+        reader.await.expect("reader");
+    }
+    let (_, after) = cluster.http_get(leader, "/metrics").await.expect("metrics");
+    let count = |text: &str| metric(text, "lexum_reads_per_check_count").unwrap_or(0.0);
+    let sum = |text: &str| metric(text, "lexum_reads_per_check_sum").unwrap_or(0.0);
+    let (reads, checks) = (sum(&after) - sum(&before), count(&after) - count(&before));
+    assert_eq!(reads, (READERS * READS) as f64, "every read went through a leadership check");
+    assert!(checks < reads, "{READERS} concurrent readers never shared a leadership check ({checks} checks)");
     let (status, _) = cluster.http_get(leader, "/readyz").await.expect("readyz");
     assert_eq!(status, 200, "a node that knows its leader is ready");
 }

@@ -2,6 +2,7 @@
 //! reads, find the leader. Services and the dispatcher go through it.
 
 use crate::raft_types::{ApplyResponse, NodeId, Raft};
+use crate::read_batch::ReadBatcher;
 use crate::replica::Replica;
 use lexum_engine::entry::Entry;
 use lexum_engine::{Engine, Rejection};
@@ -47,6 +48,8 @@ pub struct Cluster {
     pub peer_token: Option<String>,
     /// TLS for calls to peers (status gathering), as Raft uses it.
     pub peer_tls: Option<tonic::transport::ClientTlsConfig>,
+    /// Gathers concurrent linearizable reads into shared leadership checks.
+    pub reads: Arc<ReadBatcher>,
 }
 
 impl Cluster {
@@ -77,8 +80,21 @@ impl Cluster {
     }
 
     /// Waits until this node, as leader, has applied everything committed
-    /// before the call (read index). Fails on followers with the leader's address.
+    /// before the call (read index). Fails on followers with the leader's
+    /// address. Concurrent calls share one leadership check (see
+    /// [`ReadBatcher`]).
     pub async fn linearize(&self) -> Result<(), ProposeError> {
+        let cluster = self.clone();
+        self.reads
+            .read(move || {
+                let cluster = cluster.clone();
+                async move { cluster.check_leadership().await }
+            })
+            .await
+    }
+
+    /// One leadership check and wait for the read index, made now.
+    async fn check_leadership(&self) -> Result<(), ProposeError> {
         let read = self.raft.ensure_linearizable();
         match tokio::time::timeout(self.propose_timeout, read).await {
             Err(_) => Err(ProposeError::Unavailable("timed out confirming leadership".into())),

@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod network;
 pub mod node;
 pub mod raft_types;
+pub mod read_batch;
 pub mod replay;
 pub mod replica;
 pub mod service;

@@ -30,6 +30,8 @@ pub struct Metrics {
     pub requests_per_entry: Histogram,
     /// Duration of each WAL sync (fed by the log store's sync thread).
     pub wal_sync_seconds: Histogram,
+    /// Linearizable reads answered by each leadership check (leader).
+    pub reads_per_check: Histogram,
 }
 
 impl Metrics {
@@ -70,6 +72,14 @@ impl Metrics {
             .buckets(vec![0.000_1, 0.000_25, 0.000_5, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128]),
         )
         .expect("valid histogram");
+        let reads_per_check = Histogram::with_opts(
+            HistogramOpts::new(
+                "lexum_reads_per_check",
+                "Linearizable reads answered by one leadership check (read index round) on the leader",
+            )
+            .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
+        )
+        .expect("valid histogram");
         for collector in [
             Box::new(apply_seconds.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(rejected_total.clone()),
@@ -83,6 +93,7 @@ impl Metrics {
             Box::new(workers.clone()),
             Box::new(requests_per_entry.clone()),
             Box::new(wal_sync_seconds.clone()),
+            Box::new(reads_per_check.clone()),
         ] {
             registry.register(collector).expect("metric names are unique");
         }
@@ -100,6 +111,7 @@ impl Metrics {
             workers,
             requests_per_entry,
             wal_sync_seconds,
+            reads_per_check,
         }
     }
 

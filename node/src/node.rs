@@ -6,6 +6,7 @@ use crate::dispatcher::Dispatcher;
 use crate::group_commit::GroupCommit;
 use crate::network::Network;
 use crate::raft_types::Raft;
+use crate::read_batch::ReadBatcher;
 use crate::service::auth::{Guard, Tokens};
 use crate::service::client::ClientApi;
 use crate::service::limits::{Limited, Limits};
@@ -45,6 +46,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         Raft::new(settings.id, Arc::new(settings.raft_config()?), network, log_store.clone(), state_machine.clone())
             .await
             .context("starting raft")?;
+    let reads = Arc::new(ReadBatcher::recording_into(replica.metrics().reads_per_check.clone()));
     let cluster = Cluster {
         id: settings.id,
         raft: raft.clone(),
@@ -53,6 +55,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         quorum_timeout: Duration::from_millis(2 * settings.raft.election_timeout_max_ms),
         peer_token: settings.auth.peer_token.clone(),
         peer_tls: client_tls,
+        reads,
     };
     bootstrap(&settings, &raft).await?;
 
