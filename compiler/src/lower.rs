@@ -134,7 +134,7 @@ pub fn fill_sets(p: &mut Program, map: &SourceMap, report: bool, diags: &mut Vec
         t.write_set = sorted(tw);
         t.emits = sorted(te);
     }
-    for ti in 0..p.transitions.len() {
+    for (ti, created) in creates.iter().enumerate() {
         let goal = p.transitions[ti].goal.index();
         let Some(g) = p.goals.get(goal) else { continue };
         let t = &p.transitions[ti];
@@ -142,7 +142,7 @@ pub fn fill_sets(p: &mut Program, map: &SourceMap, report: bool, diags: &mut Vec
         kind_reads(&g.predicate, &mut reads);
         let reaches = !t.emits.is_empty()
             || intersects(&t.write_set, &g.read_set)
-            || creates[ti].iter().any(|k| reads.iter().any(|(kind, _, _)| kind == k));
+            || created.iter().any(|k| reads.iter().any(|(kind, _, _)| kind == k));
         p.transitions[ti].reaches_goal = reaches;
     }
     if !report {

@@ -229,6 +229,8 @@ impl PeerClient {
     }
 
     /// A client on the peer's connection for `lane`, or why there is none.
+    // The error is openraft's RPCError, which the caller returns as is.
+    #[allow(clippy::result_large_err)]
     fn client(&self, lane: Lane) -> Result<RaftClient<Channel>, TransportError> {
         let channel = match lane {
             Lane::Control => &self.channels.control,

@@ -72,6 +72,8 @@ fn token_of(headers: &HeaderMap) -> Option<String> {
 }
 
 /// Whether the request may see the view (a reading role when tokens are on).
+// The refusal is axum's `Response`, returned as a handler would.
+#[allow(clippy::result_large_err)]
 fn check(state: &UiState, headers: &HeaderMap) -> Result<(), Response> {
     let header = token_of(headers);
     state.tokens.authorize_view(header.as_deref().map(str::as_bytes)).map(|_| ()).map_err(|status| {

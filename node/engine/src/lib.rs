@@ -318,6 +318,9 @@ pub enum SnapshotError {
     Program(String),
 }
 
+/// One instance of a kind in a page: its key and its fields by name.
+pub type InstanceFields = (String, Vec<(String, Value)>);
+
 /// The whole replicated state of the engine.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Engine {
@@ -699,12 +702,7 @@ impl Engine {
 
     /// A page of a kind's live instances in key order, each with its
     /// fields, and how many are live; `None` when `kind` is not a kind.
-    pub fn instances_page(
-        &self,
-        kind: &str,
-        offset: u64,
-        limit: u64,
-    ) -> Option<(Vec<(String, Vec<(String, Value)>)>, u64)> {
+    pub fn instances_page(&self, kind: &str, offset: u64, limit: u64) -> Option<(Vec<InstanceFields>, u64)> {
         let program = self.program.as_ref()?;
         let k = *self.index.domains.get(kind)?;
         program.domains.get(k.index())?.key.as_ref()?;

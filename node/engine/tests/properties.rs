@@ -244,8 +244,11 @@ proptest! {
 }
 
 /// What a replica exposes apart from log indexes (a batch shares one):
-/// field values, goal statuses, and the pending work.
-fn observable(engine: &Engine) -> (Vec<Option<Vec<(String, Value)>>>, Vec<String>, String) {
+/// field values by domain, goal statuses, and the pending work.
+type Observable = (Vec<Option<Vec<(String, Value)>>>, Vec<String>, String);
+
+/// The [`Observable`] state of `engine`.
+fn observable(engine: &Engine) -> Observable {
     let fields = ["Room", "Heater", "Cooler", "Pool"].iter().map(|d| engine.domain_state(d)).collect();
     let goals = engine
         .goals()

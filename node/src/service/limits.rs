@@ -620,7 +620,7 @@ mod tests {
         assert!(limits.admit(None, Slot::Request).is_err(), "node full");
         drop(a);
         assert_eq!(limits.requests(), 1);
-        assert!(limits.lock().connections.get(&SocketAddr::from(([127, 0, 0, 1], 1))).is_none());
+        assert!(!limits.lock().connections.contains_key(&SocketAddr::from(([127, 0, 0, 1], 1))));
     }
 
     /// A stand-in service: answers OK after `delay`, or never.

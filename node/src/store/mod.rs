@@ -11,7 +11,11 @@
 //! per sync). [`open_db`] leaves the database writing into such a file from
 //! the start.
 
+// The helpers of both return openraft's `StorageIOError` by value, as its
+// storage traits do; boxing it there would only move the allocation.
+#[allow(clippy::result_large_err)]
 pub mod log_store;
+#[allow(clippy::result_large_err)]
 pub mod state_machine;
 
 use anyhow::Context;
