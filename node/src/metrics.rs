@@ -38,11 +38,11 @@ impl Metrics {
     /// Creates and registers every metric.
     pub fn new() -> Metrics {
         let registry = Registry::new();
-        let apply_seconds = Histogram::with_opts(
-            HistogramOpts::new("lexum_apply_seconds", "Time to apply one entry to the engine")
-                .buckets(vec![0.000_01, 0.000_05, 0.000_1, 0.000_5, 0.001, 0.005, 0.01, 0.05]),
-        )
-        .expect("valid histogram");
+        let apply_seconds = histogram(
+            "lexum_apply_seconds",
+            "Time to apply one entry to the engine",
+            vec![0.000_01, 0.000_05, 0.000_1, 0.000_5, 0.001, 0.005, 0.01, 0.05],
+        );
         let rejected_total =
             IntCounter::new("lexum_rejected_entries_total", "Entries (or mutations of a batch) the engine rejected")
                 .expect("valid");
@@ -56,30 +56,21 @@ impl Metrics {
             IntGaugeVec::new(Opts::new("lexum_dispatch_queue", "Effects waiting for dispatch by level"), &["level"])
                 .expect("valid");
         let workers = IntGauge::new("lexum_workers", "Workers connected to this node").expect("valid");
-        let requests_per_entry = Histogram::with_opts(
-            HistogramOpts::new(
-                "lexum_requests_per_entry",
-                "Client mutations and worker results group-committed in one entry (leader)",
-            )
-            .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
-        )
-        .expect("valid histogram");
-        let wal_sync_seconds = Histogram::with_opts(
-            HistogramOpts::new(
-                "lexum_wal_sync_seconds",
-                "Time of one WAL sync (fdatasync), which every acknowledged write waits for on a quorum",
-            )
-            .buckets(vec![0.000_1, 0.000_25, 0.000_5, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128]),
-        )
-        .expect("valid histogram");
-        let reads_per_check = Histogram::with_opts(
-            HistogramOpts::new(
-                "lexum_reads_per_check",
-                "Linearizable reads answered by one leadership check (read index round) on the leader",
-            )
-            .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
-        )
-        .expect("valid histogram");
+        let requests_per_entry = histogram(
+            "lexum_requests_per_entry",
+            "Client mutations and worker results group-committed in one entry (leader)",
+            count_buckets(),
+        );
+        let wal_sync_seconds = histogram(
+            "lexum_wal_sync_seconds",
+            "Time of one WAL sync (fdatasync), which every acknowledged write waits for on a quorum",
+            vec![0.000_1, 0.000_25, 0.000_5, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128],
+        );
+        let reads_per_check = histogram(
+            "lexum_reads_per_check",
+            "Linearizable reads answered by one leadership check (read index round) on the leader",
+            count_buckets(),
+        );
         for collector in [
             Box::new(apply_seconds.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(rejected_total.clone()),
@@ -136,6 +127,16 @@ impl Metrics {
     }
 }
 
+/// A histogram with `buckets` (its name and help are fixed strings, so
+/// creating it cannot fail).
+fn histogram(name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
+    Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets)).expect("valid histogram")
+}
+
+/// Buckets for how many requests one round carried: powers of two to 256.
+fn count_buckets() -> Vec<f64> {
+    (0..=8).map(|power| f64::from(1u32 << power)).collect()
+}
 impl Default for Metrics {
     fn default() -> Self {
         Metrics::new()
