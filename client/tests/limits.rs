@@ -76,7 +76,6 @@ impl Node {
         }
     }
 
-    /// A raw gRPC client on its own connection.
     /// A new connection to the node.
     async fn channel(&self) -> anyhow::Result<Channel> {
         Ok(Channel::from_shared(format!("http://{}", self.addr))?
@@ -85,10 +84,12 @@ impl Node {
             .await?)
     }
 
+    /// A raw gRPC client on its own connection.
     async fn raw(&self) -> anyhow::Result<LexumClient<Channel>> {
         Ok(LexumClient::new(self.channel().await?))
     }
 
+    /// A raw worker client on its own connection.
     async fn raw_worker(&self) -> anyhow::Result<WorkerClient<Channel>> {
         Ok(WorkerClient::new(self.channel().await?))
     }

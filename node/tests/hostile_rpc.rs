@@ -272,7 +272,6 @@ impl Drop for Node {
     }
 }
 
-/// A loopback port below the ephemeral range that is free right now.
 /// A loopback port the kernel just handed out, so the tests of this file,
 /// which run at once in one process, never pick the same one.
 fn free_port() -> u16 {
