@@ -46,6 +46,7 @@ fn bench_prints_every_measurement() {
         "reaction (mutation to worker task), 3 samples",
         "slowest reactions, ms:",
         "WAL syncs on the three nodes meanwhile:",
+        "the bench's own 500 µs timer meanwhile:",
         "fleet repair, 20 goals violated by one mutation: all repaired in",
         "failover",
         "kinds: 300 instances x 10 goals created in",
@@ -90,6 +91,9 @@ fn bench_compares_with_etcd_side_by_side() {
         "etcd puts,    4 clients",
         "1 clients",
         "4 clients",
+        "1 write, ",
+        "its task at the worker",
+        "(50 probes a side",
         "failover median (1 kills)",
         "failover worst",
     ] {

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use lexum_jepsen::etcd::{EtcdClient, EtcdCluster};
 
+use crate::under_load::{Probe, Probed, UnderLoad};
 use crate::{drive, percentile_ms, Sample, Writer};
 
 /// One side's numbers: per client count the rate and latencies, and the
@@ -23,6 +24,8 @@ pub struct Side {
     pub rates: Vec<(usize, f64, f64, f64)>,
     /// Kill -9 of the leader to the first acknowledged write.
     pub failovers: Vec<Duration>,
+    /// One write at a time beside a background load, when measured.
+    pub under_load: Option<UnderLoad>,
 }
 
 impl Side {
@@ -103,6 +106,13 @@ impl EtcdSide {
         Ok(writers)
     }
 
+    /// A probe putting its own key through the leader.
+    pub async fn probe(&self) -> anyhow::Result<EtcdProbe> {
+        let leader = self.cluster.wait_for_leader(Duration::from_secs(30)).await?;
+        let client = EtcdClient::connect(&self.cluster.client_addrs()[leader]).await?;
+        Ok(EtcdProbe { client, value: self.value.clone() })
+    }
+
     /// `count` leader kills, each timed to the first acknowledged put.
     pub async fn failovers(&mut self, count: usize) -> anyhow::Result<Vec<Duration>> {
         let mut samples = Vec::with_capacity(count);
@@ -123,6 +133,20 @@ pub struct EtcdWriter {
 impl Writer for EtcdWriter {
     async fn write(&mut self, _n: u64) -> bool {
         self.client.put(&self.key, &self.value).await.is_ok()
+    }
+}
+
+/// One put of the probe key at a time, timed to its acknowledgement.
+pub struct EtcdProbe {
+    client: EtcdClient,
+    value: Vec<u8>,
+}
+
+impl Probe for EtcdProbe {
+    async fn probe(&mut self, n: u64) -> anyhow::Result<Probed> {
+        let started = Instant::now();
+        self.client.put(b"probe", &self.value).await.with_context(|| format!("etcd probe {n}"))?;
+        Ok(Probed { ack: started.elapsed(), task: None })
     }
 }
 
@@ -204,6 +228,28 @@ pub fn print_table(lexum: &Side, etcd: &Side, value_size: usize) {
             format!("{erate:.0}/s p50 {ep50:.2} p99 {ep99:.2} ms"),
             format!("{rate:.0}/s p50 {p50:.2} p99 {p99:.2} ms"),
             rate / erate
+        );
+    }
+    if let (Some(ours), Some(theirs)) = (&lexum.under_load, &etcd.under_load) {
+        let p = |s: &[Duration], q| percentile_ms(s, q);
+        println!(
+            "{:<28} {:>26} {:>26} {:>9.2}x",
+            format!("1 write, {:.0}/s beside", (ours.background + theirs.background) / 2.0),
+            format!("p50 {:.2} p99 {:.2} ms", p(&theirs.acks, 0.5), p(&theirs.acks, 0.99)),
+            format!("p50 {:.2} p99 {:.2} ms", p(&ours.acks, 0.5), p(&ours.acks, 0.99)),
+            p(&ours.acks, 0.99) / p(&theirs.acks, 0.99)
+        );
+        println!(
+            "{:<28} {:>26} {:>26}",
+            "  its task at the worker",
+            "-",
+            format!("p50 {:.2} p99 {:.2} ms", p(&ours.tasks, 0.5), p(&ours.tasks, 0.99)),
+        );
+        println!(
+            "  ({} probes a side, {:.0} and {:.0} background writes/s reached; the ratio is of p99)",
+            ours.acks.len(),
+            theirs.background,
+            ours.background
         );
     }
     if lexum.failovers.is_empty() && etcd.failovers.is_empty() {

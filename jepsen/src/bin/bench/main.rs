@@ -6,8 +6,9 @@
 //! - linearizable reads (`--reads`): throughput and latency of `Read` on
 //!   the leader at the given client counts;
 //! - reaction latency: from a mutation that violates a goal to the worker
-//!   receiving the repairing effect, with the slowest samples and the
-//!   nodes' WAL syncs meanwhile (how much of the tail the disk explains);
+//!   receiving the repairing effect, with the slowest samples, the nodes'
+//!   WAL syncs meanwhile (how much of the tail the disk explains) and how
+//!   late a timer of the bench's own woke (how much the machine stalled);
 //! - fleet repair: one mutation violates the goals of many domains at once;
 //!   the time until a worker has repaired them all;
 //! - failover: from `kill -9` of the leader to the first acknowledged write
@@ -22,7 +23,10 @@
 //!   field for Lexum) and leader kills against Lexum and a three-member
 //!   etcd on loopback, printed as one table with the ratios. Both clusters
 //!   run at once and each client count's time alternates between them in
-//!   one-second slices, so the machine's drift falls on both alike.
+//!   one-second slices, so the machine's drift falls on both alike. Then
+//!   one write at a time beside a background load on each side, in
+//!   alternating stretches: the floor this machine sets under the reaction
+//!   sample, with etcd's put where Lexum has its violating mutation.
 //!
 //! Build everything with the one cargo selection of `deploy/test.sh`, then
 //! run the binary next to `lexumd`:
@@ -30,6 +34,8 @@
 
 mod compare;
 mod disk;
+mod hiccups;
+mod under_load;
 
 use anyhow::{bail, Context};
 use clap::Parser;
@@ -105,8 +111,9 @@ struct Args {
     #[arg(long, default_value_t = 0)]
     kinds: usize,
     /// Measure an anchor beside Lexum with the same load and faults
-    /// (`etcd`: needs etcd installed, see `deploy/setup.sh --bench`); only
-    /// throughput and failover are run.
+    /// (`etcd`: needs etcd installed, see `deploy/setup.sh --bench`):
+    /// throughput, one write at a time beside `--background` writes a second
+    /// (`--reactions` of them a side), and failover.
     #[arg(long)]
     compare: Option<String>,
     /// Bytes per written value with `--compare` (a string field for Lexum).
@@ -180,7 +187,9 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let syncs_before = disk::Syncs::of(&cluster).await;
+    let meter = hiccups::Meter::start();
     let reaction = reaction_latency(&cluster, args.reactions, args.background).await?;
+    let hiccups = meter.stop();
     let syncs = disk::Syncs::of(&cluster).await.since(&syncs_before);
     println!(
         "reaction (mutation to worker task), {} samples: p50 {:.2} ms   p99 {:.2} ms   (background {:.0} mutations/s; the same mutations acknowledged: p50 {:.2} ms   p99 {:.2} ms)",
@@ -194,6 +203,7 @@ async fn main() -> anyhow::Result<()> {
     if args.reactions > 0 {
         let slowest = slowest_ms(&reaction.tasks, 8);
         println!("  slowest reactions, ms: {slowest:?}; {}", syncs.summary());
+        println!("  {}", hiccups.summary());
     }
 
     if args.fleet > 0 {
@@ -381,12 +391,54 @@ async fn compare_with_etcd(args: &Args, cluster: &mut LocalCluster) -> anyhow::R
             );
         }
     }
+    if args.reactions > 0 {
+        let (lexum_probes, etcd_probes) = probes_under_load(args, cluster, &etcd_cluster).await?;
+        lexum.under_load = Some(lexum_probes);
+        etcd.under_load = Some(etcd_probes);
+    }
     for _ in 0..args.failovers {
         lexum.failovers.push(failover(cluster).await?);
     }
     etcd.failovers = etcd_cluster.failovers(args.failovers).await?;
     compare::print_table(&lexum, &etcd, args.value_size);
     Ok(())
+}
+
+/// `--reactions` probes on each side with `--background` writes a second
+/// of `--value-size` bytes beside them, in eight stretches that alternate
+/// between the sides (etcd first in even ones): on Lexum the reaction
+/// sample's violating mutation and its task, on etcd a put.
+async fn probes_under_load(
+    args: &Args,
+    cluster: &LocalCluster,
+    etcd: &compare::EtcdSide,
+) -> anyhow::Result<(under_load::UnderLoad, under_load::UnderLoad)> {
+    const STRETCHES: u64 = 8;
+    let payload = Payload::Bytes(args.value_size);
+    let (mut reaction, stop_worker) = ReactionProbe::start(cluster).await?;
+    let mut etcd_probe = etcd.probe().await?;
+    let (mut lexum_side, mut etcd_side) = (under_load::UnderLoad::default(), under_load::UnderLoad::default());
+    let total = args.reactions as u64;
+    let result: anyhow::Result<()> = async {
+        let mut first = 1;
+        for stretch in 0..STRETCHES {
+            let per_stretch = total / STRETCHES + u64::from(stretch < total % STRETCHES);
+            for lexum_turn in [stretch % 2 == 1, stretch % 2 == 0] {
+                if lexum_turn {
+                    let writers = background_writers(&leader_addr(cluster).await?, payload).await?;
+                    lexum_side.run(writers, args.background, &mut reaction, first, per_stretch).await?;
+                } else {
+                    let writers = etcd.writers(8).await?;
+                    etcd_side.run(writers, args.background, &mut etcd_probe, first, per_stretch).await?;
+                }
+            }
+            first += per_stretch;
+        }
+        Ok(())
+    }
+    .await;
+    let _ = stop_worker.send(true);
+    result.map(|()| (lexum_side, etcd_side))
 }
 
 /// Load without faults for `seconds`: the leader's term before and after
@@ -607,66 +659,41 @@ async fn fleet_repair(cluster: &LocalCluster, size: usize) -> anyhow::Result<Dur
     Ok(elapsed)
 }
 
-/// What [`reaction_latency`] measured.
-struct Reaction {
-    /// From each violating mutation to its task's arrival at the worker.
-    tasks: Vec<Duration>,
-    /// From each violating mutation to its acknowledgement.
-    acks: Vec<Duration>,
-    /// Background mutations per second reached.
-    background: f64,
+/// A violating mutation (`React.want = n`) and the task it causes: the
+/// probe of the reaction sample.
+struct ReactionProbe {
+    client: LexumClient<Channel>,
+    log: Arc<Mutex<WorkerLog>>,
 }
 
-/// Sets `React.want` and times how long the worker takes to get the task,
-/// while `background` other mutations a second are written (`Load.n`, 8
-/// connections).
-async fn reaction_latency(cluster: &LocalCluster, samples: usize, background: u64) -> anyhow::Result<Reaction> {
-    let (log, stop_tx) = start_echo_worker(cluster, "bench-worker", 4);
-    let leader = cluster.wait_for_leader(Duration::from_secs(30)).await?;
-    let mut client = cluster.client(leader).await?;
-    let addr = cluster.nodes.get(&leader).map(|n| n.addr.clone()).context("leader address")?;
-    let (load_stop, load_done) = tokio::sync::watch::channel(false);
-    let mut loaders = Vec::new();
-    let started_load = Instant::now();
-    for c in 0..8u64 {
-        let rate = background / 8 + u64::from(c < background % 8);
-        if rate == 0 {
-            continue;
-        }
-        let mut load = connect(&addr).await?;
-        let mut stop = load_done.clone();
-        loaders.push(tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut done = 0u64;
-            loop {
-                tokio::select! {
-                    _ = stop.changed() => break,
-                    _ = tick.tick() => {
-                        if load.mutate(write((c as i64) << 40 | done as i64)).await.is_ok() {
-                            done += 1;
-                        }
-                    }
-                }
-            }
-            done
-        }));
+impl ReactionProbe {
+    /// A probe through the current leader, with a worker answering its
+    /// tasks at once; send `true` on the second value to stop the worker.
+    async fn start(cluster: &LocalCluster) -> anyhow::Result<(ReactionProbe, tokio::sync::watch::Sender<bool>)> {
+        let (log, stop) = start_echo_worker(cluster, "bench-worker", 4);
+        let client = connect(&leader_addr(cluster).await?).await?;
+        Ok((ReactionProbe { client, log }, stop))
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let (mut latencies, mut acks) = (Vec::new(), Vec::new());
-    for n in 1..=samples as i64 {
-        let seen = log.lock().map(|l| l.tasks.len()).unwrap_or(0);
+}
+
+impl under_load::Probe for ReactionProbe {
+    async fn probe(&mut self, n: u64) -> anyhow::Result<under_load::Probed> {
+        let seen = self.log.lock().map(|l| l.tasks.len()).unwrap_or(0);
         let started = Instant::now();
         let request = pb::MutateRequest {
-            writes: vec![pb::FieldWrite { domain: "React".into(), field: "want".into(), value: Some(int_value(n)) }],
+            writes: vec![pb::FieldWrite {
+                domain: "React".into(),
+                field: "want".into(),
+                value: Some(int_value(n as i64)),
+            }],
             ..Default::default()
         };
-        client.mutate(request).await.context("reaction mutation")?;
-        acks.push(started.elapsed());
+        self.client.mutate(request).await.context("reaction mutation")?;
+        let ack = started.elapsed();
         let deadline = started + Duration::from_secs(10);
         // Polled, but timed by when the worker logged the task's arrival.
         let arrived = loop {
-            if let Some(at) = log.lock().ok().and_then(|l| l.arrived.get(seen).copied()) {
+            if let Some(at) = self.log.lock().ok().and_then(|l| l.arrived.get(seen).copied()) {
                 break at;
             }
             if Instant::now() > deadline {
@@ -674,22 +701,39 @@ async fn reaction_latency(cluster: &LocalCluster, samples: usize, background: u6
             }
             tokio::time::sleep(Duration::from_micros(200)).await;
         };
-        latencies.push(arrived.saturating_duration_since(started));
         // Let the repair finish (result acknowledged, record slice run)
         // before the next sample, so no sample waits behind the last one.
-        while log.lock().map(|l| l.acks.len() < l.tasks.len()).unwrap_or(false) && Instant::now() < deadline {
+        while self.log.lock().map(|l| l.acks.len() < l.tasks.len()).unwrap_or(false) && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        Ok(under_load::Probed { ack, task: Some(arrived.saturating_duration_since(started)) })
     }
-    let _ = load_stop.send(true);
-    let mut written = 0u64;
-    for loader in loaders {
-        written += loader.await.unwrap_or(0);
+}
+
+/// Eight connections writing `payload` to `Load`, for the background of a
+/// sample.
+async fn background_writers(addr: &str, payload: Payload) -> anyhow::Result<Vec<LexumWriter>> {
+    let mut writers = Vec::with_capacity(8);
+    for c in 0..8 {
+        writers.push(LexumWriter { client: connect(addr).await?, payload, base: (c as i64) << 40 });
     }
-    let rate = written as f64 / started_load.elapsed().as_secs_f64();
-    let _ = stop_tx.send(true);
-    Ok(Reaction { tasks: latencies, acks, background: rate })
+    Ok(writers)
+}
+
+/// Sets `React.want` and times how long the worker takes to get the task,
+/// while `background` other mutations a second are written (`Load.n`, 8
+/// connections).
+async fn reaction_latency(
+    cluster: &LocalCluster,
+    samples: usize,
+    background: u64,
+) -> anyhow::Result<under_load::UnderLoad> {
+    let (mut probe, stop_worker) = ReactionProbe::start(cluster).await?;
+    let writers = background_writers(&leader_addr(cluster).await?, Payload::Int).await?;
+    let mut sample = under_load::UnderLoad::default();
+    let result = sample.run(writers, background, &mut probe, 1, samples as u64).await;
+    let _ = stop_worker.send(true);
+    result.map(|()| sample)
 }
 
 /// The address of the current leader (waiting up to 30 s for one).
