@@ -1,9 +1,11 @@
-//! Durable storage on RocksDB: the Raft log ([`log_store`]) and the state
-//! machine with its snapshots ([`state_machine`]).
+//! Durable storage: the Raft log on RocksDB ([`log_store`]) and the state
+//! machine ([`state_machine`]) with its latest snapshot in a file of its
+//! own beside the database ([`snapshot_file`]).
 //!
 //! One database per node, three column families: `log` (entries by index,
 //! big-endian keys so iteration is in log order), `meta` (vote, committed,
-//! last purged) and `sm` (the latest snapshot).
+//! last purged) and `sm` (empty: earlier releases kept the snapshot there,
+//! and opening moves it to the snapshot file).
 //!
 //! The write-ahead log is recycled: RocksDB reuses an old WAL file by
 //! overwriting it, and a sync of a write that lands on blocks the file
@@ -15,6 +17,7 @@
 // storage traits do; boxing it there would only move the allocation.
 #[allow(clippy::result_large_err)]
 pub mod log_store;
+pub mod snapshot_file;
 #[allow(clippy::result_large_err)]
 pub mod state_machine;
 
@@ -27,7 +30,7 @@ use std::sync::Arc;
 pub(crate) const CF_LOG: &str = "log";
 /// Column family of vote, committed and purge markers.
 pub(crate) const CF_META: &str = "meta";
-/// Column family of the state machine snapshot.
+/// Column family where earlier releases kept the state machine snapshot.
 pub(crate) const CF_SM: &str = "sm";
 
 /// Opens (creating if needed) the node's database under `dir`.
@@ -38,8 +41,8 @@ pub fn open_db(dir: &Path) -> Result<Arc<DB>, rocksdb::Error> {
     opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
     opts.set_recycle_log_file_num(RECYCLED_WALS);
     // A WAL can be reused only when no column family still needs it. `meta`
-    // and `sm` are written into every WAL but fill their memtables slowly;
-    // flushing them with `log` frees each WAL as soon as `log` moves on.
+    // is written into every WAL but fills its memtable slowly; flushing it
+    // with `log` frees each WAL as soon as `log` moves on.
     opts.set_atomic_flush(true);
     let mut log_opts = Options::default();
     log_opts.set_write_buffer_size(WAL_BYTES);
@@ -99,7 +102,7 @@ fn flush_all(db: &DB) -> Result<(), rocksdb::Error> {
 pub async fn open(dir: &Path) -> anyhow::Result<(log_store::LogStore, state_machine::StateMachine)> {
     let db = open_db(dir)?;
     let log = log_store::LogStore::new(db.clone()).context("starting the WAL sync thread")?;
-    let sm = state_machine::StateMachine::open(db)?;
+    let sm = state_machine::StateMachine::open(&db, dir)?;
     Ok((log, sm))
 }
 
@@ -149,18 +152,13 @@ mod tests {
     }
 
     #[test]
-    fn a_wal_is_freed_for_reuse_once_the_log_is_flushed_even_with_meta_and_snapshot_writes_in_it() {
+    fn a_wal_is_freed_for_reuse_once_the_log_is_flushed_even_with_meta_writes_in_it() {
         let dir = tempfile::tempdir().expect("temp dir");
         let db = open_db(dir.path()).expect("open");
-        let (log, meta, sm) = (
-            db.cf_handle(CF_LOG).expect("log"),
-            db.cf_handle(CF_META).expect("meta"),
-            db.cf_handle(CF_SM).expect("sm"),
-        );
+        let (log, meta) = (db.cf_handle(CF_LOG).expect("log"), db.cf_handle(CF_META).expect("meta"));
         let first = current_wal(dir.path());
         // Three memtables' worth of entries, each batch followed by a
-        // committed marker in `meta` and now and then a snapshot in `sm`,
-        // as a running node writes them.
+        // committed marker in `meta`, as a running node writes them.
         let entry = vec![7u8; 4096];
         let batches = 3 * WAL_BYTES / (entry.len() * 16);
         for b in 0..batches {
@@ -170,9 +168,6 @@ mod tests {
             }
             db.write(batch).expect("append");
             db.put_cf(meta, b"committed", (b as u64).to_be_bytes()).expect("committed");
-            if b % 500 == 0 {
-                db.put_cf(sm, b"snapshot", vec![1u8; 64 << 10]).expect("snapshot");
-            }
             db.flush_wal(true).expect("sync");
         }
         let current = current_wal(dir.path());

@@ -1,23 +1,28 @@
 //! The replicated state machine: the deterministic engine behind openraft's
-//! `RaftStateMachine`, with snapshots persisted in RocksDB.
+//! `RaftStateMachine`, with its latest snapshot in a file of its own
+//! ([`SnapshotFile`]).
 //!
 //! The engine lives in memory; the latest snapshot is on disk, so a restart
 //! restores it and openraft re-applies only the entries after it.
 
+use super::snapshot_file::SnapshotFile;
 use super::CF_SM;
 use crate::raft_types::{
     ApplyResponse, LogEntry, LogId, NodeId, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
 use crate::replica::Replica;
+use anyhow::Context;
 use lexum_engine::{Engine, EngineConfig};
 use openraft::storage::RaftStateMachine;
 use openraft::{EntryPayload, RaftSnapshotBuilder, Snapshot, StorageIOError};
 use rocksdb::DB;
 use serde::{Deserialize, Serialize};
 use std::io::Cursor;
-use std::sync::Arc;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
 
-const KEY_SNAPSHOT: &[u8] = b"snapshot";
+/// Where releases before the snapshot file kept the snapshot, in `sm`.
+const LEGACY_KEY_SNAPSHOT: &[u8] = b"snapshot";
 
 /// What a snapshot holds: the engine's state and Raft's view of it.
 #[derive(Serialize, Deserialize)]
@@ -40,23 +45,31 @@ struct StoredSnapshot {
 /// The state machine half of a node's storage. Clones share state.
 #[derive(Clone)]
 pub struct StateMachine {
-    db: Arc<DB>,
     replica: Arc<Replica>,
-    /// Serializes snapshot writes: openraft builds snapshots in a separate
-    /// task that may race with installing a newer one.
-    snapshot_write: Arc<std::sync::Mutex<()>>,
+    file: SnapshotFile,
+    /// The saved snapshot's metadata. Its lock serializes saves: openraft
+    /// builds snapshots in a separate task that may race with installing a
+    /// newer one.
+    saved: Arc<Mutex<Option<SnapshotMeta>>>,
 }
 
 impl StateMachine {
-    /// Opens the state machine, restoring the latest persisted snapshot.
-    /// Without one, the engine starts from the default settings, as on
-    /// every other replica; `Entry::Configure` entries in the log change them.
-    pub fn open(db: Arc<DB>) -> anyhow::Result<StateMachine> {
+    /// Opens the state machine of the node whose database is `db` in
+    /// `dir`, restoring the latest snapshot. Without one, the engine starts
+    /// from the default settings, as on every other replica;
+    /// `Entry::Configure` entries in the log change them.
+    ///
+    /// A snapshot that an earlier release kept in the database is moved to
+    /// the snapshot file first.
+    pub fn open(db: &DB, dir: &Path) -> anyhow::Result<StateMachine> {
         let replica = Arc::new(Replica::new(Engine::new(EngineConfig::default())));
-        let sm = StateMachine { db, replica, snapshot_write: Arc::default() };
+        let file = SnapshotFile::open(dir)?;
+        move_legacy_snapshot(db, &file)?;
+        let sm = StateMachine { replica, file, saved: Arc::default() };
         if let Some(stored) = sm.load_snapshot()? {
             let payload: SnapshotPayload = postcard::from_bytes(&stored.data)?;
             sm.replica.install(&payload)?;
+            *sm.saved.lock().unwrap_or_else(|p| p.into_inner()) = Some(stored.meta);
         }
         Ok(sm)
     }
@@ -66,31 +79,42 @@ impl StateMachine {
         self.replica.clone()
     }
 
-    fn cf(&self) -> &rocksdb::ColumnFamily {
-        self.db.cf_handle(CF_SM).expect("column family `sm` exists")
-    }
-
     fn load_snapshot(&self) -> Result<Option<StoredSnapshot>, StorageIOError<NodeId>> {
-        let bytes = self.db.get_cf(self.cf(), KEY_SNAPSHOT).map_err(|e| StorageIOError::read_snapshot(None, &e))?;
+        let bytes = self.file.load().map_err(|e| StorageIOError::read_snapshot(None, &e))?;
         bytes.map(|b| postcard::from_bytes(&b).map_err(|e| StorageIOError::read_snapshot(None, &e))).transpose()
     }
 
     /// Persists `stored` unless a snapshot at least as new is already on
     /// disk; returns whether it was written.
     fn save_snapshot(&self, stored: &StoredSnapshot) -> Result<bool, StorageIOError<NodeId>> {
-        let _guard = self.snapshot_write.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(existing) = self.load_snapshot()? {
-            if existing.meta.last_log_id >= stored.meta.last_log_id
-                && existing.meta.snapshot_id != stored.meta.snapshot_id
-            {
+        let mut saved = self.saved.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(existing) = saved.as_ref() {
+            if existing.last_log_id >= stored.meta.last_log_id && existing.snapshot_id != stored.meta.snapshot_id {
                 return Ok(false);
             }
         }
         let bytes = postcard::to_stdvec(stored).map_err(|e| StorageIOError::write_snapshot(None, &e))?;
-        self.db.put_cf(self.cf(), KEY_SNAPSHOT, bytes).map_err(|e| StorageIOError::write_snapshot(None, &e))?;
-        self.db.flush_wal(true).map_err(|e| StorageIOError::write_snapshot(None, &e))?;
+        self.file.save(&bytes).map_err(|e| StorageIOError::write_snapshot(None, &e))?;
+        *saved = Some(stored.meta.clone());
         Ok(true)
     }
+}
+
+/// Moves a snapshot kept in the database's `sm` column family (releases
+/// before the snapshot file) into `file`, unless the file already has one
+/// (a crash after the move but before the delete), then deletes it.
+fn move_legacy_snapshot(db: &DB, file: &SnapshotFile) -> anyhow::Result<()> {
+    let sm = db.cf_handle(CF_SM).context("column family `sm`")?;
+    let Some(legacy) = db.get_cf(sm, LEGACY_KEY_SNAPSHOT)? else {
+        return Ok(());
+    };
+    if file.load()?.is_none() {
+        file.save(&legacy)?;
+    }
+    db.delete_cf(sm, LEGACY_KEY_SNAPSHOT)?;
+    db.flush_wal(true)?;
+    tracing::info!(bytes = legacy.len(), "moved the snapshot from the database to its own file");
+    Ok(())
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
@@ -176,4 +200,79 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
 fn anyhow_to_io(e: anyhow::Error) -> std::io::Error {
     std::io::Error::other(e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openraft::{CommittedLeaderId, Entry};
+
+    /// A state machine that has applied blank entries up to `index`.
+    async fn applied_up_to(db: &DB, dir: &Path, index: u64) -> StateMachine {
+        let mut sm = StateMachine::open(db, dir).expect("open");
+        let entries = (1..=index).map(|i| Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), i),
+            payload: EntryPayload::<TypeConfig>::Blank,
+        });
+        sm.apply(entries).await.expect("apply");
+        sm
+    }
+
+    fn legacy_key(db: &DB) -> Option<Vec<u8>> {
+        db.get_cf(db.cf_handle(CF_SM).expect("sm"), LEGACY_KEY_SNAPSHOT).expect("get")
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_goes_to_its_own_file_and_not_through_the_database() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = super::super::open_db(dir.path()).expect("db");
+        let mut sm = applied_up_to(&db, dir.path(), 7).await;
+        let built = sm.build_snapshot().await.expect("build");
+        assert_eq!(built.meta.last_log_id.map(|id| id.index), Some(7));
+        assert_eq!(legacy_key(&db), None, "the snapshot was written into the database");
+        assert!(SnapshotFile::open(dir.path()).expect("file").load().expect("load").is_some());
+        let current = sm.get_current_snapshot().await.expect("current").expect("a snapshot");
+        assert_eq!(current.meta, built.meta);
+
+        let mut reopened = StateMachine::open(&db, dir.path()).expect("reopen");
+        let (applied, _) = reopened.applied_state().await.expect("applied");
+        assert_eq!(applied.map(|id| id.index), Some(7), "the engine is restored from the file");
+    }
+
+    #[tokio::test]
+    async fn an_older_snapshot_does_not_replace_a_newer_one() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = super::super::open_db(dir.path()).expect("db");
+        let mut newer = applied_up_to(&db, dir.path(), 9).await;
+        let built = newer.build_snapshot().await.expect("build");
+        let older = StoredSnapshot {
+            meta: SnapshotMeta {
+                last_log_id: Some(LogId::new(CommittedLeaderId::new(1, 1), 4)),
+                last_membership: built.meta.last_membership.clone(),
+                snapshot_id: "older".into(),
+            },
+            data: Vec::new(),
+        };
+        assert!(!newer.save_snapshot(&older).expect("save"), "an older snapshot was saved");
+        let current = newer.get_current_snapshot().await.expect("current").expect("a snapshot");
+        assert_eq!(current.meta.snapshot_id, built.meta.snapshot_id);
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_an_earlier_release_kept_in_the_database_moves_to_the_file() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = super::super::open_db(dir.path()).expect("db");
+        let built = applied_up_to(&db, dir.path(), 5).await.build_snapshot().await.expect("build");
+        // Where earlier releases kept it: the database, and no file.
+        let file = SnapshotFile::open(dir.path()).expect("file");
+        let bytes = file.load().expect("load").expect("saved");
+        std::fs::remove_file(dir.path().join("lexum-snapshot")).expect("remove the file");
+        db.put_cf(db.cf_handle(CF_SM).expect("sm"), LEGACY_KEY_SNAPSHOT, &bytes).expect("put");
+
+        let mut moved = StateMachine::open(&db, dir.path()).expect("open");
+        assert_eq!(legacy_key(&db), None, "the database still holds the snapshot");
+        assert_eq!(file.load().expect("load"), Some(bytes));
+        let (applied, _) = moved.applied_state().await.expect("applied");
+        assert_eq!(applied, built.meta.last_log_id);
+    }
 }
