@@ -545,11 +545,7 @@ impl Engine {
         let tug = self.tugs.entry(key).or_default();
         tug.rounds += 1;
         tug.fields.extend(fields.iter().copied());
-        let closed = tug.seen.get(&fp) == Some(&epoch);
-        tug.seen.insert(fp, epoch);
-        while tug.seen.len() > TUG_STATES_LIMIT {
-            tug.seen.pop_first();
-        }
+        let closed = tug.record_state(fp, epoch, TUG_STATES_LIMIT);
         let rounds = tug.rounds;
         if !(closed || rounds >= threshold) {
             return None;

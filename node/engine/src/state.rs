@@ -268,6 +268,25 @@ pub(crate) struct TugState {
     pub fields: BTreeSet<FieldId>,
 }
 
+impl TugState {
+    /// Records the contested state `fingerprint` after a round in `epoch`;
+    /// true when the same state was already seen in that epoch (it recurred
+    /// with no outside input in between). Keeps at most `limit` states:
+    /// first those of earlier epochs go, which can never match again, then
+    /// the smallest fingerprints.
+    pub fn record_state(&mut self, fingerprint: [u8; 32], epoch: u64, limit: usize) -> bool {
+        let closed = self.seen.get(&fingerprint) == Some(&epoch);
+        self.seen.insert(fingerprint, epoch);
+        if self.seen.len() > limit {
+            self.seen.retain(|_, seen_in| *seen_in == epoch);
+        }
+        while self.seen.len() > limit {
+            self.seen.pop_first();
+        }
+        closed
+    }
+}
+
 /// Lookup tables derived from the program (not serialized).
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Index {
@@ -903,5 +922,42 @@ impl Engine {
             self.flush(cx);
             self.update_statuses(cx);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fingerprint(n: u8) -> [u8; 32] {
+        let mut fp = [0u8; 32];
+        fp[0] = n;
+        fp
+    }
+
+    #[test]
+    fn a_recurring_state_is_caught_even_when_earlier_epochs_filled_the_memory() {
+        let mut tug = TugState::default();
+        // A long tug in epoch 1 fills the memory with states that sort
+        // after the ones to come.
+        for n in 100..164 {
+            assert!(!tug.record_state(fingerprint(n), 1, 64));
+        }
+        // Outside input (epoch 2), then a cycle of three states.
+        let rounds: Vec<bool> = [1, 2, 3, 1].iter().map(|&n| tug.record_state(fingerprint(n), 2, 64)).collect();
+        assert_eq!(rounds, [false, false, false, true], "the cycle back to state 1 was missed");
+        assert_eq!(tug.seen.len(), 3, "the states of epoch 1 are kept: {:?}", tug.seen);
+    }
+
+    #[test]
+    fn a_state_of_an_earlier_epoch_is_not_a_recurrence_and_the_memory_stays_bounded() {
+        let mut tug = TugState::default();
+        assert!(!tug.record_state(fingerprint(1), 1, 4));
+        assert!(!tug.record_state(fingerprint(1), 2, 4), "outside input came in between");
+        assert!(tug.record_state(fingerprint(1), 2, 4));
+        for n in 10..20 {
+            tug.record_state(fingerprint(n), 2, 4);
+        }
+        assert_eq!(tug.seen.len(), 4);
     }
 }
