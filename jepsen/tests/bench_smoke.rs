@@ -46,7 +46,7 @@ fn bench_prints_every_measurement() {
         "reaction (mutation to worker task), 3 samples",
         "slowest reactions, ms:",
         "WAL syncs on the three nodes meanwhile:",
-        "the bench's own 500 µs timer meanwhile:",
+        "the bench's own 1 ms timer meanwhile:",
         "fleet repair, 20 goals violated by one mutation: all repaired in",
         "failover",
         "kinds: 300 instances x 10 goals created in",
