@@ -101,14 +101,24 @@ impl StateMachine {
 }
 
 /// Moves a snapshot kept in the database's `sm` column family (releases
-/// before the snapshot file) into `file`, unless the file already has one
-/// (a crash after the move but before the delete), then deletes it.
+/// before the snapshot file) into `file`, then deletes it. When the file
+/// has one too (a crash between the move and the delete, or a node run on
+/// an earlier release again after it), the newer of the two is kept: the
+/// log before the newer one may already be purged.
 fn move_legacy_snapshot(db: &DB, file: &SnapshotFile) -> anyhow::Result<()> {
     let sm = db.cf_handle(CF_SM).context("column family `sm`")?;
     let Some(legacy) = db.get_cf(sm, LEGACY_KEY_SNAPSHOT)? else {
         return Ok(());
     };
-    if file.load()?.is_none() {
+    let last_log_id = |bytes: &[u8]| -> anyhow::Result<Option<LogId>> {
+        let stored: StoredSnapshot = postcard::from_bytes(bytes).context("decoding a stored snapshot")?;
+        Ok(stored.meta.last_log_id)
+    };
+    let keep_file = match file.load()? {
+        Some(current) => last_log_id(&current)? >= last_log_id(&legacy)?,
+        None => false,
+    };
+    if !keep_file {
         file.save(&legacy)?;
     }
     db.delete_cf(sm, LEGACY_KEY_SNAPSHOT)?;
@@ -274,5 +284,35 @@ mod tests {
         assert_eq!(file.load().expect("load"), Some(bytes));
         let (applied, _) = moved.applied_state().await.expect("applied");
         assert_eq!(applied, built.meta.last_log_id);
+    }
+
+    #[tokio::test]
+    async fn of_a_snapshot_in_the_database_and_one_in_the_file_the_newer_is_kept() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = super::super::open_db(dir.path()).expect("db");
+        let file = SnapshotFile::open(dir.path()).expect("file");
+        let mut sm = applied_up_to(&db, dir.path(), 5).await;
+        sm.build_snapshot().await.expect("build at 5");
+        let older = file.load().expect("load").expect("saved");
+        let mut sm = applied_up_to(&db, dir.path(), 8).await;
+        let newer = sm.build_snapshot().await.expect("build at 8");
+        let newer_bytes = file.load().expect("load").expect("saved");
+        let put = |bytes: &[u8]| db.put_cf(db.cf_handle(CF_SM).expect("sm"), LEGACY_KEY_SNAPSHOT, bytes).expect("put");
+
+        // An older one in the database (a crash between move and delete):
+        // the file's stands.
+        put(&older);
+        let (applied, _) = StateMachine::open(&db, dir.path()).expect("open").applied_state().await.expect("applied");
+        assert_eq!(applied, newer.meta.last_log_id);
+        assert_eq!(legacy_key(&db), None);
+
+        // A newer one in the database (an earlier release ran again after
+        // the move and snapshotted further): it replaces the file's.
+        file.save(&older).expect("older file");
+        put(&newer_bytes);
+        let (applied, _) = StateMachine::open(&db, dir.path()).expect("open").applied_state().await.expect("applied");
+        assert_eq!(applied, newer.meta.last_log_id);
+        assert_eq!(file.load().expect("load"), Some(newer_bytes));
+        assert_eq!(legacy_key(&db), None);
     }
 }
