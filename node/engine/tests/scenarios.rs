@@ -487,3 +487,64 @@ domain Pool {
     sim.drive(10, &mut echo_count());
     assert_eq!(sim.status("Pool", "Big").0, GoalStatus::Satisfied);
 }
+
+/// The soak's fight (`jepsen/src/program.rs`): two goals guarded by an
+/// `armed` flag, each repaired by a message that also zeroes the other's
+/// field. Armed, both are trapped and both stay listed TRAPPED.
+const ARMED_FIGHT: &str = r#"
+domain Thermo {
+  state {
+    armed: int = 0
+    heater: int = 0
+    cooler: int = 0
+  }
+  on Heat(level: int) {
+    heater = level
+    cooler = 0
+  }
+  on Cool(level: int) {
+    cooler = level
+    heater = 0
+  }
+}
+domain Warm {
+  reads Thermo
+  goal Heating { Thermo.armed == 0 || Thermo.heater >= 5 }
+  transition TurnUp for Heating {
+    slice s { send Thermo.Heat(level: 5) }
+  }
+}
+domain Chill {
+  reads Thermo
+  goal Cooling { Thermo.armed == 0 || Thermo.cooler >= 5 }
+  transition TurnDown for Cooling {
+    slice s { send Thermo.Cool(level: 5) }
+  }
+}
+"#;
+
+#[test]
+fn both_goals_of_an_armed_fight_are_listed_trapped() {
+    let mut sim = Sim::new(ARMED_FIGHT);
+    sim.set("Thermo", "armed", Value::Int(1));
+    let used = sim.drive(5_000, &mut echo_count());
+    assert!(used < 5_000, "the run did not settle");
+    assert_eq!(sim.status("Warm", "Heating"), (GoalStatus::Trapped, Some("E005".into())));
+    assert_eq!(sim.status("Chill", "Cooling"), (GoalStatus::Trapped, Some("E005".into())));
+}
+
+#[test]
+fn both_goals_of_an_armed_fight_are_listed_trapped_when_the_leader_runs_steps_in_batches() {
+    let mut sim = Sim::new(ARMED_FIGHT);
+    sim.set("Thermo", "armed", Value::Int(1));
+    for _ in 0..200 {
+        let steps: Vec<Entry> = sim.engine.pending().steps.iter().map(|s| Entry::RunStep { step: s.step }).collect();
+        if steps.is_empty() {
+            break;
+        }
+        sim.propose(Entry::grouped(steps));
+    }
+    assert!(sim.engine.pending().steps.is_empty(), "the run did not settle");
+    assert_eq!(sim.status("Warm", "Heating"), (GoalStatus::Trapped, Some("E005".into())));
+    assert_eq!(sim.status("Chill", "Cooling"), (GoalStatus::Trapped, Some("E005".into())));
+}
