@@ -98,6 +98,16 @@ impl StateMachine {
         *saved = Some(stored.meta.clone());
         Ok(true)
     }
+
+    /// [`StateMachine::save_snapshot`] on a blocking thread: its syncs (the
+    /// file's and the directory's) must not hold up a runtime worker that
+    /// the Raft core and the client calls run on. Hands `stored` back.
+    async fn persist(&self, stored: StoredSnapshot) -> Result<StoredSnapshot, StorageIOError<NodeId>> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.save_snapshot(&stored).map(|_| stored))
+            .await
+            .map_err(|e| StorageIOError::write_snapshot(None, &std::io::Error::other(e.to_string())))?
+    }
 }
 
 /// Moves a snapshot kept in the database's `sm` column family (releases
@@ -129,6 +139,20 @@ fn move_legacy_snapshot(db: &DB, file: &SnapshotFile) -> anyhow::Result<()> {
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+        let this = self.clone();
+        let built = tokio::task::spawn_blocking(move || this.build_and_save())
+            .await
+            .map_err(|e| StorageIOError::write_snapshot(None, &std::io::Error::other(e.to_string())))??;
+        Ok(Snapshot { meta: built.meta, snapshot: Box::new(Cursor::new(built.data)) })
+    }
+}
+
+impl StateMachine {
+    /// Encodes the engine and saves it. Runs on a blocking thread: encoding
+    /// a large fleet takes milliseconds, and the saves sync a file and its
+    /// directory, none of which may hold up a runtime worker that the Raft
+    /// core and the client calls run on.
+    fn build_and_save(&self) -> Result<StoredSnapshot, StorageIOError<NodeId>> {
         let started = std::time::Instant::now();
         let payload = self.replica.snapshot_payload();
         let data = postcard::to_stdvec(&payload).map_err(|e| StorageIOError::write_snapshot(None, &e))?;
@@ -137,10 +161,10 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
             None => format!("empty-{}", data.len()),
         };
         let meta = SnapshotMeta { last_log_id: payload.last_applied, last_membership: payload.membership, snapshot_id };
-        let stored = StoredSnapshot { meta: meta.clone(), data };
+        let stored = StoredSnapshot { meta, data };
         self.save_snapshot(&stored)?;
-        tracing::debug!(snapshot = %meta.snapshot_id, bytes = stored.data.len(), took = ?started.elapsed(), "built snapshot");
-        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(stored.data)) })
+        tracing::debug!(snapshot = %stored.meta.snapshot_id, bytes = stored.data.len(), took = ?started.elapsed(), "built snapshot");
+        Ok(stored)
     }
 }
 
@@ -193,7 +217,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             postcard::from_bytes(&data).map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
         // Persist first: a crash after swapping the engine but before saving
         // would restart from an older snapshot whose log was already purged.
-        self.save_snapshot(&StoredSnapshot { meta: meta.clone(), data })?;
+        self.persist(StoredSnapshot { meta: meta.clone(), data }).await?;
         self.replica
             .install(&payload)
             .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &anyhow_to_io(e)))?;

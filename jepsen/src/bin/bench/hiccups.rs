@@ -15,8 +15,14 @@ const TICK: Duration = Duration::from_millis(1);
 /// The longest a meter runs if it is never stopped.
 const LIMIT: Duration = Duration::from_secs(3600);
 
-/// Counts of late wake-ups.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+/// A wake-up later than this is kept as a stall, with its time.
+const STALL: Duration = Duration::from_millis(1);
+
+/// The most stalls kept (the counts go on past it).
+const STALLS_KEPT: usize = 100_000;
+
+/// Counts of late wake-ups, and when the late ones were due.
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Hiccups {
     /// Sleeps made.
     pub ticks: u64,
@@ -24,16 +30,33 @@ pub struct Hiccups {
     pub over: [u64; 3],
     /// The latest wake-up.
     pub worst: Duration,
+    /// Wake-ups later than [`STALL`]: when each was due and how late it was.
+    stalls: Vec<(Instant, Duration)>,
 }
 
 impl Hiccups {
-    /// Counts one wake-up `late` after its due time.
-    fn record(&mut self, late: Duration) {
+    /// Counts one wake-up due at `due` and `late` after it.
+    fn record(&mut self, due: Instant, late: Duration) {
         self.ticks += 1;
         for (count, bound) in self.over.iter_mut().zip([2, 4, 16]) {
             *count += u64::from(late > Duration::from_millis(bound));
         }
         self.worst = self.worst.max(late);
+        if late > STALL && self.stalls.len() < STALLS_KEPT {
+            self.stalls.push((due, late));
+        }
+    }
+
+    /// How long the timer was stalled (late past [`STALL`]) between `from`
+    /// and `to`: the overlap of each stall with that stretch, summed.
+    pub fn stalled_during(&self, from: Instant, to: Instant) -> Duration {
+        self.stalls
+            .iter()
+            .map(|&(due, late)| {
+                let (start, end) = (due.max(from), (due + late).min(to));
+                end.saturating_duration_since(start)
+            })
+            .sum()
     }
 
     /// One line for the bench's output.
@@ -67,7 +90,7 @@ impl Meter {
             while !flag.load(Ordering::Relaxed) && started.elapsed() < LIMIT {
                 let due = Instant::now() + TICK;
                 std::thread::sleep(TICK);
-                hiccups.record(Instant::now().saturating_duration_since(due));
+                hiccups.record(due, Instant::now().saturating_duration_since(due));
             }
             hiccups
         });
@@ -88,12 +111,26 @@ mod tests {
     #[test]
     fn late_wake_ups_are_counted_by_bound_and_the_worst_is_kept() {
         let mut hiccups = Hiccups::default();
+        let now = Instant::now();
         for ms in [0, 1, 3, 5, 20, 2] {
-            hiccups.record(Duration::from_millis(ms));
+            hiccups.record(now, Duration::from_millis(ms));
         }
         assert_eq!(hiccups.ticks, 6);
         assert_eq!(hiccups.over, [3, 2, 1], "over 2: 3, 5, 20; over 4: 5, 20; over 16: 20");
         assert_eq!(hiccups.worst, Duration::from_millis(20));
+    }
+
+    #[test]
+    fn the_stall_within_a_stretch_is_the_overlap_of_each_late_wake_up_with_it() {
+        let mut hiccups = Hiccups::default();
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        hiccups.record(t0, ms(5)); // t0 .. t0+5
+        hiccups.record(t0 + ms(10), ms(1)); // not a stall: only 1 ms late
+        hiccups.record(t0 + ms(20), ms(8)); // t0+20 .. t0+28
+        assert_eq!(hiccups.stalled_during(t0 + ms(3), t0 + ms(22)), ms(2) + ms(2));
+        assert_eq!(hiccups.stalled_during(t0 + ms(6), t0 + ms(19)), Duration::ZERO);
+        assert_eq!(hiccups.stalled_during(t0, t0 + ms(40)), ms(13));
     }
 
     #[test]

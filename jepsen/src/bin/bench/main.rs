@@ -204,6 +204,8 @@ async fn main() -> anyhow::Result<()> {
         let slowest = slowest_ms(&reaction.tasks, 8);
         println!("  slowest reactions, ms: {slowest:?}; {}", syncs.summary());
         println!("  {}", hiccups.summary());
+        let stalled = slowest_stalls(&reaction, &hiccups, 8);
+        println!("  of which the timer was stalled over 1 ms late, ms: {stalled:?}");
     }
 
     if args.fleet > 0 {
@@ -762,6 +764,22 @@ fn slowest_ms(samples: &[Duration], count: usize) -> Vec<f64> {
     ms.sort_by(|a, b| b.total_cmp(a));
     ms.truncate(count);
     ms
+}
+
+/// For the `count` slowest probes (slowest first), how long the stall meter
+/// was stalled while each one ran, in milliseconds to a tenth.
+fn slowest_stalls(sample: &under_load::UnderLoad, hiccups: &hiccups::Hiccups, count: usize) -> Vec<f64> {
+    let mut order: Vec<usize> = (0..sample.tasks.len().min(sample.started.len())).collect();
+    order.sort_by(|a, b| sample.tasks[*b].cmp(&sample.tasks[*a]));
+    order
+        .into_iter()
+        .take(count)
+        .map(|i| {
+            let from = sample.started[i];
+            let stalled = hiccups.stalled_during(from, from + sample.tasks[i]);
+            (stalled.as_secs_f64() * 1e4).round() / 10.0
+        })
+        .collect()
 }
 
 /// Kills the leader, restarts it, and returns the time to the first write

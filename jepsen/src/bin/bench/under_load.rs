@@ -88,6 +88,8 @@ pub trait Probe: Send {
 /// The probes of one stretch under load.
 #[derive(Debug, Default)]
 pub struct UnderLoad {
+    /// When each probe started.
+    pub started: Vec<Instant>,
     /// Every probe's acknowledgement latency.
     pub acks: Vec<Duration>,
     /// Every probe's task latency (empty for a probe without tasks).
@@ -112,8 +114,10 @@ impl UnderLoad {
         tokio::time::sleep(Duration::from_millis(300)).await;
         let mut result = Ok(());
         for n in first..first + count {
+            let started = Instant::now();
             match probe.probe(n).await {
                 Ok(probed) => {
+                    self.started.push(started);
                     self.acks.push(probed.ack);
                     self.tasks.extend(probed.task);
                 }
