@@ -48,6 +48,7 @@ fn bench_prints_every_measurement() {
         "WAL syncs on the three nodes meanwhile:",
         "the bench's own 1 ms timer meanwhile:",
         "of which the timer was stalled over 1 ms late, ms:",
+        "entries applied on the three nodes meanwhile:",
         "fleet repair, 20 goals violated by one mutation: all repaired in",
         "failover",
         "kinds: 300 instances x 10 goals created in",

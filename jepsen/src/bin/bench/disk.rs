@@ -1,59 +1,64 @@
-//! The nodes' WAL syncs over a stretch of the bench, from the
-//! `lexum_wal_sync_seconds` histograms on `/metrics`: how much of a latency
-//! tail the disk explains.
+//! The nodes' WAL syncs and entry applies over a stretch of the bench, from
+//! the `lexum_wal_sync_seconds` and `lexum_apply_seconds` histograms on
+//! `/metrics`: how much of a latency tail the disk, or the engine, explains.
 
 use lexum_jepsen::cluster::LocalCluster;
 
-/// The metric's bucket lines start with this.
-const BUCKET: &str = "lexum_wal_sync_seconds_bucket{le=\"";
+/// The WAL syncs' histogram.
+pub const WAL_SYNCS: &str = "lexum_wal_sync_seconds";
+/// The entry applies' histogram.
+pub const APPLIES: &str = "lexum_apply_seconds";
 
-/// Cumulative sync counts by bucket bound (seconds), summed over nodes.
+/// Cumulative counts of one histogram by bucket bound (seconds), summed over
+/// nodes.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Syncs {
-    /// `(bound, syncs that took at most bound)`, bounds ascending; the last
+pub struct Histogram {
+    /// `(bound, observations of at most bound)`, bounds ascending; the last
     /// bound is infinite.
     buckets: Vec<(f64, f64)>,
 }
 
-impl Syncs {
-    /// The buckets of one node's metrics text.
-    pub fn parse(text: &str) -> Syncs {
+impl Histogram {
+    /// The buckets of histogram `metric` in one node's metrics text.
+    pub fn parse(text: &str, metric: &str) -> Histogram {
+        let prefix = format!("{metric}_bucket{{le=\"");
         let buckets = text
             .lines()
             .filter_map(|line| {
-                let (bound, count) = line.strip_prefix(BUCKET)?.split_once("\"} ")?;
+                let (bound, count) = line.strip_prefix(&prefix)?.split_once("\"} ")?;
                 let bound = if bound == "+Inf" { f64::INFINITY } else { bound.parse().ok()? };
                 Some((bound, count.trim().parse().ok()?))
             })
             .collect();
-        Syncs { buckets }
+        Histogram { buckets }
     }
 
-    /// Every node's syncs so far (a node that does not answer counts none).
-    pub async fn of(cluster: &LocalCluster) -> Syncs {
-        let mut total = Syncs::default();
+    /// Every node's histogram `metric` so far, summed (a node that does
+    /// not answer counts none).
+    pub async fn of(cluster: &LocalCluster, metric: &str) -> Histogram {
+        let mut total = Histogram::default();
         for id in cluster.nodes.keys() {
             if let Ok((200, text)) = cluster.http_get(*id, "/metrics").await {
-                total = total.plus(&Syncs::parse(&text), 1.0);
+                total = total.plus(&Histogram::parse(&text, metric), 1.0);
             }
         }
         total
     }
 
     /// `self + factor × other`, bucket by bucket (a missing side is zero).
-    fn plus(&self, other: &Syncs, factor: f64) -> Syncs {
+    fn plus(&self, other: &Histogram, factor: f64) -> Histogram {
         let bounds = if self.buckets.len() >= other.buckets.len() { &self.buckets } else { &other.buckets };
-        let count = |syncs: &Syncs, i: usize| syncs.buckets.get(i).map_or(0.0, |(_, n)| *n);
+        let count = |histogram: &Histogram, i: usize| histogram.buckets.get(i).map_or(0.0, |(_, n)| *n);
         let buckets = bounds
             .iter()
             .enumerate()
             .map(|(i, (bound, _))| (*bound, count(self, i) + factor * count(other, i)))
             .collect();
-        Syncs { buckets }
+        Histogram { buckets }
     }
 
     /// The syncs made since `before`.
-    pub fn since(&self, before: &Syncs) -> Syncs {
+    pub fn since(&self, before: &Histogram) -> Histogram {
         self.plus(before, -1.0)
     }
 
@@ -74,8 +79,8 @@ impl Syncs {
         self.buckets.iter().find(|(_, n)| *n >= wanted).map_or(f64::INFINITY, |(bound, _)| *bound)
     }
 
-    /// One line for the bench's output.
-    pub fn summary(&self) -> String {
+    /// One line for the bench's output, for the WAL syncs.
+    pub fn sync_summary(&self) -> String {
         format!(
             "WAL syncs on the three nodes meanwhile: {:.0}, p50 ≤ {} ms, p99 ≤ {} ms, {:.0} over 4 ms, {:.0} over 16 ms",
             self.total(),
@@ -101,8 +106,9 @@ mod tests {
 
     #[test]
     fn the_syncs_of_a_stretch_are_the_difference_of_two_scrapes() {
-        let before = Syncs::parse(METRICS);
-        let after = before.plus(&Syncs::parse(METRICS), 2.0);
+        let before = Histogram::parse(METRICS, WAL_SYNCS);
+        let after = before.plus(&Histogram::parse(METRICS, WAL_SYNCS), 2.0);
+        assert_eq!(Histogram::parse(METRICS, APPLIES).total(), 0.0, "another histogram's lines are not this one's");
         let stretch = after.since(&before);
         assert_eq!(stretch.total(), 200.0);
         assert_eq!(stretch.over(0.004), 4.0, "two syncs over 4 ms per scrape");
@@ -111,6 +117,6 @@ mod tests {
         assert_eq!(stretch.quantile_bound(0.95), 0.004);
         assert_eq!(stretch.quantile_bound(0.99), 0.016);
         assert_eq!(stretch.quantile_bound(0.995), f64::INFINITY, "one sync in 200 over the last bound");
-        assert_eq!(Syncs::default().since(&Syncs::default()).total(), 0.0);
+        assert_eq!(Histogram::default().since(&Histogram::default()).total(), 0.0);
     }
 }

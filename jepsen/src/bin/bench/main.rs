@@ -186,11 +186,13 @@ async fn main() -> anyhow::Result<()> {
         print_sample("linearizable reads", clients, args.seconds, &sample);
     }
 
-    let syncs_before = disk::Syncs::of(&cluster).await;
+    let syncs_before = disk::Histogram::of(&cluster, disk::WAL_SYNCS).await;
+    let applies_before = disk::Histogram::of(&cluster, disk::APPLIES).await;
     let meter = hiccups::Meter::start();
     let reaction = reaction_latency(&cluster, args.reactions, args.background).await?;
     let hiccups = meter.stop();
-    let syncs = disk::Syncs::of(&cluster).await.since(&syncs_before);
+    let syncs = disk::Histogram::of(&cluster, disk::WAL_SYNCS).await.since(&syncs_before);
+    let applies = disk::Histogram::of(&cluster, disk::APPLIES).await.since(&applies_before);
     println!(
         "reaction (mutation to worker task), {} samples: p50 {:.2} ms   p99 {:.2} ms   (background {:.0} mutations/s; the same mutations acknowledged: p50 {:.2} ms   p99 {:.2} ms)",
         reaction.tasks.len(),
@@ -202,8 +204,14 @@ async fn main() -> anyhow::Result<()> {
     );
     if args.reactions > 0 {
         let slowest = slowest_ms(&reaction.tasks, 8);
-        println!("  slowest reactions, ms: {slowest:?}; {}", syncs.summary());
+        println!("  slowest reactions, ms: {slowest:?}; {}", syncs.sync_summary());
         println!("  {}", hiccups.summary());
+        println!(
+            "  entries applied on the three nodes meanwhile: {:.0}, {:.0} over 1 ms, {:.0} over 5 ms",
+            applies.total(),
+            applies.over(0.001),
+            applies.over(0.005)
+        );
         let stalled = slowest_stalls(&reaction, &hiccups, 8);
         println!("  of which the timer was stalled over 1 ms late, ms: {stalled:?}");
     }
