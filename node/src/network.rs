@@ -25,7 +25,8 @@
 //! new one. A peer that does not know the stream (`Unimplemented`, an
 //! older version) gets unary calls from then on.
 //!
-//! Transport failures map to `Unreachable` (openraft backs off); an error
+//! Transport failures map to `Unreachable` (openraft backs off); a reply
+//! that times out maps to a network error (openraft sends again at once); an error
 //! returned by the remote Raft maps to `RemoteError`; entries that would not
 //! fit in one message map to `PayloadTooLarge`, so openraft sends fewer at
 //! a time instead of failing the same way forever.
@@ -212,7 +213,10 @@ impl PeerClient {
                 }
                 Ok(Err(StreamCall::Failed(error))) => Err(error),
                 Ok(Ok(reply)) => Ok(reply),
-                Err(_) => Err(RPCError::Unreachable(Unreachable::new(&std::io::Error::new(
+                // The peer answers, only late (a slow sync): not
+                // `Unreachable`, after which openraft would leave it alone
+                // for half a second. The stream went with the dropped call.
+                Err(_) => Err(RPCError::Network(NetworkError::new(&std::io::Error::new(
                     std::io::ErrorKind::TimedOut,
                     "AppendStream reply timed out",
                 )))),

@@ -234,6 +234,21 @@ async fn a_late_reply_never_answers_the_next_append() {
     assert_eq!(seen.streams.load(Ordering::SeqCst), 2, "the timed-out call's stream was dropped");
 }
 
+/// openraft backs a follower off for half a second after `Unreachable`, so
+/// a reply held up by a slow sync (a disk stall on every node at once)
+/// must not read as one: it would stop commits for that half second.
+#[tokio::test]
+async fn a_reply_that_times_out_is_not_taken_for_an_unreachable_peer() {
+    let (addr, _seen) = start(Peer::SlowAt(1)).await;
+    let mut client = client(&addr).await;
+    assert_eq!(answered_at(&append(&mut client, 0, Duration::from_secs(5)).await), Some(0), "unary");
+    let late = append(&mut client, 1, Duration::from_millis(100)).await;
+    assert!(
+        matches!(late, Err(RPCError::Network(_)) | Err(RPCError::Timeout(_))),
+        "a slow reply on the stream is a timeout, not an unreachable peer: {late:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_stream_the_peer_closed_is_opened_again() {
     let (addr, seen) = start(Peer::ClosesAfterOne).await;
