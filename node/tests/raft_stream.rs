@@ -2,8 +2,9 @@
 //! loopback: a client's first append is unary (openraft's leadership check
 //! makes a client for one call, and opening a stream would cost it a round
 //! trip more within a heartbeat's timeout); later ones share one stream; a
-//! reply that comes too late is never taken for the next call's; a stream
-//! the peer closed is reopened; a peer without the stream gets unary calls.
+//! reply that comes too late is never taken for the next call's, nor for an
+//! unreachable peer; a stream the peer closed is reopened; a peer without
+//! the stream gets unary calls.
 //! And the clients of one peer share two connections, which reconnect
 //! after the peer restarts.
 //!
@@ -220,33 +221,26 @@ async fn a_clients_first_append_is_unary_and_the_rest_share_one_stream() {
     assert_eq!(seen.streamed.load(Ordering::SeqCst), 19);
 }
 
+/// The reply to a timed-out append must neither answer the next one nor
+/// read as an unreachable peer: openraft backs a follower off for half a
+/// second after `Unreachable`, so a reply held up by a slow sync (a disk
+/// stall on every node at once) would stop commits for that half second.
 #[tokio::test]
-async fn a_late_reply_never_answers_the_next_append() {
+async fn a_late_reply_never_answers_the_next_append_nor_reads_as_an_unreachable_peer() {
     let (addr, seen) = start(Peer::SlowAt(1)).await;
     let mut client = client(&addr).await;
     assert_eq!(answered_at(&append(&mut client, 0, Duration::from_secs(5)).await), Some(0), "unary");
     let late = append(&mut client, 1, Duration::from_millis(100)).await;
     assert!(late.is_err(), "the append at 1 times out: {late:?}");
+    assert!(
+        matches!(late, Err(RPCError::Network(_)) | Err(RPCError::Timeout(_))),
+        "a slow reply on the stream is a timeout, not an unreachable peer: {late:?}"
+    );
     // The reply to the append at 1 arrives while this call waits; taking it
     // would tell the leader the follower matched index 1 when asked about 2.
     let next = append(&mut client, 2, Duration::from_secs(5)).await;
     assert_eq!(answered_at(&next), Some(2), "{next:?}");
     assert_eq!(seen.streams.load(Ordering::SeqCst), 2, "the timed-out call's stream was dropped");
-}
-
-/// openraft backs a follower off for half a second after `Unreachable`, so
-/// a reply held up by a slow sync (a disk stall on every node at once)
-/// must not read as one: it would stop commits for that half second.
-#[tokio::test]
-async fn a_reply_that_times_out_is_not_taken_for_an_unreachable_peer() {
-    let (addr, _seen) = start(Peer::SlowAt(1)).await;
-    let mut client = client(&addr).await;
-    assert_eq!(answered_at(&append(&mut client, 0, Duration::from_secs(5)).await), Some(0), "unary");
-    let late = append(&mut client, 1, Duration::from_millis(100)).await;
-    assert!(
-        matches!(late, Err(RPCError::Network(_)) | Err(RPCError::Timeout(_))),
-        "a slow reply on the stream is a timeout, not an unreachable peer: {late:?}"
-    );
 }
 
 #[tokio::test]

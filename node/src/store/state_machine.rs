@@ -252,14 +252,20 @@ mod tests {
         sm
     }
 
+    /// A new node database in its own temporary directory.
+    fn fresh_database() -> (tempfile::TempDir, Arc<DB>) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = super::super::open_db(dir.path()).expect("db");
+        (dir, db)
+    }
+
     fn legacy_key(db: &DB) -> Option<Vec<u8>> {
         db.get_cf(db.cf_handle(CF_SM).expect("sm"), LEGACY_KEY_SNAPSHOT).expect("get")
     }
 
     #[tokio::test]
     async fn a_snapshot_goes_to_its_own_file_and_not_through_the_database() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let db = super::super::open_db(dir.path()).expect("db");
+        let (dir, db) = fresh_database();
         let mut sm = applied_up_to(&db, dir.path(), 7).await;
         let built = sm.build_snapshot().await.expect("build");
         assert_eq!(built.meta.last_log_id.map(|id| id.index), Some(7));
@@ -275,8 +281,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_older_snapshot_does_not_replace_a_newer_one() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let db = super::super::open_db(dir.path()).expect("db");
+        let (dir, db) = fresh_database();
         let mut newer = applied_up_to(&db, dir.path(), 9).await;
         let built = newer.build_snapshot().await.expect("build");
         let older = StoredSnapshot {
@@ -294,8 +299,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_snapshot_an_earlier_release_kept_in_the_database_moves_to_the_file() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let db = super::super::open_db(dir.path()).expect("db");
+        let (dir, db) = fresh_database();
         let built = applied_up_to(&db, dir.path(), 5).await.build_snapshot().await.expect("build");
         // Where earlier releases kept it: the database, and no file.
         let file = SnapshotFile::open(dir.path()).expect("file");
@@ -312,8 +316,7 @@ mod tests {
 
     #[tokio::test]
     async fn of_a_snapshot_in_the_database_and_one_in_the_file_the_newer_is_kept() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let db = super::super::open_db(dir.path()).expect("db");
+        let (dir, db) = fresh_database();
         let file = SnapshotFile::open(dir.path()).expect("file");
         let mut sm = applied_up_to(&db, dir.path(), 5).await;
         sm.build_snapshot().await.expect("build at 5");
