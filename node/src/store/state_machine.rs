@@ -104,9 +104,7 @@ impl StateMachine {
     /// the Raft core and the client calls run on. Hands `stored` back.
     async fn persist(&self, stored: StoredSnapshot) -> Result<StoredSnapshot, StorageIOError<NodeId>> {
         let this = self.clone();
-        tokio::task::spawn_blocking(move || this.save_snapshot(&stored).map(|_| stored))
-            .await
-            .map_err(|e| StorageIOError::write_snapshot(None, &std::io::Error::other(e.to_string())))?
+        on_blocking_thread(move || this.save_snapshot(&stored).map(|_| stored)).await
     }
 }
 
@@ -140,9 +138,7 @@ fn move_legacy_snapshot(db: &DB, file: &SnapshotFile) -> anyhow::Result<()> {
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
         let this = self.clone();
-        let built = tokio::task::spawn_blocking(move || this.build_and_save())
-            .await
-            .map_err(|e| StorageIOError::write_snapshot(None, &std::io::Error::other(e.to_string())))??;
+        let built = on_blocking_thread(move || this.build_and_save()).await?;
         Ok(Snapshot { meta: built.meta, snapshot: Box::new(Cursor::new(built.data)) })
     }
 }
@@ -230,6 +226,16 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .load_snapshot()?
             .map(|stored| Snapshot { meta: stored.meta, snapshot: Box::new(Cursor::new(stored.data)) }))
     }
+}
+
+/// Runs snapshot work `f` on tokio's blocking threads; a panic in it is a
+/// failed snapshot write.
+async fn on_blocking_thread<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StorageIOError<NodeId>> + Send + 'static,
+) -> Result<T, StorageIOError<NodeId>> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StorageIOError::write_snapshot(None, &std::io::Error::other(e.to_string())))?
 }
 
 fn anyhow_to_io(e: anyhow::Error) -> std::io::Error {
