@@ -33,8 +33,8 @@
 //! `cargo build --release --workspace --all-targets && target/release/bench`.
 
 mod compare;
-mod disk;
 mod hiccups;
+mod histograms;
 mod under_load;
 
 use anyhow::{bail, Context};
@@ -186,13 +186,13 @@ async fn main() -> anyhow::Result<()> {
         print_sample("linearizable reads", clients, args.seconds, &sample);
     }
 
-    let syncs_before = disk::Histogram::of(&cluster, disk::WAL_SYNCS).await;
-    let applies_before = disk::Histogram::of(&cluster, disk::APPLIES).await;
+    let syncs_before = histograms::Histogram::of(&cluster, histograms::WAL_SYNCS).await;
+    let applies_before = histograms::Histogram::of(&cluster, histograms::APPLIES).await;
     let meter = hiccups::Meter::start();
     let reaction = reaction_latency(&cluster, args.reactions, args.background).await?;
     let hiccups = meter.stop();
-    let syncs = disk::Histogram::of(&cluster, disk::WAL_SYNCS).await.since(&syncs_before);
-    let applies = disk::Histogram::of(&cluster, disk::APPLIES).await.since(&applies_before);
+    let syncs = histograms::Histogram::of(&cluster, histograms::WAL_SYNCS).await.since(&syncs_before);
+    let applies = histograms::Histogram::of(&cluster, histograms::APPLIES).await.since(&applies_before);
     println!(
         "reaction (mutation to worker task), {} samples: p50 {:.2} ms   p99 {:.2} ms   (background {:.0} mutations/s; the same mutations acknowledged: p50 {:.2} ms   p99 {:.2} ms)",
         reaction.tasks.len(),
@@ -768,7 +768,7 @@ fn print_sample(what: &str, clients: usize, seconds: u64, sample: &Sample) {
 /// The `count` largest of `samples` in milliseconds, largest first, to a
 /// tenth of a millisecond.
 fn slowest_ms(samples: &[Duration], count: usize) -> Vec<f64> {
-    let mut ms: Vec<f64> = samples.iter().map(|d| (d.as_secs_f64() * 1e4).round() / 10.0).collect();
+    let mut ms: Vec<f64> = samples.iter().copied().map(tenths_of_ms).collect();
     ms.sort_by(|a, b| b.total_cmp(a));
     ms.truncate(count);
     ms
@@ -784,10 +784,14 @@ fn slowest_stalls(sample: &under_load::UnderLoad, hiccups: &hiccups::Hiccups, co
         .take(count)
         .map(|i| {
             let from = sample.started[i];
-            let stalled = hiccups.stalled_during(from, from + sample.tasks[i]);
-            (stalled.as_secs_f64() * 1e4).round() / 10.0
+            tenths_of_ms(hiccups.stalled_during(from, from + sample.tasks[i]))
         })
         .collect()
+}
+
+/// `d` in milliseconds, rounded to a tenth.
+fn tenths_of_ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e4).round() / 10.0
 }
 
 /// Kills the leader, restarts it, and returns the time to the first write
