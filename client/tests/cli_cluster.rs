@@ -535,6 +535,7 @@ fn kinds_workflow() {
     cluster.check_error(&["set", "Pool[db].want=1"], 1, "deleted");
     cluster.check_error(&["create", "Nope/x"], 1, "unknown kind");
     cluster.check_error(&["create", "want=1"], 1, "before any Kind/key");
+    cluster.check_error(&["goals", "--status", "broken"], 1, "unknown status `BROKEN`");
     cluster.check(&["release", "Pool"], 0);
     cluster.check(&["release", "Pool/web"], 0);
 }

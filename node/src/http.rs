@@ -4,10 +4,12 @@
 //! tokens are on).
 
 use crate::cluster::Cluster;
+use crate::metrics::Metrics;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
+use lexum_engine::GoalStatus;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -52,9 +54,29 @@ pub fn refresh(cluster: &Cluster) {
     let applied = raft.last_applied.map(|l| l.index).unwrap_or(0);
     metrics.applied_index.set(applied as i64);
     metrics.commit_index.set(cluster.commit_index() as i64);
-    let goals = cluster.replica.with_engine(|e| e.goals());
-    for status in ["SATISFIED", "VIOLATED", "REPAIRING", "FAILED", "DOMINATED", "TRAPPED"] {
-        let count = goals.iter().filter(|g| g.status.to_string() == status).count();
-        metrics.goals.with_label_values(&[status]).set(count as i64);
+    let counts = cluster.replica.with_engine(|e| e.status_counts());
+    set_goal_gauges(metrics, counts);
+}
+
+/// Sets `lexum_goals{status}` for every status, zero ones included.
+fn set_goal_gauges(metrics: &Metrics, counts: [(GoalStatus, u64); 7]) {
+    for (status, count) in counts {
+        metrics.goals.with_label_values(&[status.name()]).set(count as i64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_status_has_a_goal_gauge_zero_ones_included() {
+        let metrics = Metrics::new();
+        set_goal_gauges(&metrics, GoalStatus::ALL.map(|s| (s, u64::from(s == GoalStatus::Contested) * 3)));
+        let text = metrics.render();
+        assert!(text.contains("lexum_goals{status=\"CONTESTED\"} 3"), "{text}");
+        for status in GoalStatus::ALL.iter().filter(|s| **s != GoalStatus::Contested) {
+            assert!(text.contains(&format!("lexum_goals{{status=\"{status}\"}} 0")), "{status}: {text}");
+        }
     }
 }

@@ -236,7 +236,7 @@ fn exhausted_goals(engine: &Engine) -> Vec<Exhausted> {
         let budget = budgets.entry((domain, goal.name.as_str())).or_default();
         *budget = (*budget).max(transition.retry.max_attempts);
     }
-    let (failed, _) = engine.goals_page(None, Some("FAILED"), 0, u64::MAX);
+    let (failed, _) = engine.goals_page(None, Some(lexum_engine::GoalStatus::Failed), 0, u64::MAX);
     failed
         .into_iter()
         .filter(|g| g.code.as_deref() == Some(lexum_engine::codes::RETRIES_EXHAUSTED))

@@ -45,7 +45,7 @@ fn main() {
     }
     println!("mutation: {:.2} µs each", started.elapsed().as_secs_f64() * 1e6 / rounds as f64);
     let started = Instant::now();
-    let (page, total) = engine.goals_page(None, Some("VIOLATED"), 0, 100);
+    let (page, total) = engine.goals_page(None, Some(lexum_engine::GoalStatus::Violated), 0, 100);
     println!(
         "goals --status VIOLATED --limit 100: {} of {total} in {:.1} ms",
         page.len(),

@@ -108,7 +108,7 @@ pub use entry::{EffectKey, EffectOutcome, Entry, FieldWrite, StepId, TimerId, Wo
 pub use instances::NewInstance;
 pub use provenance::{Cause, CycleCause, ObservedEffect, WriteRecord};
 pub use report::{
-    ContentionReport, CycleRecord, Explanation, FieldDelta, GoalReport, GoalStatus, VectorEntry, Waiting,
+    ContentionReport, CycleRecord, Explanation, FieldDelta, GoalReport, GoalStatus, UnknownStatus, VectorEntry, Waiting,
 };
 
 use provenance::{Author, EffectOrigin, LoggedWrite};

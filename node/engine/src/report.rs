@@ -1,6 +1,7 @@
 //! Read-only views for clients: goal reports and cycle history.
 
 use std::fmt;
+use std::str::FromStr;
 
 use lexum_compiler::program::{GoalId, Priority, Program, Value};
 use serde::{Deserialize, Serialize};
@@ -29,9 +30,21 @@ pub enum GoalStatus {
     Contested,
 }
 
-impl fmt::Display for GoalStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl GoalStatus {
+    /// Every status, in the order listings and metrics name them.
+    pub const ALL: [GoalStatus; 7] = [
+        GoalStatus::Satisfied,
+        GoalStatus::Violated,
+        GoalStatus::Repairing,
+        GoalStatus::Failed,
+        GoalStatus::Dominated,
+        GoalStatus::Trapped,
+        GoalStatus::Contested,
+    ];
+
+    /// The status as clients and metrics name it (`TRAPPED`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
             GoalStatus::Satisfied => "SATISFIED",
             GoalStatus::Violated => "VIOLATED",
             GoalStatus::Repairing => "REPAIRING",
@@ -39,7 +52,27 @@ impl fmt::Display for GoalStatus {
             GoalStatus::Dominated => "DOMINATED",
             GoalStatus::Trapped => "TRAPPED",
             GoalStatus::Contested => "CONTESTED",
-        })
+        }
+    }
+}
+
+impl fmt::Display for GoalStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A status name that is none of [`GoalStatus::ALL`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown status `{0}` (one of SATISFIED, VIOLATED, REPAIRING, FAILED, DOMINATED, TRAPPED, CONTESTED)")]
+pub struct UnknownStatus(pub String);
+
+impl FromStr for GoalStatus {
+    type Err = UnknownStatus;
+
+    /// Parses a status by its exact name (`TRAPPED`).
+    fn from_str(name: &str) -> Result<GoalStatus, UnknownStatus> {
+        GoalStatus::ALL.into_iter().find(|s| s.name() == name).ok_or_else(|| UnknownStatus(name.to_owned()))
     }
 }
 
@@ -210,6 +243,18 @@ impl Engine {
         self.goals_page(None, None, 0, 0).0
     }
 
+    /// How many goals are in each status, in [`GoalStatus::ALL`]'s order
+    /// (goals of deleted instances not counted).
+    pub fn status_counts(&self) -> [(GoalStatus, u64); 7] {
+        let mut counts = GoalStatus::ALL.map(|s| (s, 0));
+        for gs in self.goal_states.iter().filter(|gs| !gs.inert) {
+            if let Some(count) = counts.iter_mut().find(|(s, _)| *s == gs.status) {
+                count.1 += 1;
+            }
+        }
+        counts
+    }
+
     /// A page of goals in program order: of one domain (a singleton, an
     /// instance, or every instance of a kind) or all, with one status
     /// (`TRAPPED`, ...) or any; `offset` matches skipped, at most `limit`
@@ -218,7 +263,7 @@ impl Engine {
     pub fn goals_page(
         &self,
         domain: Option<&str>,
-        status: Option<&str>,
+        status: Option<GoalStatus>,
         offset: u64,
         limit: u64,
     ) -> (Vec<GoalReport>, u64) {
@@ -239,7 +284,7 @@ impl Engine {
         let mut page = Vec::new();
         for g in candidates {
             let Some(gs) = self.goal_states.get(g.index()) else { continue };
-            if gs.inert || status.is_some_and(|s| gs.status.to_string() != s) {
+            if gs.inert || status.is_some_and(|s| gs.status != s) {
                 continue;
             }
             total += 1;

@@ -163,6 +163,32 @@ fn deleting_an_instance_cancels_its_work_and_keeps_its_history() {
 }
 
 #[test]
+fn status_counts_and_pages_by_status_match_the_listing() {
+    let mut sim = Sim::new(ROOMS);
+    ok(&mut sim, create("Room", &[("a", &[]), ("b", &[]), ("c", &[])]));
+    ok(&mut sim, create("Heater", &[("a", &[]), ("b", &[]), ("c", &[])]));
+    ok(&mut sim, create("Cooler", &[("a", &[])]));
+    sim.drive(500, &mut echo_count());
+    ok(&mut sim, delete("Heater", &["b"]));
+    let listing = sim.engine.goals();
+    let counts = sim.engine.status_counts();
+    assert_eq!(counts.map(|(s, _)| s), GoalStatus::ALL);
+    assert_eq!(counts.iter().map(|(_, n)| n).sum::<u64>(), listing.len() as u64, "deleted instances not counted");
+    assert!(counts.contains(&(GoalStatus::Trapped, 2)) && counts.contains(&(GoalStatus::Satisfied, 1)), "{counts:?}");
+    for (status, count) in counts {
+        let (page, total) = sim.engine.goals_page(None, Some(status), 0, 0);
+        assert_eq!(total, count, "{status}");
+        let expected: Vec<_> = listing.iter().filter(|g| g.status == status).cloned().collect();
+        assert_eq!(page, expected, "{status}");
+        assert_eq!(status.name().parse::<GoalStatus>(), Ok(status));
+    }
+    let trapped = sim.engine.goals_page(Some("Heater"), Some(GoalStatus::Trapped), 0, 1);
+    assert_eq!((trapped.0.len(), trapped.1), (1, 1), "{trapped:?}");
+    let unknown = "Trapped".parse::<GoalStatus>().expect_err("names are upper case");
+    assert!(unknown.to_string().contains("unknown status `Trapped`"), "{unknown}");
+}
+
+#[test]
 fn bad_creations_are_refused_whole() {
     let mut sim = Sim::new(FLEET);
     ok(&mut sim, create("Pool", &[("web", &[])]));

@@ -10,7 +10,7 @@ use crate::test_faults::{TestFault, TestFaults};
 use lexum_compiler::program::Program;
 use lexum_compiler::{compile, render, CompileOptions, Severity};
 use lexum_engine::entry::{Entry, FieldWrite};
-use lexum_engine::NewInstance;
+use lexum_engine::{GoalStatus, NewInstance};
 use lexum_proto::v1 as pb;
 use lexum_proto::v1::lexum_server::Lexum;
 use openraft::BasicNode;
@@ -279,7 +279,10 @@ impl Lexum for ClientApi {
         let r = request.into_inner();
         self.read_index().await?;
         let domain = (!r.domain.is_empty()).then_some(r.domain.as_str());
-        let status = (!r.status.is_empty()).then_some(r.status.as_str());
+        let status = match r.status.as_str() {
+            "" => None,
+            name => Some(name.parse::<GoalStatus>().map_err(|e| Status::invalid_argument(e.to_string()))?),
+        };
         let (index, (goals, total)) = self
             .cluster
             .replica
