@@ -253,7 +253,11 @@ pub struct Event {
     pub goal: Option<String>,
     /// Diagnostic code, when there is one.
     pub code: Option<String>,
-    /// Human description.
+    /// On `goal_status`: the goal's new status (`SATISFIED`, `TRAPPED`, ...).
+    pub status: Option<String>,
+    /// On `cycle`: how it ended (`converged`, `tug_of_war`, `trapped`, ...).
+    pub verdict: Option<String>,
+    /// Human description; match on the fields above, not on this text.
     pub message: String,
 }
 
@@ -983,6 +987,8 @@ impl Client {
                 domain: non_empty(event.domain),
                 goal: non_empty(event.goal),
                 code: non_empty(event.code),
+                status: non_empty(event.status),
+                verdict: non_empty(event.verdict),
                 message: event.message,
             };
             if tx.send(Ok(event)).await.is_err() {

@@ -583,6 +583,13 @@ fn failover_keeps_watch_and_worker_going() {
     assert!(indexes.first() == Some(&1) || indexes.first() == Some(&2), "backlog missing: {indexes:?}");
     let followed = events.iter().any(|e| e["domain"] == "Pool" && e["index"].as_u64().is_some_and(|i| i > set_index));
     assert!(followed, "the watch did not follow the cluster after failover (set at {set_index}): {indexes:?}");
+    // statuses and verdicts are fields of their events, not text to parse
+    let repaired =
+        events.iter().any(|e| e["kind"] == "goal_status" && e["domain"] == "Pool" && e["status"] == "SATISFIED");
+    assert!(repaired, "no goal_status event with status SATISFIED for Pool: {events:?}");
+    assert!(events.iter().all(|e| (e["kind"] == "goal_status") == e["status"].is_string()), "{events:?}");
+    assert!(events.iter().any(|e| e["kind"] == "cycle" && e["verdict"] == "converged"), "{events:?}");
+    assert!(events.iter().all(|e| (e["kind"] == "cycle") == e["verdict"].is_string()), "{events:?}");
 }
 
 /// Token and mutual TLS guard clients and peers alike: with both, the

@@ -248,9 +248,19 @@ impl Replica {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lexum_engine::EventKind;
 
     fn event(index: u64) -> Event {
-        Event { index, kind: "mutation".into(), domain: None, goal: None, code: None, message: String::new() }
+        Event {
+            index,
+            kind: EventKind::Mutation,
+            domain: None,
+            goal: None,
+            code: None,
+            status: None,
+            verdict: None,
+            message: String::new(),
+        }
     }
 
     fn indexes(backlog: &Backlog, from: u64) -> Vec<u64> {

@@ -21,7 +21,7 @@
 
 use crate::cluster::Cluster;
 use lexum_engine::entry::Entry;
-use lexum_engine::{Engine, Event};
+use lexum_engine::{Engine, Event, EventKind};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::str::FromStr;
@@ -269,7 +269,7 @@ impl Memory {
     fn count_dispatches(&mut self) {
         loop {
             match self.events.try_recv() {
-                Ok(event) if event.kind == "effect_dispatched" => {
+                Ok(event) if event.kind == EventKind::EffectDispatched => {
                     if let (Some(domain), Some(goal)) = (event.domain, event.goal) {
                         *self.attempts.entry((domain, goal)).or_default() += 1;
                     }
@@ -340,10 +340,12 @@ mod tests {
             Memory { term: 1, events: replica_events.1, attempts: BTreeMap::new(), rearmed: BTreeSet::new() };
         let dispatched = Event {
             index: 1,
-            kind: "effect_dispatched".into(),
+            kind: EventKind::EffectDispatched,
             domain: Some("Doomed".into()),
             goal: Some("Applied".into()),
             code: None,
+            status: None,
+            verdict: None,
             message: String::new(),
         };
         for _ in 0..3 {

@@ -150,6 +150,11 @@ def test_client_and_worker_follow_the_leader_across_a_leader_kill(cluster: Local
             keys = [(e.index, e.kind, e.domain, e.goal, e.message) for e in events]
             assert len(keys) == len(set(keys)), "the resumed watch delivered an event twice"
             assert [e.index for e in events] == sorted(e.index for e in events)
+            # Statuses and verdicts are fields of their events, not text to parse.
+            assert any(e.kind == "goal_status" and e.domain == "Job" and e.status == "SATISFIED" for e in events)
+            assert all((e.kind == "goal_status") == (e.status is not None) for e in events)
+            assert any(e.kind == "cycle" and e.verdict == "converged" for e in events)
+            assert all((e.kind == "cycle") == (e.verdict is not None) for e in events)
         finally:
             worker.stop()
             await asyncio.wait_for(running, 20)

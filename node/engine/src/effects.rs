@@ -4,7 +4,7 @@
 use lexum_compiler::program::RetryPolicy;
 
 use crate::state::{EffectState, Timer, TimerKind};
-use crate::{codes, Cx, EffectKey, EffectOutcome, Engine, Rejection, TimerId};
+use crate::{codes, Cx, EffectKey, EffectOutcome, Engine, EventKind, Rejection, TimerId};
 
 /// Backoff before attempt `attempt + 1` after `attempt` failures:
 /// initial × 2^(attempt−1), capped.
@@ -53,7 +53,7 @@ impl Engine {
     ) {
         self.remember_worker(idempotency_key, worker);
         let (domain, goal) = scope;
-        cx.event("effect_dispatched", domain, goal, None, message);
+        cx.event(EventKind::EffectDispatched, domain, goal, None, message);
     }
 
     /// Domain and goal of the cycle an effect belongs to, for events.
@@ -123,7 +123,13 @@ impl Engine {
                     EffectOutcome::Succeeded { value } if returns.is_some() => value.clone(),
                     _ => None,
                 };
-                cx.event("effect_succeeded", domain, goal, None, format!("{name} (effect {}) succeeded", key.0));
+                cx.event(
+                    EventKind::EffectSucceeded,
+                    domain,
+                    goal,
+                    None,
+                    format!("{name} (effect {}) succeeded", key.0),
+                );
                 self.effect_done(cx, key.0, &record, value);
             }
             Some(error) => self.effect_failed(cx, key.0, error, &name, (domain, goal)),
@@ -147,7 +153,7 @@ impl Engine {
             let attempts = record.attempts;
             self.effects.remove(&key);
             cx.event(
-                "effect_failed",
+                EventKind::EffectFailed,
                 domain,
                 goal,
                 Some(codes::RETRIES_EXHAUSTED),
@@ -171,7 +177,7 @@ impl Engine {
         }
         self.timers.insert(timer, Timer { kind: TimerKind::EffectRetry { effect: key }, delay_ms });
         cx.event(
-            "effect_failed",
+            EventKind::EffectFailed,
             domain,
             goal,
             None,
@@ -182,7 +188,7 @@ impl Engine {
     /// Applies `Entry::TimerFired`; unknown timers are no-ops.
     pub(crate) fn timer_fired(&mut self, cx: &mut Cx, timer: TimerId) {
         let Some(t) = self.timers.remove(&timer.0) else {
-            cx.event("stale", None, None, None, format!("timer {} is not armed", timer.0));
+            cx.event(EventKind::Stale, None, None, None, format!("timer {} is not armed", timer.0));
             return;
         };
         match t.kind {
@@ -207,7 +213,7 @@ impl Engine {
                 cx.status_dirty.insert(goal);
             }
         }
-        cx.event("timer", None, None, None, format!("timer {} fired", timer.0));
+        cx.event(EventKind::Timer, None, None, None, format!("timer {} fired", timer.0));
     }
 }
 

@@ -10,7 +10,7 @@ use lexum_compiler::program::{DomainId, Priority, Program, RetryPolicy, Value};
 use crate::eval::{self, Plan};
 use crate::provenance::{Cause, CycleTag, EffectOrigin, WriteCause};
 use crate::state::{EffectRecord, EffectState, Message, Step, StepKind};
-use crate::{codes, Cx, Engine, Rejection, StepId};
+use crate::{codes, Cx, Engine, EventKind, Rejection, StepId};
 
 /// Where a plan came from, for attribution and idempotency keys.
 struct Origin {
@@ -50,7 +50,13 @@ impl Engine {
     /// in `dispatch`): stale or duplicate steps are no-ops.
     pub(crate) fn run_step(&mut self, cx: &mut Cx, step: StepId, dispatch: Option<String>) {
         let Some(entry) = self.steps.remove(&step.0) else {
-            cx.event("stale", None, None, None, format!("step {} is not ready (already run or cancelled)", step.0));
+            cx.event(
+                EventKind::Stale,
+                None,
+                None,
+                None,
+                format!("step {} is not ready (already run or cancelled)", step.0),
+            );
             return;
         };
         match entry.kind {
@@ -63,7 +69,7 @@ impl Engine {
         let Some(program) = self.program.clone() else { return };
         let Some(c) = self.cycles.get_mut(&cycle_id) else { return };
         if c.step != Some(step) || !c.waiting.is_empty() {
-            cx.event("stale", None, None, None, format!("step {step} does not match cycle {cycle_id}"));
+            cx.event(EventKind::Stale, None, None, None, format!("step {step} does not match cycle {cycle_id}"));
             return;
         }
         c.step = None;
@@ -106,7 +112,7 @@ impl Engine {
         match outcome {
             Ok(()) => {
                 cx.event(
-                    "slice",
+                    EventKind::Slice,
                     Some(domain),
                     Some(goal.name.clone()),
                     None,
@@ -182,13 +188,13 @@ impl Engine {
         let outcome = result.and_then(|()| self.commit_plan(cx, &program, plan, &origin));
         let failure = match outcome {
             Ok(()) => {
-                cx.event("message", Some(domain), None, None, format!("{} delivered", handler.name));
+                cx.event(EventKind::Message, Some(domain), None, None, format!("{} delivered", handler.name));
                 None
             }
             Err(r) => {
                 let message = format!("handler {domain}.{} of a message it sent: {}", handler.name, r.message);
                 cx.event(
-                    "rejected",
+                    EventKind::Rejected,
                     Some(domain),
                     None,
                     Some(&r.code),
@@ -233,7 +239,7 @@ impl Engine {
             let name = program.effects.get(effect.index()).map(|e| e.full_name()).unwrap_or_default();
             let (domain, goal) = self.cycle_names(origin.cycle);
             cx.event(
-                "effect_planned",
+                EventKind::EffectPlanned,
                 domain.clone(),
                 goal.clone(),
                 None,
@@ -293,7 +299,7 @@ impl Engine {
                     let to =
                         program.handlers.get(handler.index()).map(|h| program.domains[h.domain.index()].name.clone());
                     cx.event(
-                        "rejected",
+                        EventKind::Rejected,
                         Some(program.domains[origin.domain.index()].name.clone()),
                         None,
                         Some(codes::UNKNOWN),

@@ -49,7 +49,7 @@ pub(crate) fn instance_tables(p: &Program, records: &[InstanceRecord]) -> Instan
     }
     (live, key_of, deleted)
 }
-use crate::{codes, Cx, Engine, Rejection};
+use crate::{codes, Cx, CycleVerdict, Engine, EventKind, GoalStatus, Rejection};
 
 /// The handler a kind declares to let transitions create its instances.
 pub const CREATE: &str = "create";
@@ -531,7 +531,7 @@ impl Engine {
         let d = match instantiate(expanded, kind, key, &self.index.instances) {
             Ok(d) => d,
             Err(message) => {
-                cx.event("rejected", Some(instance_name(kind_name, key)), None, Some(codes::UNKNOWN), message);
+                cx.event(EventKind::Rejected, Some(instance_name(kind_name, key)), None, Some(codes::UNKNOWN), message);
                 return;
             }
         };
@@ -564,13 +564,8 @@ impl Engine {
             let holds = eval::holds(&goal.predicate, goal.slots, &self.world(&program)).unwrap_or(false);
             self.goal_states.push(GoalState::new(holds, cx.index));
             cx.status_dirty.insert(GoalId(g as u32));
-            cx.event(
-                "goal_status",
-                Some(domain.name.clone()),
-                Some(goal.name.clone()),
-                None,
-                if holds { "SATISFIED" } else { "VIOLATED" }.to_string(),
-            );
+            let status = if holds { GoalStatus::Satisfied } else { GoalStatus::Violated };
+            cx.goal_status_event(domain.name.clone(), goal.name.clone(), None, status);
         }
         for (i, f) in domain.fields.iter().enumerate() {
             let default = program.fields[f.index()].default.clone();
@@ -579,7 +574,13 @@ impl Engine {
                 self.log_write(cx.index, *f, default, value, cause.cause.clone());
             }
         }
-        cx.event("created", Some(domain.name.clone()), None, None, format!("instance {} created", domain.name));
+        cx.event(
+            EventKind::Created,
+            Some(domain.name.clone()),
+            None,
+            None,
+            format!("instance {} created", domain.name),
+        );
         cx.dirty_domains.insert(d);
     }
 
@@ -673,7 +674,7 @@ impl Engine {
         let domain = &program.domains[d.index()];
         let open: Vec<u64> = self.cycles.iter().filter(|(_, c)| c.domain == d).map(|(id, _)| *id).collect();
         for id in open {
-            self.abort_cycle(cx, id, "deleted", None);
+            self.abort_cycle(cx, id, CycleVerdict::Deleted, None);
         }
         let goals: Vec<GoalId> = domain.goals.clone();
         // Effects its slices and handlers emitted, and messages to its
@@ -762,7 +763,13 @@ impl Engine {
         }
         index.unmap_instance(&program, d);
         index.deleted.insert(d.0);
-        cx.event("deleted", Some(domain.name.clone()), None, None, format!("instance {} deleted", domain.name));
+        cx.event(
+            EventKind::Deleted,
+            Some(domain.name.clone()),
+            None,
+            None,
+            format!("instance {} deleted", domain.name),
+        );
     }
 
     /// The live instances of kind `k`.

@@ -23,7 +23,8 @@
 //! - `exec.rs`: slices and message deliveries, each one committed step.
 //! - `effects.rs`: the effect journal, fencing tokens, retries and timers.
 //! - `oscillation.rs`: cycles, vectors, verdicts (E005) and dominance.
-//! - `report.rs`: [`GoalReport`], [`CycleRecord`]; `hash.rs`: the hash chain.
+//! - `report.rs`: [`GoalReport`], [`CycleRecord`]; `event.rs`: [`Event`],
+//!   [`EventKind`], [`CycleVerdict`]; `hash.rs`: the hash chain.
 //! - `simulate.rs`: [`simulate::simulate`], the engine run offline on a copy
 //!   of a live state with simulated workers (`lexumctl plan`); `view.rs`:
 //!   [`view::LiveView`], the data of `lexumd`'s live web view.
@@ -86,6 +87,7 @@ mod aggregates;
 mod effects;
 pub mod entry;
 pub mod eval;
+mod event;
 mod exec;
 mod explain;
 mod hash;
@@ -105,6 +107,7 @@ use lexum_compiler::program::{DomainId, FieldId, GoalId, Priority, Program, Valu
 use serde::{Deserialize, Serialize};
 
 pub use entry::{EffectKey, EffectOutcome, Entry, FieldWrite, StepId, TimerId, WorkerRoom};
+pub use event::{CycleVerdict, Event, EventKind};
 pub use instances::NewInstance;
 pub use provenance::{Cause, CycleCause, ObservedEffect, WriteRecord};
 pub use report::{
@@ -207,27 +210,6 @@ impl Rejection {
     pub(crate) fn new(code: &str, message: impl Into<String>) -> Rejection {
         Rejection { code: code.to_string(), message: message.into() }
     }
-}
-
-/// Something that happened while applying an entry: the watch stream.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Event {
-    /// Index of the entry that caused it.
-    pub index: u64,
-    /// `goal_status`, `mutation`, `effect_planned`, `effect_dispatched`,
-    /// `effect_succeeded`, `effect_failed`, `message`, `cycle`, `trap`,
-    /// `dominated`, `dominance`, `dominance_expired`, `contested`,
-    /// `contest_ended`, `suspended`, `resumed`, `rejected`, `stale`,
-    /// `program`, `release`, `retry`, ...
-    pub kind: String,
-    /// Domain concerned, if any.
-    pub domain: Option<String>,
-    /// Goal concerned, if any.
-    pub goal: Option<String>,
-    /// Diagnostic code, if any.
-    pub code: Option<String>,
-    /// Human-readable description.
-    pub message: String,
 }
 
 /// The result of [`Engine::apply`].
@@ -404,22 +386,33 @@ pub(crate) struct Cx {
 }
 
 impl Cx {
+    /// Records an event of this entry; the caller may set its typed
+    /// status or verdict on the returned event.
     pub(crate) fn event(
         &mut self,
-        kind: &str,
+        kind: EventKind,
         domain: Option<String>,
         goal: Option<String>,
         code: Option<&str>,
         message: String,
-    ) {
+    ) -> &mut Event {
         self.events.push(Event {
             index: self.index,
-            kind: kind.to_string(),
+            kind,
             domain,
             goal,
             code: code.map(str::to_string),
+            status: None,
+            verdict: None,
             message,
         });
+        let last = self.events.len() - 1;
+        &mut self.events[last]
+    }
+
+    /// Records that `domain`'s `goal` is now in `status`.
+    pub(crate) fn goal_status_event(&mut self, domain: String, goal: String, code: Option<&str>, status: GoalStatus) {
+        self.event(EventKind::GoalStatus, Some(domain), Some(goal), code, status.to_string()).status = Some(status);
     }
 }
 
@@ -534,7 +527,9 @@ impl Engine {
     fn conclude(&mut self, cx: &mut Cx, outcome: &Result<(), Rejection>) {
         match outcome {
             Ok(()) => self.settle(cx),
-            Err(r) => cx.event("rejected", None, None, Some(&r.code), r.message.clone()),
+            Err(r) => {
+                cx.event(EventKind::Rejected, None, None, Some(&r.code), r.message.clone());
+            }
         }
     }
 
@@ -585,7 +580,7 @@ impl Engine {
         self.config = config.normalized();
         let c = &self.config;
         cx.event(
-            "configured",
+            EventKind::Configured,
             None,
             None,
             None,

@@ -32,7 +32,7 @@ use crate::effects::backoff_ms;
 use crate::provenance::Author;
 use crate::report::{CycleRecord, FieldDelta, VectorEntry};
 use crate::state::{Cycle, EffectState, Timer, TimerKind, VectorPoint};
-use crate::{codes, Cx, Engine};
+use crate::{codes, Cx, CycleVerdict, Engine, EventKind};
 
 /// Damping penalty added per outside undo.
 const PENALTY_PER_UNDO: u32 = 1000;
@@ -88,7 +88,7 @@ impl Engine {
             .collect()
     }
 
-    fn record(&mut self, program: &Program, cx: &Cx, id: u64, c: &Cycle, verdict: &str, code: Option<&str>) {
+    fn record(&mut self, program: &Program, cx: &Cx, id: u64, c: &Cycle, verdict: CycleVerdict, code: Option<&str>) {
         let deltas = self.deltas(program, c).into_iter().map(|(_, d)| d).collect();
         let mut goals_after = vec![(program.goal_path(c.goal), self.goal_states[c.goal.index()].holds)];
         for g in c.held_before.keys().filter(|g| **g != c.goal) {
@@ -107,7 +107,7 @@ impl Engine {
             end_index: cx.index,
             deltas,
             goals_after,
-            verdict: verdict.to_string(),
+            verdict,
             code: code.map(str::to_string),
         });
     }
@@ -116,7 +116,7 @@ impl Engine {
     /// holds by now): its queued step and its own slice effects are
     /// dropped; messages already sent stay deliverable and effects that
     /// handlers committed run on.
-    pub(crate) fn abort_cycle(&mut self, cx: &mut Cx, id: u64, verdict: &str, code: Option<&str>) {
+    pub(crate) fn abort_cycle(&mut self, cx: &mut Cx, id: u64, verdict: CycleVerdict, code: Option<&str>) {
         let Some(program) = self.program.clone() else { return };
         let Some(c) = self.cycles.remove(&id) else { return };
         if self.running.get(&c.domain.0) == Some(&id) {
@@ -148,7 +148,7 @@ impl Engine {
         self.flush(cx);
         let gs = &mut self.goal_states[c.goal.index()];
         gs.open_cycle = None;
-        if verdict == "trapped" {
+        if verdict == CycleVerdict::Trapped {
             // The cycle whose write closed a fight ran in full: it counts.
             gs.cycles = gs.cycles.saturating_add(1);
             self.cycles_judged += 1;
@@ -156,12 +156,13 @@ impl Engine {
         self.record(&program, cx, id, &c, verdict, code);
         let goal = &program.goals[c.goal.index()];
         cx.event(
-            "cycle",
+            EventKind::Cycle,
             Some(program.domains[c.domain.index()].name.clone()),
             Some(goal.name.clone()),
             code,
             format!("cycle {id} of {} ended: {verdict}", program.transitions[c.transition.index()].name),
-        );
+        )
+        .verdict = Some(verdict);
         cx.status_dirty.insert(c.goal);
         cx.dirty_domains.insert(c.domain);
     }
@@ -169,7 +170,7 @@ impl Engine {
     /// Ends a cycle and marks its goal FAILED with `code`.
     pub(crate) fn fail_cycle(&mut self, cx: &mut Cx, id: u64, code: &str, message: String) {
         let Some(goal) = self.cycles.get(&id).map(|c| c.goal) else { return };
-        self.abort_cycle(cx, id, "failed", Some(code));
+        self.abort_cycle(cx, id, CycleVerdict::Failed, Some(code));
         self.fail_goal(cx, goal, code, message);
     }
 
@@ -186,7 +187,7 @@ impl Engine {
         if let Some(p) = program {
             let g = &p.goals[goal.index()];
             cx.event(
-                "goal_failed",
+                EventKind::GoalFailed,
                 Some(p.domains[g.domain.index()].name.clone()),
                 Some(g.name.clone()),
                 Some(code),
@@ -211,11 +212,11 @@ impl Engine {
             self.timers.remove(&timer);
         }
         if let Some(id) = open {
-            self.abort_cycle(cx, id, "cancelled", Some(codes::OSCILLATION));
+            self.abort_cycle(cx, id, CycleVerdict::Cancelled, Some(codes::OSCILLATION));
         }
         let goal = &program.goals[g.index()];
         cx.event(
-            "trap",
+            EventKind::Trap,
             Some(program.domains[goal.domain.index()].name.clone()),
             Some(goal.name.clone()),
             Some(codes::OSCILLATION),
@@ -256,7 +257,7 @@ impl Engine {
         }
         let l = &program.goals[lower.index()];
         cx.event(
-            "dominance",
+            EventKind::Dominance,
             Some(program.domains[l.domain.index()].name.clone()),
             Some(l.name.clone()),
             None,
@@ -283,7 +284,7 @@ impl Engine {
         if let Some(p) = self.program.clone() {
             let l = &p.goals[lower.index()];
             cx.event(
-                "dominance_expired",
+                EventKind::DominanceExpired,
                 Some(p.domains[l.domain.index()].name.clone()),
                 Some(l.name.clone()),
                 None,
@@ -352,7 +353,7 @@ impl Engine {
         }
         let goal = &program.goals[g.index()];
         cx.event(
-            "contested",
+            EventKind::Contested,
             Some(program.domains[goal.domain.index()].name.clone()),
             Some(goal.name.clone()),
             Some(codes::CONTESTED),
@@ -400,7 +401,7 @@ impl Engine {
         if let Some(p) = self.program.clone() {
             let goal = &p.goals[g.index()];
             cx.event(
-                "contest_ended",
+                EventKind::ContestEnded,
                 Some(p.domains[goal.domain.index()].name.clone()),
                 Some(goal.name.clone()),
                 None,
@@ -517,7 +518,7 @@ impl Engine {
         }
         for (cycle, goals, evidence) in traps {
             if self.cycles.contains_key(&cycle) {
-                self.abort_cycle(cx, cycle, "trapped", Some(codes::OSCILLATION));
+                self.abort_cycle(cx, cycle, CycleVerdict::Trapped, Some(codes::OSCILLATION));
             }
             for t in goals {
                 self.trap_goal(cx, t, evidence.clone());
@@ -625,9 +626,9 @@ impl Engine {
         });
         let mut trap: Option<Trap> = None;
         let mut verdict = match (holds, undid_equal) {
-            (_, true) => "tug_of_war",
-            (true, false) => "converged",
-            (false, false) => "progress",
+            (_, true) => CycleVerdict::TugOfWar,
+            (true, false) => CycleVerdict::Converged,
+            (false, false) => CycleVerdict::Progress,
         };
 
         if !holds {
@@ -650,7 +651,7 @@ impl Engine {
                 }
             } else {
                 gs.no_progress += 1;
-                verdict = "no_progress";
+                verdict = CycleVerdict::NoProgress;
             }
             let (no_progress, unheld) = (gs.no_progress, gs.unheld_cycles);
             if !transition.reaches_goal && !progress {
@@ -687,7 +688,7 @@ impl Engine {
                 self.goal_states[g.index()].backoff = Some(timer);
                 self.timers.insert(timer, Timer { kind: TimerKind::CycleBackoff { goal: g }, delay_ms });
                 cx.event(
-                    "backoff",
+                    EventKind::Backoff,
                     Some(program.domains[goal.domain.index()].name.clone()),
                     Some(goal.name.clone()),
                     None,
@@ -699,16 +700,17 @@ impl Engine {
         }
         let code = trap.as_ref().map(|_| codes::OSCILLATION);
         if trap.is_some() {
-            verdict = "trapped";
+            verdict = CycleVerdict::Trapped;
         }
         self.record(&program, cx, id, &c, verdict, code);
         cx.event(
-            "cycle",
+            EventKind::Cycle,
             Some(program.domains[c.domain.index()].name.clone()),
             Some(goal.name.clone()),
             code,
             format!("cycle {id} of {} judged: {verdict}", program.transitions[c.transition.index()].name),
-        );
+        )
+        .verdict = Some(verdict);
         if let Some((goals, evidence)) = trap {
             for t in goals {
                 self.trap_goal(cx, t, evidence.clone());

@@ -6,7 +6,7 @@ use std::str::FromStr;
 use lexum_compiler::program::{GoalId, Priority, Program, Value};
 use serde::{Deserialize, Serialize};
 
-use crate::Engine;
+use crate::{CycleVerdict, Engine};
 
 /// A goal's status (SPEC §3.5).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -229,10 +229,8 @@ pub struct CycleRecord {
     pub deltas: Vec<FieldDelta>,
     /// `Domain.Goal` → holds afterwards, for its goal and every goal it touched.
     pub goals_after: Vec<(String, bool)>,
-    /// `converged`, `progress`, `no_progress`, `tug_of_war`, `trapped` (the
-    /// verdict, recorded once), or for a cycle cut short `failed`,
-    /// `preempted`, `cancelled` (its goal was trapped by another cycle).
-    pub verdict: String,
+    /// How it ended.
+    pub verdict: CycleVerdict,
     /// Diagnostic code attached to the verdict.
     pub code: Option<String>,
 }

@@ -7,7 +7,10 @@ use lexum_compiler::program::{DomainId, GoalId, Priority, Program, TransitionId}
 
 use crate::eval::{self, Slots};
 use crate::state::{Cycle, EffectRecord, EffectState, Step, StepKind};
-use crate::{Cx, EffectKey, Engine, Pending, PendingEffect, PendingStep, PendingTimer, StepId, TimerId, WorkerRoom};
+use crate::{
+    Cx, CycleVerdict, EffectKey, Engine, EventKind, Pending, PendingEffect, PendingStep, PendingTimer, StepId, TimerId,
+    WorkerRoom,
+};
 
 impl Engine {
     /// Whether a goal may start a cycle now (ignoring whether its domain is busy).
@@ -63,7 +66,7 @@ impl Engine {
         let mut best = None;
         for (id, g) in suspended {
             if self.goal_states[g.index()].holds {
-                self.abort_cycle(cx, id, "dropped", None);
+                self.abort_cycle(cx, id, CycleVerdict::Dropped, None);
                 continue;
             }
             let waits = self.goal_states[g.index()].suppressed_by.is_some() || self.dominator(g).is_some();
@@ -115,7 +118,7 @@ impl Engine {
             self.running.remove(&domain.0);
         }
         cx.event(
-            "suspended",
+            EventKind::Suspended,
             Some(program.domains[domain.index()].name.clone()),
             Some(program.goals[goal.index()].name.clone()),
             None,
@@ -130,7 +133,7 @@ impl Engine {
         let (domain, goal, next) = (c.domain, c.goal, c.next_slice);
         self.running.insert(domain.0, id);
         cx.event(
-            "resumed",
+            EventKind::Resumed,
             Some(program.domains[domain.index()].name.clone()),
             Some(program.goals[goal.index()].name.clone()),
             None,
@@ -165,7 +168,7 @@ impl Engine {
         self.goal_states[g.index()].open_cycle = Some(id);
         cx.status_dirty.insert(g);
         cx.event(
-            "armed",
+            EventKind::Armed,
             Some(program.domains[goal.domain.index()].name.clone()),
             Some(goal.name.clone()),
             None,

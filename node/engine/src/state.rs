@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::eval::{self, Slots};
 use crate::provenance::{Author, CycleTag, WriteCause};
-use crate::{codes, Cx, Engine, FieldWrite, GoalStatus, Rejection};
+use crate::{codes, Cx, Engine, EventKind, FieldWrite, GoalStatus, Rejection};
 
 /// Runtime state of one goal.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -459,7 +459,7 @@ impl Engine {
         for r in &dropped {
             let name = crate::instances::instance_name(&r.kind, &r.key);
             cx.event(
-                "deleted",
+                EventKind::Deleted,
                 Some(name.clone()),
                 None,
                 None,
@@ -495,7 +495,13 @@ impl Engine {
         let hash = program.hash().to_hex();
         self.version += 1;
         self.epoch += 1;
-        cx.event("program", None, None, None, format!("program version {} installed ({})", self.version, &hash[..16]));
+        cx.event(
+            EventKind::Program,
+            None,
+            None,
+            None,
+            format!("program version {} installed ({})", self.version, &hash[..16]),
+        );
         self.program_hash = Some(hash);
         self.program_bytes = Some(bytes);
         self.running.clear();
@@ -534,7 +540,7 @@ impl Engine {
             cx.status_dirty.insert(id);
             let status = self.goal_states[i].status;
             let domain = program.domains[g.domain.index()].name.clone();
-            cx.event("goal_status", Some(domain), Some(g.name.clone()), None, status.to_string());
+            cx.goal_status_event(domain, g.name.clone(), None, status);
         }
         for i in 0..program.domains.len() {
             cx.dirty_domains.insert(DomainId(i as u32));
@@ -664,7 +670,7 @@ impl Engine {
         }
         let summary: Vec<String> = writes.iter().map(|w| format!("{}.{} = {}", w.domain, w.field, w.value)).collect();
         let domain = writes.first().map(|w| w.domain.clone());
-        cx.event("mutation", domain, None, None, format!("{} by {principal}", summary.join(", ")));
+        cx.event(EventKind::Mutation, domain, None, None, format!("{} by {principal}", summary.join(", ")));
         for (f, v) in resolved {
             self.write_field(cx, f, v, &cause);
         }
@@ -801,7 +807,7 @@ impl Engine {
                 if let Some(h) = dominator {
                     let evidence = format!("dominated by higher-priority goal {} while it holds", program.goal_path(h));
                     gs.evidence = Some(evidence.clone());
-                    cx.event("dominated", Some(domain.clone()), Some(goal.name.clone()), None, evidence);
+                    cx.event(EventKind::Dominated, Some(domain.clone()), Some(goal.name.clone()), None, evidence);
                 }
             }
             gs.dominated_by = dominator.map(|h| h.0);
@@ -809,7 +815,7 @@ impl Engine {
                 gs.status = status;
                 gs.since_index = cx.index;
                 let code = gs.code.clone();
-                cx.event("goal_status", Some(domain), Some(goal.name.clone()), code.as_deref(), status.to_string());
+                cx.goal_status_event(domain, goal.name.clone(), code.as_deref(), status);
                 cx.dirty_domains.insert(goal.domain);
             }
         }
@@ -877,7 +883,7 @@ impl Engine {
             if self.goal_states[g.index()].trapped {
                 self.clear_trap(cx, g);
                 let domain = program.domains[decl.domain.index()].name.clone();
-                cx.event("release", Some(domain), Some(decl.name.clone()), None, "trap released".to_string());
+                cx.event(EventKind::Release, Some(domain), Some(decl.name.clone()), None, "trap released".to_string());
             }
             cx.dirty_domains.insert(decl.domain);
         }
@@ -899,7 +905,7 @@ impl Engine {
                 gs.code = None;
                 gs.evidence = None;
                 let domain = program.domains[decl.domain.index()].name.clone();
-                cx.event("retry", Some(domain), Some(goal.to_string()), None, "goal re-armed".to_string());
+                cx.event(EventKind::Retry, Some(domain), Some(goal.to_string()), None, "goal re-armed".to_string());
             }
             cx.status_dirty.insert(g);
             cx.dirty_domains.insert(decl.domain);

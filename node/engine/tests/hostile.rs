@@ -143,7 +143,10 @@ fn a_slice_over_the_runtime_step_budget_fails_its_cycle_with_e008() {
     let sim = spin(EngineConfig { step_budget: 2_000, ..EngineConfig::default() });
     assert_eq!(sim.engine.read("Busy", "n"), Some(Value::Int(0)), "nothing of the slice was committed");
     let history = sim.engine.history(10);
-    assert!(history.iter().any(|c| c.verdict == "failed" && c.code.as_deref() == Some("E008")), "{history:?}");
+    assert!(
+        history.iter().any(|c| c.verdict == lexum_engine::CycleVerdict::Failed && c.code.as_deref() == Some("E008")),
+        "{history:?}"
+    );
     let evidence = sim.goal("Busy", "Done").evidence.unwrap_or_default();
     assert!(evidence.contains("runtime budget of 2000"), "{evidence}");
     // The same program within the default budget completes.

@@ -5,7 +5,7 @@ mod common;
 
 use common::{constant, echo_count, program_bytes, Sim, Worker};
 use lexum_compiler::program::Value;
-use lexum_engine::{EffectOutcome, Engine, EngineConfig, Entry, FieldWrite, GoalStatus};
+use lexum_engine::{CycleVerdict, EffectOutcome, Engine, EngineConfig, Entry, EventKind, FieldWrite, GoalStatus};
 
 /// Two equal-priority controllers fighting over `Room.temp`.
 /// `{HEATER}` is replaced by the heater's header (e.g. with `priority high`)
@@ -69,13 +69,21 @@ fn tug_of_war_with_a_closed_loop_traps_both_goals_at_the_first_recurrence() {
     let sim = run(&tug("", ""), &mut echo_count());
     assert_eq!(sim.status("Heater", "Warm"), (GoalStatus::Trapped, Some("E005".into())));
     assert_eq!(sim.status("Cooler", "Cool"), (GoalStatus::Trapped, Some("E005".into())));
-    let verdicts: Vec<String> = sim.engine.history(10).into_iter().map(|c| c.verdict).collect();
-    assert_eq!(verdicts, ["tug_of_war", "tug_of_war", "trapped"], "25 → 15 → 25 recurs at the third cycle's write");
+    let verdicts: Vec<CycleVerdict> = sim.engine.history(10).into_iter().map(|c| c.verdict).collect();
+    assert_eq!(
+        verdicts,
+        [CycleVerdict::TugOfWar, CycleVerdict::TugOfWar, CycleVerdict::Trapped],
+        "25 → 15 → 25 recurs at the third cycle's write"
+    );
     let evidence = sim.goal("Heater", "Warm").evidence.unwrap_or_default();
     for needle in ["Heater.Warm", "Cooler.Cool", "Room.temp", "identical state"] {
         assert!(evidence.contains(needle), "{needle} missing from {evidence}");
     }
-    assert_eq!(sim.engine.history(100).iter().filter(|c| c.verdict == "trapped").count(), 1, "verdict recorded once");
+    assert_eq!(
+        sim.engine.history(100).iter().filter(|c| c.verdict == CycleVerdict::Trapped).count(),
+        1,
+        "verdict recorded once"
+    );
 }
 
 #[test]
@@ -85,7 +93,7 @@ fn tug_of_war_with_drift_traps_by_the_tenth_cycle() {
     assert_eq!(sim.status("Cooler", "Cool").0, GoalStatus::Trapped);
     let history = sim.engine.history(100);
     assert_eq!(history.len(), 10, "trapped at the tenth cycle's write");
-    assert_eq!(history.last().map(|c| c.verdict.as_str()), Some("trapped"));
+    assert_eq!(history.last().map(|c| c.verdict), Some(CycleVerdict::Trapped));
     let evidence = sim.goal("Cooler", "Cool").evidence.unwrap_or_default();
     assert!(evidence.contains("10 cycles undid each other"), "{evidence}");
     assert!(evidence.contains("Heater.Warm +"), "vector in {evidence}");
@@ -143,7 +151,7 @@ fn a_configure_entry_sets_the_threshold_for_every_replica() {
     };
     let applied = sim.propose(Entry::Configure { config: config.clone() });
     assert_eq!(applied.outcome, Ok(()));
-    assert!(applied.events.iter().any(|e| e.kind == "configured" && e.message.contains("threshold 3")));
+    assert!(applied.events.iter().any(|e| e.kind == EventKind::Configured && e.message.contains("threshold 3")));
     assert_eq!(sim.engine.config(), &config);
     sim.drive(5_000, &mut constant(3));
     assert_eq!(sim.status("Pool", "Big"), (GoalStatus::Trapped, Some("E005".into())));
@@ -260,7 +268,7 @@ fn retries_keep_the_idempotency_key_and_reject_stale_tokens() {
     let second = sim.engine.pending().effects[0].clone();
     assert_eq!((second.attempt, &second.idempotency_key), (2, &first.idempotency_key));
     let duplicate = sim.propose(Entry::RunStep { step: lexum_engine::StepId(1) });
-    assert!(duplicate.outcome.is_ok() && duplicate.events.iter().any(|e| e.kind == "stale"));
+    assert!(duplicate.outcome.is_ok() && duplicate.events.iter().any(|e| e.kind == EventKind::Stale));
     sim.drive(100, &mut echo_count());
     assert_eq!(sim.status("Pool", "Big"), (GoalStatus::Satisfied, None));
 }
@@ -377,7 +385,7 @@ domain Autoscaler priority high {
     sim.set("Pool", "nodes", Value::Int(5));
     assert_eq!(sim.status("Autoscaler", "Capacity").0, GoalStatus::Satisfied);
     let record = &sim.engine.history(1)[0];
-    assert_eq!((record.transition.as_str(), record.verdict.as_str()), ("ScaleUp", "no_progress"));
+    assert_eq!((record.transition.as_str(), record.verdict), ("ScaleUp", CycleVerdict::NoProgress));
     assert_eq!(
         record.deltas.iter().map(|d| (d.field.clone(), d.delta)).collect::<Vec<_>>(),
         [("Autoscaler.asked".to_string(), Some(1))]
@@ -422,8 +430,12 @@ fn a_crash_between_slices_resumes_at_the_next_slice() {
     assert_eq!(resumed.engine.state_hash(), before);
     let mut planned = 0;
     while let Some(step) = resumed.engine.pending().steps.first().map(|s| s.step) {
-        planned +=
-            resumed.propose(Entry::RunStep { step }).events.iter().filter(|e| e.kind == "effect_planned").count();
+        planned += resumed
+            .propose(Entry::RunStep { step })
+            .events
+            .iter()
+            .filter(|e| e.kind == EventKind::EffectPlanned)
+            .count();
     }
     assert_eq!(planned, 0, "the completed request slice is not re-run");
     assert_eq!(resumed.engine.read("Pool", "nodes"), Some(Value::Int(4)));

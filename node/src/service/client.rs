@@ -179,11 +179,13 @@ const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
 fn event_to_wire(event: &lexum_engine::Event) -> pb::Event {
     pb::Event {
         index: event.index,
-        kind: event.kind.clone(),
+        kind: event.kind.name().to_string(),
         domain: event.domain.clone().unwrap_or_default(),
         goal: event.goal.clone().unwrap_or_default(),
         code: event.code.clone().unwrap_or_default(),
         message: event.message.clone(),
+        status: event.status.map(|s| s.name().to_string()).unwrap_or_default(),
+        verdict: event.verdict.map(|v| v.name().to_string()).unwrap_or_default(),
     }
 }
 

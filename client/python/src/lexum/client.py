@@ -151,6 +151,11 @@ class Event:
     domain: str | None
     goal: str | None
     code: str | None
+    #: On `goal_status`: the goal's new status (`SATISFIED`, `TRAPPED`, ...).
+    status: str | None
+    #: On `cycle`: how it ended (`converged`, `tug_of_war`, `trapped`, ...).
+    verdict: str | None
+    #: For people; match on the fields above, not on this text.
     message: str
 
 
@@ -653,6 +658,8 @@ class Client:
                         _non_empty(wire.domain),
                         _non_empty(wire.goal),
                         _non_empty(wire.code),
+                        _non_empty(wire.status),
+                        _non_empty(wire.verdict),
                         wire.message,
                     )
                 last_error = f"{address}: stream ended"

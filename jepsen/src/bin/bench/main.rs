@@ -660,7 +660,7 @@ async fn fleet_repair(cluster: &LocalCluster, size: usize) -> anyhow::Result<Dur
             Ok(Ok(None)) | Ok(Err(_)) => bail!("the watch ended with {} of {size} repaired", repaired.len()),
             Err(_) => bail!("{} fleet goals still unrepaired after 120 s", size - repaired.len()),
         };
-        if event.kind == "goal_status" && event.domain.starts_with("Fleet") && event.message == "SATISFIED" {
+        if event.kind == "goal_status" && event.domain.starts_with("Fleet") && event.status == "SATISFIED" {
             repaired.insert(event.domain);
         }
     }

@@ -130,7 +130,7 @@ impl Sim {
         let mut engine = Engine::new(self.engine.config().clone());
         let mut n = 0;
         for (i, e) in &self.log {
-            n += engine.apply(*i, e).events.iter().filter(|ev| ev.kind == "trap").count();
+            n += engine.apply(*i, e).events.iter().filter(|ev| ev.kind == lexum_engine::EventKind::Trap).count();
         }
         n
     }

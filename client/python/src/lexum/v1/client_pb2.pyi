@@ -429,12 +429,22 @@ class Event(_message.Message):
     GOAL_FIELD_NUMBER: _builtins.int
     CODE_FIELD_NUMBER: _builtins.int
     MESSAGE_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    VERDICT_FIELD_NUMBER: _builtins.int
     index: _builtins.int
     kind: _builtins.str
+    """What happened: `mutation`, `goal_status`, `cycle`, `trap`, ... (the
+    engine's EventKind names).
+    """
     domain: _builtins.str
     goal: _builtins.str
     code: _builtins.str
     message: _builtins.str
+    """For people; match on the fields above and below, not on this text."""
+    status: _builtins.str
+    """On `goal_status`: the goal's new status (`SATISFIED`, `TRAPPED`, ...)."""
+    verdict: _builtins.str
+    """On `cycle`: how it ended (`converged`, `tug_of_war`, `trapped`, ...)."""
     def __init__(
         self,
         *,
@@ -444,10 +454,12 @@ class Event(_message.Message):
         goal: _builtins.str = ...,
         code: _builtins.str = ...,
         message: _builtins.str = ...,
+        status: _builtins.str = ...,
+        verdict: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "domain", b"domain", "goal", b"goal", "index", b"index", "kind", b"kind", "message", b"message"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "domain", b"domain", "goal", b"goal", "index", b"index", "kind", b"kind", "message", b"message", "status", b"status", "verdict", b"verdict"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
