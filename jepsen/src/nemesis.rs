@@ -184,8 +184,19 @@ pub struct Nemesis<'a> {
     pub workers: &'a mut Workers,
     /// When the workload started.
     pub start: Instant,
-    /// Nodes removed from the membership and not added back yet.
+    /// Nodes removed from the membership (or maybe removed: a call that
+    /// gave up may still have committed) and not added back yet.
     pub removed: Vec<u64>,
+    /// How long a remove call may take before the nemesis gives up on it.
+    pub remove_timeout: Duration,
+}
+
+impl<'a> Nemesis<'a> {
+    /// A nemesis over `cluster` and `workers` for a workload that started
+    /// at `start`.
+    pub fn new(cluster: &'a mut LocalCluster, workers: &'a mut Workers, start: Instant) -> Nemesis<'a> {
+        Nemesis { cluster, workers, start, removed: Vec::new(), remove_timeout: Duration::from_secs(5) }
+    }
 }
 
 impl Nemesis<'_> {
@@ -285,10 +296,17 @@ impl Nemesis<'_> {
                 let leader = leader.ok_or("no leader")?;
                 let mut client = self.cluster.client(leader).await.map_err(|e| e.to_string())?;
                 let call = client.remove_member(lexum_proto::v1::RemoveMemberRequest { id: node });
-                match tokio::time::timeout(Duration::from_secs(5), call).await {
-                    Ok(Ok(_)) => {}
-                    Ok(Err(status)) => return Err(format!("remove {node} refused: {}", status.message())),
-                    Err(_) => return Err(format!("remove {node} timed out")),
+                let failed = match tokio::time::timeout(self.remove_timeout, call).await {
+                    Ok(Ok(_)) => None,
+                    Ok(Err(status)) => Some(format!("remove {node} refused: {}", status.message())),
+                    Err(_) => Some(format!("remove {node} timed out")),
+                };
+                if let Some(failed) = failed {
+                    // A call that gave up (or a refusal after an earlier one
+                    // went through) may leave the node out: the next
+                    // membership fault and the heal add it back if so.
+                    self.removed.push(node);
+                    return Err(failed);
                 }
                 self.removed.push(node);
                 self.cluster.restart_empty(node).map_err(|e| e.to_string())?;

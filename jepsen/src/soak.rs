@@ -787,8 +787,7 @@ impl Run {
         };
 
         eprintln!("jepsen: {} faults planned over {:?}", plan.len(), self.settings.time_limit);
-        let mut executor =
-            Executor { cluster: &mut self.cluster, workers: &mut self.workers, start, removed: Vec::new() };
+        let mut executor = Executor::new(&mut self.cluster, &mut self.workers, start);
         let mut windows = executor.run(plan).await;
         tokio::time::sleep_until(stop.into()).await;
         let heal_at = start.elapsed().as_secs_f64();

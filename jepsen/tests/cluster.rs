@@ -2,6 +2,8 @@
 //! workers, fencing, snapshots, and oscillation verdicts across a leader kill.
 
 use lexum_jepsen::cluster::{ClusterOptions, LocalCluster};
+use lexum_jepsen::nemesis::{Nemesis, Workers};
+use lexum_jepsen::schedule::{Fault, Planned};
 use lexum_jepsen::worker::{int_arg, int_value, TestWorker, WorkerLog};
 use lexum_proto::v1 as pb;
 use std::sync::{Arc, Mutex};
@@ -582,4 +584,43 @@ async fn a_worker_with_room_for_the_whole_fleet_gets_every_task_at_its_first_att
     let retried: Vec<&pb::Task> = log.tasks.iter().filter(|t| t.attempt != 1).collect();
     assert_eq!(log.tasks.len(), size, "one task per goal; retried: {}", retried.len());
     assert!(retried.is_empty(), "{} tasks were retried, e.g. {:?}", retried.len(), retried.first());
+}
+
+/// Whether `node` is a voter, as the leader sees the membership.
+async fn is_voter(cluster: &LocalCluster, node: u64) -> bool {
+    let mut client = leader_client(cluster).await;
+    let members = client.members(pb::MembersRequest {}).await.expect("members").into_inner().members;
+    members.iter().any(|m| m.id == node && m.voter)
+}
+
+/// A remove that the nemesis gave up on may still commit: the node counts
+/// as removed from then on, and the heal adds it back. (A fault run once
+/// ended with a member left out this way, its replicas checker failing.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remove_the_nemesis_gave_up_on_is_added_back_by_the_heal() {
+    let _serial = SERIAL.lock().await;
+    let mut cluster = LocalCluster::start(ClusterOptions::default()).await.expect("cluster");
+    let logs = tempfile::tempdir().expect("tempdir");
+    let mut workers =
+        Workers::start("unused".into(), Vec::new(), logs.path().into(), None, 0, false).expect("no workers");
+    let mut nemesis = Nemesis::new(&mut cluster, &mut workers, Instant::now());
+    nemesis.remove_timeout = Duration::ZERO;
+    let plan = [Planned { at: Duration::ZERO, hold: Duration::from_millis(100), fault: Fault::Membership, pick: 0 }];
+    let windows = nemesis.run(&plan).await;
+    assert!(windows[0].skipped && windows[0].label.contains("timed out"), "{:?}", windows[0]);
+    let [node] = nemesis.removed[..] else {
+        panic!("the node it gave up on is not counted out: {:?}", nemesis.removed)
+    };
+    // The call went through after all (unless it already had).
+    let mut client = leader_client(nemesis.cluster).await;
+    let _ = client.remove_member(pb::RemoveMemberRequest { id: node }).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while is_voter(nemesis.cluster, node).await {
+        assert!(Instant::now() < deadline, "node {node} never left");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let problems = nemesis.heal_all().await;
+    assert!(problems.is_empty(), "{problems:?}");
+    assert!(nemesis.removed.is_empty(), "{:?}", nemesis.removed);
+    assert!(is_voter(nemesis.cluster, node).await, "node {node} is not a voter again");
 }

@@ -12,6 +12,8 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import pytest
+
 import lexum
 from lexum.testing import LocalCluster
 
@@ -75,6 +77,9 @@ def test_the_fleet_example_converges_with_the_python_worker(cluster: LocalCluste
             await wait_until("every goal SATISFIED", lambda: all_satisfied(client, 4), 60)
             for pool, want in (("web", 3), ("db", 2), ("cache", 4)):
                 assert (await client.get(f"Pool[{pool}]"))["nodes"] == want
+            assert len(await client.goals("Pool", status="SATISFIED")) == 3
+            with pytest.raises(lexum.RejectedError, match="unknown status `Satisfied`"):
+                await client.goals(status="Satisfied")
             # A new want is repaired too, and the write of `nodes` names
             # the effect the worker observed (caused_by).
             await client.set("Pool[web]", "want", 7)

@@ -534,7 +534,8 @@ class Client:
     ) -> GoalPage:
         """One page of the goals a filter selects (linearizable): `domain` is
         a singleton, a kind (every instance) or an instance (`Pool[web]`);
-        `status` one status; at most `limit` goals (0: all) after `offset`."""
+        `status` one status (`VIOLATED`; an unknown one raises `RejectedError`);
+        at most `limit` goals (0: all) after `offset`."""
         request = client_pb2.ListGoalsRequest(domain=domain or "", status=status or "", limit=limit, offset=offset)
         r = await self._call(True, lambda s, t, m: s.ListGoals(request, timeout=t, metadata=m))
         return GoalPage([goal_from_wire(g) for g in r.goals], r.total)
