@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 /// The snapshot's file name inside the node's data directory (a name
 /// RocksDB does not use for any file of its own).
-const FILE: &str = "lexum-snapshot";
+pub(crate) const FILE: &str = "lexum-snapshot";
 /// Where a snapshot is written before it replaces [`FILE`].
 const PARTIAL: &str = "lexum-snapshot.partial";
 

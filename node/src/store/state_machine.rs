@@ -5,7 +5,7 @@
 //! The engine lives in memory; the latest snapshot is on disk, so a restart
 //! restores it and openraft re-applies only the entries after it.
 
-use super::snapshot_file::SnapshotFile;
+use super::snapshot_file::{SnapshotFile, FILE};
 use super::CF_SM;
 use crate::raft_types::{
     ApplyResponse, LogEntry, LogId, NodeId, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
@@ -67,8 +67,17 @@ impl StateMachine {
         move_legacy_snapshot(db, &file)?;
         let sm = StateMachine { replica, file, saved: Arc::default() };
         if let Some(stored) = sm.load_snapshot()? {
-            let payload: SnapshotPayload = postcard::from_bytes(&stored.data)?;
-            sm.replica.install(&payload)?;
+            let restore = || -> anyhow::Result<()> {
+                let payload: SnapshotPayload = postcard::from_bytes(&stored.data)?;
+                sm.replica.install(&payload)
+            };
+            restore().with_context(|| {
+                format!(
+                    "restoring snapshot {} from {} (written by another release? restore the backup with its binary)",
+                    stored.meta.snapshot_id,
+                    dir.join(FILE).display()
+                )
+            })?;
             *sm.saved.lock().unwrap_or_else(|p| p.into_inner()) = Some(stored.meta);
         }
         Ok(sm)
@@ -267,6 +276,21 @@ mod tests {
 
     fn legacy_key(db: &DB) -> Option<Vec<u8>> {
         db.get_cf(db.cf_handle(CF_SM).expect("sm"), LEGACY_KEY_SNAPSHOT).expect("get")
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_that_does_not_decode_stops_the_node_and_says_where_it_is() {
+        let (dir, db) = fresh_database();
+        let mut sm = applied_up_to(&db, dir.path(), 3).await;
+        let mut built = sm.build_snapshot().await.expect("build");
+        let meta = built.meta.clone();
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut built.snapshot, &mut data).expect("read");
+        data.truncate(data.len() / 2);
+        let stored = postcard::to_stdvec(&StoredSnapshot { meta, data }).expect("encode");
+        SnapshotFile::open(dir.path()).expect("file").save(&stored).expect("save");
+        let error = StateMachine::open(&db, dir.path()).err().map(|e| format!("{e:#}")).unwrap_or_default();
+        assert!(error.contains("written by another release") && error.contains(FILE), "{error}");
     }
 
     #[tokio::test]
