@@ -257,6 +257,13 @@ pub struct Event {
     pub status: Option<String>,
     /// On `cycle`: how it ended (`converged`, `tug_of_war`, `trapped`, ...).
     pub verdict: Option<String>,
+    /// On `effect_*` events: the effect's name (`Cloud.SetNodeCount`).
+    pub effect: Option<String>,
+    /// On `effect_*` events: the key its worker receives and an observer
+    /// names in `caused_by`.
+    pub idempotency_key: Option<String>,
+    /// On `effect_*` events: the attempt (0 while none was dispatched).
+    pub attempt: u32,
     /// Human description; match on the fields above, not on this text.
     pub message: String,
 }
@@ -989,6 +996,9 @@ impl Client {
                 code: non_empty(event.code),
                 status: non_empty(event.status),
                 verdict: non_empty(event.verdict),
+                effect: non_empty(event.effect),
+                idempotency_key: non_empty(event.idempotency_key),
+                attempt: event.attempt,
                 message: event.message,
             };
             if tx.send(Ok(event)).await.is_err() {

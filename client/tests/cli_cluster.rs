@@ -590,6 +590,11 @@ fn failover_keeps_watch_and_worker_going() {
     assert!(events.iter().all(|e| (e["kind"] == "goal_status") == e["status"].is_string()), "{events:?}");
     assert!(events.iter().any(|e| e["kind"] == "cycle" && e["verdict"] == "converged"), "{events:?}");
     assert!(events.iter().all(|e| (e["kind"] == "cycle") == e["verdict"].is_string()), "{events:?}");
+    let is_effect = |e: &Json| e["kind"].as_str().is_some_and(|k| k.starts_with("effect_"));
+    let named = |e: &Json| e["effect"].is_string() && e["idempotency_key"].is_string();
+    assert!(events.iter().all(|e| is_effect(e) == named(e)), "{events:?}");
+    let dispatched = events.iter().find(|e| e["kind"] == "effect_dispatched" && e["effect"] == "Cloud.SetNodeCount");
+    assert!(dispatched.is_some_and(|e| e["attempt"].as_u64() >= Some(1)), "{events:?}");
 }
 
 /// Token and mutual TLS guard clients and peers alike: with both, the

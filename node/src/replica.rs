@@ -259,6 +259,7 @@ mod tests {
             code: None,
             status: None,
             verdict: None,
+            effect: None,
             message: String::new(),
         }
     }

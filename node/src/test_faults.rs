@@ -346,6 +346,7 @@ mod tests {
             code: None,
             status: None,
             verdict: None,
+            effect: None,
             message: String::new(),
         };
         for _ in 0..3 {

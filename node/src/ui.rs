@@ -158,7 +158,8 @@ fn event_stream(cluster: Cluster) -> impl Stream<Item = Result<SseEvent, Infalli
                         Ok(e) => {
                             let data = serde_json::json!({
                                 "index": e.index, "kind": e.kind, "domain": e.domain, "goal": e.goal,
-                                "code": e.code, "status": e.status, "verdict": e.verdict, "message": e.message,
+                                "code": e.code, "status": e.status, "verdict": e.verdict, "effect": e.effect,
+                                "message": e.message,
                             });
                             if tx.send(SseEvent::default().event("event").data(data.to_string())).await.is_err() {
                                 return;

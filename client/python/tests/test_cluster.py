@@ -117,9 +117,12 @@ def test_client_and_worker_follow_the_leader_across_a_leader_kill(cluster: Local
         seen: list[int] = []
         worker = lexum.Worker(client, worker_id="py-failover", concurrency=2)
 
+        received: set[str] = set()
+
         @worker.effect("Slow.Op")
         async def op(task: lexum.Task) -> int:
             seen.append(task.int_arg("n"))
+            received.add(task.idempotency_key)
             return task.int_arg("n")
 
         # A watch on the leader, which is about to die: it must resume elsewhere.
@@ -160,6 +163,13 @@ def test_client_and_worker_follow_the_leader_across_a_leader_kill(cluster: Local
             assert all((e.kind == "goal_status") == (e.status is not None) for e in events)
             assert any(e.kind == "cycle" and e.verdict == "converged" for e in events)
             assert all((e.kind == "cycle") == (e.verdict is not None) for e in events)
+            assert all(e.kind.startswith("effect_") == (e.idempotency_key is not None) for e in events)
+
+            async def watched_every_dispatch() -> bool:
+                dispatched = {e.idempotency_key for e in events if e.kind == "effect_dispatched" and e.attempt >= 1}
+                return bool(received) and received <= dispatched
+
+            await wait_until("the watch showed each task's dispatch by its key", watched_every_dispatch, 30)
         finally:
             worker.stop()
             await asyncio.wait_for(running, 20)

@@ -4,7 +4,7 @@
 use lexum_compiler::program::RetryPolicy;
 
 use crate::state::{EffectState, Timer, TimerKind};
-use crate::{codes, Cx, EffectKey, EffectOutcome, Engine, EventKind, Rejection, TimerId};
+use crate::{codes, Cx, EffectKey, EffectOutcome, EffectRef, Engine, EventKind, Rejection, TimerId};
 
 /// Backoff before attempt `attempt + 1` after `attempt` failures:
 /// initial × 2^(attempt−1), capped.
@@ -35,10 +35,10 @@ impl Engine {
         }
         record.attempts = attempt;
         record.state = EffectState::InFlight { token: cx.index };
-        let idempotency_key = record.idempotency_key.clone();
+        let effect = EffectRef { name: name.clone(), idempotency_key: record.idempotency_key.clone(), attempt };
         let message =
             format!("{name} (effect {}) attempt {attempt} dispatched to {worker}, fencing token {}", key.0, cx.index);
-        self.note_dispatch(cx, &idempotency_key, (domain, goal), worker, message);
+        self.note_dispatch(cx, effect, (domain, goal), worker, message);
         Ok(())
     }
 
@@ -46,14 +46,14 @@ impl Engine {
     pub(crate) fn note_dispatch(
         &mut self,
         cx: &mut Cx,
-        idempotency_key: &str,
+        effect: EffectRef,
         scope: (Option<String>, Option<String>),
         worker: &str,
         message: String,
     ) {
-        self.remember_worker(idempotency_key, worker);
+        self.remember_worker(&effect.idempotency_key, worker);
         let (domain, goal) = scope;
-        cx.event(EventKind::EffectDispatched, domain, goal, None, message);
+        cx.event(EventKind::EffectDispatched, domain, goal, None, message).effect = Some(effect);
     }
 
     /// Domain and goal of the cycle an effect belongs to, for events.
@@ -123,13 +123,19 @@ impl Engine {
                     EffectOutcome::Succeeded { value } if returns.is_some() => value.clone(),
                     _ => None,
                 };
+                let effect = EffectRef {
+                    name: name.clone(),
+                    idempotency_key: record.idempotency_key.clone(),
+                    attempt: record.attempts,
+                };
                 cx.event(
                     EventKind::EffectSucceeded,
                     domain,
                     goal,
                     None,
                     format!("{name} (effect {}) succeeded", key.0),
-                );
+                )
+                .effect = Some(effect);
                 self.effect_done(cx, key.0, &record, value);
             }
             Some(error) => self.effect_failed(cx, key.0, error, &name, (domain, goal)),
@@ -148,6 +154,11 @@ impl Engine {
         let (domain, goal) = scope;
         let Some(record) = self.effects.get_mut(&key) else { return };
         record.last_error = Some(error.clone());
+        let effect = EffectRef {
+            name: name.to_string(),
+            idempotency_key: record.idempotency_key.clone(),
+            attempt: record.attempts,
+        };
         if record.attempts >= record.retry.max_attempts {
             let cycle = record.cycle;
             let attempts = record.attempts;
@@ -158,7 +169,8 @@ impl Engine {
                 goal,
                 Some(codes::RETRIES_EXHAUSTED),
                 format!("{name} (effect {key}) failed after {attempts} attempts: {error}"),
-            );
+            )
+            .effect = Some(effect);
             if let Some(id) = cycle {
                 self.fail_cycle(
                     cx,
@@ -182,7 +194,8 @@ impl Engine {
             goal,
             None,
             format!("{name} (effect {key}) attempt {attempt} failed: {error}; retry in {delay_ms} ms"),
-        );
+        )
+        .effect = Some(effect);
     }
 
     /// Applies `Entry::TimerFired`; unknown timers are no-ops.

@@ -28,8 +28,22 @@ pub struct Event {
     pub status: Option<GoalStatus>,
     /// How the cycle ended, on [`EventKind::Cycle`].
     pub verdict: Option<CycleVerdict>,
+    /// The effect, on `effect_planned`, `effect_dispatched`,
+    /// `effect_succeeded` and `effect_failed`.
+    pub effect: Option<EffectRef>,
     /// Human-readable description.
     pub message: String,
+}
+
+/// The effect an event is about.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EffectRef {
+    /// Its declared name (`Cloud.SetNodeCount`).
+    pub name: String,
+    /// The key its worker receives and an observer names in `caused_by`.
+    pub idempotency_key: String,
+    /// The attempt concerned (0 while none was dispatched).
+    pub attempt: u32,
 }
 
 /// Declares a fieldless enum whose values serialize as, display as and

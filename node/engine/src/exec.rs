@@ -10,7 +10,7 @@ use lexum_compiler::program::{DomainId, Priority, Program, RetryPolicy, Value};
 use crate::eval::{self, Plan};
 use crate::provenance::{Cause, CycleTag, EffectOrigin, WriteCause};
 use crate::state::{EffectRecord, EffectState, Message, Step, StepKind};
-use crate::{codes, Cx, Engine, EventKind, Rejection, StepId};
+use crate::{codes, Cx, EffectRef, Engine, EventKind, Rejection, StepId};
 
 /// Where a plan came from, for attribution and idempotency keys.
 struct Origin {
@@ -244,7 +244,8 @@ impl Engine {
                 goal.clone(),
                 None,
                 format!("{name} planned as effect {key} ({idempotency_key})"),
-            );
+            )
+            .effect = Some(EffectRef { name: name.clone(), idempotency_key: idempotency_key.clone(), attempt: 0 });
             if let Some(tag) = origin.tag {
                 let remembered = EffectOrigin { tag, effect: name.clone(), worker: None };
                 self.remember_effect(idempotency_key.clone(), remembered);
@@ -256,7 +257,8 @@ impl Engine {
                         "{name} (effect {key}) attempt 1 dispatched to {worker} with its step, fencing token {}",
                         cx.index
                     );
-                    self.note_dispatch(cx, &idempotency_key, (domain, goal), worker, message);
+                    let effect = EffectRef { name: name.clone(), idempotency_key: idempotency_key.clone(), attempt: 1 };
+                    self.note_dispatch(cx, effect, (domain, goal), worker, message);
                     cx.dispatched = true;
                     (1, EffectState::InFlight { token: cx.index })
                 }

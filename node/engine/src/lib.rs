@@ -107,7 +107,7 @@ use lexum_compiler::program::{DomainId, FieldId, GoalId, Priority, Program, Valu
 use serde::{Deserialize, Serialize};
 
 pub use entry::{EffectKey, EffectOutcome, Entry, FieldWrite, StepId, TimerId, WorkerRoom};
-pub use event::{CycleVerdict, Event, EventKind};
+pub use event::{CycleVerdict, EffectRef, Event, EventKind};
 pub use instances::NewInstance;
 pub use provenance::{Cause, CycleCause, ObservedEffect, WriteRecord};
 pub use report::{
@@ -404,6 +404,7 @@ impl Cx {
             code: code.map(str::to_string),
             status: None,
             verdict: None,
+            effect: None,
             message,
         });
         let last = self.events.len() - 1;

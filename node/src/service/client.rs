@@ -186,6 +186,9 @@ fn event_to_wire(event: &lexum_engine::Event) -> pb::Event {
         message: event.message.clone(),
         status: event.status.map(|s| s.name().to_string()).unwrap_or_default(),
         verdict: event.verdict.map(|v| v.name().to_string()).unwrap_or_default(),
+        effect: event.effect.as_ref().map(|e| e.name.clone()).unwrap_or_default(),
+        idempotency_key: event.effect.as_ref().map(|e| e.idempotency_key.clone()).unwrap_or_default(),
+        attempt: event.effect.as_ref().map_or(0, |e| e.attempt),
     }
 }
 

@@ -155,6 +155,13 @@ class Event:
     status: str | None
     #: On `cycle`: how it ended (`converged`, `tug_of_war`, `trapped`, ...).
     verdict: str | None
+    #: On `effect_*` events: the effect's name (`Cloud.SetNodeCount`).
+    effect: str | None
+    #: On `effect_*` events: the key its worker receives (`Task.idempotency_key`)
+    #: and an observer names in `caused_by`.
+    idempotency_key: str | None
+    #: On `effect_*` events: the attempt (0 while none was dispatched).
+    attempt: int
     #: For people; match on the fields above, not on this text.
     message: str
 
@@ -661,6 +668,9 @@ class Client:
                         _non_empty(wire.code),
                         _non_empty(wire.status),
                         _non_empty(wire.verdict),
+                        _non_empty(wire.effect),
+                        _non_empty(wire.idempotency_key),
+                        wire.attempt,
                         wire.message,
                     )
                 last_error = f"{address}: stream ended"

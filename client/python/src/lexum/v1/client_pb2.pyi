@@ -431,6 +431,9 @@ class Event(_message.Message):
     MESSAGE_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
     VERDICT_FIELD_NUMBER: _builtins.int
+    EFFECT_FIELD_NUMBER: _builtins.int
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    ATTEMPT_FIELD_NUMBER: _builtins.int
     index: _builtins.int
     kind: _builtins.str
     """What happened: `mutation`, `goal_status`, `cycle`, `trap`, ... (the
@@ -445,6 +448,14 @@ class Event(_message.Message):
     """On `goal_status`: the goal's new status (`SATISFIED`, `TRAPPED`, ...)."""
     verdict: _builtins.str
     """On `cycle`: how it ended (`converged`, `tug_of_war`, `trapped`, ...)."""
+    effect: _builtins.str
+    """On `effect_planned`, `effect_dispatched`, `effect_succeeded` and
+    `effect_failed`: the effect's name, the idempotency key its worker
+    receives (and an observer names in `caused_by`), and the attempt (0
+    while none was dispatched).
+    """
+    idempotency_key: _builtins.str
+    attempt: _builtins.int
     def __init__(
         self,
         *,
@@ -456,10 +467,13 @@ class Event(_message.Message):
         message: _builtins.str = ...,
         status: _builtins.str = ...,
         verdict: _builtins.str = ...,
+        effect: _builtins.str = ...,
+        idempotency_key: _builtins.str = ...,
+        attempt: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "domain", b"domain", "goal", b"goal", "index", b"index", "kind", b"kind", "message", b"message", "status", b"status", "verdict", b"verdict"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "code", b"code", "domain", b"domain", "effect", b"effect", "goal", b"goal", "idempotency_key", b"idempotency_key", "index", b"index", "kind", b"kind", "message", b"message", "status", b"status", "verdict", b"verdict"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
