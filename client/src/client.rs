@@ -264,6 +264,10 @@ pub struct Event {
     pub idempotency_key: Option<String>,
     /// On `effect_*` events: the attempt (0 while none was dispatched).
     pub attempt: u32,
+    /// On `mutation`: who wrote.
+    pub principal: Option<String>,
+    /// On `mutation`: the fields written (`Pool[web].want`).
+    pub fields: Vec<String>,
     /// Human description; match on the fields above, not on this text.
     pub message: String,
 }
@@ -999,6 +1003,8 @@ impl Client {
                 effect: non_empty(event.effect),
                 idempotency_key: non_empty(event.idempotency_key),
                 attempt: event.attempt,
+                principal: non_empty(event.principal),
+                fields: event.fields,
                 message: event.message,
             };
             if tx.send(Ok(event)).await.is_err() {

@@ -595,6 +595,12 @@ fn failover_keeps_watch_and_worker_going() {
     assert!(events.iter().all(|e| is_effect(e) == named(e)), "{events:?}");
     let dispatched = events.iter().find(|e| e["kind"] == "effect_dispatched" && e["effect"] == "Cloud.SetNodeCount");
     assert!(dispatched.is_some_and(|e| e["attempt"].as_u64() >= Some(1)), "{events:?}");
+    let set = events.iter().find(|e| e["kind"] == "mutation" && e["index"].as_u64() == Some(set_index));
+    assert!(
+        set.is_some_and(|e| e["fields"] == serde_json::json!(["Pool.want"]) && e["principal"].is_string()),
+        "{set:?}"
+    );
+    assert!(events.iter().all(|e| (e["kind"] == "mutation") == e["principal"].is_string()), "{events:?}");
 }
 
 /// Token and mutual TLS guard clients and peers alike: with both, the

@@ -260,6 +260,8 @@ mod tests {
             status: None,
             verdict: None,
             effect: None,
+            principal: None,
+            fields: Vec::new(),
             message: String::new(),
         }
     }

@@ -347,6 +347,8 @@ mod tests {
             status: None,
             verdict: None,
             effect: None,
+            principal: None,
+            fields: Vec::new(),
             message: String::new(),
         };
         for _ in 0..3 {

@@ -159,7 +159,7 @@ fn event_stream(cluster: Cluster) -> impl Stream<Item = Result<SseEvent, Infalli
                             let data = serde_json::json!({
                                 "index": e.index, "kind": e.kind, "domain": e.domain, "goal": e.goal,
                                 "code": e.code, "status": e.status, "verdict": e.verdict, "effect": e.effect,
-                                "message": e.message,
+                                "principal": e.principal, "fields": e.fields, "message": e.message,
                             });
                             if tx.send(SseEvent::default().event("event").data(data.to_string())).await.is_err() {
                                 return;

@@ -164,6 +164,8 @@ def test_client_and_worker_follow_the_leader_across_a_leader_kill(cluster: Local
             assert any(e.kind == "cycle" and e.verdict == "converged" for e in events)
             assert all((e.kind == "cycle") == (e.verdict is not None) for e in events)
             assert all(e.kind.startswith("effect_") == (e.idempotency_key is not None) for e in events)
+            assert any(e.kind == "mutation" and e.index == index and e.fields == ("Job.want",) for e in events)
+            assert all((e.kind == "mutation") == (e.principal is not None) for e in events)
 
             async def watched_every_dispatch() -> bool:
                 dispatched = {e.idempotency_key for e in events if e.kind == "effect_dispatched" and e.attempt >= 1}

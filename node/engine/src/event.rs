@@ -31,6 +31,10 @@ pub struct Event {
     /// The effect, on `effect_planned`, `effect_dispatched`,
     /// `effect_succeeded` and `effect_failed`.
     pub effect: Option<EffectRef>,
+    /// Who wrote, on [`EventKind::Mutation`].
+    pub principal: Option<String>,
+    /// The fields written (`Pool[web].want`), on [`EventKind::Mutation`].
+    pub fields: Vec<String>,
     /// Human-readable description.
     pub message: String,
 }

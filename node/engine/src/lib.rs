@@ -405,6 +405,8 @@ impl Cx {
             status: None,
             verdict: None,
             effect: None,
+            principal: None,
+            fields: Vec::new(),
             message,
         });
         let last = self.events.len() - 1;

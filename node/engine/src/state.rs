@@ -670,7 +670,9 @@ impl Engine {
         }
         let summary: Vec<String> = writes.iter().map(|w| format!("{}.{} = {}", w.domain, w.field, w.value)).collect();
         let domain = writes.first().map(|w| w.domain.clone());
-        cx.event(EventKind::Mutation, domain, None, None, format!("{} by {principal}", summary.join(", ")));
+        let event = cx.event(EventKind::Mutation, domain, None, None, format!("{} by {principal}", summary.join(", ")));
+        event.principal = Some(principal.to_string());
+        event.fields = writes.iter().map(|w| format!("{}.{}", w.domain, w.field)).collect();
         for (f, v) in resolved {
             self.write_field(cx, f, v, &cause);
         }

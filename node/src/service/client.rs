@@ -189,6 +189,8 @@ fn event_to_wire(event: &lexum_engine::Event) -> pb::Event {
         effect: event.effect.as_ref().map(|e| e.name.clone()).unwrap_or_default(),
         idempotency_key: event.effect.as_ref().map(|e| e.idempotency_key.clone()).unwrap_or_default(),
         attempt: event.effect.as_ref().map_or(0, |e| e.attempt),
+        principal: event.principal.clone().unwrap_or_default(),
+        fields: event.fields.clone(),
     }
 }
 

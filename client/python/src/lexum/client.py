@@ -162,6 +162,10 @@ class Event:
     idempotency_key: str | None
     #: On `effect_*` events: the attempt (0 while none was dispatched).
     attempt: int
+    #: On `mutation`: who wrote.
+    principal: str | None
+    #: On `mutation`: the fields written (`Pool[web].want`).
+    fields: tuple[str, ...]
     #: For people; match on the fields above, not on this text.
     message: str
 
@@ -671,6 +675,8 @@ class Client:
                         _non_empty(wire.effect),
                         _non_empty(wire.idempotency_key),
                         wire.attempt,
+                        _non_empty(wire.principal),
+                        tuple(wire.fields),
                         wire.message,
                     )
                 last_error = f"{address}: stream ended"

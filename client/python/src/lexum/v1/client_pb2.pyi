@@ -434,6 +434,8 @@ class Event(_message.Message):
     EFFECT_FIELD_NUMBER: _builtins.int
     IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
     ATTEMPT_FIELD_NUMBER: _builtins.int
+    PRINCIPAL_FIELD_NUMBER: _builtins.int
+    FIELDS_FIELD_NUMBER: _builtins.int
     index: _builtins.int
     kind: _builtins.str
     """What happened: `mutation`, `goal_status`, `cycle`, `trap`, ... (the
@@ -456,6 +458,10 @@ class Event(_message.Message):
     """
     idempotency_key: _builtins.str
     attempt: _builtins.int
+    principal: _builtins.str
+    """On `mutation`: who wrote, and the fields written (`Pool[web].want`)."""
+    @_builtins.property
+    def fields(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
         self,
         *,
@@ -470,10 +476,12 @@ class Event(_message.Message):
         effect: _builtins.str = ...,
         idempotency_key: _builtins.str = ...,
         attempt: _builtins.int = ...,
+        principal: _builtins.str = ...,
+        fields: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "code", b"code", "domain", b"domain", "effect", b"effect", "goal", b"goal", "idempotency_key", b"idempotency_key", "index", b"index", "kind", b"kind", "message", b"message", "status", b"status", "verdict", b"verdict"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "code", b"code", "domain", b"domain", "effect", b"effect", "fields", b"fields", "goal", b"goal", "idempotency_key", b"idempotency_key", "index", b"index", "kind", b"kind", "message", b"message", "principal", b"principal", "status", b"status", "verdict", b"verdict"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
