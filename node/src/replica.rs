@@ -251,19 +251,7 @@ mod tests {
     use lexum_engine::EventKind;
 
     fn event(index: u64) -> Event {
-        Event {
-            index,
-            kind: EventKind::Mutation,
-            domain: None,
-            goal: None,
-            code: None,
-            status: None,
-            verdict: None,
-            effect: None,
-            principal: None,
-            fields: Vec::new(),
-            message: String::new(),
-        }
+        Event::new(index, EventKind::Mutation, String::new())
     }
 
     fn indexes(backlog: &Backlog, from: u64) -> Vec<u64> {

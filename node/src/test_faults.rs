@@ -339,17 +339,9 @@ mod tests {
         let mut memory =
             Memory { term: 1, events: replica_events.1, attempts: BTreeMap::new(), rearmed: BTreeSet::new() };
         let dispatched = Event {
-            index: 1,
-            kind: EventKind::EffectDispatched,
             domain: Some("Doomed".into()),
             goal: Some("Applied".into()),
-            code: None,
-            status: None,
-            verdict: None,
-            effect: None,
-            principal: None,
-            fields: Vec::new(),
-            message: String::new(),
+            ..Event::new(1, EventKind::EffectDispatched, String::new())
         };
         for _ in 0..3 {
             replica_events.0.send(dispatched.clone()).expect("a receiver");

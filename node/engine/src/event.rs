@@ -39,6 +39,26 @@ pub struct Event {
     pub message: String,
 }
 
+impl Event {
+    /// An event of `kind` at `index` about nothing in particular; the
+    /// caller fills in what it concerns.
+    pub fn new(index: u64, kind: EventKind, message: String) -> Event {
+        Event {
+            index,
+            kind,
+            domain: None,
+            goal: None,
+            code: None,
+            status: None,
+            verdict: None,
+            effect: None,
+            principal: None,
+            fields: Vec::new(),
+            message,
+        }
+    }
+}
+
 /// The effect an event is about.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EffectRef {

@@ -397,17 +397,10 @@ impl Cx {
         message: String,
     ) -> &mut Event {
         self.events.push(Event {
-            index: self.index,
-            kind,
             domain,
             goal,
             code: code.map(str::to_string),
-            status: None,
-            verdict: None,
-            effect: None,
-            principal: None,
-            fields: Vec::new(),
-            message,
+            ..Event::new(self.index, kind, message)
         });
         let last = self.events.len() - 1;
         &mut self.events[last]
