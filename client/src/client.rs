@@ -12,6 +12,7 @@
 //! `SubmitProgram` may install the same program as two versions.
 
 use crate::error::{is_transient, retry_after, ClientError};
+use crate::history::{cycle_from_wire, Cycle};
 use crate::provenance::{Explanation, WriteRecord};
 use crate::value::{self, Value};
 use lexum_proto::v1 as pb;
@@ -779,13 +780,12 @@ impl Client {
         Ok(r.index)
     }
 
-    /// The last `limit` cycle records (0: the node's default), oldest first,
-    /// as JSON objects.
-    pub async fn history(&self, limit: u32) -> Result<Vec<serde_json::Value>, ClientError> {
+    /// The last `limit` judged cycles (0: the node's default), oldest first.
+    pub async fn history(&self, limit: u32) -> Result<Vec<Cycle>, ClientError> {
         let r = self
             .call(Target::Leader, pb::HistoryRequest { limit }, |mut c, r| async move { c.history(r).await })
             .await?;
-        Ok(r.cycles_json.iter().filter_map(|c| serde_json::from_str(c).ok()).collect())
+        Ok(r.cycles.into_iter().map(cycle_from_wire).collect())
     }
 
     /// Cluster status as seen by the first node that answers.

@@ -33,6 +33,7 @@
 
 pub mod client;
 pub mod error;
+pub mod history;
 pub mod provenance;
 pub mod value;
 pub mod worker;
@@ -43,6 +44,7 @@ pub use client::{
     TlsOptions, WriteOptions, DEFAULT_ENDPOINTS,
 };
 pub use error::ClientError;
+pub use history::{Cycle, FieldDelta, GoalAfter};
 pub use provenance::{Cause, Explanation, WriteRecord};
 pub use value::{parse_assignment, parse_value, Assignment, ParseError, Value};
 pub use worker::{EffectError, EffectOutput, EffectTask, Worker, WorkerOptions, WorkerStats};

@@ -426,6 +426,46 @@ fn operator_workflow() {
         verdicts.contains(&"trapped") && verdicts.contains(&"failed") && verdicts.contains(&"converged"),
         "{history}"
     );
+    // each cycle is typed evidence: the trap's cycle bumped Stuck.y without
+    // making Stuck.Positive hold; Pool's converging cycle set nodes to 5
+    let cycles = history.as_array().cloned().unwrap_or_default();
+    let trapped = cycles.iter().find(|c| c["verdict"] == "trapped").cloned().unwrap_or_default();
+    assert_eq!(
+        (&trapped["domain"], &trapped["code"], &trapped["priority"]),
+        (&"Stuck".into(), &"E005".into(), &"normal".into()),
+        "{trapped}"
+    );
+    let bumped = trapped["deltas"].as_array().and_then(|ds| ds.iter().find(|d| d["field"] == "Stuck.y")).cloned();
+    let bumped = bumped.unwrap_or_default();
+    assert!(bumped["after"].as_i64() > bumped["before"].as_i64(), "{trapped}");
+    assert_eq!(
+        bumped["delta"].as_i64(),
+        Some(bumped["after"].as_i64().unwrap_or(0) - bumped["before"].as_i64().unwrap_or(0))
+    );
+    assert!(
+        trapped["goals_after"]
+            .as_array()
+            .is_some_and(|gs| gs.contains(&serde_json::json!({"goal": "Stuck.Positive", "holds": false}))),
+        "{trapped}"
+    );
+    let converged =
+        cycles.iter().rev().find(|c| c["domain"] == "Pool" && c["verdict"] == "converged").cloned().unwrap_or_default();
+    assert!(
+        converged["deltas"]
+            .as_array()
+            .is_some_and(|ds| ds.iter().any(|d| d["field"] == "Pool.nodes" && d["after"] == 5)),
+        "{converged}"
+    );
+    assert!(
+        converged["goals_after"]
+            .as_array()
+            .is_some_and(|gs| gs.contains(&serde_json::json!({"goal": "Pool.Sized", "holds": true}))),
+        "{converged}"
+    );
+    assert!(
+        cycles.iter().all(|c| c["end_index"].as_u64() >= c["start_index"].as_u64() && c["cycle"].is_u64()),
+        "{history}"
+    );
 
     // status JSON shape; every member converges on the same state hash
     let converged = wait_until(Duration::from_secs(20), || {

@@ -170,6 +170,36 @@ pub fn explanation_to_wire(index: u64, e: lexum_engine::Explanation) -> pb::Expl
     }
 }
 
+/// A cycle record to the wire.
+pub fn cycle_to_wire(c: &lexum_engine::CycleRecord) -> pb::Cycle {
+    pb::Cycle {
+        cycle: c.cycle,
+        domain: c.domain.clone(),
+        goal: c.goal.clone(),
+        transition: c.transition.clone(),
+        priority: c.priority.to_string(),
+        start_index: c.start_index,
+        end_index: c.end_index,
+        deltas: c
+            .deltas
+            .iter()
+            .map(|d| pb::FieldDelta {
+                field: d.field.clone(),
+                before: Some(value_to_wire(&d.before)),
+                after: Some(value_to_wire(&d.after)),
+                delta: d.delta,
+            })
+            .collect(),
+        goals_after: c
+            .goals_after
+            .iter()
+            .map(|(goal, holds)| pb::GoalAfter { goal: goal.clone(), holds: *holds })
+            .collect(),
+        verdict: c.verdict.name().to_string(),
+        code: c.code.clone().unwrap_or_default(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

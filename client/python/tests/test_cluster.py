@@ -92,6 +92,19 @@ def test_the_fleet_example_converges_with_the_python_worker(cluster: LocalCluste
             assert cause.observed and cause.observed[0].effect == "Cloud.SetNodeCount"
             assert cause.observed[0].worker == f"py-fleet-worker-{worker.pid}"
             assert cause.caused_by == [cause.observed[0].idempotency_key]
+            # The history is typed: Pool[web]'s last converged cycle took
+            # nodes to 7 and left Pool[web].Sized holding.
+            cycles = [
+                c for c in await client.history(limit=100) if c.domain == "Pool[web]" and c.verdict == "converged"
+            ]
+            assert cycles, await client.history(limit=100)
+            last = cycles[-1]
+            assert (last.goal, last.transition, last.priority, last.code) == ("Sized", "Resize", "normal", None)
+            assert lexum.GoalAfter("Pool[web].Sized", True) in last.goals_after, last
+            nodes = [d for d in last.deltas if d.field == "Pool[web].nodes"]
+            before = nodes[0].before if nodes else None
+            assert isinstance(before, int) and nodes[0].after == 7 and nodes[0].delta == 7 - before, last
+            assert last.start_index <= last.end_index
 
     try:
         asyncio.run(main())

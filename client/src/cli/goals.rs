@@ -143,28 +143,23 @@ fn print_event(settings: &Settings, event: &Event) {
     }
 }
 
-/// Shows the last `limit` cycle records.
+/// Shows the last `limit` judged cycles.
 pub async fn history(settings: &Settings, client: &Client, limit: u32) -> Result<(), Failure> {
     let cycles = client.history(limit).await?;
     if settings.json() {
-        output::json(&serde_json::Value::Array(cycles));
+        output::json(&serde_json::to_value(&cycles).unwrap_or_default());
         return Ok(());
     }
-    let text = |c: &serde_json::Value, key: &str| match c.get(key) {
-        Some(serde_json::Value::String(s)) => s.clone(),
-        Some(serde_json::Value::Null) | None => "-".into(),
-        Some(other) => other.to_string(),
-    };
     let rows: Vec<Vec<String>> = cycles
         .iter()
         .map(|c| {
             vec![
-                text(c, "cycle"),
-                format!("{}.{}", text(c, "domain"), text(c, "goal")),
-                text(c, "transition"),
-                format!("{}..{}", text(c, "start_index"), text(c, "end_index")),
-                text(c, "verdict"),
-                text(c, "code"),
+                c.cycle.to_string(),
+                format!("{}.{}", c.domain, c.goal),
+                c.transition.clone(),
+                format!("{}..{}", c.start_index, c.end_index),
+                c.verdict.clone(),
+                c.code.clone().unwrap_or_else(|| "-".into()),
             ]
         })
         .collect();

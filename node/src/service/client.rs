@@ -2,7 +2,7 @@
 //! events, status, membership and replay.
 
 use crate::cluster::{Cluster, ProposeError};
-use crate::convert::{explanation_to_wire, goal_to_wire, write_record_to_wire};
+use crate::convert::{cycle_to_wire, explanation_to_wire, goal_to_wire, write_record_to_wire};
 use crate::convert::{named_to_wire, propose_error_to_status, value_from_wire};
 use crate::group_commit::GroupCommit;
 use crate::replay;
@@ -392,8 +392,7 @@ impl Lexum for ClientApi {
         };
         self.read_index().await?;
         let cycles = self.cluster.replica.with_engine(|e| e.history(limit));
-        let cycles_json = cycles.iter().filter_map(|c| serde_json::to_string(c).ok()).collect();
-        Ok(Response::new(pb::HistoryResponse { cycles_json }))
+        Ok(Response::new(pb::HistoryResponse { cycles: cycles.iter().map(cycle_to_wire).collect() }))
     }
 
     async fn status(&self, _: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {

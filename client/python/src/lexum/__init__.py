@@ -47,6 +47,7 @@ from lexum.errors import (
     UnavailableError,
 )
 from lexum.goal import Goal
+from lexum.history import Cycle, FieldDelta, GoalAfter
 from lexum.provenance import (
     ClientCause,
     CycleCause,
@@ -69,14 +70,17 @@ __all__ = [
     "ClientConfig",
     "ClusterStatus",
     "ConfigError",
+    "Cycle",
     "CycleCause",
     "CycleRef",
     "DomainState",
     "EffectError",
     "Event",
     "Explanation",
+    "FieldDelta",
     "FieldWrite",
     "Goal",
+    "GoalAfter",
     "GoalPage",
     "HandlerCause",
     "LexumError",

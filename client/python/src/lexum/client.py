@@ -16,7 +16,6 @@ install the same program as two versions.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ from typing import TYPE_CHECKING, TypeVar
 import grpc
 import grpc.aio
 
-from lexum import provenance
+from lexum import history, provenance
 from lexum.errors import (
     LEADER_METADATA_KEY,
     ConfigError,
@@ -568,16 +567,11 @@ class Client:
             if not page.goals or offset >= page.total:
                 return
 
-    async def history(self, limit: int = 0) -> list[dict[str, object]]:
-        """The last `limit` cycle records (0: the node's default), oldest first."""
+    async def history(self, limit: int = 0) -> list[history.Cycle]:
+        """The last `limit` judged cycles (0: the node's default), oldest first."""
         request = client_pb2.HistoryRequest(limit=limit)
         r = await self._call(True, lambda s, t, m: s.History(request, timeout=t, metadata=m))
-        out: list[dict[str, object]] = []
-        for text in r.cycles_json:
-            record = json.loads(text)
-            if isinstance(record, dict):
-                out.append(record)
-        return out
+        return [history.cycle_from_wire(c) for c in r.cycles]
 
     async def why(self, domain: str, field: str, last: int = 0) -> list[provenance.WriteRecord]:
         """The latest `last` writes of `domain.field` with their causes, oldest

@@ -510,23 +510,151 @@ Global___HistoryRequest: _TypeAlias = HistoryRequest  # noqa: Y015
 class HistoryResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    CYCLES_JSON_FIELD_NUMBER: _builtins.int
+    CYCLES_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def cycles_json(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Cycle records as JSON objects, oldest first."""
+    def cycles(self) -> _containers.RepeatedCompositeFieldContainer[Global___Cycle]:
+        """Oldest first."""
 
     def __init__(
         self,
         *,
-        cycles_json: _abc.Iterable[_builtins.str] | None = ...,
+        cycles: _abc.Iterable[Global___Cycle] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cycles_json", b"cycles_json"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cycles", b"cycles"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___HistoryResponse: _TypeAlias = HistoryResponse  # noqa: Y015
+
+@_typing.final
+class Cycle(_message.Message):
+    """One judged (or cut short) repair cycle: a transition instance and its
+    verdict, the oscillation evidence `lexumctl history` shows.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CYCLE_FIELD_NUMBER: _builtins.int
+    DOMAIN_FIELD_NUMBER: _builtins.int
+    GOAL_FIELD_NUMBER: _builtins.int
+    TRANSITION_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
+    START_INDEX_FIELD_NUMBER: _builtins.int
+    END_INDEX_FIELD_NUMBER: _builtins.int
+    DELTAS_FIELD_NUMBER: _builtins.int
+    GOALS_AFTER_FIELD_NUMBER: _builtins.int
+    VERDICT_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
+    cycle: _builtins.int
+    domain: _builtins.str
+    goal: _builtins.str
+    """The goal it repaired."""
+    transition: _builtins.str
+    priority: _builtins.str
+    """`critical` .. `background`."""
+    start_index: _builtins.int
+    """Index at which it was armed."""
+    end_index: _builtins.int
+    """Index at which it was judged."""
+    verdict: _builtins.str
+    """How it ended: `converged`, `progress`, `no_progress`, `tug_of_war`,
+    `trapped`, `failed`, `cancelled`, `deleted` or `dropped`.
+    """
+    code: _builtins.str
+    """Diagnostic code attached to the verdict (`E005`); empty if none."""
+    @_builtins.property
+    def deltas(self) -> _containers.RepeatedCompositeFieldContainer[Global___FieldDelta]:
+        """Fields it changed, each from before its first write to when judged."""
+
+    @_builtins.property
+    def goals_after(self) -> _containers.RepeatedCompositeFieldContainer[Global___GoalAfter]:
+        """Its goal and every goal it touched, and whether each held afterwards."""
+
+    def __init__(
+        self,
+        *,
+        cycle: _builtins.int = ...,
+        domain: _builtins.str = ...,
+        goal: _builtins.str = ...,
+        transition: _builtins.str = ...,
+        priority: _builtins.str = ...,
+        start_index: _builtins.int = ...,
+        end_index: _builtins.int = ...,
+        deltas: _abc.Iterable[Global___FieldDelta] | None = ...,
+        goals_after: _abc.Iterable[Global___GoalAfter] | None = ...,
+        verdict: _builtins.str = ...,
+        code: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "cycle", b"cycle", "deltas", b"deltas", "domain", b"domain", "end_index", b"end_index", "goal", b"goal", "goals_after", b"goals_after", "priority", b"priority", "start_index", b"start_index", "transition", b"transition", "verdict", b"verdict"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Cycle: _TypeAlias = Cycle  # noqa: Y015
+
+@_typing.final
+class FieldDelta(_message.Message):
+    """A field a cycle changed."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FIELD_FIELD_NUMBER: _builtins.int
+    BEFORE_FIELD_NUMBER: _builtins.int
+    AFTER_FIELD_NUMBER: _builtins.int
+    DELTA_FIELD_NUMBER: _builtins.int
+    field: _builtins.str
+    """`Domain.field`."""
+    delta: _builtins.int
+    """Signed change, for `int` fields."""
+    @_builtins.property
+    def before(self) -> _types_pb2.Value: ...
+    @_builtins.property
+    def after(self) -> _types_pb2.Value: ...
+    def __init__(
+        self,
+        *,
+        field: _builtins.str = ...,
+        before: _types_pb2.Value | None = ...,
+        after: _types_pb2.Value | None = ...,
+        delta: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_delta", b"_delta", "after", b"after", "before", b"before", "delta", b"delta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_delta", b"_delta", "after", b"after", "before", b"before", "delta", b"delta", "field", b"field"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__delta: _TypeAlias = _typing.Literal["delta"]  # noqa: Y015
+    _WhichOneofArgType__delta: _TypeAlias = _typing.Literal["_delta", b"_delta"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__delta) -> _WhichOneofReturnType__delta | None: ...
+
+Global___FieldDelta: _TypeAlias = FieldDelta  # noqa: Y015
+
+@_typing.final
+class GoalAfter(_message.Message):
+    """Whether a goal held after a cycle."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GOAL_FIELD_NUMBER: _builtins.int
+    HOLDS_FIELD_NUMBER: _builtins.int
+    goal: _builtins.str
+    """`Domain.Goal`."""
+    holds: _builtins.bool
+    def __init__(
+        self,
+        *,
+        goal: _builtins.str = ...,
+        holds: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["goal", b"goal", "holds", b"holds"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GoalAfter: _TypeAlias = GoalAfter  # noqa: Y015
 
 @_typing.final
 class StatusRequest(_message.Message):
