@@ -11,10 +11,11 @@
 //!   (`Dispatched`) before the task leaves, and its index is the fencing token.
 //! - A step whose effects one worker serves and has room for is proposed
 //!   as `RunStepAndDispatch` naming it: the entry that runs it also
-//!   dispatches what it emits (one commit less), and the tasks leave once
-//!   it is committed, to that worker (or another with room if it has none
-//!   left). A task no worker has room for by then waits here, unsent, and
-//!   its deadline starts when it is sent.
+//!   dispatches what it emits (one commit less). The tasks leave as soon as
+//!   this node applies the entry ([`Dispatcher::send_applied_dispatches`],
+//!   called by the state machine), to that worker (or another with room if
+//!   it has none left). A task no worker has room for by then waits here,
+//!   unsent, and its deadline starts when it is sent.
 //! - Attempts that outlive their deadline are reported as failures so the
 //!   engine retries them elsewhere. The deadline is the replicated effect
 //!   timeout plus a margin, counted from before the task is sent; the
@@ -31,6 +32,7 @@
 use crate::cluster::Cluster;
 use crate::convert::{named_to_wire, value_from_wire};
 use crate::group_commit::GroupCommit;
+use crate::raft_types::{LogId, NodeId};
 use lexum_engine::entry::{EffectKey, EffectOutcome, Entry, StepId, TimerId};
 use lexum_engine::{EngineConfig, Pending, PendingEffect, WorkerRoom};
 use lexum_proto::v1 as pb;
@@ -129,6 +131,13 @@ impl Dispatcher {
     /// The replicated per-attempt deadline.
     fn effect_timeout(&self) -> Duration {
         Duration::from_millis(self.cluster.replica.with_engine(|e| e.config().effect_timeout_ms))
+    }
+
+    /// Whether `entry` was proposed by this node in the term it leads now.
+    fn proposed_in_this_term(&self, entry: LogId) -> bool {
+        let metrics = self.cluster.raft.metrics();
+        let metrics = metrics.borrow();
+        proposed_by_the_current_leader(entry, self.cluster.id, metrics.current_term, metrics.current_leader)
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -311,18 +320,12 @@ impl Dispatcher {
         };
         let this = self.clone();
         tokio::spawn(async move {
-            let (indexes, dispatched_at): (Vec<Option<u64>>, _) = match receiver.await {
-                Ok(Ok(response)) => (
-                    response.data.outcomes(completions.len()).into_iter().map(Result::ok).collect(),
-                    response.data.dispatched.then_some(response.data.index),
-                ),
-                _ => (Vec::new(), None),
+            let indexes: Vec<Option<u64>> = match receiver.await {
+                Ok(Ok(response)) => response.data.outcomes(completions.len()).into_iter().map(Result::ok).collect(),
+                _ => Vec::new(),
             };
             for (i, completion) in completions.into_iter().enumerate() {
                 this.complete(completion, indexes.get(i).copied().flatten());
-            }
-            if let Some(index) = dispatched_at {
-                this.send_dispatched(index);
             }
             this.wake.notify_one();
         });
@@ -381,21 +384,30 @@ impl Dispatcher {
             .collect()
     }
 
-    /// Sends the attempts a committed `RunStepAndDispatch` or
-    /// `DispatchArmed` at `index` dispatched: each to the worker the entry
-    /// named (the least busy of its connections), to another with room
-    /// when that one has none left or is gone, or into the unsent queue
-    /// until one has room.
-    pub fn send_dispatched(&self, index: u64) {
-        let effects = self.cluster.replica.with_engine(|e| e.dispatched_at(index));
+    /// Sends the attempts a `RunStepAndDispatch` or `DispatchArmed` entry
+    /// dispatched, right after this node applied it (so it is committed),
+    /// when this node proposed it as the leader it still is: each to the
+    /// worker the entry named (the least busy of its connections), to
+    /// another with room when that one has none left or is gone, or into
+    /// the unsent queue until one has room. An entry of an earlier
+    /// leadership, this node's or another's, is left to the deadlines: its
+    /// tasks may have been sent already, and a task is sent once.
+    pub fn send_applied_dispatches(&self, entry: LogId) {
+        if !self.proposed_in_this_term(entry) {
+            return;
+        }
+        let effects = self.cluster.replica.with_engine(|e| e.dispatched_at(entry.index));
         let effect_timeout = self.effect_timeout();
         let mut guard = self.lock();
         let state = &mut *guard;
+        if !state.leading {
+            return;
+        }
         for (effect, named) in effects {
             if state.in_flight.get(&effect.key).is_some_and(|f| f.conn.is_some()) {
                 continue;
             }
-            let task = task_of(&effect, index, effect_timeout);
+            let task = task_of(&effect, entry.index, effect_timeout);
             let named = named.and_then(|name| pick_named_worker(state, &name, &effect.effect));
             match named.or_else(|| pick_worker(state, &effect.effect)) {
                 Some(conn) => send_task(state, conn, task, effect_timeout),
@@ -542,6 +554,13 @@ fn send_task(state: &mut State, conn: u64, task: pb::Task, effect_timeout: Durat
     state.in_flight.insert(key, InFlight { fencing, conn: Some(conn), deadline, reported: false });
 }
 
+/// Whether `entry` was proposed by node `me` as the leader of `term`, and
+/// `me` still leads it (`leader`): only then may `me` send the tasks the
+/// entry dispatched, and no other leader has sent them.
+fn proposed_by_the_current_leader(entry: LogId, me: NodeId, term: u64, leader: Option<NodeId>) -> bool {
+    entry.leader_id.node_id == me && entry.leader_id.term == term && leader == Some(me)
+}
+
 /// The room each connected worker has for more tasks, in connection order,
 /// less the tasks waiting here unsent (those being dispatched took theirs).
 fn worker_rooms(state: &State) -> Vec<WorkerRoom> {
@@ -607,6 +626,16 @@ fn release_capacity(state: &mut State, conn: Option<u64>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_leader_that_proposed_an_entry_sends_its_tasks_and_only_in_its_term() {
+        let entry = LogId::new(openraft::CommittedLeaderId::new(3, 1), 40);
+        assert!(proposed_by_the_current_leader(entry, 1, 3, Some(1)));
+        assert!(!proposed_by_the_current_leader(entry, 2, 3, Some(2)), "another node's entry");
+        assert!(!proposed_by_the_current_leader(entry, 1, 4, Some(1)), "an earlier term of this node");
+        assert!(!proposed_by_the_current_leader(entry, 1, 3, Some(2)), "no longer the leader");
+        assert!(!proposed_by_the_current_leader(entry, 1, 3, None), "no leader known");
+    }
 
     #[test]
     fn an_attempt_is_given_up_a_bounded_margin_after_the_timeout() {

@@ -14,9 +14,10 @@
 //!
 //! While this node leads and its workers have room, each group ends with
 //! an [`Entry::DispatchArmed`] part naming them and their room: the steps the group
-//! arms run and dispatch their effects in the same entry, and once it is
-//! committed the dispatcher sends the tasks. A mutation that violates a
-//! goal then reaches a worker after one commit instead of two.
+//! arms run and dispatch their effects in the same entry, and the
+//! dispatcher sends the tasks as soon as the leader applies it (before
+//! the callers hear back). A mutation that violates a goal then reaches a
+//! worker after one commit instead of two.
 
 use crate::cluster::{Cluster, ProposeError};
 use crate::dispatcher::Dispatcher;
@@ -46,8 +47,8 @@ struct Queued {
     done: oneshot::Sender<Result<u64, ProposeError>>,
 }
 
-/// The dispatcher that gives groups their room and sends what they
-/// dispatched (set once, after both exist).
+/// The dispatcher that gives groups their room (set once, after both
+/// exist; it sends what a group dispatched when the entry is applied).
 type DispatcherHook = Arc<OnceLock<Weak<Dispatcher>>>;
 
 /// The queue in front of Raft.
@@ -66,7 +67,7 @@ impl GroupCommit {
         GroupCommit { queue, dispatcher }
     }
 
-    /// Lets groups dispatch the steps they arm through `dispatcher`.
+    /// Lets groups dispatch the steps they arm to `dispatcher`'s workers.
     pub fn dispatch_armed_with(&self, dispatcher: &Arc<Dispatcher>) {
         let _ = self.dispatcher.set(Arc::downgrade(dispatcher));
     }
@@ -107,21 +108,16 @@ async fn propose_batches(cluster: Cluster, mut waiting: mpsc::Receiver<Queued>, 
 }
 
 /// Proposes one batch (ending with the room for what it arms, when the
-/// dispatcher has any), answers each of its callers, and has the
-/// dispatcher send what the batch dispatched.
+/// dispatcher has any) and answers each of its callers.
 async fn propose(cluster: &Cluster, batch: Vec<Queued>, dispatcher: Option<Arc<Dispatcher>>) {
     cluster.replica.metrics().requests_per_entry.observe(batch.len() as f64);
     let (mut entries, callers): (Vec<Entry>, Vec<_>) = batch.into_iter().map(|q| (q.entry, q.done)).unzip();
     let room = dispatcher.as_ref().map(|d| d.room()).unwrap_or_default();
-    let dispatching = if room.is_empty() { None } else { dispatcher };
-    if dispatching.is_some() {
+    if !room.is_empty() {
         entries.push(Entry::DispatchArmed { workers: room });
     }
     let outcomes: Vec<Result<u64, ProposeError>> = match cluster.propose(Entry::grouped(entries)).await {
         Ok(response) => {
-            if let Some(dispatcher) = dispatching.as_ref().filter(|_| response.dispatched) {
-                dispatcher.send_dispatched(response.index);
-            }
             response.outcomes(callers.len()).into_iter().map(|o| o.map_err(ProposeError::Rejected)).collect()
         }
         Err(error) => vec![Err(error); callers.len()],

@@ -62,6 +62,12 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let commits = GroupCommit::start(cluster.clone());
     let dispatcher = Dispatcher::new(cluster.clone(), settings.engine_config(), commits.clone());
     commits.dispatch_armed_with(&dispatcher);
+    let sender = Arc::downgrade(&dispatcher);
+    state_machine.on_dispatched(Box::new(move |entry| {
+        if let Some(dispatcher) = sender.upgrade() {
+            dispatcher.send_applied_dispatches(entry);
+        }
+    }));
     tokio::spawn(dispatcher.clone().run());
     if settings.test_faults.contains(TestFault::LeaderForgetsRetryCounts) {
         tokio::spawn(crate::test_faults::forget_retry_counts(cluster.clone()));

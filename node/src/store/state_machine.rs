@@ -19,7 +19,7 @@ use rocksdb::DB;
 use serde::{Deserialize, Serialize};
 use std::io::Cursor;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// Where releases before the snapshot file kept the snapshot, in `sm`.
 const LEGACY_KEY_SNAPSHOT: &[u8] = b"snapshot";
@@ -42,6 +42,10 @@ struct StoredSnapshot {
     data: Vec<u8>,
 }
 
+/// What runs right after an entry that dispatched effects is applied,
+/// with that entry's id (see [`StateMachine::on_dispatched`]).
+pub type DispatchedHook = Box<dyn Fn(LogId) + Send + Sync>;
+
 /// The state machine half of a node's storage. Clones share state.
 #[derive(Clone)]
 pub struct StateMachine {
@@ -51,6 +55,7 @@ pub struct StateMachine {
     /// builds snapshots in a separate task that may race with installing a
     /// newer one.
     saved: Arc<Mutex<Option<SnapshotMeta>>>,
+    dispatched: Arc<OnceLock<DispatchedHook>>,
 }
 
 impl StateMachine {
@@ -65,7 +70,7 @@ impl StateMachine {
         let replica = Arc::new(Replica::new(Engine::new(EngineConfig::default())));
         let file = SnapshotFile::open(dir)?;
         move_legacy_snapshot(db, &file)?;
-        let sm = StateMachine { replica, file, saved: Arc::default() };
+        let sm = StateMachine { replica, file, saved: Arc::default(), dispatched: Arc::default() };
         if let Some(stored) = sm.load_snapshot()? {
             let restore = || -> anyhow::Result<()> {
                 let payload: SnapshotPayload = postcard::from_bytes(&stored.data)?;
@@ -86,6 +91,15 @@ impl StateMachine {
     /// The shared replica (engine, membership, events) this state machine feeds.
     pub fn replica(&self) -> Arc<Replica> {
         self.replica.clone()
+    }
+
+    /// Calls `hook` on every entry applied from now on whose effects it
+    /// dispatched (`RunStepAndDispatch`, `DispatchArmed`), as soon as it is
+    /// applied: the leader's dispatcher sends their tasks from there rather
+    /// than once the proposer hears back through the Raft core. Only the
+    /// first hook counts.
+    pub fn on_dispatched(&self, hook: DispatchedHook) {
+        let _ = self.dispatched.set(hook);
     }
 
     fn load_snapshot(&self) -> Result<Option<StoredSnapshot>, StorageIOError<NodeId>> {
@@ -197,7 +211,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                         .note_applied(entry.log_id, Some(StoredMembership::new(Some(entry.log_id), membership)));
                     ApplyResponse { index: entry.log_id.index, outcome: Ok(()), parts: Vec::new(), dispatched: false }
                 }
-                EntryPayload::Normal(ref request) => self.replica.apply(entry.log_id, request),
+                EntryPayload::Normal(ref request) => {
+                    let response = self.replica.apply(entry.log_id, request);
+                    if let Some(hook) = self.dispatched.get().filter(|_| response.dispatched) {
+                        hook(entry.log_id);
+                    }
+                    response
+                }
             };
             responses.push(response);
         }
@@ -276,6 +296,56 @@ mod tests {
 
     fn legacy_key(db: &DB) -> Option<Vec<u8>> {
         db.get_cf(db.cf_handle(CF_SM).expect("sm"), LEGACY_KEY_SNAPSHOT).expect("get")
+    }
+
+    #[tokio::test]
+    async fn the_dispatch_hook_hears_of_each_applied_entry_that_dispatched_and_of_no_other() {
+        use lexum_engine::entry::{Entry as Command, FieldWrite};
+        use lexum_engine::WorkerRoom;
+        const PROGRAM: &str = "effect Cloud.Resize(count: int) -> int\n\
+            domain Pool { state { nodes: int = 1  want: int = 1 }\n\
+            goal Sized { nodes == want }\n\
+            transition Resize for Sized { slice call { emit Cloud.Resize(count: want) -> got } slice record { nodes = got } } }";
+        let compiled = lexum_compiler::compile("pool.lxm", PROGRAM, &lexum_compiler::CompileOptions::default());
+        let program = compiled.program.expect("the program compiles");
+        let write = |want: i64| {
+            Command::mutation(
+                vec![FieldWrite {
+                    domain: "Pool".into(),
+                    field: "want".into(),
+                    value: lexum_compiler::program::Value::Int(want),
+                }],
+                "test",
+            )
+        };
+        let room = WorkerRoom { worker: "w1".into(), effects: vec!["Cloud.Resize".into()], room: 4 };
+        let at = |index: u64, command: Command| Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::<TypeConfig>::Normal(command),
+        };
+
+        let (dir, db) = fresh_database();
+        let mut sm = StateMachine::open(&db, dir.path()).expect("open");
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        let sink = heard.clone();
+        sm.on_dispatched(Box::new(move |id| sink.lock().expect("lock").push(id.index)));
+        let responses = sm
+            .apply([
+                at(1, Command::SubmitProgram { bytes: program.encode() }),
+                // Violates Sized, with room: its step is dispatched here.
+                at(
+                    2,
+                    Command::Batch { entries: vec![write(3), Command::DispatchArmed { workers: vec![room.clone()] }] },
+                ),
+                // Sized is already being repaired: nothing new to dispatch.
+                at(3, Command::Batch { entries: vec![write(4), Command::DispatchArmed { workers: vec![room] }] }),
+                Entry { log_id: LogId::new(CommittedLeaderId::new(1, 1), 4), payload: EntryPayload::Blank },
+            ])
+            .await
+            .expect("apply");
+        let dispatched: Vec<u64> = responses.iter().filter(|r| r.dispatched).map(|r| r.index).collect();
+        assert_eq!(dispatched, [2]);
+        assert_eq!(*heard.lock().expect("lock"), dispatched);
     }
 
     #[tokio::test]
