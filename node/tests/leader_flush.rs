@@ -2,7 +2,8 @@
 //! `vendor/openraft`, see its LEXUM-PATCH.md): the leader replicates an
 //! entry while its own append is being synced, and counts itself towards a
 //! commit only once that sync completes (Raft thesis §10.2.1); and a
-//! read's leadership check waits for followers whose syncs are slow.
+//! read's leadership check waits for followers whose syncs are slow; and
+//! the state machine worker answers each proposer once its entry is applied.
 //!
 //! Three in-process Raft nodes on Lexum's RocksDB store, joined by an
 //! in-memory network a test can cut; `LogStore::hold_syncs` plays a slow
@@ -92,6 +93,7 @@ struct Cluster {
     router: Arc<Router>,
     rafts: BTreeMap<NodeId, Raft>,
     logs: BTreeMap<NodeId, LogStore>,
+    replicas: BTreeMap<NodeId, Arc<lexum_node::replica::Replica>>,
     leader: NodeId,
     _dirs: Vec<tempfile::TempDir>,
 }
@@ -106,10 +108,12 @@ impl Cluster {
             ..Default::default()
         };
         let config = Arc::new(config.validate().expect("valid Raft config"));
-        let (mut rafts, mut logs, mut dirs) = (BTreeMap::new(), BTreeMap::new(), Vec::new());
+        let (mut rafts, mut logs, mut replicas, mut dirs) =
+            (BTreeMap::new(), BTreeMap::new(), BTreeMap::new(), Vec::new());
         for id in 1..=3 {
             let dir = tempfile::tempdir().expect("temp dir");
             let (log, sm) = lexum_node::store::open(dir.path()).await.expect("open store");
+            replicas.insert(id, sm.replica());
             let net = Net { from: id, router: router.clone() };
             let raft = Raft::new(id, config.clone(), net, log.clone(), sm).await.expect("start raft");
             router.nodes.lock().expect("nodes lock").insert(id, raft.clone());
@@ -125,7 +129,7 @@ impl Cluster {
             .await
             .expect("a leader is elected");
         let leader = metrics.current_leader.expect("leader");
-        Cluster { router, rafts, logs, leader, _dirs: dirs }
+        Cluster { router, rafts, logs, replicas, leader, _dirs: dirs }
     }
 
     fn followers(&self) -> Vec<NodeId> {
@@ -208,4 +212,40 @@ async fn a_linearizable_read_waits_for_followers_whose_disk_is_slower_than_a_hea
     cluster.stop().await;
     assert!(matches!(read, Ok(Ok(Ok(())))), "the read gave up on a leader it still had: {read:?}");
     assert!(matches!(write, Ok(Ok(Ok(())))), "the write did not commit: {write:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_proposer_is_answered_with_its_own_entry_once_that_entry_is_applied() {
+    let cluster = Cluster::start().await;
+    let raft = cluster.rafts[&cluster.leader].clone();
+    let replica = cluster.replicas[&cluster.leader].clone();
+    // Slow follower disks: the writes pile up, then commit and are applied
+    // many at a time, and each must still reach its own proposer.
+    let slow_disks: Vec<_> = cluster.followers().iter().map(|id| cluster.logs[id].hold_syncs()).collect();
+    let mut proposed = Vec::new();
+    for _ in 0..64 {
+        // Proposed one after another, so their entries are in this order.
+        proposed.push(raft.client_write_ff(Entry::Noop).await.expect("proposed"));
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    drop(slow_disks);
+    let mut answers = Vec::new();
+    for answer in proposed {
+        let answer = tokio::time::timeout(Duration::from_secs(5), answer).await;
+        let applied = replica.applied_state().0.map_or(0, |id| id.index);
+        answers.push((answer, applied));
+    }
+    cluster.stop().await;
+    let mut last = 0;
+    for (answer, applied) in answers {
+        let response = match answer {
+            Ok(Ok(Ok(response))) => response,
+            other => panic!("a write was not answered: {other:?}"),
+        };
+        let entry = response.log_id.index;
+        assert!(entry > last, "the proposer of entry {last} and a later one were answered out of order ({entry})");
+        assert_eq!(response.data.index, entry, "answered with another entry's result");
+        assert!(applied >= entry, "answered before entry {entry} was applied (applied {applied})");
+        last = entry;
+    }
 }

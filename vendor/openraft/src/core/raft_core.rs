@@ -116,6 +116,36 @@ impl<NID: NodeId, N: Node> ApplyingEntry<NID, N> {
     pub(crate) fn new(log_id: LogId<NID>, membership: Option<Membership<NID, N>>) -> Self {
         Self { log_id, membership }
     }
+
+    pub(crate) fn index(&self) -> u64 {
+        self.log_id.index
+    }
+}
+
+/// Send result of applying a log entry to its client (called by the state machine worker, Lexum
+/// patch).
+#[tracing::instrument(level = "debug", skip_all)]
+pub(crate) fn send_response<C: RaftTypeConfig>(
+    entry: ApplyingEntry<C::NodeId, C::Node>,
+    resp: C::R,
+    tx: Option<ResponderOf<C>>,
+) {
+    tracing::debug!(entry = debug(&entry), "send_response");
+
+    let tx = match tx {
+        None => return,
+        Some(x) => x,
+    };
+
+    let membership = entry.membership;
+
+    let res = Ok(ClientWriteResponse {
+        log_id: entry.log_id,
+        data: resp,
+        membership,
+    });
+
+    tx.send(res);
 }
 
 /// The result of applying log entries to state machine.
@@ -123,8 +153,6 @@ pub(crate) struct ApplyResult<C: RaftTypeConfig> {
     pub(crate) since: u64,
     pub(crate) end: u64,
     pub(crate) last_applied: LogId<C::NodeId>,
-    pub(crate) applying_entries: Vec<ApplyingEntry<C::NodeId, C::Node>>,
-    pub(crate) apply_results: Vec<C::R>,
 }
 
 impl<C: RaftTypeConfig> Debug for ApplyResult<C> {
@@ -802,49 +830,27 @@ where
 
         let last_applied = entries[entries.len() - 1].get_log_id().clone();
 
-        let cmd = sm::Command::apply(entries).with_seq(seq);
+        // Lexum patch: the worker answers these entries' proposers itself.
+        // Every one of them was registered when its entry was appended, and
+        // no entry at or after `end` is applied by this command.
+        let later = self.client_resp_channels.split_off(&end);
+        let responders = std::mem::replace(&mut self.client_resp_channels, later);
+
+        let cmd = sm::Command::apply(entries, responders).with_seq(seq);
         self.sm_handle.send(cmd).map_err(|e| StorageIOError::apply(last_applied, AnyError::error(e)))?;
 
         Ok(())
     }
 
-    /// When received results of applying log entries to the state machine, send back responses to
-    /// the callers that proposed the entries.
+    /// When received results of applying log entries to the state machine. The state machine
+    /// worker has already answered the callers that proposed them (Lexum patch).
     #[tracing::instrument(level = "debug", skip_all)]
     pub(crate) fn handle_apply_result(&mut self, res: ApplyResult<C>) {
         tracing::debug!(last_applied = display(res.last_applied), "{}", func_name!());
-
-        let mut results = res.apply_results.into_iter();
-        let mut applying_entries = res.applying_entries.into_iter();
-
-        for log_index in res.since..res.end {
-            let ent = applying_entries.next().unwrap();
-            let apply_res = results.next().unwrap();
-            let tx = self.client_resp_channels.remove(&log_index);
-
-            Self::send_response(ent, apply_res, tx);
-        }
-    }
-
-    /// Send result of applying a log entry to its client.
-    #[tracing::instrument(level = "debug", skip_all)]
-    pub(super) fn send_response(entry: ApplyingEntry<C::NodeId, C::Node>, resp: C::R, tx: Option<ResponderOf<C>>) {
-        tracing::debug!(entry = debug(&entry), "send_response");
-
-        let tx = match tx {
-            None => return,
-            Some(x) => x,
-        };
-
-        let membership = entry.membership;
-
-        let res = Ok(ClientWriteResponse {
-            log_id: entry.log_id,
-            data: resp,
-            membership,
-        });
-
-        tx.send(res);
+        debug_assert!(
+            self.client_resp_channels.range(res.since..res.end).next().is_none(),
+            "a responder of an applied entry was left with RaftCore"
+        );
     }
 
     /// Spawn a new replication stream returning its replication state handle.

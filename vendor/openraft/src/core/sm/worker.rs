@@ -1,3 +1,5 @@
+use std::collections::BTreeMap;
+
 use tokio::sync::mpsc;
 
 use crate::async_runtime::AsyncOneshotSendExt;
@@ -10,11 +12,13 @@ use crate::core::sm::CommandResult;
 use crate::core::sm::CommandSeq;
 use crate::core::sm::Response;
 use crate::core::ApplyResult;
+use crate::core::raft_core::send_response;
 use crate::core::ApplyingEntry;
 use crate::display_ext::DisplayOptionExt;
 use crate::entry::RaftPayload;
 use crate::storage::RaftStateMachine;
 use crate::type_config::alias::JoinHandleOf;
+use crate::type_config::alias::ResponderOf;
 use crate::AsyncRuntime;
 use crate::RaftLogId;
 use crate::RaftSnapshotBuilder;
@@ -117,20 +121,23 @@ where
                     let _ = tx.send(Ok(snapshot_data));
                     // No response to RaftCore
                 }
-                CommandPayload::Apply { entries } => {
-                    let resp = self.apply(entries).await?;
+                CommandPayload::Apply { entries, responders } => {
+                    let resp = self.apply(entries, responders).await?;
                     let res = CommandResult::new(cmd.seq, Ok(Response::Apply(resp)));
                     let _ = self.resp_tx.send(Notify::sm(res));
                 }
             };
         }
     }
+    /// Applies `entries`, then answers each of `responders` (by log index)
+    /// with its entry's result (Lexum patch: RaftCore used to answer them
+    /// once this result reached it).
     #[tracing::instrument(level = "debug", skip_all)]
-    async fn apply(&mut self, entries: Vec<C::Entry>) -> Result<ApplyResult<C>, StorageError<C::NodeId>> {
-        // TODO: prepare response before apply,
-        //       so that an Entry does not need to be Clone,
-        //       and no references will be used by apply
-
+    async fn apply(
+        &mut self,
+        entries: Vec<C::Entry>,
+        mut responders: BTreeMap<u64, ResponderOf<C>>,
+    ) -> Result<ApplyResult<C>, StorageError<C::NodeId>> {
         let since = entries.first().map(|x| x.get_log_id().index).unwrap();
         let end = entries.last().map(|x| x.get_log_id().index + 1).unwrap();
         let last_applied = entries.last().map(|x| x.get_log_id().clone()).unwrap();
@@ -154,15 +161,16 @@ where
             n_entries, n_replies
         );
 
-        let resp = ApplyResult {
+        for (entry, result) in applying_entries.into_iter().zip(apply_results) {
+            let tx = responders.remove(&entry.index());
+            send_response::<C>(entry, result, tx);
+        }
+
+        Ok(ApplyResult {
             since,
             end,
             last_applied,
-            applying_entries,
-            apply_results,
-        };
-
-        Ok(resp)
+        })
     }
 
     /// Build a snapshot from the state machine.
