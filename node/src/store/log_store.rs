@@ -10,7 +10,13 @@
 //! their callbacks in order. A follower awaits that callback before it
 //! acknowledges; a leader replicates meanwhile and counts itself towards a
 //! quorum only when it fires (the openraft patch in `vendor/openraft`).
+//!
+//! Reads of the newest entries, which openraft makes for every entry it
+//! replicates and applies, come from memory ([`RecentEntries`]); each
+//! change to the log updates both under one lock, so a read sees the two
+//! agree.
 
+use super::recent::RecentEntries;
 use super::{index_key, key_index, CF_LOG, CF_META};
 use crate::raft_types::{LogEntry, LogId, NodeId, StorageError, TypeConfig};
 use openraft::storage::{LogFlushed, RaftLogStorage};
@@ -29,19 +35,24 @@ const KEY_VOTE: &[u8] = b"vote";
 const KEY_COMMITTED: &[u8] = b"committed";
 const KEY_LAST_PURGED: &[u8] = b"last_purged";
 
-/// The Raft log of one node. Cheap to clone: clones share the database and
-/// the WAL syncer.
+/// The Raft log of one node. Cheap to clone: clones share the database,
+/// the WAL syncer and the newest entries.
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<DB>,
     syncer: WalSyncer,
+    recent: Arc<Mutex<RecentEntries>>,
 }
 
 impl LogStore {
     /// A log store over an opened database, with its sync thread started.
     pub fn new(db: Arc<DB>) -> std::io::Result<LogStore> {
         let syncer = WalSyncer::start(&db)?;
-        Ok(LogStore { db, syncer })
+        Ok(LogStore { db, syncer, recent: Arc::default() })
+    }
+
+    fn recent(&self) -> std::sync::MutexGuard<'_, RecentEntries> {
+        self.recent.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn cf_log(&self) -> &rocksdb::ColumnFamily {
@@ -90,6 +101,14 @@ impl RaftLogReader<TypeConfig> for LogStore {
             std::ops::Bound::Excluded(i) => i + 1,
             std::ops::Bound::Unbounded => 0,
         };
+        let end = match range.end_bound() {
+            std::ops::Bound::Included(i) => Some(i.saturating_add(1)),
+            std::ops::Bound::Excluded(i) => Some(*i),
+            std::ops::Bound::Unbounded => None,
+        };
+        if let Some(entries) = self.recent().get(start, end) {
+            return Ok(entries);
+        }
         let mode = rocksdb::IteratorMode::From(&index_key(start), rocksdb::Direction::Forward);
         let mut entries = Vec::new();
         for item in self.db.iterator_cf(self.cf_log(), mode) {
@@ -140,11 +159,18 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: Send,
     {
         let mut batch = WriteBatch::default();
+        let mut appended = Vec::new();
         for entry in entries {
             let bytes = postcard::to_stdvec(&entry).map_err(|e| StorageIOError::write_log_entry(entry.log_id, &e))?;
-            batch.put_cf(self.cf_log(), index_key(entry.log_id.index), bytes);
+            batch.put_cf(self.cf_log(), index_key(entry.log_id.index), &bytes);
+            appended.push((entry, bytes.len()));
         }
+        let mut recent = self.recent();
         self.db.write(batch).map_err(|e| StorageIOError::write_logs(&e))?;
+        for (entry, bytes) in appended {
+            recent.append(entry, bytes);
+        }
+        drop(recent);
         // The callback promises durability: it fires after the next sync.
         self.syncer.after_next_sync(callback);
         Ok(())
@@ -153,8 +179,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
         let from = index_key(log_id.index);
         let to = index_key(u64::MAX);
+        let mut recent = self.recent();
+        // Dropped first: if a delete fails, a read goes to the database.
+        recent.truncate(log_id.index);
         self.db.delete_range_cf(self.cf_log(), from, to).map_err(|e| StorageIOError::write_logs(&e))?;
         self.db.delete_cf(self.cf_log(), to).map_err(|e| StorageIOError::write_logs(&e))?;
+        drop(recent);
         self.db.flush_wal(true).map_err(|e| StorageIOError::write_logs(&e))?;
         Ok(())
     }
@@ -163,9 +193,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // Record the purge point before deleting, so a crash in between never
         // leaves a log that starts after an unrecorded gap.
         self.put_meta(KEY_LAST_PURGED, &log_id, true)?;
+        let mut recent = self.recent();
+        recent.purge(log_id.index);
         self.db
             .delete_range_cf(self.cf_log(), index_key(0), index_key(log_id.index + 1))
             .map_err(|e| StorageIOError::write_logs(&e))?;
+        drop(recent);
         Ok(())
     }
 }

@@ -1,4 +1,5 @@
-//! Durable storage: the Raft log on RocksDB ([`log_store`]) and the state
+//! Durable storage: the Raft log on RocksDB ([`log_store`], with its newest
+//! entries also in memory, [`recent`]) and the state
 //! machine ([`state_machine`]) with its latest snapshot in a file of its
 //! own beside the database ([`snapshot_file`]).
 //!
@@ -17,6 +18,7 @@
 // storage traits do; boxing it there would only move the allocation.
 #[allow(clippy::result_large_err)]
 pub mod log_store;
+pub mod recent;
 pub mod snapshot_file;
 #[allow(clippy::result_large_err)]
 pub mod state_machine;
