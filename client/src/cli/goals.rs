@@ -4,8 +4,8 @@ use super::output;
 use super::settings::{parse_duration, Settings};
 use super::Failure;
 use futures::StreamExt;
-use lexum_client::value::{is_domain_name, is_ident, parse_instance, split_target};
-use lexum_client::{Client, Event, GoalFilter};
+use lexum_client::value::{self, is_domain_name, is_ident, parse_instance, split_target};
+use lexum_client::{Client, Cycle, Event, GoalFilter};
 use std::time::Duration;
 
 /// Lists goals (all, of a domain, kind or instance, with a status, one
@@ -160,11 +160,25 @@ pub async fn history(settings: &Settings, client: &Client, limit: u32) -> Result
                 format!("{}..{}", c.start_index, c.end_index),
                 c.verdict.clone(),
                 c.code.clone().unwrap_or_else(|| "-".into()),
+                changed(c),
             ]
         })
         .collect();
-    output::table(&["CYCLE", "GOAL", "TRANSITION", "INDEXES", "VERDICT", "CODE"], &rows, |_, _| None);
+    output::table(&["CYCLE", "GOAL", "TRANSITION", "INDEXES", "VERDICT", "CODE", "CHANGED"], &rows, |_, _| None);
     Ok(())
+}
+
+/// What a cycle changed, for its history row: `Stuck.y 0 → 1, ...`.
+fn changed(cycle: &Cycle) -> String {
+    if cycle.deltas.is_empty() {
+        return "-".into();
+    }
+    let deltas: Vec<String> = cycle
+        .deltas
+        .iter()
+        .map(|d| format!("{} {} → {}", d.field, value::display(&d.before), value::display(&d.after)))
+        .collect();
+    deltas.join(", ")
 }
 
 /// `Domain`, `Domain.Goal`, an instance `Kind[key]` or `Kind/key`, or
