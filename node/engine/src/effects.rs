@@ -35,7 +35,7 @@ impl Engine {
         }
         record.attempts = attempt;
         record.state = EffectState::InFlight { token: cx.index };
-        let effect = EffectRef { name: name.clone(), idempotency_key: record.idempotency_key.clone(), attempt };
+        let effect = record.reference(&name);
         let message =
             format!("{name} (effect {}) attempt {attempt} dispatched to {worker}, fencing token {}", key.0, cx.index);
         self.note_dispatch(cx, effect, (domain, goal), worker, message);
@@ -123,11 +123,7 @@ impl Engine {
                     EffectOutcome::Succeeded { value } if returns.is_some() => value.clone(),
                     _ => None,
                 };
-                let effect = EffectRef {
-                    name: name.clone(),
-                    idempotency_key: record.idempotency_key.clone(),
-                    attempt: record.attempts,
-                };
+                let effect = record.reference(&name);
                 cx.event(
                     EventKind::EffectSucceeded,
                     domain,
@@ -154,11 +150,7 @@ impl Engine {
         let (domain, goal) = scope;
         let Some(record) = self.effects.get_mut(&key) else { return };
         record.last_error = Some(error.clone());
-        let effect = EffectRef {
-            name: name.to_string(),
-            idempotency_key: record.idempotency_key.clone(),
-            attempt: record.attempts,
-        };
+        let effect = record.reference(name);
         if record.attempts >= record.retry.max_attempts {
             let cycle = record.cycle;
             let attempts = record.attempts;

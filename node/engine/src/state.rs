@@ -214,6 +214,17 @@ pub(crate) struct EffectRecord {
     pub last_error: Option<String>,
 }
 
+impl EffectRecord {
+    /// This effect, named `name`, at its latest attempt, as events name it.
+    pub(crate) fn reference(&self, name: &str) -> crate::EffectRef {
+        crate::EffectRef {
+            name: name.to_string(),
+            idempotency_key: self.idempotency_key.clone(),
+            attempt: self.attempts,
+        }
+    }
+}
+
 /// What a timer does when it fires.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) enum TimerKind {
@@ -668,11 +679,12 @@ impl Engine {
         if matches!(cause.author, Author::Outside(_)) {
             self.epoch += 1;
         }
-        let summary: Vec<String> = writes.iter().map(|w| format!("{}.{} = {}", w.domain, w.field, w.value)).collect();
+        let fields: Vec<String> = writes.iter().map(|w| format!("{}.{}", w.domain, w.field)).collect();
+        let summary: Vec<String> = fields.iter().zip(writes).map(|(f, w)| format!("{f} = {}", w.value)).collect();
         let domain = writes.first().map(|w| w.domain.clone());
         let event = cx.event(EventKind::Mutation, domain, None, None, format!("{} by {principal}", summary.join(", ")));
         event.principal = Some(principal.to_string());
-        event.fields = writes.iter().map(|w| format!("{}.{}", w.domain, w.field)).collect();
+        event.fields = fields;
         for (f, v) in resolved {
             self.write_field(cx, f, v, &cause);
         }
