@@ -3,7 +3,9 @@
 //! entry while its own append is being synced, and counts itself towards a
 //! commit only once that sync completes (Raft thesis §10.2.1); and a
 //! read's leadership check waits for followers whose syncs are slow; and
-//! the state machine worker answers each proposer once its entry is applied.
+//! the state machine worker answers each proposer once its entry is applied;
+//! and a new commit index rides on the next AppendEntries, an empty one
+//! carrying it only when none goes out within the commit propagation delay.
 //!
 //! Three in-process Raft nodes on Lexum's RocksDB store, joined by an
 //! in-memory network a test can cut; `LogStore::hold_syncs` plays a slow
@@ -23,11 +25,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// Every node's Raft handle, and the nodes cut off from the rest.
+/// Every node's Raft handle, the nodes cut off from the rest, and how many
+/// AppendEntries without entries each node has been sent.
 #[derive(Default)]
 struct Router {
     nodes: Mutex<BTreeMap<NodeId, Raft>>,
     cut: Mutex<BTreeSet<NodeId>>,
+    empty_appends: Mutex<BTreeMap<NodeId, usize>>,
 }
 
 impl Router {
@@ -70,6 +74,9 @@ impl RaftNetwork<TypeConfig> for Conn {
         _option: RPCOption,
     ) -> Rpc<AppendEntriesResponse<NodeId>> {
         let raft = self.router.reach(self.from, self.to).map_err(RPCError::Unreachable)?;
+        if rpc.entries.is_empty() {
+            *self.router.empty_appends.lock().expect("count lock").entry(self.to).or_default() += 1;
+        }
         raft.append_entries(rpc).await.map_err(|e| RPCError::RemoteError(RemoteError::new(self.to, e)))
     }
 
@@ -100,13 +107,17 @@ struct Cluster {
 
 impl Cluster {
     async fn start() -> Cluster {
-        let router = Arc::new(Router::default());
-        let config = openraft::Config {
+        Cluster::start_with(openraft::Config {
             heartbeat_interval: 50,
             election_timeout_min: 300,
             election_timeout_max: 600,
             ..Default::default()
-        };
+        })
+        .await
+    }
+
+    async fn start_with(config: openraft::Config) -> Cluster {
+        let router = Arc::new(Router::default());
         let config = Arc::new(config.validate().expect("valid Raft config"));
         let (mut rafts, mut logs, mut replicas, mut dirs) =
             (BTreeMap::new(), BTreeMap::new(), BTreeMap::new(), Vec::new());
@@ -136,10 +147,11 @@ impl Cluster {
         self.rafts.keys().copied().filter(|id| *id != self.leader).collect()
     }
 
-    async fn write(&self) -> Result<(), String> {
+    /// Commits a no-op and returns its index.
+    async fn write(&self) -> Result<u64, String> {
         let raft = &self.rafts[&self.leader];
         match tokio::time::timeout(Duration::from_secs(5), raft.client_write(Entry::Noop)).await {
-            Ok(Ok(_)) => Ok(()),
+            Ok(Ok(response)) => Ok(response.log_id.index),
             Ok(Err(e)) => Err(format!("write failed: {e}")),
             Err(_) => Err("write not committed within 5 s".into()),
         }
@@ -163,7 +175,7 @@ async fn a_leader_commits_on_both_followers_syncs_while_its_own_sync_is_slow() {
 
     drop(slow_disk);
     cluster.stop().await;
-    assert_eq!(written, Ok(()), "two synced followers are a quorum without the leader");
+    assert!(written.is_ok(), "two synced followers are a quorum without the leader: {written:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -247,5 +259,81 @@ async fn each_proposer_is_answered_with_its_own_entry_once_that_entry_is_applied
         assert_eq!(response.data.index, entry, "answered with another entry's result");
         assert!(applied >= entry, "answered before entry {entry} was applied (applied {applied})");
         last = entry;
+    }
+}
+
+/// Three nodes that hold a new commit index `delay_ms` for the next
+/// AppendEntries, with the leader's periodic heartbeats off (and elections
+/// slow enough not to need them), so only commit propagation sends empty
+/// AppendEntries.
+async fn quiet_cluster(delay_ms: u64) -> Cluster {
+    let cluster = Cluster::start_with(openraft::Config {
+        heartbeat_interval: 50,
+        election_timeout_min: 5_000,
+        election_timeout_max: 10_000,
+        commit_propagation_delay: delay_ms,
+        ..Default::default()
+    })
+    .await;
+    cluster.rafts[&cluster.leader].runtime_config().heartbeat(false);
+    // A heartbeat already on its way is delivered before the counts start.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    cluster.router.empty_appends.lock().expect("count lock").clear();
+    cluster
+}
+
+/// The last index `follower` applied, which it can do only once it knows the
+/// entry is committed.
+fn applied(cluster: &Cluster, follower: NodeId) -> u64 {
+    cluster.rafts[&follower].metrics().borrow().last_applied.map_or(0, |id| id.index)
+}
+
+/// Waits up to 5 s for `follower` to apply `index`.
+async fn until_applied(cluster: &Cluster, follower: NodeId, index: u64) -> bool {
+    for _ in 0..500 {
+        if applied(cluster, follower) >= index {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_commit_index_rides_on_the_next_append_entries() {
+    let cluster = quiet_cluster(60_000).await;
+    let follower = cluster.followers()[0];
+
+    let first = cluster.write().await.expect("first write");
+    // Released openraft 0.9 sends the follower the new commit index at once,
+    // in an AppendEntries of its own.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let applied_before_next = applied(&cluster, follower);
+    let second = cluster.write().await.expect("second write");
+    let learned = until_applied(&cluster, follower, first).await;
+    let empty = cluster.router.empty_appends.lock().expect("count lock").clone();
+
+    cluster.stop().await;
+    assert!(second > first);
+    assert!(applied_before_next < first, "the follower applied {first} before the next entries were sent");
+    assert!(learned, "the next AppendEntries did not tell the follower that {first} is committed");
+    assert!(empty.is_empty(), "empty AppendEntries were sent: {empty:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_follower_is_sent_the_commit_index_once_the_delay_has_passed() {
+    let cluster = quiet_cluster(100).await;
+
+    let index = cluster.write().await.expect("write");
+    let mut learned = Vec::new();
+    for follower in cluster.followers() {
+        learned.push((follower, until_applied(&cluster, follower, index).await));
+    }
+    let empty = cluster.router.empty_appends.lock().expect("count lock").clone();
+
+    cluster.stop().await;
+    for (follower, learned) in learned {
+        assert!(learned, "follower {follower} never learned that {index} is committed");
+        assert!(empty.get(&follower).is_some_and(|n| *n >= 1), "no empty AppendEntries carried it: {empty:?}");
     }
 }

@@ -128,6 +128,13 @@ pub struct Config {
     #[clap(long, default_value = "50")]
     pub heartbeat_interval: u64,
 
+    /// Lexum patch (LEXUM-PATCH.md): how long, in milliseconds, a leader holds a new commit index
+    /// for the next AppendEntries to a follower before it sends an empty one just to carry it.
+    ///
+    /// 0 sends it at once, as released 0.9 does.
+    #[clap(long, default_value = "0")]
+    pub commit_propagation_delay: u64,
+
     /// The timeout for sending then installing the last snapshot segment,
     /// in millisecond. It is also used as the timeout for sending a non-last segment, if
     /// `send_snapshot_timeout` is 0.

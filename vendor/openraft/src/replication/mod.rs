@@ -142,6 +142,10 @@ where
     /// Next replication action to run.
     next_action: Option<Data<C>>,
 
+    /// Lexum patch (LEXUM-PATCH.md): when the follower has not yet been sent `committed`, the
+    /// time by which an empty AppendEntries carries it if no other AppendEntries has.
+    commit_deadline: Option<InstantOf<C>>,
+
     /// Appropriate number of entries to send.
     /// This is only used by AppendEntries RPC.
     entries_hint: ReplicationHint,
@@ -197,6 +201,7 @@ where
             rx_event,
             weak_tx_event: tx_event.downgrade(),
             next_action: None,
+            commit_deadline: None,
             entries_hint: Default::default(),
         };
 
@@ -436,7 +441,9 @@ where
 
         let leader_time = C::now();
 
-        // Build the heartbeat frame to be sent to the follower.
+        // Build the heartbeat frame to be sent to the follower. It carries `committed`, so no
+        // heartbeat needs to follow just for that.
+        self.commit_deadline = None;
         let payload = AppendEntriesRequest {
             vote: self.session_id.vote_ref().clone(),
             prev_log_id: sending_range.prev.clone(),
@@ -620,9 +627,10 @@ where
         }
     }
 
-    /// Receive and process events from RaftCore, until `next_action` is filled.
+    /// Receive and process events from RaftCore.
     ///
-    /// It blocks until at least one event is received.
+    /// With no action to run, it blocks until at least one event is received, or until the commit
+    /// deadline passes, which fills `next_action` with a heartbeat that carries the commit index.
     #[tracing::instrument(level = "trace", skip_all)]
     pub async fn drain_events(&mut self) -> Result<(), ReplicationClosed> {
         tracing::debug!("drain_events");
@@ -630,12 +638,24 @@ where
         // If there is next action to run, do not block waiting for events,
         // instead, just try the best to drain all events.
         if self.next_action.is_none() {
-            let event =
-                self.rx_event.recv().await.ok_or(ReplicationClosed::new("rx_repl is closed in drain_event()"))?;
-            self.process_event(event);
+            let closed = || ReplicationClosed::new("rx_repl is closed in drain_event()");
+            match self.commit_deadline.clone() {
+                None => {
+                    let event = self.rx_event.recv().await.ok_or_else(closed)?;
+                    self.process_event(event);
+                }
+                Some(deadline) => {
+                    select! {
+                        _ = C::sleep_until(deadline) => {
+                            self.next_action = Some(Data::new_heartbeat());
+                        }
+                        recv_res = self.rx_event.recv() => {
+                            self.process_event(recv_res.ok_or_else(closed)?);
+                        }
+                    }
+                }
+            }
         }
-
-        // Returning from process_event(), next_action is never None.
 
         self.try_drain_events().await?;
 
@@ -679,9 +699,16 @@ where
 
                 self.committed = c;
 
-                // If there is no action, fill in an heartbeat action to send committed index.
+                // Lexum patch (LEXUM-PATCH.md): the next AppendEntries carries the new commit index.
+                // Only if none goes out within `commit_propagation_delay` does a heartbeat carry it;
+                // with no delay (released 0.9), a heartbeat is sent at once when no action is queued.
+                let delay = self.config.commit_propagation_delay;
                 if self.next_action.is_none() {
-                    self.next_action = Some(Data::new_heartbeat());
+                    if delay == 0 {
+                        self.next_action = Some(Data::new_heartbeat());
+                    } else if self.commit_deadline.is_none() {
+                        self.commit_deadline = Some(C::now() + Duration::from_millis(delay));
+                    }
                 }
             }
             Replicate::Heartbeat => {
