@@ -5,7 +5,9 @@
 //! read's leadership check waits for followers whose syncs are slow; and
 //! the state machine worker answers each proposer once its entry is applied;
 //! and a new commit index rides on the next AppendEntries, an empty one
-//! carrying it only when none goes out within the commit propagation delay.
+//! carrying it only when none goes out within the commit propagation delay;
+//! and an entry a follower has acknowledged is in its files, as a `kill -9`
+//! would leave them (the store writes its WAL only when it syncs).
 //!
 //! Three in-process Raft nodes on Lexum's RocksDB store, joined by an
 //! in-memory network a test can cut; `LogStore::hold_syncs` plays a slow
@@ -102,7 +104,7 @@ struct Cluster {
     logs: BTreeMap<NodeId, LogStore>,
     replicas: BTreeMap<NodeId, Arc<lexum_node::replica::Replica>>,
     leader: NodeId,
-    _dirs: Vec<tempfile::TempDir>,
+    dirs: BTreeMap<NodeId, tempfile::TempDir>,
 }
 
 impl Cluster {
@@ -120,7 +122,7 @@ impl Cluster {
         let router = Arc::new(Router::default());
         let config = Arc::new(config.validate().expect("valid Raft config"));
         let (mut rafts, mut logs, mut replicas, mut dirs) =
-            (BTreeMap::new(), BTreeMap::new(), BTreeMap::new(), Vec::new());
+            (BTreeMap::new(), BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
         for id in 1..=3 {
             let dir = tempfile::tempdir().expect("temp dir");
             let (log, sm) = lexum_node::store::open(dir.path()).await.expect("open store");
@@ -130,7 +132,7 @@ impl Cluster {
             router.nodes.lock().expect("nodes lock").insert(id, raft.clone());
             rafts.insert(id, raft);
             logs.insert(id, log);
-            dirs.push(dir);
+            dirs.insert(id, dir);
         }
         let members: BTreeMap<NodeId, BasicNode> = (1..=3).map(|id| (id, BasicNode::new(format!("n{id}")))).collect();
         rafts[&1].initialize(members).await.expect("initialize");
@@ -140,7 +142,7 @@ impl Cluster {
             .await
             .expect("a leader is elected");
         let leader = metrics.current_leader.expect("leader");
-        Cluster { router, rafts, logs, replicas, leader, _dirs: dirs }
+        Cluster { router, rafts, logs, replicas, leader, dirs }
     }
 
     fn followers(&self) -> Vec<NodeId> {
@@ -335,5 +337,61 @@ async fn an_idle_follower_is_sent_the_commit_index_once_the_delay_has_passed() {
     for (follower, learned) in learned {
         assert!(learned, "follower {follower} never learned that {index} is committed");
         assert!(empty.get(&follower).is_some_and(|n| *n >= 1), "no empty AppendEntries carried it: {empty:?}");
+    }
+}
+
+/// Copies the files of the directory `from` into `to`: what the node has
+/// written so far, which is all a `kill -9` leaves behind.
+fn copy_files(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("make the copy's directory");
+    for entry in std::fs::read_dir(from).expect("read the data directory") {
+        let entry = entry.expect("directory entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("file type").is_dir() {
+            copy_files(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).expect("copy a file");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_a_follower_acknowledged_is_in_its_files_as_a_kill_would_leave_them() {
+    use openraft::storage::RaftLogStorage;
+    use openraft::RaftLogReader;
+
+    let cluster = Cluster::start().await;
+    let index = cluster.write().await.expect("write");
+    let vote = cluster.rafts[&cluster.leader].metrics().borrow().vote;
+    // A follower answers an AppendEntries only after its append's callback,
+    // so once the leader counts a follower as matching the entry, that
+    // follower has promised it is durable.
+    cluster.rafts[&cluster.leader]
+        .wait(Some(Duration::from_secs(5)))
+        .metrics(
+            |m| {
+                let replication = m.replication.clone().unwrap_or_default();
+                cluster
+                    .followers()
+                    .iter()
+                    .all(|f| replication.get(f).is_some_and(|id| id.map(|id| id.index) >= Some(index)))
+            },
+            "both followers matched the entry",
+        )
+        .await
+        .expect("both followers acknowledged the entry");
+    let copies = tempfile::tempdir().expect("temp dir");
+    let followers = cluster.followers();
+    for follower in &followers {
+        copy_files(cluster.dirs[follower].path(), &copies.path().join(follower.to_string()));
+    }
+    cluster.stop().await;
+
+    for follower in followers {
+        let (mut log, _sm) =
+            lexum_node::store::open(&copies.path().join(follower.to_string())).await.expect("open the copy");
+        let entries = log.try_get_log_entries(index..index + 1).await.expect("read the copy's log");
+        assert_eq!(entries.len(), 1, "follower {follower}'s files lack entry {index} it acknowledged");
+        assert_eq!(log.read_vote().await.expect("read the vote"), Some(vote), "follower {follower}'s vote");
     }
 }

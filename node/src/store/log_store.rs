@@ -4,10 +4,11 @@
 //! WAL is flushed and synced; `save_vote` syncs before returning;
 //! `purge` persists `last_purged` before deleting entries.
 //!
-//! `append` writes the entries (so the replication tasks can read them at
-//! once) and hands the sync to one background thread ([`WalSyncer`]), which
-//! syncs once for every append queued since its last sync and then completes
-//! their callbacks in order. A follower awaits that callback before it
+//! `append` writes the entries into the database (so the replication tasks
+//! can read them at once; the WAL is flushed by hand, so they wait in its
+//! buffer) and hands the rest to one background thread ([`WalSyncer`]),
+//! which writes out and syncs the WAL once for every append queued since
+//! its last sync and then completes their callbacks in order. A follower awaits that callback before it
 //! acknowledges; a leader replicates meanwhile and counts itself towards a
 //! quorum only when it fires (the openraft patch in `vendor/openraft`).
 //!
