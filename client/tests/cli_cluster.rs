@@ -426,11 +426,14 @@ fn operator_workflow() {
         verdicts.contains(&"trapped") && verdicts.contains(&"failed") && verdicts.contains(&"converged"),
         "{history}"
     );
-    // the table shows what each cycle changed
+    // the table shows what each cycle changed, and which goals still did
+    // not hold after it: the trap's cycle left its own goal unmet
     let table = cluster.check(&["history"], 0);
-    assert!(table.lines().next().is_some_and(|h| h.ends_with("CHANGED")), "{table}");
+    assert!(table.lines().next().is_some_and(|h| h.contains("UNMET AFTER") && h.ends_with("CHANGED")), "{table}");
     let stuck_row = table.lines().find(|l| l.contains("Stuck.Positive") && l.contains("trapped")).unwrap_or_default();
     assert!(stuck_row.contains("Stuck.y ") && stuck_row.contains(" → "), "{table}");
+    let after_code = stuck_row.split_once("E005").map(|(_, rest)| rest).unwrap_or_default();
+    assert!(after_code.contains("Stuck.Positive"), "the trap's row names no unmet goal after the code: {table}");
     // each cycle is typed evidence: the trap's cycle bumped Stuck.y without
     // making Stuck.Positive hold; Pool's converging cycle set nodes to 5
     let cycles = history.as_array().cloned().unwrap_or_default();

@@ -160,12 +160,24 @@ pub async fn history(settings: &Settings, client: &Client, limit: u32) -> Result
                 format!("{}..{}", c.start_index, c.end_index),
                 c.verdict.clone(),
                 c.code.clone().unwrap_or_else(|| "-".into()),
+                unmet_after(c),
                 changed(c),
             ]
         })
         .collect();
-    output::table(&["CYCLE", "GOAL", "TRANSITION", "INDEXES", "VERDICT", "CODE", "CHANGED"], &rows, |_, _| None);
+    let header = ["CYCLE", "GOAL", "TRANSITION", "INDEXES", "VERDICT", "CODE", "UNMET AFTER", "CHANGED"];
+    output::table(&header, &rows, |_, _| None);
     Ok(())
+}
+
+/// The goals that did not hold after a cycle, for its history row.
+fn unmet_after(cycle: &Cycle) -> String {
+    let unmet: Vec<&str> = cycle.goals_after.iter().filter(|g| !g.holds).map(|g| g.goal.as_str()).collect();
+    if unmet.is_empty() {
+        "-".into()
+    } else {
+        unmet.join(", ")
+    }
 }
 
 /// What a cycle changed, for its history row: `Stuck.y 0 → 1, ...`.
