@@ -8,9 +8,10 @@
 //! can read them at once; the WAL is flushed by hand, so they wait in its
 //! buffer) and hands the rest to one background thread ([`WalSyncer`]),
 //! which writes out and syncs the WAL once for every append queued since
-//! its last sync and then completes their callbacks in order. A follower awaits that callback before it
-//! acknowledges; a leader replicates meanwhile and counts itself towards a
-//! quorum only when it fires (the openraft patch in `vendor/openraft`).
+//! its last sync and then completes their callbacks in order. A follower
+//! awaits that callback before it acknowledges; a leader replicates
+//! meanwhile and counts itself towards a quorum only when it fires (the
+//! openraft patch in `vendor/openraft`).
 //!
 //! Reads of the newest entries, which openraft makes for every entry it
 //! replicates and applies, come from memory ([`RecentEntries`]); each
@@ -204,8 +205,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 }
 
-/// One thread that syncs the WAL for every append queued since its last sync,
-/// then completes their callbacks in the order they were queued.
+/// One thread that writes out and syncs the WAL for every append queued
+/// since its last sync, then completes their callbacks in the order they
+/// were queued.
 ///
 /// The thread holds the database weakly, so it never keeps the database
 /// open after the node lets go of it; it ends when every [`LogStore`] clone
@@ -295,8 +297,9 @@ fn sync_loop(
 ) {
     while let Ok(first) = pending.recv() {
         holds.wait_until_released();
-        // Everything queued now was written before it was queued, so one
-        // sync issued after draining the queue covers all of it.
+        // Everything queued now was written into the WAL buffer before it
+        // was queued, so one flush and sync after draining the queue covers
+        // all of it.
         let mut batch = vec![first];
         batch.extend(pending.try_iter());
         let started = Instant::now();
