@@ -99,6 +99,86 @@ pub fn check_register(initial: i64, ops: &[Op]) -> Result<(), Violation> {
     }
 }
 
+/// The evidence of a violation: the first read no order explains, and the
+/// writes around it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Witness {
+    /// The read that ends the shortest history prefix that is not
+    /// linearizable.
+    pub read: Op,
+    /// The write of the value it read (`None` for the initial value or a
+    /// value nobody wrote).
+    pub source: Option<Op>,
+    /// The last writes acknowledged before the read was invoked (at most
+    /// three, oldest first).
+    pub before: Vec<Op>,
+    /// Writes whose span overlaps the read's.
+    pub concurrent: Vec<Op>,
+}
+
+/// Finds the earliest read that makes the history not linearizable: the
+/// shortest prefix (writes invoked and reads answered by some time) that
+/// fails ends with it. A prefix is a history of its own, and once one fails
+/// every longer one does, so a binary search over the reads' answer times
+/// finds it. `None` when the whole history is linearizable or undecided.
+pub fn first_unexplained_read(initial: i64, ops: &[Op]) -> Option<Witness> {
+    let mut reads: Vec<Op> = ops.iter().copied().filter(|op| matches!(op.kind, OpKind::Read(_))).collect();
+    reads.sort_by_key(|op| op.complete);
+    let prefix = |t: u64| -> Vec<Op> {
+        ops.iter()
+            .copied()
+            .filter(|op| match op.kind {
+                OpKind::Write(_) => op.invoke <= t,
+                OpKind::Read(_) => op.complete.is_some_and(|c| c <= t),
+            })
+            .collect()
+    };
+    let fails = |read: &Op| {
+        let t = read.complete.unwrap_or(u64::MAX);
+        matches!(check_register(initial, &prefix(t)), Err(Violation::NotLinearizable { .. }))
+    };
+    // The first read whose prefix fails, if the whole history fails.
+    let first = reads.partition_point(|read| !fails(read));
+    let read = *reads.get(first)?;
+    let writes = || ops.iter().copied().filter(|op| matches!(op.kind, OpKind::Write(_)));
+    let source = match read.kind {
+        OpKind::Read(v) => writes().find(|w| w.kind == OpKind::Write(v)),
+        OpKind::Write(_) => None,
+    };
+    let mut before: Vec<Op> = writes().filter(|w| w.complete.is_some_and(|c| c < read.invoke)).collect();
+    before.sort_by_key(|w| w.complete);
+    let before = before.split_off(before.len().saturating_sub(3));
+    let ends = read.complete.unwrap_or(u64::MAX);
+    let concurrent = writes().filter(|w| w.invoke <= ends && w.complete.is_none_or(|c| c >= read.invoke)).collect();
+    Some(Witness { read, source, before, concurrent })
+}
+
+impl std::fmt::Display for Witness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let span = |op: &Op| match op.complete {
+            Some(c) => format!("[{:.3} s, {:.3} s]", op.invoke as f64 / 1e9, c as f64 / 1e9),
+            None => format!("[{:.3} s, no answer]", op.invoke as f64 / 1e9),
+        };
+        let value = |op: &Op| match op.kind {
+            OpKind::Write(v) | OpKind::Read(v) => v,
+        };
+        let list = |ops: &[Op]| {
+            let items: Vec<String> = ops.iter().map(|w| format!("{} {}", value(w), span(w))).collect();
+            if items.is_empty() {
+                "none".to_string()
+            } else {
+                items.join(", ")
+            }
+        };
+        write!(f, "first unexplained: read of {} {}", value(&self.read), span(&self.read))?;
+        match &self.source {
+            Some(w) => write!(f, "; written {}", span(w))?,
+            None => write!(f, "; no write of that value")?,
+        }
+        write!(f, "; acknowledged before it: {}; concurrent: {}", list(&self.before), list(&self.concurrent))
+    }
+}
+
 /// A random 128-bit key per operation (splitmix64, fixed seed).
 fn zobrist_keys(n: usize) -> Vec<u128> {
     let mut state = 0x9E37_79B9_7F4A_7C15u64;
@@ -215,6 +295,24 @@ mod tests {
     fn a_lost_acknowledged_write_is_caught() {
         let h = [op(OpKind::Write(1), 0, 1), op(OpKind::Write(2), 2, 3), op(OpKind::Read(1), 10, 11)];
         assert!(check_register(0, &h).is_err());
+    }
+
+    #[test]
+    fn the_witness_is_the_first_read_no_order_explains() {
+        let h = [
+            op(OpKind::Write(1), 0, 10),
+            op(OpKind::Read(1), 12, 14),
+            op(OpKind::Write(2), 20, 30),
+            op(OpKind::Read(1), 32, 34),
+            op(OpKind::Read(2), 40, 44),
+            op(OpKind::Read(0), 50, 54),
+        ];
+        let witness = first_unexplained_read(0, &h).expect("a violation");
+        assert_eq!(witness.read, h[3]);
+        assert_eq!(witness.source, Some(h[0]));
+        assert_eq!(witness.before, vec![h[0], h[2]]);
+        assert!(witness.concurrent.is_empty());
+        assert_eq!(first_unexplained_read(0, &h[..3]), None);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! acknowledged write was lost and no read was stale.
 
 use crate::cluster::{connect, LocalCluster};
-use crate::linearizable::{check_register, Op, OpKind};
+use crate::linearizable::{check_register, first_unexplained_read, Op, OpKind};
 use crate::worker::int_value;
 use lexum_proto::v1 as pb;
 use lexum_proto::v1::lexum_client::LexumClient;
@@ -290,7 +290,10 @@ fn check(history: &[Record]) -> Result<Summary, String> {
     };
     for (key, name) in KEYS.iter().enumerate() {
         let ops: Vec<Op> = history.iter().filter(|r| r.key == key).map(|r| r.op).collect();
-        check_register(0, &ops).map_err(|violation| format!("register {name}: {violation}\nhistory: {ops:?}"))?;
+        check_register(0, &ops).map_err(|violation| {
+            let witness = first_unexplained_read(0, &ops).map(|w| format!("\n{w}")).unwrap_or_default();
+            format!("register {name}: {violation}{witness}\nhistory: {ops:?}")
+        })?;
     }
     Ok(summary)
 }

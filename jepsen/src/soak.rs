@@ -18,7 +18,7 @@
 use crate::cluster::{workspace_binary, ClusterOptions, LocalCluster};
 use crate::effects;
 use crate::exclusive::overlaps;
-use crate::linearizable::{check_register, Op, OpKind};
+use crate::linearizable::{check_register, first_unexplained_read, Op, OpKind};
 use crate::nemesis::{FaultWindow, Nemesis as Executor, Workers};
 use crate::netns::{self, Network};
 use crate::program::{self, FIGHTS, JOBS};
@@ -207,6 +207,16 @@ pub struct OpRecord {
     pub complete: Option<u64>,
     /// How it ended.
     pub outcome: Outcome,
+    /// The node it was sent to (its id), when the workload records it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<usize>,
+    /// What a whole-domain read returned, field by field.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub read: Vec<(String, i64)>,
+    /// The log index the answer named: a write's entry, the index a read
+    /// was served at.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index: Option<u64>,
 }
 
 /// One checker's verdict.
@@ -324,10 +334,12 @@ async fn register_client(
             written += 1;
             let value = (id as i64 + 1) * 1_000_000_000 + written;
             let write = pb::FieldWrite { domain: "Reg".into(), field: KEYS[key].into(), value: Some(int_value(value)) };
+            let writer = conns.writer;
             let invoke = nanos_since(start);
             let request = pb::MutateRequest { writes: vec![write], ..Default::default() };
             let answer = tokio::time::timeout(OP_TIMEOUT, client.mutate(request)).await;
             let complete = nanos_since(start);
+            let index = answer.as_ref().ok().and_then(|a| a.as_ref().ok()).map(|r| r.get_ref().index);
             let outcome = match answer {
                 Ok(Ok(_)) => Outcome::Ok,
                 Ok(Err(status)) if certainly_not_applied(&status) => {
@@ -343,8 +355,18 @@ async fn register_client(
             if outcome != Outcome::Fail {
                 ops.push((key, Op { kind: OpKind::Write(value), invoke, complete: done }));
             }
-            let key = KEYS[key].to_string();
-            records.push(OpRecord { workload: "registers", f: "write", key, value, invoke, complete: done, outcome });
+            records.push(OpRecord {
+                workload: "registers",
+                f: "write",
+                key: KEYS[key].to_string(),
+                value,
+                invoke,
+                complete: done,
+                outcome,
+                node: Some(writer + 1),
+                read: Vec::new(),
+                index,
+            });
         } else {
             let reader = (rng.next() % conns.addrs.len() as u64) as usize;
             let Some(mut client) = conns.client(reader).await else {
@@ -355,10 +377,13 @@ async fn register_client(
             let request = pb::ReadRequest { domain: "Reg".into(), ..Default::default() };
             let answer = tokio::time::timeout(OP_TIMEOUT, client.read(request)).await;
             let complete = nanos_since(start);
+            let (mut read, mut index) = (Vec::new(), None);
             let outcome = match answer {
                 Ok(Ok(response)) => {
+                    index = Some(response.get_ref().index);
                     for (key, value) in read_ints(response.get_ref()) {
                         ops.push((key, Op { kind: OpKind::Read(value), invoke, complete: Some(complete) }));
+                        read.push((KEYS[key].to_string(), value));
                     }
                     Outcome::Ok
                 }
@@ -377,6 +402,9 @@ async fn register_client(
                 invoke,
                 complete: done,
                 outcome,
+                node: Some(reader + 1),
+                read,
+                index,
             });
         }
     }
@@ -403,6 +431,7 @@ async fn set_client(id: usize, addrs: Vec<String>, start: Instant, stop: Instant
             instances: vec![pb::InstanceSpec { key: key.clone(), values: Vec::new() }],
             ..Default::default()
         };
+        let writer = conns.writer;
         let invoke = nanos_since(start);
         let answer = tokio::time::timeout(OP_TIMEOUT, client.create_instances(request)).await;
         let complete = nanos_since(start);
@@ -418,7 +447,18 @@ async fn set_client(id: usize, addrs: Vec<String>, start: Instant, stop: Instant
             }
         };
         let done = (outcome == Outcome::Ok).then_some(complete);
-        records.push(OpRecord { workload: "set", f: "append", key, value: n as i64, invoke, complete: done, outcome });
+        records.push(OpRecord {
+            workload: "set",
+            f: "append",
+            key,
+            value: n as i64,
+            invoke,
+            complete: done,
+            outcome,
+            node: Some(writer + 1),
+            read: Vec::new(),
+            index: None,
+        });
     }
     records
 }
@@ -461,7 +501,18 @@ async fn move_targets(addrs: Vec<String>, start: Instant, stop: Instant) -> Vec<
             Err(outcome) => outcome,
         };
         let complete = (outcome == Outcome::Ok).then(|| nanos_since(start));
-        records.push(OpRecord { workload: "effects", f: "want", key: domain, value, invoke, complete, outcome });
+        records.push(OpRecord {
+            workload: "effects",
+            f: "want",
+            key: domain,
+            value,
+            invoke,
+            complete,
+            outcome,
+            node: None,
+            read: Vec::new(),
+            index: None,
+        });
     }
     records
 }
@@ -485,6 +536,9 @@ async fn arm(addrs: Vec<String>, i: usize, start: Instant) -> Vec<OpRecord> {
             invoke,
             complete,
             outcome,
+            node: None,
+            read: Vec::new(),
+            index: None,
         });
         if outcome == Outcome::Ok {
             break;
@@ -887,8 +941,10 @@ impl Run {
             let request = pb::ReadRequest { domain: "Reg".into(), ..Default::default() };
             if let Ok(Ok(response)) = tokio::time::timeout(OP_TIMEOUT, client.read(request)).await {
                 let complete = nanos_since(start);
+                let mut read = Vec::new();
                 for (key, value) in read_ints(response.get_ref()) {
                     ops.push((key, Op { kind: OpKind::Read(value), invoke, complete: Some(complete) }));
+                    read.push((KEYS[key].to_string(), value));
                 }
                 records.push(OpRecord {
                     workload: "registers",
@@ -898,6 +954,9 @@ impl Run {
                     invoke,
                     complete: Some(complete),
                     outcome: Outcome::Ok,
+                    node: None,
+                    read,
+                    index: Some(response.get_ref().index),
                 });
                 final_read = true;
                 break;
@@ -915,7 +974,11 @@ impl Run {
             for (key, name) in KEYS.iter().enumerate() {
                 let history: Vec<Op> = ops.iter().filter(|(k, _)| *k == key).map(|(_, op)| *op).collect();
                 if let Err(violation) = check_register(0, &history) {
-                    found.push(format!("register {name}: {violation}"));
+                    let witness = match first_unexplained_read(0, &history) {
+                        Some(witness) => format!("; {witness}"),
+                        None => String::new(),
+                    };
+                    found.push(format!("register {name}: {violation}{witness}"));
                 }
             }
             let _ = tx.send((found, ops.len()));
@@ -953,7 +1016,18 @@ impl Run {
                 let outcome = result.err().unwrap_or(Outcome::Ok);
                 let complete = (outcome == Outcome::Ok).then(|| nanos_since(start));
                 let key = domain.clone();
-                records.push(OpRecord { workload: "effects", f: "want", key, value, invoke, complete, outcome });
+                records.push(OpRecord {
+                    workload: "effects",
+                    f: "want",
+                    key,
+                    value,
+                    invoke,
+                    complete,
+                    outcome,
+                    node: None,
+                    read: Vec::new(),
+                    index: None,
+                });
                 if outcome == Outcome::Ok {
                     finals.insert(domain.clone(), value);
                     break;

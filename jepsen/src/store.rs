@@ -335,6 +335,9 @@ mod tests {
                 invoke: i * 50_000_000,
                 complete: (i % 7 != 0).then_some(i * 50_000_000 + 3_000_000),
                 outcome: if i % 7 == 0 { Outcome::Info } else { Outcome::Ok },
+                node: None,
+                read: Vec::new(),
+                index: None,
             })
             .collect();
         let faults = vec![FaultWindow {

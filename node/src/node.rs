@@ -29,7 +29,7 @@ use tonic::transport::{Certificate, ClientTlsConfig, Identity, Server, ServerTls
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("creating data directory {}", settings.data_dir.display()))?;
-    let (log_store, state_machine) = crate::store::open(&settings.data_dir)
+    let (log_store, state_machine) = crate::store::open(&settings.data_dir, settings.id)
         .await
         .with_context(|| format!("opening storage in {}", settings.data_dir.display()))?;
     let replica = state_machine.replica();

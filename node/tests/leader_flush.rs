@@ -105,6 +105,7 @@ struct Cluster {
     replicas: BTreeMap<NodeId, Arc<lexum_node::replica::Replica>>,
     leader: NodeId,
     dirs: BTreeMap<NodeId, tempfile::TempDir>,
+    config: Arc<openraft::Config>,
 }
 
 impl Cluster {
@@ -125,7 +126,7 @@ impl Cluster {
             (BTreeMap::new(), BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
         for id in 1..=3 {
             let dir = tempfile::tempdir().expect("temp dir");
-            let (log, sm) = lexum_node::store::open(dir.path()).await.expect("open store");
+            let (log, sm) = lexum_node::store::open(dir.path(), id).await.expect("open store");
             replicas.insert(id, sm.replica());
             let net = Net { from: id, router: router.clone() };
             let raft = Raft::new(id, config.clone(), net, log.clone(), sm).await.expect("start raft");
@@ -142,7 +143,7 @@ impl Cluster {
             .await
             .expect("a leader is elected");
         let leader = metrics.current_leader.expect("leader");
-        Cluster { router, rafts, logs, replicas, leader, dirs }
+        Cluster { router, rafts, logs, replicas, leader, dirs, config }
     }
 
     fn followers(&self) -> Vec<NodeId> {
@@ -389,9 +390,76 @@ async fn an_entry_a_follower_acknowledged_is_in_its_files_as_a_kill_would_leave_
 
     for follower in followers {
         let (mut log, _sm) =
-            lexum_node::store::open(&copies.path().join(follower.to_string())).await.expect("open the copy");
+            lexum_node::store::open(&copies.path().join(follower.to_string()), follower).await.expect("open the copy");
         let entries = log.try_get_log_entries(index..index + 1).await.expect("read the copy's log");
         assert_eq!(entries.len(), 1, "follower {follower}'s files lack entry {index} it acknowledged");
         assert_eq!(log.read_vote().await.expect("read the vote"), Some(vote), "follower {follower}'s vote");
+    }
+}
+
+/// Proposes `entry` through whichever node leads, for up to 10 s; returns
+/// the index it was committed at.
+async fn write_through_any_leader(cluster: &Cluster, entry: Entry) -> Result<u64, String> {
+    let mut last = String::from("no node took the write");
+    for _ in 0..100 {
+        for raft in cluster.rafts.values() {
+            let write = raft.client_write(entry.clone());
+            match tokio::time::timeout(Duration::from_secs(2), write).await {
+                Ok(Ok(response)) => return Ok(response.log_id.index),
+                Ok(Err(e)) => last = e.to_string(),
+                Err(_) => last = "timed out".into(),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(last)
+}
+
+/// A Release entry naming `domain`: entries that differ, so two logs that
+/// disagree at an index show it.
+fn marked(domain: &str) -> Entry {
+    Entry::Release { domain: domain.into(), goal: None }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_restarted_from_what_a_kill_leaves_never_writes_over_an_entry_of_its_term() {
+    use openraft::RaftLogReader;
+
+    let mut cluster = Cluster::start().await;
+    let old = cluster.leader;
+    // The leader's own appends stay unsynced: its entry commits on the two
+    // followers' syncs alone and is not in the leader's files.
+    let slow_disk = cluster.logs[&old].hold_syncs();
+    let first = write_through_any_leader(&cluster, marked("first")).await.expect("first write");
+    let copy = tempfile::tempdir().expect("temp dir");
+    copy_files(cluster.dirs[&old].path(), copy.path());
+    // kill -9 and restart at once, before a follower's election timeout:
+    // the restarted node has its vote as leader, and a log without `first`.
+    cluster.router.nodes.lock().expect("nodes lock").remove(&old);
+    drop(slow_disk);
+    let _ = cluster.rafts[&old].shutdown().await;
+    let (log, sm) = lexum_node::store::open(copy.path(), old).await.expect("open the copy");
+    let net = Net { from: old, router: cluster.router.clone() };
+    let raft = Raft::new(old, cluster.config.clone(), net, log.clone(), sm).await.expect("restart raft");
+    cluster.router.nodes.lock().expect("nodes lock").insert(old, raft.clone());
+    cluster.rafts.insert(old, raft);
+    cluster.logs.insert(old, log);
+
+    let second = write_through_any_leader(&cluster, marked("second")).await;
+    let mut at_first = BTreeMap::new();
+    for (id, log) in &cluster.logs {
+        let mut log = log.clone();
+        let entries = log.try_get_log_entries(first..first + 1).await.expect("read a log");
+        let mark = entries.first().map(|e| match &e.payload {
+            openraft::EntryPayload::Normal(Entry::Release { domain, .. }) => domain.clone(),
+            other => format!("{other:?}"),
+        });
+        at_first.insert(*id, mark);
+    }
+    cluster.stop().await;
+
+    assert!(second.is_ok(), "no write after the restart: {second:?}");
+    for (id, mark) in at_first {
+        assert_eq!(mark.as_deref(), Some("first"), "node {id}'s entry {first} is not the committed one");
     }
 }

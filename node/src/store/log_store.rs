@@ -53,6 +53,32 @@ impl LogStore {
         Ok(LogStore { db, syncer, recent: Arc::default() })
     }
 
+    /// Makes sure node `id` starts as a follower, never as the leader it
+    /// may have been when it stopped: a vote of its own that is committed
+    /// (it led that term) is saved again as not committed.
+    ///
+    /// A leader sends its entries while its own append is still being
+    /// synced, and they may commit on the followers' syncs alone (the
+    /// openraft patch), so a crash can take entries from the leader's log
+    /// that the followers hold. openraft 0.9 starts a node whose saved vote
+    /// says it leads as leader of that term at once, and it would then
+    /// propose new entries under the log ids of the lost ones, which the
+    /// followers take as entries they already have: two logs that differ
+    /// at an index they agree on. Its committed marker, which is not
+    /// synced, may also be older than what it acknowledged, so its first
+    /// reads would be stale. Without leadership it waits for a new term's
+    /// election, whose leader holds every committed entry and proposes
+    /// under new log ids. Only the committed flag of the node's own vote
+    /// changes, so it judges other nodes' vote requests as before.
+    pub fn resign_leadership(&self, id: NodeId) -> Result<(), StorageError> {
+        let vote: Option<Vote<NodeId>> = self.get_meta(KEY_VOTE).map_err(|e| StorageIOError::read_vote(&e))?;
+        let Some(vote) = vote.filter(|v| v.is_committed() && v.leader_id().voted_for() == Some(id)) else {
+            return Ok(());
+        };
+        let resigned = Vote { committed: false, ..vote };
+        self.put_meta(KEY_VOTE, &resigned, true).map_err(|e| StorageIOError::write_vote(&e).into())
+    }
+
     fn recent(&self) -> std::sync::MutexGuard<'_, RecentEntries> {
         self.recent.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -313,5 +339,34 @@ fn sync_loop(
         for callback in batch {
             callback.log_io_completed(synced.clone().map_err(std::io::Error::other));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn vote_after_resigning(saved: Vote<NodeId>, id: NodeId) -> Option<Vote<NodeId>> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut store = LogStore::new(crate::store::open_db(dir.path()).expect("open")).expect("store");
+        store.save_vote(&saved).await.expect("save the vote");
+        store.resign_leadership(id).expect("resign");
+        store.read_vote().await.expect("read the vote")
+    }
+
+    #[tokio::test]
+    async fn a_node_that_led_keeps_its_vote_but_not_its_leadership() {
+        let led = Vote::new_committed(4, 1);
+        assert_eq!(vote_after_resigning(led, 1).await, Some(Vote::new(4, 1)));
+        assert!(Vote::new(4, 1) < led, "the vote is lower only against its own committed form");
+        assert!(Vote::new(4, 1) > Vote::new_committed(4, 0), "and orders as before against other leaders");
+    }
+
+    #[tokio::test]
+    async fn other_votes_are_left_as_they_are() {
+        let followed = Vote::new_committed(4, 2);
+        assert_eq!(vote_after_resigning(followed, 1).await, Some(followed));
+        let candidate = Vote::new(5, 1);
+        assert_eq!(vote_after_resigning(candidate, 1).await, Some(candidate));
     }
 }

@@ -24,6 +24,7 @@ pub mod snapshot_file;
 #[allow(clippy::result_large_err)]
 pub mod state_machine;
 
+use crate::raft_types::NodeId;
 use anyhow::Context;
 use rocksdb::{ColumnFamilyDescriptor, FlushOptions, Options, WriteBatch, DB};
 use std::path::Path;
@@ -106,10 +107,13 @@ fn flush_all(db: &DB) -> Result<(), rocksdb::Error> {
     db.flush_cfs_opt(&cfs, &wait)
 }
 
-/// Opens the log store and the state machine over one database.
-pub async fn open(dir: &Path) -> anyhow::Result<(log_store::LogStore, state_machine::StateMachine)> {
+/// Opens node `id`'s log store and state machine over one database. The
+/// node will start as a follower even if it led when it stopped
+/// ([`log_store::LogStore::resign_leadership`]).
+pub async fn open(dir: &Path, id: NodeId) -> anyhow::Result<(log_store::LogStore, state_machine::StateMachine)> {
     let db = open_db(dir)?;
     let log = log_store::LogStore::new(db.clone()).context("starting the WAL sync thread")?;
+    log.resign_leadership(id).context("saving the vote as a follower's")?;
     let sm = state_machine::StateMachine::open(&db, dir)?;
     Ok((log, sm))
 }
