@@ -33,7 +33,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
@@ -424,7 +424,8 @@ impl Worker {
                             tasks.results_tx.send(result_message(task.effect_id, task.fencing_token, refused)).await;
                         continue;
                     }
-                    let run = self.execute(task, tasks.slots.clone(), tasks.results_tx.clone());
+                    let lock = tasks.exclusive(&key);
+                    let run = self.execute(task, lock, tasks.slots.clone(), tasks.results_tx.clone());
                     let handle = tasks.running.spawn(run);
                     tasks.supersede(key, attempt, handle);
                 }
@@ -509,6 +510,7 @@ impl Worker {
     fn execute(
         &self,
         task: EffectTask,
+        exclusive: Arc<tokio::sync::Mutex<()>>,
         slots: Arc<Semaphore>,
         results: mpsc::Sender<pb::WorkerMessage>,
     ) -> impl Future<Output = ()> + Send + 'static {
@@ -521,10 +523,17 @@ impl Worker {
                 Some(handler) => {
                     let run = async move {
                         let _slot = slots.acquire_owned().await;
+                        let alone = exclusive.lock_owned().await;
                         if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
                             return Err(EffectError::new("handler timed out"));
                         }
-                        let mut running = AbortOnDrop(tokio::spawn(handler(task)));
+                        let handling = handler(task);
+                        let mut running = AbortOnDrop(tokio::spawn(async move {
+                            // A tuple drops its fields in order: the handler
+                            // (finished or cancelled) goes before the lock.
+                            let mut handler_then_lock = (handling, alone);
+                            (&mut handler_then_lock.0).await
+                        }));
                         match (&mut running.0).await {
                             Ok(outcome) => outcome,
                             Err(_) => Err(EffectError::new("handler panicked")),
@@ -557,6 +566,8 @@ struct Tasks {
     results: mpsc::Receiver<pb::WorkerMessage>,
     /// The latest attempt received per idempotency key, to cancel.
     latest: BTreeMap<String, (u32, tokio::task::AbortHandle)>,
+    /// A lock per effect while an attempt of it is here (see [`Tasks::exclusive`]).
+    exclusive: BTreeMap<String, Weak<tokio::sync::Mutex<()>>>,
     /// Notices when this process was frozen.
     clock: Arc<FreezeClock>,
     ticker: tokio::task::JoinHandle<()>,
@@ -630,7 +641,31 @@ impl Tasks {
                 ticking.tick(Instant::now());
             }
         });
-        Tasks { running: JoinSet::new(), slots, results_tx, results, latest: BTreeMap::new(), clock, ticker }
+        Tasks {
+            running: JoinSet::new(),
+            slots,
+            results_tx,
+            results,
+            latest: BTreeMap::new(),
+            exclusive: BTreeMap::new(),
+            clock,
+            ticker,
+        }
+    }
+
+    /// The lock an attempt of effect `key` holds while its handler runs,
+    /// until the handler is dropped. A newer attempt cancels an older one
+    /// running here ([`Tasks::supersede`]), but a cancelled handler stops
+    /// only when its task is next polled, on any runtime thread; waiting for
+    /// this lock, the newer one starts only after that.
+    fn exclusive(&mut self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.exclusive.retain(|_, lock| lock.strong_count() > 0);
+        if let Some(lock) = self.exclusive.get(key).and_then(Weak::upgrade) {
+            return lock;
+        }
+        let lock = Arc::new(tokio::sync::Mutex::new(()));
+        self.exclusive.insert(key.to_string(), Arc::downgrade(&lock));
+        lock
     }
 
     /// Whether a newer attempt of `key` than `attempt` is running here.
@@ -733,10 +768,10 @@ mod tests {
             })
             .handle("Cloud.Panic", |_t: EffectTask| async move { panic!("boom") });
         let (tx, mut rx) = mpsc::channel(4);
-        worker.execute(task(vec![]), Arc::new(Semaphore::new(1)), tx.clone()).await;
+        worker.execute(task(vec![]), Arc::default(), Arc::new(Semaphore::new(1)), tx.clone()).await;
         let mut panicking = task(vec![]);
         panicking.effect = "Cloud.Panic".into();
-        worker.execute(panicking, Arc::new(Semaphore::new(1)), tx).await;
+        worker.execute(panicking, Arc::default(), Arc::new(Semaphore::new(1)), tx).await;
         let first = rx.recv().await.unwrap();
         let second = rx.recv().await.unwrap();
         let outcome = |m: pb::WorkerMessage| match m.kind {
@@ -791,12 +826,14 @@ mod tests {
         for attempt in [1, 2] {
             let mut task = slow_task(5_000);
             task.attempt = attempt;
-            let handle = tasks.running.spawn(worker.execute(task, tasks.slots.clone(), tasks.results_tx.clone()));
+            let lock = tasks.exclusive(&task.idempotency_key);
+            let handle = tasks.running.spawn(worker.execute(task, lock, tasks.slots.clone(), tasks.results_tx.clone()));
             tasks.supersede(task_key(), attempt, handle);
         }
         let mut late = slow_task(5_000);
         late.attempt = 1;
-        let handle = tasks.running.spawn(worker.execute(late, tasks.slots.clone(), tasks.results_tx.clone()));
+        let lock = tasks.exclusive(&late.idempotency_key);
+        let handle = tasks.running.spawn(worker.execute(late, lock, tasks.slots.clone(), tasks.results_tx.clone()));
         tasks.supersede(task_key(), 1, handle);
         let mut outcomes = 0;
         while let Some(joined) = tasks.running.join_next().await {
@@ -808,6 +845,53 @@ mod tests {
 
     fn task_key() -> String {
         slow_task(1).idempotency_key
+    }
+
+    /// Counts handlers running now; dropped with its handler.
+    struct Running(Arc<std::sync::atomic::AtomicUsize>);
+
+    impl Drop for Running {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_newer_attempt_starts_only_once_the_older_one_it_cancels_has_stopped() {
+        let running = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let overlapped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (count, flag) = (running.clone(), overlapped.clone());
+        let client = Client::new_lazy(ClientConfig::new(["127.0.0.1:1"])).unwrap();
+        let worker = Worker::new(client).handle("Slow.Op", move |_t: EffectTask| {
+            let (count, flag) = (count.clone(), flag.clone());
+            async move {
+                if count.fetch_add(1, Ordering::SeqCst) > 0 {
+                    flag.store(true, Ordering::SeqCst);
+                }
+                let _running = Running(count);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                Ok(EffectOutput::none())
+            }
+        });
+        for _ in 0..20 {
+            let mut tasks = Tasks::new(4);
+            for attempt in [1, 2] {
+                let mut task = slow_task(5_000);
+                task.attempt = attempt;
+                let lock = tasks.exclusive(&task.idempotency_key);
+                let handle =
+                    tasks.running.spawn(worker.execute(task, lock, tasks.slots.clone(), tasks.results_tx.clone()));
+                tasks.supersede(task_key(), attempt, handle);
+                for _ in 0..100 {
+                    if running.load(Ordering::SeqCst) > 0 {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+            while tasks.running.join_next().await.is_some() {}
+        }
+        assert!(!overlapped.load(Ordering::SeqCst), "a newer attempt ran while the older one had not stopped");
     }
 
     #[test]
@@ -833,7 +917,7 @@ mod tests {
     async fn a_handler_past_its_deadline_is_cancelled_not_left_running() {
         let (worker, finished) = slow_worker(Duration::from_millis(300));
         let (tx, mut rx) = mpsc::channel(4);
-        worker.execute(slow_task(50), Arc::new(Semaphore::new(1)), tx).await;
+        worker.execute(slow_task(50), Arc::default(), Arc::new(Semaphore::new(1)), tx).await;
         assert_eq!(error_of(rx.recv().await.unwrap()).as_deref(), Some("handler timed out"));
         tokio::time::sleep(Duration::from_millis(400)).await;
         assert!(!finished.load(Ordering::SeqCst), "the handler kept running after its deadline");
@@ -845,7 +929,9 @@ mod tests {
         let slots = Arc::new(Semaphore::new(1));
         let _busy = slots.clone().acquire_owned().await.unwrap();
         let (tx, mut rx) = mpsc::channel(4);
-        let bounded = tokio::time::timeout(Duration::from_secs(2), worker.execute(slow_task(100), slots, tx)).await;
+        let bounded =
+            tokio::time::timeout(Duration::from_secs(2), worker.execute(slow_task(100), Arc::default(), slots, tx))
+                .await;
         assert!(bounded.is_ok(), "the wait for a slot did not count toward the deadline");
         assert_eq!(error_of(rx.recv().await.unwrap()).as_deref(), Some("handler timed out"));
         assert!(!finished.load(Ordering::SeqCst), "the handler ran after its deadline");
@@ -856,7 +942,7 @@ mod tests {
         let (worker, finished) = slow_worker(Duration::from_millis(300));
         let (tx, _rx) = mpsc::channel(4);
         let mut running = JoinSet::new();
-        running.spawn(worker.execute(slow_task(5_000), Arc::new(Semaphore::new(1)), tx));
+        running.spawn(worker.execute(slow_task(5_000), Arc::default(), Arc::new(Semaphore::new(1)), tx));
         tokio::time::sleep(Duration::from_millis(50)).await;
         drop(running);
         tokio::time::sleep(Duration::from_millis(400)).await;

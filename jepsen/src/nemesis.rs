@@ -220,7 +220,7 @@ impl Nemesis<'_> {
         let choose = |from: &[u64]| from.get((pick % from.len().max(1) as u64) as usize).copied();
         let net_fault = matches!(planned.fault, Fault::IsolateLeader | Fault::Halves | Fault::OneLink | Fault::Bridge);
         let leader = match planned.fault {
-            Fault::IsolateLeader | Fault::OneLink | Fault::Bridge | Fault::Membership => {
+            Fault::IsolateLeader | Fault::OneLink | Fault::Bridge | Fault::Membership | Fault::KillLeader => {
                 Some(self.leader().await.ok_or("no leader")?)
             }
             _ => None,
@@ -260,6 +260,11 @@ impl Nemesis<'_> {
                 let node = choose(&ids).ok_or("no node")?;
                 self.cluster.kill(node).map_err(|e| e.to_string())?;
                 Ok((Undo::Restart(node), format!("kill -9 node {node}")))
+            }
+            Fault::KillLeader => {
+                let leader = leader.ok_or("no leader")?;
+                self.cluster.kill(leader).map_err(|e| e.to_string())?;
+                Ok((Undo::Restart(leader), format!("kill -9 leader {leader}, restarted at once")))
             }
             Fault::Pause => {
                 let node = choose(&ids).ok_or("no node")?;

@@ -101,6 +101,10 @@ pub enum Fault {
     Bridge,
     /// `kill -9` one node; restart it when the fault ends.
     Kill,
+    /// `kill -9` the leader and restart it at once, before a follower's
+    /// election timeout: it comes back with its vote as leader and must not
+    /// lead that term again.
+    KillLeader,
     /// SIGSTOP one node; SIGCONT it when the fault ends.
     Pause,
     /// Delay, jitter and loss on every node's link.
@@ -125,7 +129,7 @@ impl Fault {
     pub fn nemesis(self) -> Nemesis {
         match self {
             Fault::IsolateLeader | Fault::Halves | Fault::OneLink | Fault::Bridge => Nemesis::Partition,
-            Fault::Kill => Nemesis::Kill,
+            Fault::Kill | Fault::KillLeader => Nemesis::Kill,
             Fault::Pause => Nemesis::Pause,
             Fault::Netem { .. } => Nemesis::Netem,
             Fault::Membership => Nemesis::Membership,
@@ -190,7 +194,13 @@ fn draw(rng: &mut Rng, nemeses: &[Nemesis]) -> Fault {
         Nemesis::Partition => {
             [Fault::IsolateLeader, Fault::Halves, Fault::OneLink, Fault::Bridge][(rng.next_u64() % 4) as usize]
         }
-        Nemesis::Kill => Fault::Kill,
+        Nemesis::Kill => {
+            if rng.next_u64() % 2 == 0 {
+                Fault::Kill
+            } else {
+                Fault::KillLeader
+            }
+        }
         Nemesis::Pause => Fault::Pause,
         Nemesis::Netem => Fault::Netem {
             delay_ms: rng.range(5, 80) as u32,
@@ -214,7 +224,7 @@ const TAIL: Duration = Duration::from_secs(2);
 
 /// The faults of a run of `length` with `nemeses`, from `seed`: a new fault
 /// every 1–4 s, each held 1–6 s (a worker pause longer than the effect
-/// timeout `effect_timeout`), skipped when its lane is still busy, so
+/// timeout `effect_timeout`, a leader's kill 50–300 ms), skipped when its lane is still busy, so
 /// faults of different lanes overlap. Every fault ends before `length`.
 pub fn schedule(seed: u64, nemeses: &[Nemesis], length: Duration, effect_timeout: Duration) -> Vec<Planned> {
     let mut rng = Rng::new(seed);
@@ -231,6 +241,7 @@ pub fn schedule(seed: u64, nemeses: &[Nemesis], length: Duration, effect_timeout
             Fault::WorkerPause => effect_timeout + Duration::from_millis(rng.range(1000, 3000)),
             Fault::WorkerKill => Duration::from_millis(rng.range(300, 1500)),
             Fault::Membership => Duration::from_millis(rng.range(2000, 6000)),
+            Fault::KillLeader => Duration::from_millis(rng.range(50, 300)),
             _ => Duration::from_millis(rng.range(1000, 6000)),
         };
         if at + hold + TAIL > length {
@@ -288,7 +299,10 @@ mod tests {
     fn only_enabled_nemeses_are_scheduled() {
         let planned = schedule(5, &[Nemesis::Kill], MINUTE, TIMEOUT);
         assert!(!planned.is_empty());
-        assert!(planned.iter().all(|p| p.fault == Fault::Kill));
+        assert!(planned.iter().all(|p| p.fault.nemesis() == Nemesis::Kill));
+        for fault in [Fault::Kill, Fault::KillLeader] {
+            assert!(planned.iter().any(|p| p.fault == fault), "no {fault:?} in {planned:?}");
+        }
         assert!(schedule(5, &[], MINUTE, TIMEOUT).is_empty());
     }
 

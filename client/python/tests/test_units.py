@@ -448,6 +448,9 @@ def test_a_newer_attempt_of_an_effect_cancels_the_older_one_running_here() -> No
             await asyncio.sleep(0.2)
         except asyncio.CancelledError:
             events.append(f"cancelled {task.attempt}")
+            # Cleaning up takes a while: the newer attempt must wait for it.
+            await asyncio.sleep(0.05)
+            events.append(f"cleaned up {task.attempt}")
             raise
         events.append(f"finished {task.attempt}")
         return task.attempt
@@ -482,7 +485,9 @@ def test_a_newer_attempt_of_an_effect_cancels_the_older_one_running_here() -> No
         return [message.result for message in worker._results]
 
     results = asyncio.run(main())
-    assert events == ["started 1", "cancelled 1", "started 2", "finished 2"], "only attempt 2 ran to its end"
+    assert events == ["started 1", "cancelled 1", "cleaned up 1", "started 2", "finished 2"], (
+        "only attempt 2 ran to its end, and only once attempt 1 had stopped"
+    )
     assert sync_cancelled.is_set(), "the older sync attempt never saw task.cancelled"
     by_id = {result.effect_id: result for result in results}
     assert by_id[11].error == "a newer attempt of this effect runs here"

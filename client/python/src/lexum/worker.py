@@ -24,8 +24,10 @@ Rust SDK. A `FreezeClock` notices the freeze, and a task read right after it
 counts its deadline from when the freeze began (it may have waited in the
 socket since then). A task whose deadline passed while it waited for a slot
 never starts. A newer attempt of an effect (same idempotency key, higher
-attempt) cancels an older one still running here, and a task older than an
-attempt already running here is refused with an error.
+attempt) cancels an older one still running here and starts once that one
+has stopped (an `async def` handler may clean up first; a thread running a
+plain `def` cannot be stopped and only sees `task.cancelled`), and a task
+older than an attempt already running here is refused with an error.
 
 Graceful stop (`Worker.stop`, SIGTERM or SIGINT under `run_forever`): tasks
 already running finish (within `shutdown_grace` seconds) and their results
@@ -669,21 +671,24 @@ class Worker:
             self._results.append(result_message(task.effect_id, task.fencing_token, error=refused))
             self._results_ready.set()
             return
+        older: asyncio.Task[None] | None = None
         if latest is not None:
             # The leader sends a new attempt only after giving up on the old
             # one (whose result it would refuse), so the two must not run at
             # once. This happens when a worker was frozen with both delivered.
+            # The newer one waits until the cancelled one has stopped.
             _, older, older_task = latest
             older_task._cancel.set()
             older.cancel()
-        running = asyncio.ensure_future(self._execute(task))
+        running = asyncio.ensure_future(self._execute(task, after=older))
         self._running.add(running)
         running.add_done_callback(self._running.discard)
         self._latest[task.idempotency_key] = (task.attempt, running, task)
 
-    async def _execute(self, task: Task) -> None:
-        """Runs one task in a free slot until its deadline, and queues its
-        result for whichever stream to the leader is open."""
+    async def _execute(self, task: Task, after: asyncio.Task[None] | None = None) -> None:
+        """Runs one task in a free slot until its deadline, once `after` (an
+        older attempt it cancelled) has stopped, and queues its result for
+        whichever stream to the leader is open."""
         assert self._slots is not None and self._results_ready is not None
         value: Result = None
         error: str | None = None
@@ -692,7 +697,7 @@ class Worker:
             if entry is None:
                 raise EffectError(f"this worker has no handler for `{task.effect}`")
             handler, is_async = entry
-            run = self._run_in_slot(handler, is_async, task)
+            run = self._run_in_slot(handler, is_async, task, after)
             remaining = task.remaining()
             if remaining is None:
                 value = await run
@@ -725,8 +730,13 @@ class Worker:
         self._results.append(result_message(task.effect_id, task.fencing_token, value, error))
         self._results_ready.set()
 
-    async def _run_in_slot(self, handler: Handler, is_async: bool, task: Task) -> Result:
+    async def _run_in_slot(
+        self, handler: Handler, is_async: bool, task: Task, after: asyncio.Task[None] | None = None
+    ) -> Result:
         assert self._slots is not None
+        if after is not None and not after.done():
+            # An `async def` handler may still clean up after its cancel.
+            await asyncio.wait({after})
         async with self._slots:
             # A task whose deadline passed while it waited never starts.
             if task.deadline is not None and time.monotonic() >= task.deadline:
