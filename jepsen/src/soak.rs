@@ -219,6 +219,21 @@ pub struct OpRecord {
     pub index: Option<u64>,
 }
 
+impl OpRecord {
+    /// A record that names no node, values read or log index.
+    pub fn new(
+        workload: &'static str,
+        f: &'static str,
+        key: String,
+        value: i64,
+        invoke: u64,
+        complete: Option<u64>,
+        outcome: Outcome,
+    ) -> OpRecord {
+        OpRecord { workload, f, key, value, invoke, complete, outcome, node: None, read: Vec::new(), index: None }
+    }
+}
+
 /// One checker's verdict.
 #[derive(Clone, Debug, Serialize)]
 pub struct Verdict {
@@ -356,16 +371,9 @@ async fn register_client(
                 ops.push((key, Op { kind: OpKind::Write(value), invoke, complete: done }));
             }
             records.push(OpRecord {
-                workload: "registers",
-                f: "write",
-                key: KEYS[key].to_string(),
-                value,
-                invoke,
-                complete: done,
-                outcome,
                 node: Some(writer + 1),
-                read: Vec::new(),
                 index,
+                ..OpRecord::new("registers", "write", KEYS[key].to_string(), value, invoke, done, outcome)
             });
         } else {
             let reader = (rng.next() % conns.addrs.len() as u64) as usize;
@@ -395,16 +403,10 @@ async fn register_client(
             };
             let done = (outcome == Outcome::Ok).then_some(complete);
             records.push(OpRecord {
-                workload: "registers",
-                f: "read",
-                key: "Reg".into(),
-                value: 0,
-                invoke,
-                complete: done,
-                outcome,
                 node: Some(reader + 1),
                 read,
                 index,
+                ..OpRecord::new("registers", "read", "Reg".into(), 0, invoke, done, outcome)
             });
         }
     }
@@ -448,16 +450,8 @@ async fn set_client(id: usize, addrs: Vec<String>, start: Instant, stop: Instant
         };
         let done = (outcome == Outcome::Ok).then_some(complete);
         records.push(OpRecord {
-            workload: "set",
-            f: "append",
-            key,
-            value: n as i64,
-            invoke,
-            complete: done,
-            outcome,
             node: Some(writer + 1),
-            read: Vec::new(),
-            index: None,
+            ..OpRecord::new("set", "append", key, n as i64, invoke, done, outcome)
         });
     }
     records
@@ -501,18 +495,7 @@ async fn move_targets(addrs: Vec<String>, start: Instant, stop: Instant) -> Vec<
             Err(outcome) => outcome,
         };
         let complete = (outcome == Outcome::Ok).then(|| nanos_since(start));
-        records.push(OpRecord {
-            workload: "effects",
-            f: "want",
-            key: domain,
-            value,
-            invoke,
-            complete,
-            outcome,
-            node: None,
-            read: Vec::new(),
-            index: None,
-        });
+        records.push(OpRecord::new("effects", "want", domain, value, invoke, complete, outcome));
     }
     records
 }
@@ -528,18 +511,7 @@ async fn arm(addrs: Vec<String>, i: usize, start: Instant) -> Vec<OpRecord> {
         let result = set_field(&mut conns, &domain, "armed", 1).await;
         let outcome = result.err().unwrap_or(Outcome::Ok);
         let complete = (outcome == Outcome::Ok).then(|| nanos_since(start));
-        records.push(OpRecord {
-            workload: "traps",
-            f: "arm",
-            key: domain.clone(),
-            value: 1,
-            invoke,
-            complete,
-            outcome,
-            node: None,
-            read: Vec::new(),
-            index: None,
-        });
+        records.push(OpRecord::new("traps", "arm", domain.clone(), 1, invoke, complete, outcome));
         if outcome == Outcome::Ok {
             break;
         }
@@ -947,16 +919,9 @@ impl Run {
                     read.push((KEYS[key].to_string(), value));
                 }
                 records.push(OpRecord {
-                    workload: "registers",
-                    f: "read",
-                    key: "Reg".into(),
-                    value: 0,
-                    invoke,
-                    complete: Some(complete),
-                    outcome: Outcome::Ok,
-                    node: None,
                     read,
                     index: Some(response.get_ref().index),
+                    ..OpRecord::new("registers", "read", "Reg".into(), 0, invoke, Some(complete), Outcome::Ok)
                 });
                 final_read = true;
                 break;
@@ -1016,18 +981,7 @@ impl Run {
                 let outcome = result.err().unwrap_or(Outcome::Ok);
                 let complete = (outcome == Outcome::Ok).then(|| nanos_since(start));
                 let key = domain.clone();
-                records.push(OpRecord {
-                    workload: "effects",
-                    f: "want",
-                    key,
-                    value,
-                    invoke,
-                    complete,
-                    outcome,
-                    node: None,
-                    read: Vec::new(),
-                    index: None,
-                });
+                records.push(OpRecord::new("effects", "want", key, value, invoke, complete, outcome));
                 if outcome == Outcome::Ok {
                     finals.insert(domain.clone(), value);
                     break;

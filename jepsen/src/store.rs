@@ -327,17 +327,16 @@ mod tests {
         let root = tempfile::tempdir().expect("tempdir");
         let store = Store::create(root.path(), 7).expect("store");
         let ops: Vec<OpRecord> = (0..200u64)
-            .map(|i| OpRecord {
-                workload: if i % 2 == 0 { "registers" } else { "set" },
-                f: "write",
-                key: "k0".into(),
-                value: i as i64,
-                invoke: i * 50_000_000,
-                complete: (i % 7 != 0).then_some(i * 50_000_000 + 3_000_000),
-                outcome: if i % 7 == 0 { Outcome::Info } else { Outcome::Ok },
-                node: None,
-                read: Vec::new(),
-                index: None,
+            .map(|i| {
+                OpRecord::new(
+                    if i % 2 == 0 { "registers" } else { "set" },
+                    "write",
+                    "k0".into(),
+                    i as i64,
+                    i * 50_000_000,
+                    (i % 7 != 0).then_some(i * 50_000_000 + 3_000_000),
+                    if i % 7 == 0 { Outcome::Info } else { Outcome::Ok },
+                )
             })
             .collect();
         let faults = vec![FaultWindow {

@@ -337,8 +337,11 @@ async fn an_idle_follower_is_sent_the_commit_index_once_the_delay_has_passed() {
     cluster.stop().await;
     for (follower, learned) in learned {
         assert!(learned, "follower {follower} never learned that {index} is committed");
-        assert!(empty.get(&follower).is_some_and(|n| *n >= 1), "no empty AppendEntries carried it: {empty:?}");
     }
+    // The follower whose acknowledgement committed the entry had it before
+    // it was committed, so only an empty AppendEntries can tell it. (A
+    // follower sent the entry late, after the commit, learns both at once.)
+    assert!(empty.values().sum::<usize>() >= 1, "no empty AppendEntries carried it: {empty:?}");
 }
 
 /// Copies the files of the directory `from` into `to`: what the node has
