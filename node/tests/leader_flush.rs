@@ -97,6 +97,16 @@ impl RaftNetwork<TypeConfig> for Conn {
     }
 }
 
+/// A 50 ms heartbeat and a 300-600 ms election timeout.
+fn usual_timeouts() -> openraft::Config {
+    openraft::Config {
+        heartbeat_interval: 50,
+        election_timeout_min: 300,
+        election_timeout_max: 600,
+        ..Default::default()
+    }
+}
+
 /// Three nodes with an elected leader; the directories live as long as it.
 struct Cluster {
     router: Arc<Router>,
@@ -110,16 +120,15 @@ struct Cluster {
 
 impl Cluster {
     async fn start() -> Cluster {
-        Cluster::start_with(openraft::Config {
-            heartbeat_interval: 50,
-            election_timeout_min: 300,
-            election_timeout_max: 600,
-            ..Default::default()
-        })
-        .await
+        Cluster::start_with(usual_timeouts()).await
     }
 
     async fn start_with(config: openraft::Config) -> Cluster {
+        Cluster::start_led_by(config, 1).await
+    }
+
+    /// Three nodes, node `first` initializing the cluster and so leading it.
+    async fn start_led_by(config: openraft::Config, first: NodeId) -> Cluster {
         let router = Arc::new(Router::default());
         let config = Arc::new(config.validate().expect("valid Raft config"));
         let (mut rafts, mut logs, mut replicas, mut dirs) =
@@ -136,8 +145,8 @@ impl Cluster {
             dirs.insert(id, dir);
         }
         let members: BTreeMap<NodeId, BasicNode> = (1..=3).map(|id| (id, BasicNode::new(format!("n{id}")))).collect();
-        rafts[&1].initialize(members).await.expect("initialize");
-        let metrics = rafts[&1]
+        rafts[&first].initialize(members).await.expect("initialize");
+        let metrics = rafts[&first]
             .wait(Some(Duration::from_secs(10)))
             .metrics(|m| m.current_leader.is_some() && m.last_applied.is_some(), "a leader applied its first entry")
             .await
@@ -434,19 +443,11 @@ async fn a_leader_restarted_from_what_a_kill_leaves_never_writes_over_an_entry_o
     // followers' syncs alone and is not in the leader's files.
     let slow_disk = cluster.logs[&old].hold_syncs();
     let first = write_through_any_leader(&cluster, marked("first")).await.expect("first write");
-    let copy = tempfile::tempdir().expect("temp dir");
-    copy_files(cluster.dirs[&old].path(), copy.path());
     // kill -9 and restart at once, before a follower's election timeout:
     // the restarted node has its vote as leader, and a log without `first`.
-    cluster.router.nodes.lock().expect("nodes lock").remove(&old);
+    let files = kill(&mut cluster, old).await;
     drop(slow_disk);
-    let _ = cluster.rafts[&old].shutdown().await;
-    let (log, sm) = lexum_node::store::open(copy.path(), old).await.expect("open the copy");
-    let net = Net { from: old, router: cluster.router.clone() };
-    let raft = Raft::new(old, cluster.config.clone(), net, log.clone(), sm).await.expect("restart raft");
-    cluster.router.nodes.lock().expect("nodes lock").insert(old, raft.clone());
-    cluster.rafts.insert(old, raft);
-    cluster.logs.insert(old, log);
+    restart(&mut cluster, old, &files).await;
 
     let second = write_through_any_leader(&cluster, marked("second")).await;
     let mut at_first = BTreeMap::new();
@@ -465,4 +466,64 @@ async fn a_leader_restarted_from_what_a_kill_leaves_never_writes_over_an_entry_o
     for (id, mark) in at_first {
         assert_eq!(mark.as_deref(), Some("first"), "node {id}'s entry {first} is not the committed one");
     }
+}
+
+/// Kills node `id` as `kill -9` would: a copy of its files as they are
+/// now, then its Raft shut down and cut off. Returns the copy.
+async fn kill(cluster: &mut Cluster, id: NodeId) -> tempfile::TempDir {
+    let copy = tempfile::tempdir().expect("temp dir");
+    copy_files(cluster.dirs[&id].path(), copy.path());
+    cluster.router.nodes.lock().expect("nodes lock").remove(&id);
+    let _ = cluster.rafts[&id].shutdown().await;
+    copy
+}
+
+/// Starts node `id` again from `files` (what [`kill`] left).
+async fn restart(cluster: &mut Cluster, id: NodeId, files: &tempfile::TempDir) {
+    let (log, sm) = lexum_node::store::open(files.path(), id).await.expect("open the copy");
+    let net = Net { from: id, router: cluster.router.clone() };
+    let raft = Raft::new(id, cluster.config.clone(), net, log.clone(), sm).await.expect("restart raft");
+    cluster.router.nodes.lock().expect("nodes lock").insert(id, raft.clone());
+    cluster.rafts.insert(id, raft);
+    cluster.logs.insert(id, log);
+}
+
+/// Waits up to 10 s for node `id` to see a leader other than `not` and
+/// returns it with its term.
+async fn new_leader(cluster: &Cluster, id: NodeId, not: NodeId) -> (NodeId, u64) {
+    let metrics = cluster.rafts[&id]
+        .wait(Some(Duration::from_secs(10)))
+        .metrics(|m| m.current_leader.is_some_and(|l| l != not), "a new leader")
+        .await
+        .expect("a new leader is elected");
+    (metrics.current_leader.expect("leader"), metrics.current_term)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_leader_leaves_the_leader_elected_meanwhile_in_place() {
+    // Node 3 leads: its id is above both others', so a vote of its at the
+    // next leader's term would outrank that leader's.
+    let mut cluster = Cluster::start_led_by(usual_timeouts(), 3).await;
+    assert_eq!(cluster.leader, 3, "node 3 initialized the cluster but does not lead it");
+    write_through_any_leader(&cluster, marked("before")).await.expect("a write before the kill");
+    let files = kill(&mut cluster, 3).await;
+    let (leader, term) = new_leader(&cluster, 1, 3).await;
+    // Restarted out of reach at first, as when the leader's replication to
+    // it is still backing off after failing while it was down (500 ms).
+    cluster.router.cut.lock().expect("cut lock").insert(3);
+    restart(&mut cluster, 3, &files).await;
+    let stored_term = cluster.rafts[&3].metrics().borrow().current_term;
+    // Past an election timeout (300-600 ms), short of the lease (600 ms)
+    // plus one: a node that just heard from a leader would still wait.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let waited = cluster.rafts[&3].metrics().borrow().current_term;
+    cluster.router.cut.lock().expect("cut lock").clear();
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let after = cluster.rafts[&leader].metrics().borrow().clone();
+    let followed = cluster.rafts[&3].metrics().borrow().current_leader;
+    cluster.stop().await;
+
+    assert_eq!(waited, stored_term, "the restarted node campaigned before a leader could reach it");
+    assert_eq!((after.current_leader, after.current_term), (Some(leader), term), "the restart moved the term");
+    assert_eq!(followed, Some(leader), "the restarted node does not follow the new leader");
 }

@@ -217,6 +217,10 @@ where
 
     pub(crate) leader_data: Option<LeaderData<C>>,
 
+    /// Lexum patch (LEXUM-PATCH.md): no election before this, set when the
+    /// node starts, so a leader that is still there reaches it first.
+    pub(crate) first_campaign_after: Option<InstantOf<C>>,
+
     #[allow(dead_code)]
     pub(crate) tx_api: mpsc::UnboundedSender<RaftMsg<C>>,
     pub(crate) rx_api: mpsc::UnboundedReceiver<RaftMsg<C>>,
@@ -288,6 +292,14 @@ where
         tracing::debug!("raft node is initializing");
 
         self.engine.startup();
+        // Lexum patch (LEXUM-PATCH.md): released 0.9 lets a restarted node
+        // campaign at its first tick, at its stored term plus one. That is
+        // often the term of the leader elected while it was down, and with a
+        // higher node id its candidate vote outranks that leader's, which
+        // steps down when the node rejects its next AppendEntries. It waits
+        // as a follower that just heard from a leader would instead.
+        let timers = &self.engine.config.timer_config;
+        self.first_campaign_after = Some(C::now() + timers.leader_lease + timers.election_timeout);
         // It may not finish running all of the commands, if there is a command waiting for a callback.
         self.run_engine_commands().await?;
 
@@ -1531,6 +1543,11 @@ where
             tracing::debug!("this is the only voter, do election at once");
         } else {
             tracing::debug!("there are multiple voter, check election timeout");
+
+            if self.first_campaign_after.is_some_and(|after| now < after) {
+                tracing::debug!("just started: a leader may still reach this node");
+                return;
+            }
 
             let current_vote = self.engine.state.vote_ref();
             let utime = self.engine.state.vote_last_modified();
