@@ -503,7 +503,10 @@ async fn new_leader(cluster: &Cluster, id: NodeId, not: NodeId) -> (NodeId, u64)
 async fn a_restarted_leader_leaves_the_leader_elected_meanwhile_in_place() {
     // Node 3 leads: its id is above both others', so a vote of its at the
     // next leader's term would outrank that leader's.
-    let mut cluster = Cluster::start_led_by(usual_timeouts(), 3).await;
+    // Election timeouts of 1-1.5 s, so the lease (1.5 s) plus one is far
+    // longer than the leader's replication backs off (500 ms).
+    let slow = openraft::Config { election_timeout_min: 1_000, election_timeout_max: 1_500, ..usual_timeouts() };
+    let mut cluster = Cluster::start_led_by(slow, 3).await;
     assert_eq!(cluster.leader, 3, "node 3 initialized the cluster but does not lead it");
     write_through_any_leader(&cluster, marked("before")).await.expect("a write before the kill");
     let files = kill(&mut cluster, 3).await;
@@ -513,12 +516,12 @@ async fn a_restarted_leader_leaves_the_leader_elected_meanwhile_in_place() {
     cluster.router.cut.lock().expect("cut lock").insert(3);
     restart(&mut cluster, 3, &files).await;
     let stored_term = cluster.rafts[&3].metrics().borrow().current_term;
-    // Past an election timeout (300-600 ms), short of the lease (600 ms)
-    // plus one: a node that just heard from a leader would still wait.
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // Past an election timeout, short of the lease plus one (2.5-3 s): a
+    // node that just heard from a leader would still wait.
+    tokio::time::sleep(Duration::from_millis(1_800)).await;
     let waited = cluster.rafts[&3].metrics().borrow().current_term;
     cluster.router.cut.lock().expect("cut lock").clear();
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    tokio::time::sleep(Duration::from_millis(3_000)).await;
     let after = cluster.rafts[&leader].metrics().borrow().clone();
     let followed = cluster.rafts[&3].metrics().borrow().current_leader;
     cluster.stop().await;
