@@ -293,11 +293,13 @@ where
 
         self.engine.startup();
         // Lexum patch (LEXUM-PATCH.md): released 0.9 lets a restarted node
-        // campaign at its first tick, at its stored term plus one. That is
-        // often the term of the leader elected while it was down, and with a
-        // higher node id its candidate vote outranks that leader's, which
-        // steps down when the node rejects its next AppendEntries. It waits
-        // as a follower that just heard from a leader would instead.
+        // whose vote is not committed campaign one election timeout after it
+        // starts, at its stored term plus one. That is often the term of the
+        // leader elected while it was down, which may not have reached it
+        // yet, and with a higher node id its candidate vote outranks that
+        // leader's, which steps down when the node rejects its next
+        // AppendEntries. Every restarted node waits as a follower that just
+        // heard from a leader would instead.
         let timers = &self.engine.config.timer_config;
         self.first_campaign_after = Some(C::now() + timers.leader_lease + timers.election_timeout);
         // It may not finish running all of the commands, if there is a command waiting for a callback.
