@@ -861,7 +861,7 @@ mod tests {
         let running = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let overlapped = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (count, flag) = (running.clone(), overlapped.clone());
-        let client = Client::new_lazy(ClientConfig::new(["127.0.0.1:1"])).unwrap();
+        let client = Client::new_lazy(ClientConfig::new(["127.0.0.1:1"])).expect("client config");
         let worker = Worker::new(client).handle("Slow.Op", move |_t: EffectTask| {
             let (count, flag) = (count.clone(), flag.clone());
             async move {

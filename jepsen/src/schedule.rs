@@ -224,8 +224,9 @@ const TAIL: Duration = Duration::from_secs(2);
 
 /// The faults of a run of `length` with `nemeses`, from `seed`: a new fault
 /// every 1–4 s, each held 1–6 s (a worker pause longer than the effect
-/// timeout `effect_timeout`, a leader's kill 50–300 ms), skipped when its lane is still busy, so
-/// faults of different lanes overlap. Every fault ends before `length`.
+/// timeout `effect_timeout`, a leader's kill 50–300 ms), skipped when its
+/// lane is still busy, so faults of different lanes overlap. Every fault
+/// ends before `length`.
 pub fn schedule(seed: u64, nemeses: &[Nemesis], length: Duration, effect_timeout: Duration) -> Vec<Planned> {
     let mut rng = Rng::new(seed);
     let mut planned = Vec::new();
